@@ -1,0 +1,63 @@
+"""The `fastmamba` command line: top of the dependency order.
+
+Each subcommand lives in its own module under `compiler/commands/` and
+exposes `register(subparsers)`, which adds its parser and sets `run` to a
+function taking the parsed arguments and returning the exit status.  This
+module only dispatches and turns user errors into one-line messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from isa.errors import FastmambaError
+
+# Subcommand modules, in the order `--help` lists them.
+COMMANDS = (
+    "compiler.commands.generate",
+    "compiler.commands.eval",
+    "compiler.commands.asm",
+    "compiler.commands.disasm",
+    "compiler.commands.sim",
+)
+
+PROG = "fastmamba"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Compile Mamba2 language models for a FastMamba-style FPGA accelerator and run them on its "
+        "instruction-level simulator.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a command still being written is simply absent
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except FastmambaError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

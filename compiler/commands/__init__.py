@@ -1,0 +1,1 @@
+"""Subcommands of the `fastmamba` command line, one module each (see compiler.cli)."""

@@ -1,0 +1,1 @@
+"""The models fastmamba ships; `default/` is the bundled byte-level Mamba2."""

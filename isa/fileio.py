@@ -1,0 +1,34 @@
+"""Atomic file output: a failed command never leaves a half-written file.
+
+Every writer of user-visible output (binaries, IR dumps, traces, JSON) goes
+through `write_atomic`, which writes to a temporary file beside the target
+and renames it into place only once the content is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from isa.errors import InputError
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write `data` to `path` all at once, or leave `path` untouched."""
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"output directory does not exist: {directory}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

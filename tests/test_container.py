@@ -1,0 +1,200 @@
+"""The .fmb container: round trips, validation, and fuzzing of the reader (isa.container)."""
+
+from __future__ import annotations
+
+import struct
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from isa.container import (
+    FILE_HEADER,
+    MAGIC,
+    PROGRAM_HEADER,
+    SECTION_ENTRY,
+    Binary,
+    ContainerError,
+    Program,
+    TensorDesc,
+    dump_fmb,
+    load_fmb,
+    read_fmb,
+    write_fmb,
+)
+from isa.errors import FastmambaError, InputError
+from isa.instructions import Bundle, Instruction
+
+DIGEST = bytes(range(32))
+
+
+def small_binary() -> Binary:
+    wait = Instruction("ctl.wait", {"sem": 3, "count": 2})
+    halt = Instruction("ctl.halt", {})
+    main = Program("main", 256, (Bundle((wait,), 4), Bundle((halt,))),
+                   (TensorDesc("x", "input", 64, (2, 8), "i8", 0.25, -3), TensorDesc("y", "output", 128, (4,), "f32")),
+                   {1: "halt from func.return"})
+    other = Program("decode.step", 64, (Bundle((halt,)),), (TensorDesc("h-0", "state", 32, (), "i32"),))
+    return Binary((main, other), bytes(range(20)), DIGEST)
+
+
+SMALL = dump_fmb(small_binary())
+
+
+def test_round_trip():
+    b = small_binary()
+    assert load_fmb(SMALL) == b
+    assert dump_fmb(load_fmb(SMALL)) == SMALL
+    assert load_fmb(SMALL).program("main").tensor("x").nbytes == 16
+
+
+def test_file_round_trip_and_atomic_write(tmp_path):
+    path = tmp_path / "p.fmb"
+    write_fmb(path, small_binary())
+    assert read_fmb(path) == small_binary()
+    bad = Binary((Program("main", 4, ()),), b"12345678")
+    with pytest.raises(ContainerError, match="smaller than the constant image"):
+        write_fmb(tmp_path / "q.fmb", bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.fmb"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="cannot read"):
+        read_fmb(tmp_path / "nope.fmb")
+
+
+def test_layout_sizes_are_word_multiples():
+    assert FILE_HEADER.size == 64 and SECTION_ENTRY.size == 24 and PROGRAM_HEADER.size == 32
+
+
+def test_lookup_errors_name_what_exists():
+    b = small_binary()
+    with pytest.raises(InputError, match=r"no program 'x' \(has: main, decode.step\)"):
+        b.program("x")
+    with pytest.raises(InputError, match=r"no tensor 'z' \(has: x, y\)"):
+        b.program("main").tensor("z")
+
+
+# --- specific rejections ----------------------------------------------------
+def _patched(offset: int, fmt: str, value) -> bytes:
+    blob = bytearray(SMALL)
+    struct.pack_into(fmt, blob, offset, value)
+    return bytes(blob)
+
+
+@pytest.mark.parametrize("blob, message", [
+    (b"", "wrong magic"),
+    (b"PK\x03\x04" + bytes(100), "wrong magic"),
+    (b"\x7fELF" + SMALL[4:], "wrong magic"),
+    (_patched(8, "<I", 2), "unsupported .fmb format version 2"),
+    (SMALL[:-8], "truncated"),
+    (SMALL + bytes(8), "trailing bytes"),
+    (_patched(12, "<I", 10 ** 9), "section table of 1000000000 entries does not fit"),
+    (_patched(64 + 8, "<Q", 1 << 60), "lies outside the file"),
+    (_patched(64 + 16, "<Q", 1 << 60), "lies outside the file"),
+    (_patched(64 + 24 + 8, "<Q", 64 + 24 * 3 - 8 + 8), "overlap"),
+    (_patched(64, "<I", 9), "unknown kind 9"),
+    (_patched(64, "<I", 2), "exactly one constant image"),
+    (_patched(56, "<Q", 1), "nonzero reserved"),
+])
+def test_rejects(blob, message):
+    with pytest.raises(ContainerError, match=message):
+        load_fmb(blob)
+
+
+def _program_offset(i: int) -> int:
+    return struct.unpack_from("<Q", SMALL, 64 + 24 * (1 + i) + 8)[0]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    (0, 1 << 62, "exceeds the target's DDR"),
+    (0, 8, "smaller than the constant image"),
+    (0, 40, "tensor x at DDR 0x40 .* outside the program's DDR"),
+    (8, 1 << 40, "truncated: instruction stream"),
+    (16, 1 << 31, "2147483648 tensor records do not fit"),
+    (20, 1 << 31, "debug records do not fit"),
+    (24, 1 << 31, "truncated: program name"),
+])
+def test_rejects_program_header_values(field, value, message):
+    fmt = "<Q" if field < 16 else "<I"
+    blob = _patched(_program_offset(0) + field, fmt, value)
+    target = SimpleNamespace(ddr_bytes=1 << 32, buffer_bytes=1 << 20, digest=lambda: DIGEST)
+    with pytest.raises(ContainerError, match=message):
+        load_fmb(blob, target)
+
+
+def test_rejects_foreign_target():
+    target = SimpleNamespace(ddr_bytes=1 << 32, buffer_bytes=1 << 20, digest=lambda: bytes(32))
+    with pytest.raises(ContainerError, match="built for a different target"):
+        load_fmb(SMALL, target)
+
+
+def test_rejects_bad_instruction_stream():
+    blob = bytearray(SMALL)
+    start = _program_offset(1)
+    code_at = start + PROGRAM_HEADER.size + len("decode.step") + 24 + 3 + 0 + 8  # header word of bundle 0 follows
+    blob[code_at] = 0xEE
+    with pytest.raises(ContainerError, match=r"program decode.step: instruction stream: bundle 0 .*unknown opcode 0xee"):
+        load_fmb(bytes(blob))
+
+
+@pytest.mark.parametrize("binary, message", [
+    (Binary((Program("a", 8, ()), Program("a", 8, ()))), "duplicate program name 'a'"),
+    (Binary((Program("a b", 8, ()),)), "program name 'a b' is not"),
+    (Binary((Program("a", 8, (), (TensorDesc("t", "input", 0, (1,), "i8"),) * 2),)), "duplicate tensor name 't'"),
+    (Binary((Program("a", 8, (), (TensorDesc("t", "weights", 0, (1,), "i8"),)),)), "role 'weights'"),
+    (Binary((Program("a", 8, (), (TensorDesc("t", "input", 0, (1,), "bf16"),)),)), "dtype 'bf16'"),
+    (Binary((Program("a", 8, (), (TensorDesc("t", "input", 4, (2,), "i32"),)),)), "outside the program's DDR"),
+    (Binary((Program("a", 8, (), (TensorDesc("t", "input", 0, (1,), "i8", 0.1),)),)), "not a finite float32"),
+    (Binary((Program("a", 8, (), debug={0: "x"}),)), "debug text for bundle 0, but the program has 0 bundles"),
+    (Binary((), target_digest=b"short"), "target digest must be 32 bytes"),
+])
+def test_writer_rejects_inconsistent_binaries(binary, message):
+    with pytest.raises(ContainerError, match=message):
+        dump_fmb(binary)
+
+
+# --- fuzzing: every outcome is a Binary or a one-line FastmambaError ----------
+def _load_or_error(blob: bytes) -> None:
+    try:
+        b = load_fmb(blob)
+    except FastmambaError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    assert dump_fmb(b) == blob or load_fmb(dump_fmb(b)) == b
+
+
+def test_every_truncation_is_rejected():
+    for n in range(len(SMALL)):
+        with pytest.raises(ContainerError):
+            load_fmb(SMALL[:n])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes(blob):
+    _load_or_error(blob)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_after_magic(blob):
+    _load_or_error(MAGIC + blob)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, len(SMALL) * 8 - 1), min_size=1, max_size=4))
+def test_bit_flips(bits):
+    blob = bytearray(SMALL)
+    for bit in bits:
+        blob[bit // 8] ^= 1 << (bit % 8)
+    _load_or_error(bytes(blob))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, len(SMALL) - 1), st.binary(min_size=1, max_size=8))
+def test_overwrites(at, chunk):
+    blob = bytearray(SMALL)
+    blob[at:at + len(chunk)] = chunk
+    _load_or_error(bytes(blob[:len(SMALL)]))

@@ -127,10 +127,17 @@ _KIND = {name: code for code, (name, _) in SECTION_KINDS.items()}
 TENSOR_ROLES: tuple[str, ...] = ("input", "output", "state")
 """Role codes: index in this tuple.  Inputs are written before a run, outputs read after it, states both."""
 
-TENSOR_DTYPES: Mapping[str, tuple[int, int]] = MappingProxyType({
-    # name: (code, bytes per element)
-    "u8": (0, 1), "i8": (1, 1), "i16": (2, 2), "i32": (3, 4), "i64": (4, 8), "f32": (5, 4),
+TENSOR_DTYPES: Mapping[str, tuple[int, str]] = MappingProxyType({
+    # name: (code in a tensor record, little-endian `struct` format of one element)
+    "u8": (0, "<B"), "i8": (1, "<b"), "i16": (2, "<h"), "i32": (3, "<i"), "i64": (4, "<q"), "f32": (5, "<f"),
 })
+
+
+def dtype_itemsize(dtype: str) -> int:
+    """Bytes per element of a tensor dtype name."""
+    return struct.calcsize(TENSOR_DTYPES[dtype][1])
+
+
 _DTYPE_BY_CODE = {code: name for name, (code, _) in TENSOR_DTYPES.items()}
 
 
@@ -154,7 +161,7 @@ class TensorDesc:
 
     @property
     def itemsize(self) -> int:
-        return TENSOR_DTYPES[self.dtype][1]
+        return dtype_itemsize(self.dtype)
 
     @property
     def nbytes(self) -> int:

@@ -46,7 +46,7 @@ class ContainerError(FastmambaError):
 # ---------------------------------------------------------------------------
 # The layout table
 # ---------------------------------------------------------------------------
-_CODES = {"8s": "bytes[8]", "32s": "bytes[32]", "B": "u8", "H": "u16", "I": "u32", "i": "i32", "Q": "u64", "f": "f32"}
+TYPE_NAMES = {"8s": "bytes[8]", "32s": "bytes[32]", "B": "u8", "H": "u16", "I": "u32", "i": "i32", "Q": "u64", "f": "f32"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,14 @@ class Record:
     @property
     def size(self) -> int:
         return self.struct.size
+
+    def layout(self) -> list[tuple[int, str, str, str]]:
+        """(offset, field, type name, meaning) for each field."""
+        rows, offset = [], 0
+        for name, code, doc in self.fields:
+            rows.append((offset, name, TYPE_NAMES[code], doc))
+            offset += struct.calcsize("<" + code)
+        return rows
 
     def pack(self, **values) -> bytes:
         return self.struct.pack(*(values.get(name, 0) for name, _, _ in self.fields))
@@ -333,6 +341,21 @@ def write_fmb(path: str | os.PathLike, binary: Binary, target=None) -> None:
 # ---------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------
+READER_CHECKS: tuple[str, ...] = (
+    "the magic bytes (a foreign file) and the format version;",
+    "`file_size` equals the file's length (truncation, trailing bytes);",
+    "the section table fits in the file; every section has a known kind, is aligned, lies inside the file after "
+    "the table and overlaps no other; there is exactly one constant image;",
+    "reserved fields are zero; names are valid UTF-8 and match the name pattern; every count and length fits in "
+    "the bytes left in its section before anything is read; the parts of a program section add up to its length;",
+    "the instruction stream decodes (docs/ISA.md), with errors naming the bundle and byte offset;",
+    "program and tensor names are unique; `ddr_size` is at least the constant image's size; every tensor lies "
+    "inside its program's DDR; scales are finite; debug records name existing bundles, once each;",
+    "given a target: the digest matches it and every `ddr_size` fits its DDR.",
+)
+"""What `load_fmb` verifies, in order (rendered into docs/FMB.md)."""
+
+
 class _Cursor:
     """Bounds-checked reading of one region [start, stop) of the file."""
 

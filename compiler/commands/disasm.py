@@ -1,0 +1,40 @@
+"""`fastmamba disasm`: print a .fmb binary as assembly text (isa.container → isa.disassembler)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from isa.container import read_fmb
+from isa.disassembler import disassemble
+from isa.fileio import write_atomic
+
+HELP = "print an instruction binary (.fmb) as assembly text"
+DESCRIPTION = """\
+Read and validate a .fmb binary and print it in the assembly syntax of
+docs/ISA.md: the target digest, the constant image as .data lines (all-zero
+runs left out), then each program with its tensors and bundles, each bundle
+followed by its index as a comment.  `fastmamba asm` turns the output back
+into the identical binary (unless --no-data).  A malformed, truncated or
+foreign file is rejected with a one-line error."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("disasm", help=HELP, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("binary", metavar="PROG.fmb", help="binary to read")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the text here (atomically) instead of to stdout")
+    p.add_argument("--no-data", action="store_true",
+                   help="leave out the constant image's contents (weights); the text then no longer reassembles "
+                        "to the same binary")
+    p.add_argument("--no-numbers", action="store_true", help="do not append '# INDEX' to each bundle")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    text = disassemble(read_fmb(args.binary), with_data=not args.no_data, numbered=not args.no_numbers)
+    if args.output:
+        write_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,69 @@
+"""`fastmamba asm` and `fastmamba disasm` through compiler.cli.main: success and error paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler.cli import main
+from isa.container import Binary, Program, TensorDesc, dump_fmb, read_fmb
+from isa.instructions import Bundle, Instruction
+
+BINARY = Binary((Program("main", 64, (Bundle((Instruction("ctl.wait", {"sem": 1, "count": 1}),), 2),
+                                      Bundle((Instruction("ctl.halt", {}),))),
+                         (TensorDesc("x", "input", 16, (4,), "i8"),), {1: "end"}),), bytes(range(1, 9)), bytes(32))
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.fixture
+def fmb(tmp_path):
+    path = tmp_path / "p.fmb"
+    path.write_bytes(dump_fmb(BINARY))
+    return path
+
+
+def test_disasm_to_stdout(fmb, capsys):
+    assert main(["disasm", str(fmb)]) == 0
+    out = capsys.readouterr().out
+    assert "ctl.wait sem=1, count=1 ; delay=2" in out and '.loc "end"' in out and ".input x ddr=0x10" in out
+
+
+def test_disasm_to_file_without_data(fmb, tmp_path, capsys):
+    out = tmp_path / "p.s"
+    assert main(["disasm", str(fmb), "-o", str(out), "--no-data", "--no-numbers"]) == 0
+    text = out.read_text()
+    assert ".data" not in text and "# 0" not in text and "ctl.halt\n" in text
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "wrong magic"),
+    (b"#!/bin/sh\necho hi\n", "wrong magic"),
+    (dump_fmb(BINARY)[:100], "truncated"),
+    (dump_fmb(BINARY)[:8] + b"\x07" + dump_fmb(BINARY)[9:], "unsupported .fmb format version 7"),
+])
+def test_disasm_rejects_bad_binaries(tmp_path, capsys, content, needle):
+    path = tmp_path / "bad.fmb"
+    path.write_bytes(content)
+    out = tmp_path / "bad.s"
+    assert main(["disasm", str(path), "-o", str(out)]) != 0
+    _one_line_error(capsys, "fastmamba disasm: error:", needle)
+    assert not out.exists()
+
+
+def test_disasm_missing_file(tmp_path, capsys):
+    assert main(["disasm", str(tmp_path / "none.fmb")]) != 0
+    _one_line_error(capsys, "cannot read", "none.fmb")
+
+
+def test_disasm_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["disasm", "--help"])
+    assert info.value.code == 0
+    assert "--no-data" in capsys.readouterr().out

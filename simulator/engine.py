@@ -209,17 +209,17 @@ class Engine:
                     raise SimulationError(f"{where(index, slot, op)}: {exc}") from None
 
                 if slot in DMA_UNITS:
-                    sem = int(op.args.get(DMA_SEM_FIELD, NO_SEMAPHORE))
-                    if not 0 <= sem <= n_sems:
-                        raise SimulationError(f"{where(index, slot, op)}: semaphore {sem} outside 0..{n_sems}")
+                    signal = int(op.args.get(DMA_SEM_FIELD, NO_SEMAPHORE))
+                    if not 0 <= signal <= n_sems:
+                        raise SimulationError(f"{where(index, slot, op)}: semaphore {signal} outside 0..{n_sems}")
                     nbytes = fp.ddr_bytes
                     transfer = math.ceil(nbytes / rate)
                     start = now if now > channel_free else channel_free
                     channel_free = start + transfer
                     complete = channel_free + dma_latency
                     dma_queue.append(complete)
-                    if sem != NO_SEMAPHORE:
-                        sem_pending[sem].append(complete)
+                    if signal != NO_SEMAPHORE:
+                        sem_pending[signal].append(complete)
                     busy[slot] += transfer
                     if slot == "LD":
                         stats.ddr_bytes_read += nbytes

@@ -226,6 +226,15 @@ def test_wait_subtracts_its_count():
         run(ld(0, 0, 60, sem=1), ld(64, 0, 60, sem=1), wait(1, 1), wait(1, 1), wait(1, 1), HALT)
 
 
+def test_wait_and_load_in_one_bundle():
+    # b0 ld on sem 1: complete 11.  b1 waits on sem 1 and issues a load on sem 2 (at 11: channel 11..12, complete 22);
+    # the load cannot satisfy its own bundle's wait.  b2 waits on sem 2 (the wait of b1 subtracted from sem 1 only).
+    s = run(ld(0, 0, 60, sem=1), [ld(64, 0, 60, sem=2), wait(1, 1)], wait(2, 1), HALT)
+    assert s.cycles == 24 and s.stalls["semaphore"] == (11 - 1) + (22 - 12)
+    with pytest.raises(SimulationError, match=r"^bundle 0, slot CTL: .*deadlock"):
+        run([ld(64, 0, 60, sem=1), wait(1, 1)], HALT)
+
+
 def test_wait_for_zero_passes():
     assert run(wait(3, 0), HALT).cycles == 2
 

@@ -23,6 +23,10 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
         raise InputError(f"output directory does not exist: {directory}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
         os.replace(tmp, path)

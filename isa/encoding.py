@@ -19,11 +19,11 @@ Format (documented, with its rationale, in the generated docs/ISA.md):
 
 from __future__ import annotations
 
-import math
+import gc
 import struct
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import isa.instructions as instructions
 from isa.errors import FastmambaError
@@ -47,8 +47,6 @@ _SLOT_MASK = (1 << len(SLOTS)) - 1
 _DELAY_MASK = (1 << BUNDLE_DELAY_BITS) - 1
 _HEADER_RESERVED = ((1 << 64) - 1) & ~(_SLOT_MASK | (_DELAY_MASK << DELAY_SHIFT))
 
-_K_U, _K_S, _K_F32, _K_ENUM = range(4)
-_KIND_CODES = {"u": _K_U, "s": _K_S, "f32": _K_F32, "enum": _K_ENUM}
 _F32 = struct.Struct("<f")
 _U32 = struct.Struct("<I")
 
@@ -57,15 +55,21 @@ class DecodeError(FastmambaError):
     """An instruction stream that is not a valid encoding of bundles."""
 
 
+class _FieldError(Exception):
+    """Raised by a generated decoder: (field name, problem); turned into a DecodeError with the location."""
+
+
 @dataclass(frozen=True)
 class OpLayout:
-    """Where each field of one operation lives in its encoding."""
+    """Where each field of one operation lives in its encoding, and the functions that pack and unpack it."""
 
     spec: OpSpec
     slot_index: int
     nbytes: int
-    fields: tuple[tuple[str, int, int, int, int], ...]  # (name, shift, width mask, kind code, enum count)
+    fields: tuple[tuple[str, int, int, str, int], ...]  # (name, shift, width in bits, kind, enum count)
     used_bits: int
+    encode_word: Callable[[Mapping[str, int | float]], int]
+    decode_word: Callable[[int], dict]
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,37 @@ class Layouts:
 
 
 _CACHE: dict[int, tuple[Mapping[str, OpSpec], Layouts]] = {}
+_NAMESPACE = {"_pack_f": _F32.pack, "_unpack_f": _F32.unpack, "_pack_I": _U32.pack, "_unpack_I": _U32.unpack,
+              "_FieldError": _FieldError}
+
+
+def _compile(spec: OpSpec, fields: tuple[tuple[str, int, int, str, int], ...]):
+    """Straight-line encoder and decoder functions for one op: one shift and mask per field, no loops."""
+    terms = [str(spec.opcode)]
+    lines = ["def decode(w):"]
+    names = []
+    for i, (name, shift, bits, kind, nvalues) in enumerate(fields):
+        mask = (1 << bits) - 1
+        arg = f"a[{name!r}]"
+        terms.append(f"(_unpack_I(_pack_f({arg}))[0] << {shift})" if kind == "f32" else f"(({arg} & {mask:#x}) << {shift})")
+        v = f"v{i}"
+        names.append(f"{name!r}: {v}")
+        raw = f"(w >> {shift}) & {mask:#x}"
+        if kind == "s":
+            half = 1 << (bits - 1)
+            lines.append(f"    {v} = (({raw}) ^ {half:#x}) - {half:#x}")
+        elif kind == "f32":
+            lines.append(f"    {v} = _unpack_f(_pack_I({raw}))[0]")
+            lines.append(f"    if {v} - {v} != 0.0: raise _FieldError({name!r}, 'is not a finite float32')")
+        else:
+            lines.append(f"    {v} = {raw}")
+            if kind == "enum":
+                lines.append(f"    if {v} >= {nvalues}: raise _FieldError({name!r}, f'has no value with code {{{v}}}')")
+    lines.append("    return {" + ", ".join(names) + "}")
+    source = "def encode(a):\n    return " + " | ".join(terms) + "\n" + "\n".join(lines) + "\n"
+    namespace = dict(_NAMESPACE)
+    exec(compile(source, f"<isa.encoding {spec.name}>", "exec"), namespace)
+    return namespace["encode"], namespace["decode"]
 
 
 def op_layout(spec: OpSpec) -> OpLayout:
@@ -82,9 +117,11 @@ def op_layout(spec: OpSpec) -> OpLayout:
     fields = []
     shift = OPCODE_BITS
     for f in spec.fields:
-        fields.append((f.name, shift, (1 << f.bits) - 1, _KIND_CODES[f.kind], len(f.values)))
+        fields.append((f.name, shift, f.bits, f.kind, len(f.values)))
         shift += f.bits
-    return OpLayout(spec, SLOTS.index(spec.slot), spec.words * WORD_BYTES, tuple(fields), spec.bits)
+    fields_t = tuple(fields)
+    encode, decode = _compile(spec, fields_t)
+    return OpLayout(spec, SLOTS.index(spec.slot), spec.words * WORD_BYTES, fields_t, spec.bits, encode, decode)
 
 
 def layouts(ops: Mapping[str, OpSpec] | None = None) -> Layouts:
@@ -103,14 +140,7 @@ def layouts(ops: Mapping[str, OpSpec] | None = None) -> Layouts:
 # Encoding
 # ---------------------------------------------------------------------------
 def _encode_with(layout: OpLayout, instr: Instruction) -> bytes:
-    word = layout.spec.opcode
-    args = instr.args
-    for name, shift, mask, kind, _ in layout.fields:
-        v = args[name]
-        if kind == _K_F32:
-            v = _U32.unpack(_F32.pack(v))[0]
-        word |= (v & mask) << shift
-    return word.to_bytes(layout.nbytes, "little")
+    return layout.encode_word(instr.args).to_bytes(layout.nbytes, "little")
 
 
 def encode_instruction(instr: Instruction, ops: Mapping[str, OpSpec] | None = None) -> bytes:
@@ -153,16 +183,14 @@ def encode_bundles(bundles: Sequence[Bundle], ops: Mapping[str, OpSpec] | None =
 def _trusted_instruction(op: str, args: dict) -> Instruction:
     """An Instruction from values the decoder has already checked against the table (skips revalidation)."""
     instr = object.__new__(Instruction)
-    object.__setattr__(instr, "op", op)
-    object.__setattr__(instr, "args", MappingProxyType(args))
+    instr.__dict__.update(op=op, args=MappingProxyType(args))
     return instr
 
 
 def _trusted_bundle(ops: tuple[Instruction, ...], delay: int) -> Bundle:
     """A Bundle whose operations are already in slot order, one per slot."""
     bundle = object.__new__(Bundle)
-    object.__setattr__(bundle, "ops", ops)
-    object.__setattr__(bundle, "delay", delay)
+    bundle.__dict__.update(ops=ops, delay=delay)
     return bundle
 
 
@@ -174,11 +202,12 @@ def _where(pos: int, bundle: tuple[int, int, str] | None) -> str:
     return f"bundle {index} at byte offset {start}, slot {slot} at byte offset {pos}"
 
 
-def _decode_op(data: bytes, pos: int, by_opcode: Mapping[int, OpLayout], bundle: tuple[int, int, str] | None) -> tuple[OpLayout, Instruction]:
-    """Decode the operation at byte `pos`; `bundle` (index, offset, slot) only serves error messages."""
+def _decode_op(data: bytes, pos: int, get: Callable[[int], OpLayout | None],
+               bundle: tuple[int, int, str] | None) -> tuple[OpLayout, Instruction]:
+    """Decode the operation at byte `pos`, checking everything; `bundle` (index, offset, slot) names the place."""
     if pos >= len(data):
         raise DecodeError(f"{_where(pos, bundle)}: stream ends where an operation should start")
-    layout = by_opcode.get(data[pos])
+    layout = get(data[pos])
     if layout is None:
         raise DecodeError(f"{_where(pos, bundle)}: unknown opcode {data[pos]:#04x}")
     end = pos + layout.nbytes
@@ -187,54 +216,83 @@ def _decode_op(data: bytes, pos: int, by_opcode: Mapping[int, OpLayout], bundle:
     word = int.from_bytes(data[pos:end], "little")
     if word >> layout.used_bits:
         raise DecodeError(f"{_where(pos, bundle)}: {layout.spec.name} has nonzero padding bits")
-    args: dict = {}
-    for name, shift, mask, kind, nvalues in layout.fields:
-        v = (word >> shift) & mask
-        if kind == _K_S:
-            if v > (mask >> 1):
-                v -= mask + 1
-        elif kind == _K_F32:
-            v = _F32.unpack(_U32.pack(v))[0]
-            if not math.isfinite(v):
-                raise DecodeError(f"{_where(pos, bundle)}: {layout.spec.name} field {name} is not a finite float32")
-        elif kind == _K_ENUM and v >= nvalues:
-            raise DecodeError(f"{_where(pos, bundle)}: {layout.spec.name} field {name} has no value with code {v}")
-        args[name] = v
+    try:
+        args = layout.decode_word(word)
+    except _FieldError as exc:
+        name, problem = exc.args
+        raise DecodeError(f"{_where(pos, bundle)}: {layout.spec.name} field {name} {problem}") from None
     return layout, _trusted_instruction(layout.spec.name, args)
 
 
 def decode_instruction(data: bytes, offset: int = 0, ops: Mapping[str, OpSpec] | None = None) -> tuple[Instruction, int]:
     """Decode the operation starting at byte `offset`; return it and the offset just past it."""
-    layout, instr = _decode_op(data, offset, layouts(ops).by_opcode, None)
+    layout, instr = _decode_op(data, offset, layouts(ops).by_opcode.get, None)
     return instr, offset + layout.nbytes
 
 
+_SLOTS_OF_MASK = tuple(tuple(i for i in range(len(SLOTS)) if m >> i & 1) for m in range(1 << len(SLOTS)))
+
+
 def decode_bundles(data: bytes, ops: Mapping[str, OpSpec] | None = None) -> list[Bundle]:
-    """Decode a whole instruction stream; any malformation raises DecodeError naming the bundle and byte offset."""
+    """Decode a whole instruction stream; any malformation raises DecodeError naming the bundle and byte offset.
+
+    The loop is the fast path for well-formed streams; on any anomaly it hands the operation to the checked
+    `_decode_op`, which raises the precise error.  The cyclic garbage collector is paused meanwhile: the
+    millions of small objects built here hold no cycles, and its repeated passes over them more than doubled
+    the time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _decode_bundles(data, ops)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _decode_bundles(data: bytes, ops: Mapping[str, OpSpec] | None) -> list[Bundle]:
     data = bytes(data)
-    by_opcode = layouts(ops).by_opcode
+    get = layouts(ops).by_opcode.get
     n = len(data)
-    nslots = len(SLOTS)
+    new, mapping, from_bytes = object.__new__, MappingProxyType, int.from_bytes
     bundles: list[Bundle] = []
+    append = bundles.append
     pos = 0
     while pos < n:
-        index = len(bundles)
-        if pos + WORD_BYTES > n:
-            raise DecodeError(f"bundle {index} at byte offset {pos}: stream ends inside the bundle header")
-        header = int.from_bytes(data[pos:pos + WORD_BYTES], "little")
-        if header & _HEADER_RESERVED:
-            raise DecodeError(f"bundle {index} at byte offset {pos}: nonzero reserved bits in the bundle header")
-        mask = header & _SLOT_MASK
         start = pos
         pos += WORD_BYTES
+        if pos > n:
+            raise DecodeError(f"bundle {len(bundles)} at byte offset {start}: stream ends inside the bundle header")
+        header = from_bytes(data[start:pos], "little")
+        if header & _HEADER_RESERVED:
+            raise DecodeError(f"bundle {len(bundles)} at byte offset {start}: nonzero reserved bits in the bundle header")
         ops_out = []
-        for slot in range(nslots):
-            if mask >> slot & 1:
-                layout, instr = _decode_op(data, pos, by_opcode, (index, start, SLOTS[slot]))
-                if layout.slot_index != slot:
-                    where = _where(pos, (index, start, SLOTS[slot]))
-                    raise DecodeError(f"{where}: {layout.spec.name} belongs to slot {layout.spec.slot}")
-                ops_out.append(instr)
-                pos += layout.nbytes
-        bundles.append(_trusted_bundle(tuple(ops_out), (header >> DELAY_SHIFT) & _DELAY_MASK))
+        for slot in _SLOTS_OF_MASK[header & _SLOT_MASK]:
+            layout = get(data[pos]) if pos < n else None
+            end = pos + layout.nbytes if layout is not None else n + 1
+            word = from_bytes(data[pos:end], "little") if end <= n else 0
+            try:
+                if end > n or layout.slot_index != slot or word >> layout.used_bits:
+                    raise _FieldError
+                args = layout.decode_word(word)
+            except _FieldError:
+                _raise_decode_error(data, pos, get, (len(bundles), start, slot))
+            instr = new(Instruction)
+            d = instr.__dict__
+            d["op"] = layout.spec.name
+            d["args"] = mapping(args)
+            ops_out.append(instr)
+            pos = end
+        bundle = new(Bundle)
+        d = bundle.__dict__
+        d["ops"] = tuple(ops_out)
+        d["delay"] = (header >> DELAY_SHIFT) & _DELAY_MASK
+        append(bundle)
     return bundles
+
+
+def _raise_decode_error(data: bytes, pos: int, get, bundle: tuple[int, int, int]) -> None:
+    index, start, slot = bundle
+    where = (index, start, SLOTS[slot])
+    layout, _ = _decode_op(data, pos, get, where)
+    raise DecodeError(f"{_where(pos, where)}: {layout.spec.name} belongs to slot {layout.spec.slot}")

@@ -208,8 +208,8 @@ def test_random_bytes_decode_or_raise(blob):
 def test_decoding_is_fast():
     bundles = [Bundle((Instruction("ctl.wait", {"sem": i % 256, "count": i % 65536}),), i % 7) for i in range(100_000)]
     blob = encode_bundles(bundles)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     back = decode_bundles(blob)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     assert back == bundles
-    assert elapsed < 2.0, f"decoding 1e5 bundles took {elapsed:.2f}s"
+    assert elapsed < 2.0, f"decoding 1e5 bundles took {elapsed:.2f}s of CPU time"

@@ -1,0 +1,93 @@
+"""`fastmamba generate`: continue a prompt with the FP32 reference model.
+
+Place in the flow: a command-line leaf over compiler.checkpoint (loading),
+compiler.tokenizer and compiler.reference (prefill of the prompt, then one
+decode step per new token).  Prints the prompt and its continuation to
+stdout as tokens are produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from isa.errors import InputError
+
+HELP = "continue a prompt with the FP32 reference model"
+DESCRIPTION = """\
+Continue --prompt with the FP32 reference Mamba2 (the sequential recurrence of
+compiler/reference.py): a prefill over the prompt, then one decode step per
+new token.  Sampling draws from softmax(logits) unless --greedy.  Byte-level
+models (no tokenizer.json, vocabulary of 256..512) read the prompt's UTF-8
+bytes as tokens and only ever emit byte tokens 0..255.  The prompt and the
+continuation go to stdout."""
+
+
+def _int_at_least(text: str, flag: str, minimum: int, maximum: int = 2**63 - 1) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"{flag} must be an integer, not {text!r}") from None
+    if not minimum <= value <= maximum:
+        raise InputError(f"{flag} must lie in [{minimum}, {maximum}], not {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("generate", help=HELP, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", metavar="DIR", default=None,
+                   help="model directory (transformers or mamba_ssm layout; default: the bundled model)")
+    p.add_argument("--prompt", metavar="TEXT", required=True, help="text to continue (not empty)")
+    p.add_argument("--max-new-tokens", metavar="N", required=True, help="number of tokens to generate (>= 0)")
+    p.add_argument("--greedy", action="store_true", help="take the most likely token instead of sampling")
+    p.add_argument("--seed", metavar="S", default=None, help="random seed for sampling (default: unseeded)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    max_new = _int_at_least(args.max_new_tokens, "--max-new-tokens", 0)
+    seed = _int_at_least(args.seed, "--seed", 0) if args.seed is not None else None
+    if not args.prompt:
+        raise InputError("--prompt is empty: give at least one character to start from")
+
+    import torch
+
+    from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
+    from compiler.reference import Mamba2Reference
+    from compiler.tokenizer import check_ids, load_tokenizer
+
+    model_dir = args.model if args.model is not None else DEFAULT_MODEL_DIR
+    config, weights = load_model(model_dir)
+    tokenizer = load_tokenizer(config, model_dir)
+    ids = tokenizer.encode(args.prompt)
+    if not ids:
+        raise InputError("--prompt encodes to no tokens")
+    check_ids(ids, config, "--prompt")
+    model = Mamba2Reference(config, weights)
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(seed)
+    else:
+        generator.seed()
+
+    out = sys.stdout
+    out.write(args.prompt)
+    out.flush()
+    stream = tokenizer.stream()
+    allowed = min(tokenizer.n_tokens, config.vocab_size)  # never emit ids the tokenizer cannot show
+    logits, states = model.prefill(torch.tensor([ids]))
+    logits = logits[:, -1]
+    for i in range(max_new):
+        scores = logits[0, :allowed].double()
+        if args.greedy:
+            token = int(torch.argmax(scores))
+        else:
+            token = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator))
+        out.write(stream.feed(token))
+        out.flush()
+        if i + 1 < max_new:
+            logits, states = model.decode_step(torch.tensor([token]), states)
+    out.write(stream.flush() + "\n")
+    out.flush()
+    return 0

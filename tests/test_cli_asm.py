@@ -67,3 +67,67 @@ def test_disasm_help(capsys):
         main(["disasm", "--help"])
     assert info.value.code == 0
     assert "--no-data" in capsys.readouterr().out
+
+
+# --- asm (needs the target configurations of isa.target) ---------------------------
+@pytest.fixture
+def load_target():
+    return pytest.importorskip("isa.target", reason="isa/target.py not written yet").load_target
+
+SOURCE = """\
+.data addr=0x0 dtype=i8 values=[1, 2, 3, 4]
+.program main ddr_size=0x100
+.input x ddr=0x10 shape=(4,) dtype=i8
+ctl.wait sem=0, count=1 ; delay=3
+ctl.halt
+"""
+
+
+def test_asm_then_disasm_round_trip(tmp_path, capsys, load_target):
+    src = tmp_path / "p.s"
+    src.write_text(SOURCE)
+    out = tmp_path / "p.fmb"
+    assert main(["asm", str(src), "-o", str(out)]) == 0
+    binary = read_fmb(out, load_target("vc709"))
+    assert binary.target_digest == load_target("vc709").digest()
+    assert binary.program("main").tensor("x").ddr == 0x10
+    text = tmp_path / "back.s"
+    assert main(["disasm", str(out), "-o", str(text)]) == 0
+    again = tmp_path / "again.fmb"
+    assert main(["asm", str(text), "-o", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("source, needle", [
+    (".program main ddr_size=0x100\nctl.wait sem=0\n", "p.s:2: ctl.wait: missing field(s) count"),
+    (".program main ddr_size=0x100\nctl.halt | ctl.halt\n", "p.s:2: bundle issues more than one operation"),
+    (f".target_digest {'ab' * 32}\n", "differs from the target's"),
+    (".program main ddr_size=0x10000000000000\n", "exceeds the target's DDR"),
+])
+def test_asm_errors_leave_no_output(tmp_path, capsys, source, needle, load_target):
+    src = tmp_path / "p.s"
+    src.write_text(source)
+    out = tmp_path / "p.fmb"
+    assert main(["asm", str(src), "-o", str(out)]) != 0
+    _one_line_error(capsys, "fastmamba asm: error:", needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.s"]
+
+
+def test_asm_missing_source(tmp_path, capsys, load_target):
+    assert main(["asm", str(tmp_path / "none.s"), "-o", str(tmp_path / "x.fmb")]) != 0
+    _one_line_error(capsys, "cannot read", "none.s")
+
+
+def test_asm_unknown_target(tmp_path, capsys, load_target):
+    src = tmp_path / "p.s"
+    src.write_text(SOURCE)
+    assert main(["asm", str(src), "-o", str(tmp_path / "p.fmb"), "--target", "no-such-board"]) != 0
+    _one_line_error(capsys, "fastmamba asm: error:")
+    assert not (tmp_path / "p.fmb").exists()
+
+
+def test_asm_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["asm", "--help"])
+    assert info.value.code == 0
+    assert "--target" in capsys.readouterr().out

@@ -1,0 +1,37 @@
+"""`fastmamba asm`: assemble a .s file into a .fmb binary (isa.assembler → isa.container)."""
+
+from __future__ import annotations
+
+import argparse
+
+from isa.assembler import assemble_file
+from isa.container import dump_fmb
+from isa.fileio import write_atomic
+
+HELP = "assemble an assembly file (.s) into an instruction binary (.fmb)"
+DESCRIPTION = """\
+Assemble a program text into a .fmb binary for the accelerator.  The syntax
+(bundles `op field=value, ... | op ... ; delay=N`, directives .program,
+.input/.output/.state, .data, .loc, .image_size) is described in docs/ISA.md;
+`fastmamba disasm` prints the same syntax.  Errors are reported as
+FILE:LINE: message and leave no output file behind."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("asm", help=HELP, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="PROG.s", help="assembly file; .data file= paths are relative to it")
+    p.add_argument("-o", "--output", metavar="PROG.fmb", required=True, help="binary to write (atomically)")
+    p.add_argument("--target", default="vc709", metavar="NAME|FILE",
+                   help="target configuration: a preset name or a config file (default: vc709); its digest is "
+                        "recorded in the binary, and its DDR and buffer sizes bound the program")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from isa.target import load_target
+
+    target = load_target(args.target)
+    binary = assemble_file(args.source, target)
+    write_atomic(args.output, dump_fmb(binary, target))
+    return 0

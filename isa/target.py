@@ -1,0 +1,167 @@
+"""Target configurations: the accelerator's hardware parameters, one validated record.
+
+Place in the flow: the bottom of `isa/`, read by everything that needs a
+hardware fact: the simulator's timing model and unit semantics, the binary
+reader's size checks, and (later) the compiler's tiling, memory planning and
+scheduling.  Nothing else in fastmamba writes a width, rate or latency as a
+literal.
+
+`load_target("vc709")` gives the preset for the paper's board; a path to a
+`.toml` or `.json` file gives the vc709 preset with the file's keys
+overriding it.  Every parameter is checked; a bad one is an `InputError`
+naming it.  `Target.digest()` identifies a configuration inside binaries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from isa.errors import InputError
+
+
+def _is_pow2(v: int) -> bool:
+    return v > 0 and v & (v - 1) == 0
+
+
+@dataclass(frozen=True)
+class Target:
+    """Hardware parameters of one accelerator build (vc709 defaults from the FastMamba paper)."""
+
+    name: str = "vc709"
+    clock_mhz: float = 250.0
+    # Memories.  The on-chip buffer: 956 BRAM36 blocks of 36 Kib = 4,405,248 bytes.
+    buffer_bytes: int = 956 * 36 * 1024 // 8
+    ddr_bytes: int = 8 * 1024**3  # the VC709's two 4 GB DDR3 SODIMMs
+    # DMA: effective DDR bandwidth (estimated from the paper's decode rate), latency, queue.
+    ddr_gbytes_per_s: float = 15.0
+    dma_latency: int = 64
+    dma_queue_depth: int = 8
+    semaphores: int = 32
+    # LIN: 6 groups x (4 Hadamard adder trees + requantizer + 64 multiply-add trees of width 4).
+    lin_groups: int = 6
+    lin_hadamard_trees: int = 4
+    lin_mac_trees: int = 64
+    lin_mac_tree_width: int = 4
+    lin_latency: int = 16
+    # Largest online Hadamard block.  256 divides the 130M model's 768 and 1536 (and
+    # 2560/5120 of 2.7B); larger blocks add adder-tree depth for little outlier gain.
+    hadamard_max_block: int = 256
+    # CONV: 32 multiply-add trees of width 4 (32 channels x kernel 4 per cycle).
+    conv_channels: int = 32
+    conv_kernel_max: int = 4
+    conv_latency: int = 8
+    # SSM: 32 x 8 multiply-add lanes (32 headdim x 8 d_state), 32-bit state.
+    ssm_headdim_lanes: int = 32
+    ssm_dstate_lanes: int = 8
+    ssm_state_bits: int = 32
+    ssm_latency: int = 12
+    # NLA: 24 lanes of 16-bit fixed-point exp/softplus, an 8-segment first-order table.
+    nla_lanes: int = 24
+    nla_bits: int = 16
+    nla_segments: int = 8
+    # VEC: the floating-point group (RMSNorm, SiLU, gating, residual).
+    vec_lanes: int = 64
+    vec_latency: int = 10
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "name":
+                if not isinstance(value, str) or not value or not value.replace("_", "").replace("-", "").isalnum():
+                    raise InputError(f"target parameter name: must be a non-empty identifier, got {value!r}")
+                continue
+            if f.type == "float":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value or value == float("inf"):
+                    raise InputError(f"target parameter {f.name}: must be a positive number, got {value!r}")
+                object.__setattr__(self, f.name, float(value))
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"target parameter {f.name}: must be an integer, got {value!r}")
+            low = 0 if f.name.endswith("_latency") else 1
+            if value < low:
+                raise InputError(f"target parameter {f.name}: must be >= {low}, got {value}")
+        for name in ("hadamard_max_block", "nla_segments", "ssm_headdim_lanes", "ssm_dstate_lanes", "lin_mac_tree_width"):
+            if not _is_pow2(getattr(self, name)):
+                raise InputError(f"target parameter {name}: must be a power of two, got {getattr(self, name)}")
+        if self.semaphores > 255:
+            raise InputError(f"target parameter semaphores: at most 255 (semaphore 0 means none), got {self.semaphores}")
+        if self.nla_bits not in (8, 16, 24, 32) or self.nla_bits < 8:
+            raise InputError(f"target parameter nla_bits: one of 8, 16, 24, 32, got {self.nla_bits}")
+        if self.ssm_state_bits not in (16, 32):
+            raise InputError(f"target parameter ssm_state_bits: 16 or 32, got {self.ssm_state_bits}")
+        if self.buffer_bytes >= 1 << 24:
+            raise InputError(f"target parameter buffer_bytes: must be below 2^24 (24-bit buffer addresses), got {self.buffer_bytes}")
+        if self.ddr_bytes >= 1 << 40:
+            raise InputError(f"target parameter ddr_bytes: must be below 2^40 (40-bit DDR addresses), got {self.ddr_bytes}")
+
+    # Derived rates.
+    @property
+    def clock_hz(self) -> float:
+        return self.clock_mhz * 1e6
+
+    @property
+    def dma_bytes_per_cycle(self) -> float:
+        return self.ddr_gbytes_per_s * 1e9 / self.clock_hz
+
+    @property
+    def lin_macs_per_cycle(self) -> int:
+        return self.lin_groups * self.lin_mac_trees * self.lin_mac_tree_width
+
+    @property
+    def ssm_elems_per_cycle(self) -> int:
+        return self.ssm_headdim_lanes * self.ssm_dstate_lanes
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> bytes:
+        """SHA-256 of the canonical JSON of every parameter: the identity binaries record."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).digest()
+
+
+PRESETS: dict[str, Target] = {"vc709": Target()}
+
+
+def target_from_dict(values: dict, base: Target | None = None, source: str = "target") -> Target:
+    """`base` (default vc709) with `values` overriding it; unknown keys are errors."""
+    base = base or PRESETS["vc709"]
+    known = {f.name for f in fields(Target)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"{source}: unknown target parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return dataclasses.replace(base, **values)
+
+
+def load_target(spec: "str | Path | Target") -> Target:
+    """A preset name ("vc709"), or a .toml/.json file of overrides to the vc709 preset."""
+    if isinstance(spec, Target):
+        return spec
+    text = str(spec)
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if path.suffix.lower() not in (".toml", ".json"):
+        raise InputError(f"unknown target {text!r}: give a preset ({', '.join(PRESETS)}) or a .toml/.json file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"target file not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read target file {path}: {exc.strerror}") from None
+    try:
+        values = tomllib.loads(raw.decode()) if path.suffix.lower() == ".toml" else json.loads(raw)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"target file {path} is not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise InputError(f"target file {path}: expected a table of parameters")
+    base_name = values.pop("base", "vc709")
+    if base_name not in PRESETS:
+        raise InputError(f"target file {path}: unknown base preset {base_name!r}")
+    values.setdefault("name", path.stem.replace(".", "_"))
+    return target_from_dict(values, PRESETS[base_name], source=f"target file {path}")

@@ -76,7 +76,10 @@ class FieldSpec:
             v = float(value)
             if not math.isfinite(v):
                 raise InstructionError(f"{op}: field {self.name} must be finite, got {value!r}")
-            f32 = struct.unpack("<f", struct.pack("<f", v))[0]
+            try:
+                f32 = struct.unpack("<f", struct.pack("<f", v))[0]
+            except OverflowError:
+                f32 = math.inf
             if not math.isfinite(f32):
                 raise InstructionError(f"{op}: field {self.name} = {value!r} overflows float32")
             return f32

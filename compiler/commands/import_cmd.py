@@ -1,0 +1,45 @@
+"""`fastmamba import`: a Mamba2 model to `mamba` IR text (compiler.frontend.importer)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from compiler.checkpoint import DEFAULT_MODEL_DIR
+from compiler.frontend.canonical import PROGRAMS
+from compiler.frontend.importer import DEFAULT_SEQ_LEN, import_model
+from compiler.pipeline import print_ir
+from isa.fileio import write_atomic
+
+HELP = "import a Mamba2 model and print its prefill or decode program as mamba IR"
+DESCRIPTION = """\
+Export one program of a Mamba2 model (a transformers or mamba_ssm checkpoint
+directory) with torch.export, import it through torch-mlir and raise it to
+the `mamba` dialect.  Weights stay in the checkpoint: ops name them
+(mamba.weight "backbone.layers.0.mixer.in_proj.weight").  prefill takes
+--seq-len tokens and returns the last position's logits (all positions with
+--all-logits) and every layer's conv and SSM state; decode takes one token
+and the states and returns the logits and the new states."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("import", help=HELP, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", metavar="DIR", default=str(DEFAULT_MODEL_DIR),
+                   help="model directory (default: the bundled model)")
+    p.add_argument("--program", choices=PROGRAMS, default="prefill", help="which program (default: prefill)")
+    p.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN, metavar="L",
+                   help=f"prefill length in tokens (default: {DEFAULT_SEQ_LEN}; decode is always 1)")
+    p.add_argument("--all-logits", action="store_true", help="prefill returns the logits of every position")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the IR here (atomically) instead of to stdout")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    imported = import_model(args.model, args.program, args.seq_len, args.all_logits)
+    text = print_ir(imported.module)
+    if args.output:
+        write_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0

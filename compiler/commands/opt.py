@@ -1,0 +1,56 @@
+"""`fastmamba opt`: run a pass pipeline on a `mamba` IR file, in the style of xdsl-opt (compiler.pipeline)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from compiler.pipeline import PASSES, parse_ir, print_ir, run_pipeline
+from isa.errors import InputError
+from isa.fileio import write_atomic
+
+HELP = "run passes on a mamba IR file and print the result"
+DESCRIPTION = """\
+Parse and verify a `mamba` IR file (as `fastmamba import` writes it; '-' reads
+stdin), run the passes of -p in order, verifying after each, and print the
+result.  The pipeline uses xdsl-opt's syntax: -p canonicalize,dce or
+-p 'pass{option=value}'.  An empty pipeline prints the input back."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("opt", help=HELP, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="FILE", help="mamba IR file, or - for stdin")
+    p.add_argument("-p", "--passes", default="", metavar="PIPELINE",
+                   help="comma-separated passes, with options in braces")
+    p.add_argument("--print-ir-after-all", action="store_true", help="print the IR to stderr after every pass")
+    p.add_argument("--print-ir-after", metavar="PASS[,PASS]", default="",
+                   help="print the IR to stderr after each named pass")
+    p.add_argument("--list-passes", action="store_true", help="list the registered passes and exit")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the IR here (atomically) instead of to stdout")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_passes:
+        sys.stdout.write("".join(f"{name}\n" for name in sorted(PASSES)))
+        return 0
+    if args.input == "-":
+        text, source = sys.stdin.read(), "<stdin>"
+    else:
+        path = Path(args.input)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        source = str(path)
+    module = parse_ir(text, source)
+    print_after = True if args.print_ir_after_all else [n for n in args.print_ir_after.split(",") if n]
+    run_pipeline(module, args.passes, print_after, sys.stderr)
+    out = print_ir(module)
+    if args.output:
+        write_atomic(args.output, out)
+    else:
+        sys.stdout.write(out)
+    return 0

@@ -172,8 +172,8 @@ class Mamba2Config:
             hidden_act="silu", chunk_size=self.chunk_size,
         )
 
-    # mamba_ssm's Mamba2 keyword arguments that only shape initialisation or kernels: no effect on the function.
-    _SSM_CFG_IGNORED = frozenset({"layer", "A_init_range", "dt_min", "dt_max", "dt_init_floor", "conv_init",
+    # mamba_ssm Mamba2 keyword arguments we know: those checked below, and those that only shape initialisation or kernels.
+    _SSM_CFG_KNOWN = frozenset({"layer", "A_init_range", "dt_min", "dt_max", "dt_init_floor", "conv_init",
                                   "use_mem_eff_path", "layer_idx", "process_group", "sequence_parallel",
                                   "activation", "device", "dtype", "chunk_size", "d_state", "d_conv", "expand",
                                   "headdim", "ngroups", "d_ssm", "D_has_hdim", "rmsnorm", "norm_before_gate",
@@ -187,7 +187,7 @@ class Mamba2Config:
             raise ModelError(f"config value ssm_cfg={ssm!r} is not an object")
         layer = ssm.get("layer", "Mamba1")  # mamba_ssm's default layer is Mamba1
         _require(layer == "Mamba2", "ssm_cfg.layer", layer, "only Mamba2 layers are supported")
-        unknown = sorted(set(ssm) - cls._SSM_CFG_IGNORED)
+        unknown = sorted(set(ssm) - cls._SSM_CFG_KNOWN)
         if unknown:
             raise ModelError(f"unsupported config key ssm_cfg.{unknown[0]}")
         _require(not d.get("d_intermediate", 0), "d_intermediate", d.get("d_intermediate"), "MLP blocks are not supported")

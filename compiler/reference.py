@@ -28,6 +28,8 @@ inside the SSM scan; `decode_step` advances one token.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -37,12 +39,28 @@ from compiler.checkpoint import WeightStore, head_weight_name
 from compiler.config import Mamba2Config
 from isa.errors import InputError
 
-__all__ = ["LayerState", "Mamba2Reference"]
+__all__ = ["LayerState", "Mamba2Reference", "one_thread"]
 
 # The scan keeps the states of a block of steps (for y = C . state) in one reused buffer: at most
 # _SCAN_BLOCK_STEPS steps and _SCAN_BUFFER_ELEMENTS elements (small blocks stay in cache and are fastest).
 _SCAN_BLOCK_STEPS = 16
 _SCAN_BUFFER_ELEMENTS = 1 << 22
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block, as the commands do around the reference.
+
+    The time loop is many small tensor ops: one thread runs them fastest, and
+    several threads collapse when the cores are busy (4096 tokens of the
+    bundled shape: 1.5 s on 1 thread, 15 s on 2 beside a competing process).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,17 @@ def test_eval_text_output_and_segment_independence(tiny, text_file, capsys, monk
     assert float(out.split("fp32: ")[1].split()[0]) == pytest.approx(whole, abs=1e-4)
 
 
+def test_eval_reports_progress_on_stderr(tiny, text_file, capsys, monkeypatch):
+    monkeypatch.setattr(eval_command, "SEGMENT_TOKENS", 64)
+    monkeypatch.setattr(eval_command, "PROGRESS_EVERY_S", 0.0)
+    rc, out, err = cli(capsys, "eval", "--model", str(tiny[1]), "--text", str(text_file), "--tail-fraction", "0.5", "--json")
+    assert rc == 0
+    total = json.loads(out)["tail_bytes"]  # stdout stays pure JSON
+    lines = err.strip().splitlines()
+    assert len(lines) == -(-total // 64)
+    assert lines[-1].startswith(f"fastmamba eval: fp32: {total}/{total} tokens")
+
+
 def test_eval_with_tokenizer_json(tmp_path, text_file, capsys):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from compiler.checkpoint import load_model
-from compiler.reference import LayerState, Mamba2Reference
+from compiler.reference import LayerState, Mamba2Reference, one_thread
 from isa.errors import InputError
 from model_factory import CONFIGS, make_config, random_hf_model, random_tokens
 
@@ -151,3 +151,12 @@ def test_bad_inputs_are_input_errors(models):
         ref.decode_step(torch.tensor([1, 2]), bad)
     with pytest.raises(InputError, match="dtype"):
         Mamba2Reference(ref.config, load_model(models["tiny"][0])[1], dtype=torch.float16)
+
+
+def test_one_thread_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with one_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("leave the block early")
+    assert torch.get_num_threads() == before

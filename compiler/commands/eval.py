@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot read --text {text_path}: {exc.strerror}") from None
 
     from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
+    from compiler.reference import one_thread
     from compiler.tokenizer import load_tokenizer
 
     model_dir = args.model if args.model is not None else DEFAULT_MODEL_DIR
@@ -174,8 +175,9 @@ def run(args: argparse.Namespace) -> int:
 
     report: dict = {"model": str(model_dir), "text": str(text_path), "tail_fraction": fraction, "tail_bytes": len(tail),
                     "tokenizer": "bytes" if tokenizer.is_byte_level else "tokenizer.json"}
-    for scheme, build in SCHEMES.items():
-        report[scheme] = measure(build(config, weights), tokenizer, tail, _progress_printer(scheme)).as_dict()
+    with one_thread():
+        for scheme, build in SCHEMES.items():
+            report[scheme] = measure(build(config, weights), tokenizer, tail, _progress_printer(scheme)).as_dict()
 
     if args.json:
         print(json.dumps(report, indent=2))

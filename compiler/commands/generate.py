@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 
 from isa.errors import InputError
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
-    from compiler.reference import Mamba2Reference
+    from compiler.reference import Mamba2Reference, one_thread
     from compiler.tokenizer import check_ids, load_tokenizer
 
     model_dir = args.model if args.model is not None else DEFAULT_MODEL_DIR
@@ -76,18 +77,30 @@ def run(args: argparse.Namespace) -> int:
     out.flush()
     stream = tokenizer.stream()
     allowed = min(tokenizer.n_tokens, config.vocab_size)  # never emit ids the tokenizer cannot show
+    with one_thread():
+        for token in continuation(model, ids, max_new, allowed, None if args.greedy else generator):
+            out.write(stream.feed(token))
+            out.flush()
+    out.write(stream.flush() + "\n")
+    out.flush()
+    return 0
+
+
+def continuation(model, ids: list[int], max_new: int, allowed: int, generator=None) -> Iterator[int]:
+    """The next `max_new` token ids after `ids`: sampled with `generator`, or greedy when it is None.
+
+    Only ids below `allowed` are drawn.  One prefill over `ids`, then a decode step per token.
+    """
+    import torch
+
     logits, states = model.prefill(torch.tensor([ids]))
     logits = logits[:, -1]
     for i in range(max_new):
         scores = logits[0, :allowed].double()
-        if args.greedy:
+        if generator is None:
             token = int(torch.argmax(scores))
         else:
             token = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator))
-        out.write(stream.feed(token))
-        out.flush()
+        yield token
         if i + 1 < max_new:
             logits, states = model.decode_step(torch.tensor([token]), states)
-    out.write(stream.flush() + "\n")
-    out.flush()
-    return 0

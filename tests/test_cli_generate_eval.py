@@ -145,7 +145,9 @@ def test_eval_reports_progress_on_stderr(tiny, text_file, capsys, monkeypatch):
     assert lines[-1].startswith(f"fastmamba eval: fp32: {total}/{total} tokens")
 
 
-def test_eval_with_tokenizer_json(tmp_path, text_file, capsys):
+@pytest.fixture(scope="module")
+def bpe_model(tmp_path_factory):
+    """(HF model, directory with a byte-level BPE tokenizer.json of < 300 tokens, the tokenizer): vocab 300."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -155,8 +157,27 @@ def test_eval_with_tokenizer_json(tmp_path, text_file, capsys):
     assert tok.get_vocab_size() <= 300
     config = make_config("groups4_k2")  # vocab 300
     model = random_hf_model(config, seed=33)
-    directory = save_hf_dir(model, tmp_path / "m")
+    directory = save_hf_dir(model, tmp_path_factory.mktemp("bpe"))
     tok.save(str(directory / "tokenizer.json"))
+    return model, directory, tok
+
+
+def test_generate_with_tokenizer_json(bpe_model, capsys):
+    model, directory, tok = bpe_model
+    prompt = "Juliet is the"
+    rc, out, err = cli(capsys, "generate", "--model", str(directory), "--prompt", prompt, "--max-new-tokens", "12", "--greedy")
+    assert rc == 0, err
+    ids = tok.encode(prompt, add_special_tokens=False).ids
+    allowed = tok.get_vocab_size()
+    expected = list(ids)
+    with torch.no_grad():
+        for _ in range(12):
+            expected.append(int(model(torch.tensor([expected]), use_cache=False).logits[0, -1, :allowed].argmax()))
+    assert out == prompt + tok.decode(expected[len(ids):]) + "\n"
+
+
+def test_eval_with_tokenizer_json(bpe_model, text_file, capsys):
+    model, directory, tok = bpe_model
     rc, out, err = cli(capsys, "eval", "--model", str(directory), "--text", str(text_file), "--tail-fraction", "0.5", "--json")
     assert rc == 0, err
     report = json.loads(out)

@@ -42,10 +42,12 @@ def _tree_and_weights(source: Any):
         return source, None, Mamba2Skeleton(source)
     from compiler.checkpoint import load_model
 
-    config, weights = load_model(source)
     if isinstance(source, (str, os.PathLike)):
+        config, weights = load_model(source)
         return config, weights, Mamba2Skeleton(config)
-    check_model_tree(source, config)
+    if hasattr(source, "config") and hasattr(source.config, "to_dict"):  # a live model: its modules first
+        check_model_tree(source, Mamba2Config.from_transformers_dict(source.config.to_dict()))
+    config, weights = load_model(source)
     return config, weights, source
 
 

@@ -24,7 +24,7 @@ import math
 import struct
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Callable, Mapping
 
 from isa.errors import FastmambaError
 
@@ -101,6 +101,9 @@ class OpSpec:
     slot: str
     fields: tuple[FieldSpec, ...]
     doc: str
+    # Memory the instruction touches, from its fields alone (see `Region`); the
+    # binary reader checks these statically and the simulator's hazard checks use them.
+    region_fn: Callable[["Instruction"], tuple["Region", ...]] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.slot not in SLOTS:
@@ -157,6 +160,11 @@ class Instruction:
 
     def __getitem__(self, name: str) -> int | float:
         return self.args[name]
+
+    def regions(self) -> tuple["Region", ...]:
+        """The memory this instruction reads and writes, from its fields."""
+        fn = self.spec.region_fn
+        return fn(self) if fn is not None else ()
 
     def enum(self, name: str) -> str:
         """The named value of an enum field."""
@@ -215,16 +223,311 @@ def _table(*specs: OpSpec) -> Mapping[str, OpSpec]:
 
 
 # ---------------------------------------------------------------------------
+# Element types and operand regions.
+# ---------------------------------------------------------------------------
+DTYPES: tuple[str, ...] = ("i8", "i16", "i32", "f32")
+DTYPE_BYTES: Mapping[str, int] = MappingProxyType({"i8": 1, "i16": 2, "i32": 4, "f32": 4})
+
+
+@dataclass(frozen=True)
+class Region:
+    """A 2-D block of memory an instruction touches: `rows` rows of `row_bytes`, `stride` bytes apart."""
+
+    space: str  # "buf" or "ddr"
+    field: str  # the address field it is based on
+    base: int
+    rows: int
+    row_bytes: int
+    stride: int
+    access: str  # "r", "w" or "rw"
+    align: int = 1  # required alignment of `base` (the element size)
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """[start, stop) of the bytes between the first and the last touched byte."""
+        if self.rows == 0 or self.row_bytes == 0:
+            return (self.base, self.base)
+        return (self.base, self.base + (self.rows - 1) * self.stride + self.row_bytes)
+
+
+def _dense(space: str, fld: str, instr: "Instruction", rows: int, cols: int, dtype: str, access: str, ld: int | None = None) -> Region:
+    size = DTYPE_BYTES[dtype]
+    pitch = cols if ld is None else ld
+    return Region(space, fld, int(instr[fld]), rows, cols * size, pitch * size, access, size)
+
+
+def _regions_ld(i: "Instruction") -> tuple[Region, ...]:
+    return (
+        Region("ddr", "ddr", i["ddr"], i["rows"], i["row_bytes"], i["ddr_stride"], "r"),
+        Region("buf", "buf", i["buf"], i["rows"], i["row_bytes"], i["buf_stride"], "w"),
+    )
+
+
+def _regions_ldg(i: "Instruction") -> tuple[Region, ...]:
+    # The DDR rows read depend on the index values: the static region is the whole table.
+    return (
+        Region("ddr", "ddr", i["ddr"], i["limit"], i["row_bytes"], i["ddr_stride"], "r"),
+        _dense("buf", "idx", i, i["rows"], 1, "i32", "r"),
+        Region("buf", "buf", i["buf"], i["rows"], i["row_bytes"], i["buf_stride"], "w"),
+    )
+
+
+def _regions_st(i: "Instruction") -> tuple[Region, ...]:
+    return (
+        Region("buf", "buf", i["buf"], i["rows"], i["row_bytes"], i["buf_stride"], "r"),
+        Region("ddr", "ddr", i["ddr"], i["rows"], i["row_bytes"], i["ddr_stride"], "w"),
+    )
+
+
+def _regions_lin(i: "Instruction") -> tuple[Region, ...]:
+    src_type = i.enum("src_type")
+    dst_access = "rw" if i["acc"] else "w"
+    regions = [
+        _dense("buf", "src", i, i["m"], i["k"], src_type, "r", i["src_ld"]),
+        _dense("buf", "wgt", i, i["n"], i["k"], "i8", "r"),
+        _dense("buf", "dst", i, i["m"], i["n"], "i32", dst_access, i["dst_ld"]),
+    ]
+    if i.enum("out") == "f32":
+        regions.append(_dense("buf", "scale", i, 1, i["n"], "f32", "r"))
+    return tuple(regions)
+
+
+def _regions_conv(i: "Instruction") -> tuple[Region, ...]:
+    return (
+        _dense("buf", "src", i, i["t"], i["c"], "i16", "r", i["src_ld"]),
+        _dense("buf", "state", i, i["kw"] - 1, i["c"], "i16", "rw" if i["upd"] else "r"),
+        _dense("buf", "wgt", i, i["kw"], i["c"], "i16", "r"),
+        _dense("buf", "bias", i, 1, i["c"], "i32", "r"),
+        _dense("buf", "dst", i, i["t"], i["c"], i.enum("out_type"), "w", i["dst_ld"]),
+    )
+
+
+def _regions_ssm(i: "Instruction") -> tuple[Region, ...]:
+    h, p, n, t = i["h"], i["p"], i["n"], i["t"]
+    groups = -(-h // max(1, i["hpg"]))
+    xbc_cols = max(h * p, i["b_off"] + groups * n, i["c_off"] + groups * n)
+    return (
+        _dense("buf", "xbc", i, t, xbc_cols, "i16", "r", i["xbc_ld"]),
+        _dense("buf", "dt", i, t, h, "i16", "r", i["dt_ld"]),
+        _dense("buf", "params", i, h, 4, "i32", "r"),
+        _dense("buf", "state", i, h * p, n, "i32", "rw"),
+        _dense("buf", "y", i, t, h * p, "i32", "w", i["y_ld"]),
+    )
+
+
+def _regions_vec(i: "Instruction") -> tuple[Region, ...]:
+    rows, cols = i["rows"], i["cols"]
+    regions = [_dense("buf", "a", i, rows, cols, i.enum("a_type"), "r")]
+    b_mode = i.enum("b_mode")
+    if b_mode != "none":
+        regions.append(_dense("buf", "b", i, rows if b_mode == "full" else 1, cols, i.enum("b_type"), "r"))
+    regions.append(_dense("buf", "dst", i, rows, cols, i.enum("out_type"), "w"))
+    return tuple(regions)
+
+
+def _regions_argmax(i: "Instruction") -> tuple[Region, ...]:
+    return (
+        _dense("buf", "a", i, i["rows"], i["cols"], "f32", "r"),
+        _dense("buf", "dst", i, i["rows"], 1, "i32", "w"),
+    )
+
+
+def _no_regions(i: "Instruction") -> tuple[Region, ...]:
+    return ()
+
+
+# Field-spec helpers: one definition of each recurring operand kind.
+def _buf(name: str, what: str) -> FieldSpec:
+    return _f(name, 24, f"BUF byte address of {what}")
+
+
+def _ddr(name: str, what: str) -> FieldSpec:
+    return _f(name, 40, f"DDR byte address of {what}")
+
+
+def _count(name: str, what: str, bits: int = 16) -> FieldSpec:
+    return _f(name, bits, what)
+
+
+def _dtype(name: str, what: str, values: tuple[str, ...] = DTYPES) -> FieldSpec:
+    return _f(name, 2 if len(values) > 2 else 1, what, "enum", values)
+
+
+def _shift(name: str, what: str) -> FieldSpec:
+    return _f(name, 7, f"right shift (bits, rounding per NUMERICS.md) {what}")
+
+
+_SEM = _f("sem", 8, "semaphore incremented when the transfer completes; 0 = none")
+MICRO_OPS: tuple[str, ...] = ("none", "add", "mul", "silu", "gate", "rmsnorm", "softplus")
+
+# ---------------------------------------------------------------------------
 # The table.  Opcode ranges by slot: LD 0x10-0x1f, ST 0x20-0x2f, LIN 0x30-0x3f,
 # CONV 0x40-0x4f, SSM 0x50-0x5f, VEC 0x60-0x6f, CTL 0x70-0x7f.
 # ---------------------------------------------------------------------------
 OPS: Mapping[str, OpSpec] = _table(
     OpSpec(
+        "ld", 0x10, "LD",
+        (
+            _buf("buf", "the first destination row"),
+            _ddr("ddr", "the first source row"),
+            _count("rows", "rows to copy"),
+            _f("row_bytes", 24, "bytes per row"),
+            _f("ddr_stride", 40, "bytes between source rows in DDR"),
+            _f("buf_stride", 24, "bytes between destination rows in BUF"),
+            _SEM,
+        ),
+        "2-D strided copy DDR -> BUF: `rows` rows of `row_bytes` bytes; signals `sem` on completion.",
+        _regions_ld,
+    ),
+    OpSpec(
+        "ldg", 0x11, "LD",
+        (
+            _buf("buf", "the first destination row"),
+            _ddr("ddr", "row 0 of the table"),
+            _buf("idx", "the int32 row indices (`rows` of them)"),
+            _count("rows", "rows to gather"),
+            _f("row_bytes", 24, "bytes per row"),
+            _f("ddr_stride", 40, "bytes between table rows in DDR"),
+            _f("buf_stride", 24, "bytes between destination rows in BUF"),
+            _f("limit", 32, "rows in the table; an index outside [0, limit) is an error"),
+            _SEM,
+        ),
+        "Row gather DDR -> BUF (embedding lookup): destination row r = table row idx[r]; signals `sem` on completion.",
+        _regions_ldg,
+    ),
+    OpSpec(
+        "st", 0x20, "ST",
+        (
+            _ddr("ddr", "the first destination row"),
+            _buf("buf", "the first source row"),
+            _count("rows", "rows to copy"),
+            _f("row_bytes", 24, "bytes per row"),
+            _f("ddr_stride", 40, "bytes between destination rows in DDR"),
+            _f("buf_stride", 24, "bytes between source rows in BUF"),
+            _SEM,
+        ),
+        "2-D strided copy BUF -> DDR: `rows` rows of `row_bytes` bytes; signals `sem` on completion.",
+        _regions_st,
+    ),
+    OpSpec(
+        "lin", 0x30, "LIN",
+        (
+            _buf("dst", "the [m, n] int32 accumulators / f32 results"),
+            _buf("src", "the [m, k] activations"),
+            _buf("wgt", "the [n, k] int8 weight tile (PyTorch out x in layout, contiguous)"),
+            _buf("scale", "the [n] f32 per-output-channel rescale (used when out = f32)"),
+            _count("m", "rows (tokens)"),
+            _count("k", "reduction length"),
+            _count("n", "output channels"),
+            _count("src_ld", "elements between src rows"),
+            _count("dst_ld", "elements between dst rows"),
+            _dtype("src_type", "activation element type", ("i8", "i16")),
+            _f("hlog2", 4, "online Hadamard block 2^hlog2 along k (0 = none; at most the target's hadamard_max_block)"),
+            _f("qmul", 16, "requantization multiplier (activation -> int8)"),
+            _f("qshift", 6, "requantization right shift"),
+            _f("acc", 1, "1: add to the int32 accumulators at dst; 0: overwrite them"),
+            _dtype("out", "result type: i32 accumulators, or f32 = f32(acc) * scale[n]", ("i32", "f32")),
+        ),
+        "int8 tile matmul: a = src, Hadamard-rotated in blocks of 2^hlog2 along k, requantized to int8 "
+        "q = sat8(rshift_round(a * qmul, qshift)); acc = [dst +] q @ wgt^T (int32, saturating); "
+        "dst = acc, or f32(acc) * scale[n] when out = f32.",
+        _regions_lin,
+    ),
+    OpSpec(
+        "conv", 0x40, "CONV",
+        (
+            _buf("dst", "the [t, c] output"),
+            _buf("src", "the [t, c] int16 input"),
+            _buf("state", "the [kw-1, c] int16 state, oldest row first"),
+            _buf("wgt", "the [kw, c] int16 taps"),
+            _buf("bias", "the [c] int32 bias, at accumulator scale"),
+            _count("t", "tokens"),
+            _count("c", "channels"),
+            _f("kw", 4, "kernel width (2 .. the target's conv_kernel_max)"),
+            _count("src_ld", "elements between src rows"),
+            _count("dst_ld", "elements between dst rows"),
+            _shift("shift", "from the accumulator to the output"),
+            _dtype("out_type", "output element type", ("i16", "i32")),
+            _f("upd", 1, "1: write the last kw-1 input rows back to state"),
+        ),
+        "Causal depthwise conv1d with state: xx = concat(state, src); "
+        "dst[t, c] = sat(rshift_round(sum_j wgt[j, c] * xx[t + j, c] + bias[c], shift)); "
+        "upd: state = the last kw-1 rows of xx.",
+        _regions_conv,
+    ),
+    OpSpec(
+        "ssm", 0x50, "SSM",
+        (
+            _buf("y", "the [t, h*p] int32 output"),
+            _buf("xbc", "x of this op's first head in the [t, *] int16 conv output (B and C in the same rows)"),
+            _buf("dt", "the [t, h] int16 raw dt (before dt_bias and softplus)"),
+            _buf("params", "the [h, 4] int32 per-head parameters (A, D, dt_bias, 0)"),
+            _buf("state", "the [h, p, n] int32 state, read and written back"),
+            _count("t", "tokens"),
+            _count("h", "heads in this op", 8),
+            _count("p", "head dimension"),
+            _count("n", "state size (d_state)"),
+            _count("hpg", "heads per B/C group", 8),
+            _count("xbc_ld", "elements between xbc rows"),
+            _count("b_off", "element offset of this op's first B group from xbc"),
+            _count("c_off", "element offset of this op's first C group from xbc"),
+            _count("dt_ld", "elements between dt rows"),
+            _count("y_ld", "elements between y rows"),
+            _f("dt_frac", 5, "fraction bits of dt, dt_bias and the NLA's softplus output"),
+            _f("a_frac", 6, "fraction bits of A"),
+            _shift("dbx_shift", "of dt*x*B to the state's format"),
+            _shift("y_shift", "of C.h to y's format"),
+            _shift("d_shift", "of D*x to y's format"),
+        ),
+        "Selective scan over t tokens: dt = softplus~(dt_raw + dt_bias), dA = exp~(dt * A) on the NLA "
+        "(first-order tables), state = dA * state + dt * x * B, y = C . state + D * x, in power-of-two "
+        "fixed point (NUMERICS.md).",
+        _regions_ssm,
+    ),
+    OpSpec(
+        "vec", 0x60, "VEC",
+        (
+            _buf("dst", "the [rows, cols] output"),
+            _buf("a", "the [rows, cols] input"),
+            _buf("b", "the second operand ([rows, cols], or [cols] broadcast over rows)"),
+            _count("rows", "rows"),
+            _count("cols", "columns"),
+            _dtype("a_type", "element type of a"),
+            _f("a_exp", 8, "power-of-two scale of an integer a: value = a * 2^a_exp", "s"),
+            _dtype("b_type", "element type of b"),
+            _f("b_exp", 8, "power-of-two scale of an integer b", "s"),
+            _f("b_mode", 2, "second operand: none, full [rows, cols], row [cols] broadcast", "enum", ("none", "full", "row")),
+            _f("op0", 4, "first micro-op", "enum", MICRO_OPS),
+            _f("op1", 4, "second micro-op", "enum", MICRO_OPS),
+            _f("op2", 4, "third micro-op", "enum", MICRO_OPS),
+            _f("op3", 4, "fourth micro-op", "enum", MICRO_OPS),
+            _count("group", "rmsnorm group size in columns (divides cols)"),
+            _f("eps", 32, "rmsnorm epsilon", "f32"),
+            _dtype("out_type", "output element type"),
+            _f("out_scale", 32, "quantization scale for integer outputs: q = sat(rne(x * out_scale))", "f32"),
+        ),
+        "Fused element-wise chain in IEEE binary32: x = dequant(a); x = op3(op2(op1(op0(x)))) with "
+        "add/mul/gate taking b; dst = x, or an integer quantization of it.",
+        _regions_vec,
+    ),
+    OpSpec(
+        "vec.argmax", 0x61, "VEC",
+        (
+            _buf("dst", "the [rows] int32 indices"),
+            _buf("a", "the [rows, cols] f32 input"),
+            _count("rows", "rows"),
+            _count("cols", "columns"),
+        ),
+        "Per row, the index of the largest element (the first one on ties).",
+        _regions_argmax,
+    ),
+    OpSpec(
         "ctl.wait", 0x70, "CTL",
         (_f("sem", 8, "semaphore index"), _f("count", 16, "completions to wait for; subtracted once satisfied")),
         "Hold this bundle (and every later one) until semaphore `sem` is at least `count`, then subtract `count`.",
+        _no_regions,
     ),
-    OpSpec("ctl.halt", 0x71, "CTL", (), "End of program: completes once every operation in flight has completed."),
+    OpSpec("ctl.halt", 0x71, "CTL", (), "End of program: completes once every operation in flight has completed.", _no_regions),
 )
 
 BY_OPCODE: Mapping[int, OpSpec] = MappingProxyType({s.opcode: s for s in OPS.values()})

@@ -28,8 +28,15 @@ COMMANDS = (
 PROG = "fastmamba"
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem (and exit status 2)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=PROG,
         description="Compile Mamba2 language models for a FastMamba-style FPGA accelerator and run them on its "
         "instruction-level simulator.",

@@ -272,11 +272,34 @@ def _validate_program(prog: Program, image_size: int, target) -> None:
             raise ContainerError(f"{where}: tensor {t.name}: scale {t.scale!r} is not a finite float32")
         if not isinstance(t.exp, int) or not -(1 << 31) <= t.exp < (1 << 31):
             raise ContainerError(f"{where}: tensor {t.name}: exp {t.exp!r} is not a 32-bit integer")
+    _check_static_addresses(prog, where, target)
     for index, text in prog.debug.items():
         if not isinstance(index, int) or not 0 <= index < len(prog.bundles):
             raise ContainerError(f"{where}: debug text for bundle {index}, but the program has {len(prog.bundles)} bundles")
         if not isinstance(text, str):
             raise ContainerError(f"{where}: debug text for bundle {index} is not a string")
+
+
+def _check_static_addresses(prog: Program, where: str, target) -> None:
+    """Against a target: every instruction's memory (`Instruction.regions()`) inside the DDR and the buffer."""
+    if target is None:
+        return
+    limits = {"ddr": prog.ddr_size, "buf": target.buffer_bytes}
+    for index, bundle in enumerate(prog.bundles):
+        for op in bundle.ops:
+            for region in op.regions():
+                start, stop = region.span
+                if stop == start:
+                    continue  # touches nothing
+                limit = limits[region.space]
+                bad = stop > limit or start % region.align
+                if bad:
+                    from isa.disassembler import format_instruction  # the disassembler imports this module
+
+                    problem = (f"not aligned to {region.align} bytes" if start % region.align
+                               else f"outside the {region.space.upper()} ({limit} bytes)")
+                    raise ContainerError(f"{where}: bundle {index}: {region.field} region [{start:#x}, {stop:#x}) is "
+                                         f"{problem}: {format_instruction(op)}")
 
 
 # ---------------------------------------------------------------------------
@@ -351,7 +374,9 @@ READER_CHECKS: tuple[str, ...] = (
     "the instruction stream decodes (docs/ISA.md), with errors naming the bundle and byte offset;",
     "program and tensor names are unique; `ddr_size` is at least the constant image's size; every tensor lies "
     "inside its program's DDR; scales are finite; debug records name existing bundles, once each;",
-    "given a target: the digest matches it and every `ddr_size` fits its DDR.",
+    "given a target: the digest matches it, every `ddr_size` fits its DDR, and every instruction's memory regions "
+    "(from its fields, `Instruction.regions()`) lie inside its program's DDR and the target's buffer, aligned to "
+    "their element size.",
 )
 """What `load_fmb` verifies, in order (rendered into docs/FMB.md)."""
 

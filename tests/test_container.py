@@ -198,3 +198,57 @@ def test_overwrites(at, chunk):
     blob = bytearray(SMALL)
     blob[at:at + len(chunk)] = chunk
     _load_or_error(bytes(blob[:len(SMALL)]))
+
+
+# --- static address checks against a target (lead) -------------------------------------------
+def _one_op_binary(op, ddr_size=4096):
+    from isa.container import Binary, Program
+    from isa.instructions import Bundle, Instruction
+    from isa.target import load_target
+
+    t = load_target("vc709")
+    prog = Program(name="main", ddr_size=ddr_size, bundles=(Bundle((op,)), Bundle((Instruction("ctl.halt"),))))
+    return Binary(programs=(prog,), const_image=b"", target_digest=t.digest()), t
+
+
+def _ld(**kw):
+    from isa.instructions import Instruction
+
+    args = dict(buf=0, ddr=0, rows=4, row_bytes=64, ddr_stride=64, buf_stride=64, sem=0)
+    args.update(kw)
+    return Instruction("ld", args)
+
+
+def test_static_addresses_inside_memories_pass():
+    from isa.container import dump_fmb, load_fmb
+
+    binary, target = _one_op_binary(_ld(ddr=4096 - 256))
+    assert load_fmb(dump_fmb(binary), target).programs[0].bundles[0].ops[0]["ddr"] == 4096 - 256
+
+
+@pytest.mark.parametrize(
+    "op_kwargs, message",
+    [
+        (dict(ddr=4096 - 255), r"bundle 0: ddr region \[0xf01, 0x1001\) is outside the DDR \(4096 bytes\)"),
+        (dict(buf=4_405_248 - 64), r"bundle 0: buf region .* is outside the BUF \(4405248 bytes\)"),
+    ],
+)
+def test_static_addresses_outside_memories_are_rejected(op_kwargs, message):
+    from isa.container import dump_fmb, load_fmb
+
+    binary, target = _one_op_binary(_ld(**op_kwargs))
+    data = dump_fmb(binary)
+    with pytest.raises(FastmambaError, match=message):
+        load_fmb(data, target)
+    load_fmb(data)  # without a target the reader cannot know the buffer and skips these checks
+
+
+def test_misaligned_operand_is_rejected():
+    from isa.container import dump_fmb, load_fmb
+    from isa.instructions import Instruction
+
+    lin = Instruction("lin", dict(dst=2, src=0, wgt=64, scale=0, m=1, k=4, n=4, src_ld=4, dst_ld=4, src_type="i8",
+                                  hlog2=0, qmul=1, qshift=0, acc=0, out="i32"))
+    binary, target = _one_op_binary(lin)
+    with pytest.raises(FastmambaError, match="dst region .* not aligned to 4 bytes"):
+        load_fmb(dump_fmb(binary), target)

@@ -1,0 +1,358 @@
+"""The accelerator's arithmetic, written once: rounding, saturation, and each unit's math.
+
+Place in the flow: bottom of `isa/` (imports numpy only, plus `isa.target`
+for the `python -m isa.numerics` report).  The simulator's unit semantics
+(`simulator/units/*`) call these functions on views of the machine's memory;
+docs/NUMERICS.md states the same rules in words and formulas so the compiler's
+golden model can be written from the document alone (it does not import this
+module).  Every function is vectorized numpy with int64 intermediates for
+integer math and binary32 (numpy float32) for the floating-point group.
+
+Domains: integer inputs are the machine's element types (i8/i16/i32), so every
+intermediate below stays under 2^62 in magnitude (the bounds are in
+docs/NUMERICS.md).  `rshift_round` relies on that.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+INT_TYPES = ("i8", "i16", "i32")
+NUMPY_DTYPES = {"i8": np.dtype("<i1"), "i16": np.dtype("<i2"), "i32": np.dtype("<i4"), "f32": np.dtype("<f4")}
+INT_RANGE = {name: (int(np.iinfo(NUMPY_DTYPES[name]).min), int(np.iinfo(NUMPY_DTYPES[name]).max)) for name in INT_TYPES}
+
+# log2(e) ~ 1.4375 = 23 / 16: the NLA's exp is 2^(z * 23 >> 4).
+LOG2E_NUM = 23
+LOG2E_SHIFT = 4
+# The softplus of the floating-point group returns x itself above this (torch's threshold).
+SOFTPLUS_THRESHOLD = 20.0
+# A right shift of at least this many bits rounds every |x| < 2^62 to 0.
+_SHIFT_ALL = 63
+
+
+# ---------------------------------------------------------------------------
+# Rounding and saturation.
+# ---------------------------------------------------------------------------
+def rshift_round(x, s):
+    """floor((x + 2^(s-1)) / 2^s) for s > 0 (round half up, toward +inf), x for s = 0; int64.
+
+    `s` is a non-negative int or an int array broadcasting with `x`; |x| < 2^62.
+    Shifts of 63 or more give 0.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    if np.ndim(s) == 0:
+        s = int(s)
+        if s < 0:
+            raise ValueError(f"rshift_round: negative shift {s}")
+        if s == 0:
+            return x
+        if s >= _SHIFT_ALL:
+            return np.zeros_like(x)
+        return (x + np.int64(1 << (s - 1))) >> np.int64(s)
+    s = np.asarray(s, dtype=np.int64)
+    if np.any(s < 0):
+        raise ValueError("rshift_round: negative shift")
+    sc = np.clip(s, 1, _SHIFT_ALL - 1)
+    shifted = (x + (np.int64(1) << (sc - 1))) >> sc
+    return np.where(s == 0, x, np.where(s >= _SHIFT_ALL, np.int64(0), shifted))
+
+
+def saturate(x, dtype: str) -> np.ndarray:
+    """Clip integers to the range of `dtype` ("i8", "i16", "i32") and convert to it."""
+    lo, hi = INT_RANGE[dtype]
+    return np.clip(np.asarray(x, dtype=np.int64), lo, hi).astype(NUMPY_DTYPES[dtype])
+
+
+def quantize(x, dtype: str) -> np.ndarray:
+    """Float -> integer: round half to even in x's own precision (np.rint), then saturate.
+
+    x must not be NaN (the machine's formats never produce one); +-inf saturate.
+    """
+    lo, hi = INT_RANGE[dtype]
+    r = np.rint(np.asarray(x)).astype(np.float64)
+    return np.clip(r, lo, hi).astype(NUMPY_DTYPES[dtype])
+
+
+# ---------------------------------------------------------------------------
+# LIN: online block Hadamard, requantization, int8 matmul, accumulation, rescale.
+# ---------------------------------------------------------------------------
+def hadamard(b: int) -> np.ndarray:
+    """The unnormalized Sylvester Hadamard matrix H_b (b a power of two), int64."""
+    if b < 1 or b & (b - 1):
+        raise ValueError(f"hadamard: block {b} is not a power of two")
+    h = np.ones((1, 1), dtype=np.int64)
+    while h.shape[0] < b:
+        h = np.block([[h, h], [h, -h]])
+    return h
+
+
+def hadamard_blocks(a, hlog2: int) -> np.ndarray:
+    """a'[m, blk*b:(blk+1)*b] = a[m, blk*b:(blk+1)*b] @ H_b with b = 2^hlog2 (exact, int64).
+
+    Computed as a fast Walsh-Hadamard transform (hlog2 butterfly stages).
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = 1 << hlog2
+    m, k = a.shape
+    if k % b:
+        raise ValueError(f"hadamard_blocks: k = {k} is not a multiple of the block {b}")
+    y = a.reshape(m, k // b, b)
+    half = 1
+    while half < b:
+        y = y.reshape(m, k // b, b // (2 * half), 2, half)
+        lo, hi = y[:, :, :, 0, :], y[:, :, :, 1, :]
+        y = np.stack((lo + hi, lo - hi), axis=3)
+        half *= 2
+    return y.reshape(m, k)
+
+
+def lin_requant(a, hlog2: int, qmul: int, qshift: int) -> np.ndarray:
+    """q = sat_i8(rshift_round(H(a) * qmul, qshift)), int8 [m, k]."""
+    rotated = hadamard_blocks(a, hlog2) if hlog2 else np.asarray(a, dtype=np.int64)
+    return saturate(rshift_round(rotated * np.int64(qmul), qshift), "i8")
+
+
+def int8_matmul(q, wgt) -> np.ndarray:
+    """q @ wgt^T exactly, int64 [m, n], for int8 q [m, k] and int8 wgt [n, k].
+
+    Every partial sum is an integer below 2^14 * k < 2^30 in magnitude, so the
+    float64 product is exact whatever the summation order.
+    """
+    prod = np.asarray(q, dtype=np.float64) @ np.asarray(wgt, dtype=np.float64).T
+    return prod.astype(np.int64)
+
+
+def lin_accumulate(prod, prev=None) -> np.ndarray:
+    """total = sat_i32(prev + prod) when accumulating onto int32 `prev`, else sat_i32(prod)."""
+    total = np.asarray(prod, dtype=np.int64)
+    if prev is not None:
+        total = total + np.asarray(prev, dtype=np.int64)
+    return saturate(total, "i32")
+
+
+def lin_rescale(total, scale) -> np.ndarray:
+    """float32(total) * scale[n]: int32 -> binary32 (round to nearest even), one binary32 multiply."""
+    return np.asarray(total, dtype=np.int32).astype(np.float32) * np.asarray(scale, dtype=np.float32)
+
+
+def lin(a, wgt, *, hlog2: int, qmul: int, qshift: int, prev=None, scale=None) -> np.ndarray:
+    """The whole LIN op: int32 [m, n] accumulators, or float32 when `scale` is given."""
+    total = lin_accumulate(int8_matmul(lin_requant(a, hlog2, qmul, qshift), wgt), prev)
+    return total if scale is None else lin_rescale(total, scale)
+
+
+# ---------------------------------------------------------------------------
+# CONV: causal depthwise conv1d with a state of the last kw-1 inputs.
+# ---------------------------------------------------------------------------
+def conv(src, state, wgt, bias, shift: int, out_dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """(dst [t, c] of out_dtype, new state [kw-1, c] int16) for src [t, c], state [kw-1, c], wgt [kw, c], bias [c]."""
+    src = np.asarray(src, dtype=np.int64)
+    wgt = np.asarray(wgt, dtype=np.int64)
+    kw = wgt.shape[0]
+    t = src.shape[0]
+    xx = np.concatenate((np.asarray(state, dtype=np.int64), src), axis=0)
+    acc = np.broadcast_to(np.asarray(bias, dtype=np.int64), src.shape).copy()
+    for j in range(kw):  # kw <= the target's conv_kernel_max: a loop over taps, vectorized over t and c
+        acc += wgt[j] * xx[j:j + t]
+    return saturate(rshift_round(acc, shift), out_dtype), xx[t:].astype(np.int16)
+
+
+# ---------------------------------------------------------------------------
+# NLA: exp and softplus in fixed point from a first-order table of 2^v.
+# ---------------------------------------------------------------------------
+def exp2_table(segments: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(base [segments + 1], slope [segments]) int64: chords of 2^v on [0, 1] in Q1.(bits-1).
+
+    base[i] = round_half_even(2^(i/S) * 2^(bits-1)) for i < S, base[S] = 2^bits,
+    slope[i] = base[i+1] - base[i].
+    """
+    if segments < 1 or segments & (segments - 1):
+        raise ValueError(f"exp2_table: segments = {segments} is not a power of two")
+    i = np.arange(segments, dtype=np.float64)
+    base = np.empty(segments + 1, dtype=np.int64)
+    base[:segments] = np.rint(np.exp2(i / segments) * float(1 << (bits - 1))).astype(np.int64)
+    base[segments] = 1 << bits
+    return base, np.diff(base)
+
+
+def exp_q(z, frac: int, *, segments: int, bits: int) -> np.ndarray:
+    """e^z for fixed-point z (frac fraction bits, z > 0 taken as 0): int64 in Q1.(bits-1), in [0, 2^(bits-1)]."""
+    log2s = segments.bit_length() - 1
+    if frac < log2s:
+        raise ValueError(f"exp_q: {frac} fraction bits, fewer than log2({segments}) segments")
+    base, slope = exp2_table(segments, bits)
+    z = np.minimum(np.asarray(z, dtype=np.int64), 0)
+    y = (z * LOG2E_NUM) >> LOG2E_SHIFT
+    u = y >> frac
+    v = y - (u << frac)
+    seg_shift = frac - log2s
+    seg = v >> seg_shift
+    dv = v - (seg << seg_shift)
+    p = base[seg] + ((slope[seg] * dv) >> seg_shift)
+    return rshift_round(p, -u)
+
+
+def softplus_q(s, frac: int, *, segments: int, bits: int) -> np.ndarray:
+    """ln(1 + e^s) for fixed-point s (frac fraction bits): e^s for s <= 0, s + e^-s for s > 0.
+
+    Result with frac fraction bits, saturated to [0, 2^bits - 1]; needs frac <= bits - 1.
+    """
+    if frac > bits - 1:
+        raise ValueError(f"softplus_q: {frac} fraction bits, more than {bits - 1}")
+    s = np.asarray(s, dtype=np.int64)
+    e = rshift_round(exp_q(-np.abs(s), frac, segments=segments, bits=bits), bits - 1 - frac)
+    return np.clip(np.where(s > 0, s + e, e), 0, (1 << bits) - 1)
+
+
+# ---------------------------------------------------------------------------
+# SSM: the selective scan in power-of-two fixed point.
+# ---------------------------------------------------------------------------
+def ssm_scan(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int, a_frac: int, dbx_shift: int,
+             y_shift: int, d_shift: int, segments: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(y [t, h, p] int32, final state [h, p, n] int32).
+
+    x [t, h, p], B and C [t, groups, n], dt_raw [t, h] (int16); A, D, dt_bias [h]
+    (int32); state [h, p, n] int32.  Head i uses B/C group i // hpg.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    t, h, p = x.shape
+    group = np.arange(h) // hpg
+    Bh = np.asarray(B, dtype=np.int64)[:, group, :]  # [t, h, n]
+    Ch = np.asarray(C, dtype=np.int64)[:, group, :]
+    A = np.asarray(A, dtype=np.int64)
+    s = np.asarray(dt_raw, dtype=np.int64) + np.asarray(dt_bias, dtype=np.int64)
+    dt = softplus_q(s, dt_frac, segments=segments, bits=bits)  # [t, h], dt_frac fraction bits
+    z = saturate(rshift_round(dt * A, a_frac), "i32")
+    dA = exp_q(z, dt_frac, segments=segments, bits=bits)  # [t, h], Q1.(bits-1)
+    dtx = dt[:, :, None] * x  # [t, h, p]
+    dx = rshift_round(np.asarray(D, dtype=np.int64)[:, None] * x, d_shift)
+    st = np.asarray(state, dtype=np.int64)
+    y = np.empty((t, h, p), dtype=np.int32)
+    for i in range(t):  # the recurrence: a loop over tokens, vectorized over heads, headdim and state
+        decayed = rshift_round(dA[i][:, None, None] * st, bits - 1)
+        inject = rshift_round(dtx[i][:, :, None] * Bh[i][:, None, :], dbx_shift)
+        st = saturate(decayed + inject, "i32").astype(np.int64)
+        cs = (Ch[i][:, None, :] * st).sum(axis=-1)  # exact: |sum| < 2^46 * n < 2^62
+        y[i] = saturate(rshift_round(cs, y_shift) + dx[i], "i32")
+    return y, st.astype(np.int32)
+
+
+# ---------------------------------------------------------------------------
+# VEC: the floating-point group (IEEE binary32, every step rounded to binary32).
+# ---------------------------------------------------------------------------
+def dequant(a, exp: int) -> np.ndarray:
+    """An operand as binary32: integers as float32(a) * 2^exp (np.ldexp), float32 as is."""
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        return a.astype(np.float32)
+    return np.ldexp(a.astype(np.float32), np.int32(exp)).astype(np.float32)
+
+
+def silu(x) -> np.ndarray:
+    """x / (1 + exp(-x)) evaluated in float64, rounded once to binary32."""
+    x64 = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return (x64 / (1.0 + np.exp(-x64))).astype(np.float32)
+
+
+def softplus(x) -> np.ndarray:
+    """log1p(exp(x)) evaluated in float64, rounded once to binary32; x itself for x > 20."""
+    x = np.asarray(x, dtype=np.float32)
+    x64 = np.minimum(x.astype(np.float64), SOFTPLUS_THRESHOLD)
+    return np.where(x > SOFTPLUS_THRESHOLD, x, np.log1p(np.exp(x64)).astype(np.float32))
+
+
+def rmsnorm(x, group: int, eps: float) -> np.ndarray:
+    """Per row and group of `group` columns: x * (1 / sqrt(mean(x^2) + eps)), all in binary32.
+
+    The sum of squares is accumulated left to right in binary32 (np.cumsum order).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    rows, cols = x.shape
+    g = x.reshape(rows, cols // group, group)
+    ss = np.cumsum(g * g, axis=-1, dtype=np.float32)[..., -1]
+    mean = ss / np.float32(group)
+    r = np.float32(1.0) / np.sqrt(mean + np.float32(eps))
+    return (g * r[..., None]).reshape(rows, cols)
+
+
+MICRO_OPS_WITH_B = ("add", "mul", "gate")
+
+
+def vec_chain(x, ops: Sequence[str], b=None, *, group: int = 1, eps: float = 0.0) -> np.ndarray:
+    """Apply the micro-ops in order ("none" skips) to binary32 x; b broadcasts against x."""
+    x = np.asarray(x, dtype=np.float32)
+    for op in ops:
+        if op == "none":
+            continue
+        if op == "add":
+            x = x + b
+        elif op == "mul":
+            x = x * b
+        elif op == "silu":
+            x = silu(x)
+        elif op == "gate":
+            x = x * silu(b)
+        elif op == "rmsnorm":
+            x = rmsnorm(x, group, eps)
+        elif op == "softplus":
+            x = softplus(x)
+        else:
+            raise ValueError(f"vec_chain: unknown micro-op {op!r}")
+        x = np.asarray(x, dtype=np.float32)
+    return x
+
+
+def vec_output(x, out_dtype: str, out_scale: float) -> np.ndarray:
+    """float32 as is; an integer type: sat(rint(float32(x * out_scale)))."""
+    x = np.asarray(x, dtype=np.float32)
+    if out_dtype == "f32":
+        return x
+    return quantize(x * np.float32(out_scale), out_dtype)
+
+
+def argmax(a) -> np.ndarray:
+    """Per row, the index of the first maximum (np.argmax), int32."""
+    return np.argmax(np.asarray(a), axis=1).astype(np.int32)
+
+
+# ---------------------------------------------------------------------------
+# The approximation report: python -m isa.numerics
+# ---------------------------------------------------------------------------
+def approximation_errors(frac: int = 12, segments: int = 8, bits: int = 16, points: int = 200_001) -> dict:
+    """Max abs / rel errors of exp_q and softplus_q against the real functions (float64), on a grid."""
+    one = float(1 << (bits - 1))
+    report = {}
+    for lo, hi in ((-16.0, 0.0), (-4.0, 0.0), (-1.0, 0.0)):
+        xs = np.linspace(lo, hi, points)
+        z = np.rint(xs * (1 << frac)).astype(np.int64)
+        xq = z / float(1 << frac)
+        got = exp_q(z, frac, segments=segments, bits=bits) / one
+        ref = np.exp(xq)
+        report[f"exp_q [{lo:g}, {hi:g}]"] = (float(np.max(np.abs(got - ref))), float(np.max(np.abs(got - ref) / ref)))
+    xs = np.linspace(-8.0, 8.0, points)
+    s = np.rint(xs * (1 << frac)).astype(np.int64)
+    sq = s / float(1 << frac)
+    got = softplus_q(s, frac, segments=segments, bits=bits) / float(1 << frac)
+    ref = np.log1p(np.exp(sq))
+    report["softplus_q [-8, 8]"] = (float(np.max(np.abs(got - ref))), float(np.max(np.abs(got - ref) / ref)))
+    return report
+
+
+def _main() -> None:
+    from isa.target import load_target
+
+    target = load_target("vc709")
+    segments, bits = target.nla_segments, target.nla_bits
+    base, slope = exp2_table(segments, bits)
+    print(f"exp2 table (vc709: {segments} segments, Q1.{bits - 1}): base = {base.tolist()}, slope = {slope.tolist()}")
+    for frac in (8, 12):
+        print(f"fraction bits {frac}:")
+        for name, (abs_err, rel_err) in approximation_errors(frac, segments, bits).items():
+            print(f"  {name:22s} max abs {abs_err:.3e}  max rel {rel_err:.3e}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,196 @@
+"""isa.numerics against plain-Python references of docs/NUMERICS.md: rounding, tables, exp/softplus, Hadamard."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from isa import numerics as nm
+from isa.target import load_target
+
+TARGET = load_target("vc709")
+S, BITS = TARGET.nla_segments, TARGET.nla_bits
+ONE = 1 << (BITS - 1)
+
+
+def ref_rshift_round(x: int, s: int) -> int:
+    return x if s == 0 else math.floor(Fraction(x, 2**s) + Fraction(1, 2))
+
+
+def ref_exp_q(z: int, f: int) -> int:
+    """docs/NUMERICS.md §4 step by step, on Python ints."""
+    log2s = S.bit_length() - 1
+    base = [round(2 ** (i / S) * ONE) for i in range(S)] + [2 * ONE]
+    z = min(z, 0)
+    y = math.floor(Fraction(z * 23, 16))
+    u = math.floor(Fraction(y, 2**f))
+    v = y - u * 2**f
+    seg = v // 2 ** (f - log2s)
+    dv = v - seg * 2 ** (f - log2s)
+    p = base[seg] + math.floor(Fraction((base[seg + 1] - base[seg]) * dv, 2 ** (f - log2s)))
+    if -u > 2 * BITS:  # p < 2^BITS: the rounded quotient is 0 (skips giant Fractions)
+        return 0
+    return ref_rshift_round(p, -u)
+
+
+def ref_softplus_q(s: int, f: int) -> int:
+    e = ref_rshift_round(ref_exp_q(-abs(s), f), BITS - 1 - f)
+    return min(max(s + e if s > 0 else e, 0), 2**BITS - 1)
+
+
+def test_rshift_round_ties_and_signs():
+    rng = np.random.default_rng(0)
+    xs = [5, -5, 6, -6, 7, -7, 0, 1, -1, 2, -2, 3, -3] + rng.integers(-(2**40), 2**40, 200).tolist()
+    for s in (0, 1, 2, 3, 17, 40, 61, 62, 63, 100):
+        got = nm.rshift_round(np.array(xs), s)
+        assert got.tolist() == [ref_rshift_round(x, s) for x in xs], s
+    # ties go toward +inf, for both signs
+    assert nm.rshift_round(np.array([5, -5, 6, -6, 3, -3]), np.array([1, 1, 2, 2, 1, 1])).tolist() == [3, -2, 2, -1, 2, -1]
+    # per-element shifts agree with scalar shifts
+    shifts = rng.integers(0, 70, len(xs))
+    assert nm.rshift_round(np.array(xs), shifts).tolist() == [ref_rshift_round(x, int(s)) for x, s in zip(xs, shifts)]
+    with pytest.raises(ValueError):
+        nm.rshift_round(np.array([1]), -1)
+
+
+def test_saturate_and_quantize():
+    for name, (lo, hi) in (("i8", (-128, 127)), ("i16", (-32768, 32767)), ("i32", (-(2**31), 2**31 - 1))):
+        vals = [lo - 1, lo, 0, hi, hi + 1, 3 * lo, 3 * hi]
+        got = nm.saturate(np.array(vals), name)
+        assert got.dtype == nm.NUMPY_DTYPES[name]
+        assert got.tolist() == [min(max(v, lo), hi) for v in vals]
+    xs = np.array([2.5, 3.5, -2.5, -3.5, 0.5, 1.4999999, 300.7, -300.7, np.inf, -np.inf, 1e30], dtype=np.float32)
+    got = nm.quantize(xs, "i8")
+    assert got.tolist() == [min(max(round(float(x)) if math.isfinite(x) else (127 if x > 0 else -128), -128), 127)
+                            for x in xs]
+    big = np.array([2.0**31, -(2.0**31) - 1e6, 2147483520.0], dtype=np.float32)
+    assert nm.quantize(big, "i32").tolist() == [2**31 - 1, -(2**31), 2147483520]
+
+
+def test_hadamard_is_sylvester_and_orthogonal():
+    for hlog2 in range(0, 9):
+        b = 1 << hlog2
+        h = nm.hadamard(b)
+        ref = np.array([[(-1) ** bin(i & j).count("1") for j in range(b)] for i in range(b)])
+        assert np.array_equal(h, ref)
+        assert np.array_equal(h @ h, b * np.eye(b, dtype=np.int64))
+    with pytest.raises(ValueError):
+        nm.hadamard(6)
+
+
+def test_hadamard_blocks_matches_block_matmul():
+    rng = np.random.default_rng(1)
+    for hlog2 in (0, 1, 3, 8):
+        b = 1 << hlog2
+        a = rng.integers(-32768, 32768, (3, 2 * b * 2))
+        h = [[(-1) ** bin(i & j).count("1") for j in range(b)] for i in range(b)]
+        ref = [[sum(int(a[r, blk * b + i]) * h[i][j] for i in range(b)) for blk in range(a.shape[1] // b) for j in range(b)]
+               for r in range(a.shape[0])]
+        assert nm.hadamard_blocks(a, hlog2).tolist() == ref
+    with pytest.raises(ValueError):
+        nm.hadamard_blocks(np.zeros((1, 6), np.int64), 2)
+
+
+def test_exp2_table_endpoints_monotone():
+    for segments, bits in ((S, BITS), (4, 8), (16, 16), (8, 24), (1, 16)):
+        base, slope = nm.exp2_table(segments, bits)
+        one = 1 << (bits - 1)
+        assert base[0] == one and base[-1] == 2 * one
+        assert np.all(slope > 0) and np.array_equal(np.cumsum(slope), base[1:] - base[0])
+        for i in range(segments):
+            assert abs(base[i] - 2 ** (i / segments) * one) <= 0.5
+    assert nm.exp2_table(S, BITS)[0].tolist() == [32768, 35734, 38968, 42495, 46341, 50535, 55109, 60097, 65536]
+
+
+@pytest.mark.parametrize("frac", [3, 8, 12, 15])
+def test_exp_q_bit_exact_against_the_documented_steps(frac):
+    rng = np.random.default_rng(frac)
+    z = np.concatenate([rng.integers(-(40 << frac), 1, 400), np.arange(-70, 5), [-(2**31), 2**31 - 1]])
+    got = nm.exp_q(z, frac, segments=S, bits=BITS)
+    assert got.tolist() == [ref_exp_q(int(v), frac) for v in z]
+    assert got.max() <= ONE and got.min() >= 0
+    assert nm.exp_q(np.array([0, 5]), frac, segments=S, bits=BITS).tolist() == [ONE, ONE]
+
+
+def test_exp_q_monotone_and_error_bounds():
+    frac = 12
+    z = np.arange(-(16 << frac), 1)
+    e = nm.exp_q(z, frac, segments=S, bits=BITS)
+    assert np.all(np.diff(e) >= 0)
+    x = z / 2.0**frac
+    ref = np.array([math.exp(v) for v in x[:: 97]])
+    err = np.abs(e[:: 97] / ONE - ref)
+    assert err.max() < 2e-3
+    near = x[:: 97] >= -4
+    assert (err[near] / ref[near]).max() < 2e-2
+    with pytest.raises(ValueError):
+        nm.exp_q(np.array([0]), 2, segments=8, bits=16)
+
+
+@pytest.mark.parametrize("frac", [3, 8, 12, 15])
+def test_softplus_q_bit_exact_and_bounded(frac):
+    rng = np.random.default_rng(100 + frac)
+    s = np.concatenate([rng.integers(-(10 << frac), 10 << frac, 300), [0, 1, -1, 2**31 - 1, -(2**31)]])
+    got = nm.softplus_q(s, frac, segments=S, bits=BITS)
+    assert got.tolist() == [ref_softplus_q(int(v), frac) for v in s]
+    assert got.min() >= 0 and got.max() <= 2**BITS - 1
+    with pytest.raises(ValueError):
+        nm.softplus_q(np.array([0]), BITS, segments=S, bits=BITS)
+
+
+def test_softplus_q_error_against_ln1p_exp():
+    frac = 12
+    s = np.arange(-(8 << frac), (8 << frac) + 1, 13)
+    got = nm.softplus_q(s, frac, segments=S, bits=BITS) / 2.0**frac
+    x = s / 2.0**frac
+    ref = np.array([math.log1p(math.exp(v)) for v in x])
+    err = np.abs(got - ref)
+    assert err.max() < 0.31  # the approximation's worst case is s = 0: e^0 = 1 against ln 2
+    assert err[np.abs(x) >= 4].max() < 0.02
+
+
+def test_dequant_and_output_quantization():
+    a = np.array([3, -5, 2**24 + 1, 7], dtype=np.int32)
+    got = nm.dequant(a, -3)
+    assert got.dtype == np.float32
+    assert got.tolist() == [0.375, -0.625, float(np.float32(2**24)) / 8, 0.875]
+    f = np.array([1.5, -2.25], dtype=np.float32)
+    assert nm.dequant(f, 10).tolist() == [1.5, -2.25]
+    x = np.array([0.25, 0.75, -0.25, 100.0], dtype=np.float32)
+    assert nm.vec_output(x, "i8", 2.0).tolist() == [0, 2, 0, 127]  # 0.5 -> 0, 1.5 -> 2 (ties to even)
+
+
+def test_rmsnorm_sequential_binary32_sum():
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((3, 48)) * 10).astype(np.float32)
+    got = nm.rmsnorm(x, 16, 1e-5)
+    eps = np.float32(1e-5)
+    for r in range(3):
+        for g in range(3):
+            ss = np.float32(0)
+            for v in x[r, g * 16:(g + 1) * 16]:
+                ss = np.float32(ss + np.float32(v * v))
+            inv = np.float32(np.float32(1) / np.sqrt(np.float32(ss / np.float32(16)) + eps))
+            for c in range(16):
+                assert got[r, g * 16 + c] == np.float32(x[r, g * 16 + c] * inv)
+
+
+def test_silu_softplus_rounded_once_from_float64():
+    xs = np.array([-1000.0, -30.0, -1.0, 0.0, 0.5, 3.0, 19.9, 20.0, 20.5, 1e30], dtype=np.float32)
+    silu = nm.silu(xs)
+    for x, y in zip(xs, silu):
+        xd = float(x)
+        ref = xd / (1.0 + math.exp(-xd)) if xd > -700 else -0.0
+        assert y == np.float32(ref)
+    sp = nm.softplus(xs)
+    for x, y in zip(xs, sp):
+        xd = float(x)
+        assert y == (x if xd > 20 else np.float32(math.log1p(math.exp(xd))))
+
+
+def test_argmax_first_of_ties():
+    a = np.array([[1, 3, 3, 2], [5, 5, 5, 5], [-1, -2, -1, -3]], dtype=np.float32)
+    assert nm.argmax(a).tolist() == [1, 0, 0]

@@ -1,0 +1,48 @@
+"""CONV semantics: causal depthwise conv1d over t tokens with its state of the last kw-1 inputs.
+
+Place in the flow: looked up by `simulator.semantics.SEMANTICS` for `conv`;
+the arithmetic is `isa.numerics.conv` (docs/NUMERICS.md §3), the cost
+ceil(t*c / conv_channels) cycles plus conv_latency (§9).
+"""
+
+from __future__ import annotations
+
+import math
+
+from isa import numerics
+from simulator.effects import Footprint, MachineState, SimulationError
+from simulator.semantics import check_positive, check_regions, region_ranges, regions_by_field, view
+
+MIN_KERNEL = 2  # the state holds kw - 1 >= 1 rows
+
+
+class Conv:
+    def _check(self, instr, state: MachineState, target):
+        check_positive(instr, "t", "c")
+        kw = int(instr["kw"])
+        if not MIN_KERNEL <= kw <= target.conv_kernel_max:
+            raise SimulationError(f"{instr.op}: field kw = {kw} outside [{MIN_KERNEL}, {target.conv_kernel_max}] "
+                                  f"(the target's conv_kernel_max)")
+        regs = regions_by_field(instr)
+        check_regions(instr, regs.values(), state, target)
+        return regs
+
+    def footprint(self, instr, state: MachineState, target) -> Footprint:
+        regs = self._check(instr, state, target)
+        reads, writes = region_ranges(regs.values())
+        t, c = int(instr["t"]), int(instr["c"])
+        return Footprint(reads, writes, occupancy=math.ceil(t * c / target.conv_channels),
+                         latency=int(target.conv_latency), macs=t * c * int(instr["kw"]))
+
+    def execute(self, instr, state: MachineState, target) -> None:
+        regs = self._check(instr, state, target)
+        out_type = instr.enum("out_type")
+        dst, new_state = numerics.conv(view(state, regs["src"], "i16"), view(state, regs["state"], "i16"),
+                                       view(state, regs["wgt"], "i16"), view(state, regs["bias"], "i32")[0],
+                                       int(instr["shift"]), out_type)
+        view(state, regs["dst"], out_type)[...] = dst
+        if instr["upd"]:
+            view(state, regs["state"], "i16")[...] = new_state
+
+
+CONV = Conv()

@@ -1,0 +1,206 @@
+"""VEC semantics (vec, vec.argmax): chains bit-exact against per-element binary32 re-derivations, close to float64."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from isa.instructions import Bundle, Instruction
+from isa.target import load_target
+from simulator.effects import MachineState, SimulationError
+from simulator.engine import simulate
+from simulator.semantics import SEMANTICS
+
+TARGET = load_target("vc709")
+F = np.float32
+NP = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "f32": np.float32}
+ADDR = dict(a=0x1000, b=0x8000, dst=0x10000)
+
+
+def new_state() -> MachineState:
+    return MachineState(ddr=np.zeros(8, np.uint8), buf=np.zeros(1 << 18, np.uint8))
+
+
+def put(state, addr, arr):
+    raw = np.ascontiguousarray(arr).view(np.uint8).ravel()
+    state.buf[addr:addr + raw.size] = raw
+
+
+def get(state, addr, shape, dtype):
+    size = np.dtype(dtype).itemsize * math.prod(shape)
+    return state.buf[addr:addr + size].view(dtype).reshape(shape)
+
+
+def vec(ops=("none",) * 4, **kw):
+    args = dict(ADDR, rows=1, cols=1, a_type="f32", a_exp=0, b_type="f32", b_exp=0, b_mode="none", group=1, eps=0.0,
+                out_type="f32", out_scale=1.0)
+    args.update({f"op{i}": op for i, op in enumerate(ops)})
+    args.update(kw)
+    return Instruction("vec", args)
+
+
+def issue(instr, state):
+    sem = SEMANTICS[instr.op]
+    fp = sem.footprint(instr, state, TARGET)
+    sem.execute(instr, state, TARGET)
+    return fp
+
+
+def silu1(v) -> np.float32:
+    v = float(v)
+    return F(v / (1.0 + math.exp(-v))) if v > -700 else F(-0.0)
+
+
+def quant1(v, lo, hi) -> int:
+    r = round(float(v))  # Python's round: half to even
+    return max(lo, min(hi, r))
+
+
+def test_dequant_add_full_bit_exact():
+    rng = np.random.default_rng(0)
+    rows, cols = 3, 37
+    a = rng.integers(-32768, 32768, (rows, cols)).astype(np.int16)
+    b = rng.standard_normal((rows, cols)).astype(np.float32)
+    state = new_state()
+    put(state, ADDR["a"], a)
+    put(state, ADDR["b"], b)
+    issue(vec(("add", "none", "none", "none"), rows=rows, cols=cols, a_type="i16", a_exp=-8, b_mode="full"), state)
+    got = get(state, ADDR["dst"], (rows, cols), np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            assert got[r, c] == F(F(int(a[r, c]) / 256.0) + b[r, c])
+
+
+def test_int32_dequant_rounds_and_row_broadcast_mul_quantizes_half_even():
+    rows, cols = 2, 6
+    a = np.array([[2**24 + 1, 3, -5, 7, 1, -1], [2**30 + 77, 0, 9, -9, 11, 13]], dtype=np.int32)
+    b = np.array([3, -1, 2, 1, 10, 3], dtype=np.int8)
+    state = new_state()
+    put(state, ADDR["a"], a)
+    put(state, ADDR["b"], b)
+    issue(vec(("mul", "none", "none", "none"), rows=rows, cols=cols, a_type="i32", a_exp=-1, b_type="i8", b_exp=-2,
+              b_mode="row", out_type="i16", out_scale=2.0), state)
+    got = get(state, ADDR["dst"], (rows, cols), np.int16)
+    for r in range(rows):
+        for c in range(cols):
+            x = F(F(F(int(a[r, c])) * F(0.5)) * F(int(b[c]) * 0.25))
+            assert got[r, c] == quant1(F(x * F(2.0)), -32768, 32767)
+    assert got[0, 2] == -2 and got[0, 4] == 2  # -2.5 -> -2 and 2.5 -> 2: ties to even
+    assert got[1, 0] == 32767  # saturated
+
+
+def test_silu_gate_chain_bit_exact_and_close_to_float64():
+    rng = np.random.default_rng(1)
+    rows, cols = 4, 50
+    a = (rng.standard_normal((rows, cols)) * 4).astype(np.float32)
+    b = (rng.standard_normal((rows, cols)) * 4).astype(np.float32)
+    a[0, :3] = [-1000.0, 90.0, 0.0]
+    state = new_state()
+    put(state, ADDR["a"], a)
+    put(state, ADDR["b"], b)
+    issue(vec(("silu", "gate", "none", "none"), rows=rows, cols=cols, b_mode="full"), state)
+    got = get(state, ADDR["dst"], (rows, cols), np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            assert got[r, c] == F(silu1(a[r, c]) * silu1(b[r, c]))
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    ref = a64 / (1 + np.exp(-np.maximum(a64, -700))) * (b64 / (1 + np.exp(-b64)))
+    assert np.allclose(got, ref, rtol=3e-7, atol=1e-30)
+
+
+def test_rmsnorm_then_row_weights_then_int8():
+    rng = np.random.default_rng(2)
+    rows, cols, group, eps = 3, 64, 16, 1e-5
+    a = (rng.standard_normal((rows, cols)) * 3).astype(np.float32)
+    w = rng.uniform(0.5, 1.5, cols).astype(np.float32)
+    out_scale = 40.0
+    state = new_state()
+    put(state, ADDR["a"], a)
+    put(state, ADDR["b"], w)
+    fp = issue(vec(("rmsnorm", "mul", "none", "none"), rows=rows, cols=cols, b_mode="row", group=group, eps=eps,
+                   out_type="i8", out_scale=out_scale), state)
+    got = get(state, ADDR["dst"], (rows, cols), np.int8)
+    eps32 = F(eps)
+    for r in range(rows):
+        for g in range(cols // group):
+            ss = F(0)
+            for c in range(g * group, (g + 1) * group):
+                ss = F(ss + F(a[r, c] * a[r, c]))
+            inv = F(F(1) / np.sqrt(F(F(ss / F(group)) + eps32)))
+            for c in range(g * group, (g + 1) * group):
+                assert got[r, c] == quant1(F(F(F(a[r, c] * inv) * w[c]) * F(out_scale)), -128, 127)
+    a64 = a.astype(np.float64).reshape(rows, cols // group, group)
+    ref = (a64 / np.sqrt((a64**2).mean(-1, keepdims=True) + eps)).reshape(rows, cols) * w * out_scale
+    assert np.abs(got - np.clip(ref, -128, 127)).max() <= 0.5 + 1e-4
+    assert fp.occupancy == 2 * math.ceil(rows * cols / TARGET.vec_lanes) and fp.latency == TARGET.vec_latency
+
+
+def test_softplus_and_add_chain():
+    a = np.array([[-30.0, -1.0, 0.0, 0.5, 19.0, 20.0, 20.5, 1e20]], dtype=np.float32)
+    b = np.full((1, 8), 0.25, np.float32)
+    state = new_state()
+    put(state, ADDR["a"], a)
+    put(state, ADDR["b"], b)
+    issue(vec(("softplus", "add", "none", "softplus"), rows=1, cols=8, b_mode="full"), state)
+    got = get(state, ADDR["dst"], (1, 8), np.float32)
+
+    def sp(v):
+        return v if float(v) > 20 else F(math.log1p(math.exp(float(v))))
+
+    assert got[0].tolist() == [sp(F(sp(v) + F(0.25))) for v in a[0]]
+    assert np.allclose(got[0, :6], np.log1p(np.exp(np.log1p(np.exp(a[0, :6].astype(np.float64))) + 0.25)), rtol=1e-6)
+
+
+def test_in_place_dst_over_a():
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    b = np.full((3, 4), 1.5, np.float32)
+    state = new_state()
+    put(state, ADDR["a"], a)
+    put(state, ADDR["b"], b)
+    issue(vec(("add", "none", "none", "none"), rows=3, cols=4, b_mode="full", dst=ADDR["a"]), state)
+    assert get(state, ADDR["a"], (3, 4), np.float32).tolist() == (a + 1.5).tolist()
+    with pytest.raises(SimulationError, match=r"^vec: field dst: the written buf bytes .* overlap operand a"):
+        issue(vec(("add", "none", "none", "none"), rows=3, cols=4, b_mode="full", dst=ADDR["a"] + 4), state)
+
+
+def test_argmax_first_of_ties_through_the_engine():
+    a = np.array([[1, 7, 7, 2], [0, 0, 0, 0], [-3, -1, -2, -1], [5, 4, 3, 6]], dtype=np.float32)
+    state = new_state()
+    put(state, ADDR["a"], a)
+    put(state, ADDR["dst"], np.full(4, -1, np.int32))
+    stats = simulate([Bundle((Instruction("vec.argmax", {"dst": ADDR["dst"], "a": ADDR["a"], "rows": 4, "cols": 4}),)),
+                      Bundle((Instruction("ctl.halt", {}),))], state, TARGET)
+    assert get(state, ADDR["dst"], (4,), np.int32).tolist() == [1, 0, 1, 3]
+    assert stats.cycles == math.ceil(16 / TARGET.vec_lanes) + TARGET.vec_latency  # issued at cycle 0
+
+
+def test_vec_cost_without_rmsnorm():
+    fp = SEMANTICS["vec"].footprint(vec(("silu", "none", "none", "none"), rows=5, cols=300), new_state(), TARGET)
+    assert fp.occupancy == math.ceil(1500 / TARGET.vec_lanes) and fp.macs == 0
+
+
+def test_vec_validation_names_the_field():
+    state = new_state()
+    argmax = lambda **kw: Instruction("vec.argmax", {"dst": ADDR["dst"], "a": ADDR["a"], "rows": 1, "cols": 1, **kw})  # noqa: E731
+    cases = [
+        (vec(("silu", "gate", "none", "none")), r"^vec: field b_mode is none but op1 = gate needs b"),
+        (vec(("none", "none", "none", "add")), r"^vec: field b_mode is none but op3 = add needs b"),
+        (vec(("rmsnorm",) + ("none",) * 3, cols=10, group=4), r"^vec: field group = 4 does not divide cols = 10"),
+        (vec(("rmsnorm",) + ("none",) * 3, cols=10, group=0), r"^vec: field group must be at least 1"),
+        (vec(rows=0), r"^vec: field rows must be at least 1"),
+        (vec(a=ADDR["a"] + 2), r"^vec: field a = .* is not aligned to 4 bytes"),
+        (vec(a_type="i16", a=ADDR["a"] + 2, dst=ADDR["dst"] + 1, out_type="i8"), None),
+        (vec(b_mode="row", b=ADDR["b"] + 1, b_type="i16"), r"^vec: field b = .* is not aligned to 2 bytes"),
+        (vec(dst=(1 << 18) - 4, cols=2), r"^vec: field dst: buf bytes"),
+        (argmax(dst=ADDR["dst"] + 1), r"^vec.argmax: field dst = .* is not aligned to 4 bytes"),
+        (argmax(cols=0), r"^vec.argmax: field cols must be at least 1"),
+        (argmax(dst=ADDR["a"]), r"^vec.argmax: field dst: the written buf bytes .* overlap operand a"),
+    ]
+    for instr, pattern in cases:
+        if pattern is None:  # a valid op: byte-aligned i8 output, i16 input at an even address
+            SEMANTICS[instr.op].footprint(instr, state, TARGET)
+            continue
+        with pytest.raises(SimulationError, match=pattern):
+            SEMANTICS[instr.op].footprint(instr, state, TARGET)

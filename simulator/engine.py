@@ -74,12 +74,27 @@ class _InFlight:
         self.writes = writes
 
 
-def _first_overlap(ranges_a, ranges_b):
-    for a in ranges_a:
-        for b in ranges_b:
-            if a.space == b.space and a.start < b.stop and b.start < a.stop:
-                return a, b
+def _find_hazard(reads, writes, inflight):
+    """The first conflict of an operation's ranges with an in-flight one: (kind, other, mine, theirs) or None."""
+    for other in inflight:
+        for b in other.writes:
+            bs, b0, b1 = b.space, b.start, b.stop
+            for a in reads:
+                if a.start < b1 and b0 < a.stop and a.space == bs:
+                    return "RAW", other, a, b
+            for a in writes:
+                if a.start < b1 and b0 < a.stop and a.space == bs:
+                    return "WAW", other, a, b
+        if writes:
+            for b in other.reads:
+                bs, b0, b1 = b.space, b.start, b.stop
+                for a in writes:
+                    if a.start < b1 and b0 < a.stop and a.space == bs:
+                        return "WAR", other, a, b
     return None
+
+
+_HAZARD_WORDS = {"RAW": ("reads", "still writes"), "WAR": ("writes", "still reads"), "WAW": ("writes", "still writes")}
 
 
 class Engine:
@@ -187,22 +202,14 @@ class Engine:
                 except SimulationError as exc:
                     raise SimulationError(f"{where(index, slot, op)}: {exc}") from None
                 reads, writes = fp.reads, fp.writes
-                for other in inflight:
-                    hit = _first_overlap(reads, other.writes)
-                    kind = "RAW hazard: reads"
-                    verb = "still writes"
-                    if hit is None:
-                        hit = _first_overlap(writes, other.reads)
-                        kind, verb = "WAR hazard: writes", "still reads"
-                        if hit is None:
-                            hit = _first_overlap(writes, other.writes)
-                            kind, verb = "WAW hazard: writes", "still writes"
-                    if hit is not None:
-                        mine, theirs = hit
-                        raise SimulationError(
-                            f"{where(index, slot, op)}: {kind} {_fmt_range(mine)} at cycle {now}, which "
-                            f"`{instruction_text(other.instr)}` (bundle {other.bundle}, slot {other.slot}) "
-                            f"{verb} ({_fmt_range(theirs)}) until cycle {other.complete}")
+                hazard = _find_hazard(reads, writes, inflight) if inflight else None
+                if hazard is not None:
+                    kind, other, mine, theirs = hazard
+                    mine_verb, their_verb = _HAZARD_WORDS[kind]
+                    raise SimulationError(
+                        f"{where(index, slot, op)}: {kind} hazard: {mine_verb} {_fmt_range(mine)} at cycle {now}, "
+                        f"which `{instruction_text(other.instr)}` (bundle {other.bundle}, slot {other.slot}) "
+                        f"{their_verb} ({_fmt_range(theirs)}) until cycle {other.complete}")
                 try:
                     unit_sem.execute(op, state, target)
                 except SimulationError as exc:

@@ -247,7 +247,8 @@ def dequant(a, exp: int) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.kind == "f":
         return a.astype(np.float32)
-    return np.ldexp(a.astype(np.float32), np.int32(exp)).astype(np.float32)
+    with np.errstate(over="ignore", under="ignore"):  # IEEE: overflow gives +-inf, tiny values round
+        return np.ldexp(a.astype(np.float32), np.int32(exp)).astype(np.float32)
 
 
 def silu(x) -> np.ndarray:
@@ -282,8 +283,16 @@ MICRO_OPS_WITH_B = ("add", "mul", "gate")
 
 
 def vec_chain(x, ops: Sequence[str], b=None, *, group: int = 1, eps: float = 0.0) -> np.ndarray:
-    """Apply the micro-ops in order ("none" skips) to binary32 x; b broadcasts against x."""
+    """Apply the micro-ops in order ("none" skips) to binary32 x; b broadcasts against x.
+
+    Binary32 overflow gives +-inf as IEEE says (no warning); NaN is outside the contract.
+    """
     x = np.asarray(x, dtype=np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        return _apply_micro_ops(x, ops, b, group, eps)
+
+
+def _apply_micro_ops(x: np.ndarray, ops: Sequence[str], b, group: int, eps: float) -> np.ndarray:
     for op in ops:
         if op == "none":
             continue
@@ -310,7 +319,8 @@ def vec_output(x, out_dtype: str, out_scale: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if out_dtype == "f32":
         return x
-    return quantize(x * np.float32(out_scale), out_dtype)
+    with np.errstate(over="ignore"):  # an overflow to +-inf saturates
+        return quantize(x * np.float32(out_scale), out_dtype)
 
 
 def argmax(a) -> np.ndarray:

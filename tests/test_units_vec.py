@@ -204,3 +204,14 @@ def test_vec_validation_names_the_field():
             continue
         with pytest.raises(SimulationError, match=pattern):
             SEMANTICS[instr.op].footprint(instr, state, TARGET)
+
+
+def test_binary32_overflow_is_infinity_and_saturates():
+    a = np.array([[3e38, -3e38, 1.0]], dtype=np.float32)
+    state = new_state()
+    put(state, ADDR["a"], a)
+    put(state, ADDR["b"], np.array([10.0, 10.0, 10.0], np.float32))
+    issue(vec(("mul", "none", "none", "none"), cols=3, b_mode="row", out_type="f32", dst=ADDR["dst"]), state)
+    assert get(state, ADDR["dst"], (1, 3), np.float32)[0].tolist() == [np.inf, -np.inf, 10.0]
+    issue(vec(("mul", "none", "none", "none"), cols=3, b_mode="row", out_type="i8", out_scale=1e30), state)
+    assert get(state, ADDR["dst"], (1, 3), np.int8)[0].tolist() == [127, -128, 127]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Callable, Mapping
 
@@ -114,7 +115,7 @@ class OpSpec:
         if len(set(names)) != len(names):
             raise ValueError(f"op {self.name}: duplicate field names")
 
-    @property
+    @cached_property
     def field_map(self) -> Mapping[str, FieldSpec]:
         return MappingProxyType({f.name: f for f in self.fields})
 

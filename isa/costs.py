@@ -1,0 +1,109 @@
+"""The timing of every operation, written once: what the scheduler plans with and the simulator charges.
+
+Place in the flow: `isa/`, beside the instruction table it reads.  The
+compiler's VLIW scheduler (passes/schedule_vliw.py, compiler/backend/) plans
+with these numbers; the simulator's unit footprints (simulator/units/*.py)
+charge the same formulas (tests/test_isa_costs.py checks that they agree, so
+the simulator can read them from here).  Every rate and latency comes from
+the target config (`isa.target.Target`).
+
+- `occupancy(instr, target)`: cycles the operation holds its unit.  Compute
+  units (LIN, CONV, SSM, VEC): work / the unit's rate.  DMA (LD, ST): cycles
+  the transfer holds the one DDR channel, `dma_cycles(ddr_bytes(instr))`.
+  CTL: 0 (it occupies nothing).
+- `latency(instr, target)`: further cycles after the occupancy until results
+  are complete: the unit's pipeline latency; `dma_latency` for DMA.
+- `ddr_bytes(instr)`: bytes the operation moves over the DDR channel.
+- `dma_cycles(nbytes, target)`: ceil(nbytes / dma_bytes_per_cycle).
+
+The DDR channel serves transfers in issue order (docs/ACCELERATOR.md): a DMA
+operation issued at t starts at max(t, channel free), holds the channel
+`occupancy` cycles and completes `latency` cycles later.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping
+
+from isa.instructions import OPS, Instruction
+
+DMA_SLOTS = ("LD", "ST")
+COMPUTE_SLOTS = ("LIN", "CONV", "SSM", "VEC")
+VEC_PASSES_WITH_RMSNORM = 2  # a chain with an rmsnorm reads its rows twice: sum of squares, then scaling
+VEC_MICRO_OP_FIELDS = ("op0", "op1", "op2", "op3")
+
+
+def ddr_bytes(instr: Instruction) -> int:
+    """Bytes moved over the DDR channel: rows * row_bytes for ld, ldg and st; 0 otherwise."""
+    if instr.slot in DMA_SLOTS:
+        return int(instr["rows"]) * int(instr["row_bytes"])
+    return 0
+
+
+def dma_cycles(nbytes: int, target) -> int:
+    """Cycles a transfer of `nbytes` holds the DDR channel."""
+    return math.ceil(nbytes / float(target.dma_bytes_per_cycle))
+
+
+def _lin(i: Instruction, target) -> int:
+    return math.ceil(int(i["m"]) * int(i["k"]) * int(i["n"]) / target.lin_macs_per_cycle)
+
+
+def _conv(i: Instruction, target) -> int:
+    return math.ceil(int(i["t"]) * int(i["c"]) / target.conv_channels)
+
+
+def _ssm(i: Instruction, target) -> int:
+    t, h, p, n = (int(i[f]) for f in ("t", "h", "p", "n"))
+    per_token = max(math.ceil(h * p * n / target.ssm_elems_per_cycle), math.ceil(h / target.nla_lanes))
+    return t * per_token
+
+
+def _vec(i: Instruction, target) -> int:
+    passes = VEC_PASSES_WITH_RMSNORM if "rmsnorm" in (i.enum(f) for f in VEC_MICRO_OP_FIELDS) else 1
+    return passes * math.ceil(int(i["rows"]) * int(i["cols"]) / target.vec_lanes)
+
+
+def _argmax(i: Instruction, target) -> int:
+    return math.ceil(int(i["rows"]) * int(i["cols"]) / target.vec_lanes)
+
+
+def _dma(i: Instruction, target) -> int:
+    return dma_cycles(ddr_bytes(i), target)
+
+
+def _none(i: Instruction, target) -> int:
+    return 0
+
+
+# op -> (occupancy formula, the target parameter holding its pipeline latency, or None for 0)
+_COSTS: Mapping[str, tuple[Callable[[Instruction, object], int], str | None]] = {
+    "ld": (_dma, "dma_latency"),
+    "ldg": (_dma, "dma_latency"),
+    "st": (_dma, "dma_latency"),
+    "lin": (_lin, "lin_latency"),
+    "conv": (_conv, "conv_latency"),
+    "ssm": (_ssm, "ssm_latency"),
+    "vec": (_vec, "vec_latency"),
+    "vec.argmax": (_argmax, "vec_latency"),
+    "ctl.wait": (_none, None),
+    "ctl.halt": (_none, None),
+}
+assert set(_COSTS) == set(OPS), "every operation of the table needs a cost"
+
+
+def occupancy(instr: Instruction, target) -> int:
+    """Cycles `instr` holds its unit (compute) or the DDR channel (DMA); 0 for CTL."""
+    return _COSTS[instr.op][0](instr, target)
+
+
+def latency(instr: Instruction, target) -> int:
+    """Cycles after the occupancy until `instr`'s results are complete."""
+    param = _COSTS[instr.op][1]
+    return 0 if param is None else int(getattr(target, param))
+
+
+def duration(instr: Instruction, target) -> int:
+    """occupancy + latency: from the start of the operation to its results."""
+    return occupancy(instr, target) + latency(instr, target)

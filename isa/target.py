@@ -22,10 +22,21 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from isa.errors import InputError
+from isa.instructions import OPS
+
+
+# Ranges the numeric contract (docs/NUMERICS.md) is written for.
+NLA_BITS_MIN, NLA_BITS_MAX = 8, 24  # dt < 2^nla_bits times an int32 A must stay below 2^62 with margin
+SSM_STATE_BITS = (16, 24, 32)  # the state saturates to this many bits, stored in int32
+CONV_KERNEL_MIN = 2
 
 
 def _is_pow2(v: int) -> bool:
     return v > 0 and v & (v - 1) == 0
+
+
+def _field_bits(op: str, name: str) -> int:
+    return OPS[op].field_map[name].bits
 
 
 @dataclass(frozen=True)
@@ -88,16 +99,33 @@ class Target:
         for name in ("hadamard_max_block", "nla_segments", "ssm_headdim_lanes", "ssm_dstate_lanes", "lin_mac_tree_width"):
             if not _is_pow2(getattr(self, name)):
                 raise InputError(f"target parameter {name}: must be a power of two, got {getattr(self, name)}")
-        if self.semaphores > 255:
-            raise InputError(f"target parameter semaphores: at most 255 (semaphore 0 means none), got {self.semaphores}")
-        if self.nla_bits not in (8, 16, 24, 32) or self.nla_bits < 8:
-            raise InputError(f"target parameter nla_bits: one of 8, 16, 24, 32, got {self.nla_bits}")
-        if self.ssm_state_bits not in (16, 32):
-            raise InputError(f"target parameter ssm_state_bits: 16 or 32, got {self.ssm_state_bits}")
-        if self.buffer_bytes >= 1 << 24:
-            raise InputError(f"target parameter buffer_bytes: must be below 2^24 (24-bit buffer addresses), got {self.buffer_bytes}")
-        if self.ddr_bytes >= 1 << 40:
-            raise InputError(f"target parameter ddr_bytes: must be below 2^40 (40-bit DDR addresses), got {self.ddr_bytes}")
+        self._check_at_most("nla_bits", NLA_BITS_MAX, "so the SSM's fixed-point intermediates stay below 2^62")
+        self._check_at_least("nla_bits", NLA_BITS_MIN, "the NLA's Q1.(nla_bits-1) table needs a few fraction bits")
+        if self.nla_segments.bit_length() > self.nla_bits:
+            raise InputError(f"target parameter nla_segments: at most 2^(nla_bits - 1) = {1 << (self.nla_bits - 1)} "
+                             f"(the SSM's dt_frac must lie in [log2 nla_segments, nla_bits - 1]), got {self.nla_segments}")
+        if self.ssm_state_bits not in SSM_STATE_BITS:
+            raise InputError(f"target parameter ssm_state_bits: one of {', '.join(map(str, SSM_STATE_BITS))} "
+                             f"(the state is stored as int32), got {self.ssm_state_bits}")
+        # Limits the instruction formats impose (widths from the table in isa.instructions).
+        self._check_below("buffer_bytes", 1 << _field_bits("ld", "buf"), "BUF addresses")
+        self._check_below("ddr_bytes", 1 << _field_bits("ld", "ddr"), "DDR addresses")
+        self._check_at_most("semaphores", (1 << _field_bits("ld", "sem")) - 1, "the sem field; 0 means none")
+        self._check_at_most("hadamard_max_block", 1 << ((1 << _field_bits("lin", "hlog2")) - 1), "the hlog2 field")
+        self._check_at_most("conv_kernel_max", (1 << _field_bits("conv", "kw")) - 1, "the kw field")
+        self._check_at_least("conv_kernel_max", CONV_KERNEL_MIN, "the conv state holds kw - 1 >= 1 rows")
+
+    def _check_below(self, name: str, limit: int, why: str) -> None:
+        if getattr(self, name) >= limit:
+            raise InputError(f"target parameter {name}: must be below {limit} ({why}), got {getattr(self, name)}")
+
+    def _check_at_most(self, name: str, limit: int, why: str) -> None:
+        if getattr(self, name) > limit:
+            raise InputError(f"target parameter {name}: at most {limit} ({why}), got {getattr(self, name)}")
+
+    def _check_at_least(self, name: str, limit: int, why: str) -> None:
+        if getattr(self, name) < limit:
+            raise InputError(f"target parameter {name}: at least {limit} ({why}), got {getattr(self, name)}")
 
     # Derived rates.
     @property

@@ -1,5 +1,7 @@
 """Target configurations: the vc709 preset, overrides from files, validation, digest."""
 
+import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -41,7 +43,23 @@ def test_json_override(tmp_path):
         ("vec_lanes = 2.5\n", "vec_lanes: must be an integer"),
         ("hadamard_max_block = 96\n", "hadamard_max_block: must be a power of two"),
         ("clock_mhz = -1\n", "clock_mhz: must be a positive number"),
-        ("buffer_bytes = 16777216\n", "buffer_bytes: must be below 2^24"),
+        ("buffer_bytes = 16777216\n", "buffer_bytes: must be below 16777216 (BUF addresses)"),
+        ("ddr_bytes = 1099511627776\n", "ddr_bytes: must be below 1099511627776 (DDR addresses)"),
+        ("semaphores = 256\n", "semaphores: at most 255"),
+        ("nla_bits = 32\n", "nla_bits: at most 24"),
+        ("nla_bits = 4\n", "nla_bits: at least 8"),
+        ("nla_bits = 8\nnla_segments = 256\n", "nla_segments: at most 2^(nla_bits - 1) = 128"),
+        ("nla_segments = 6\n", "nla_segments: must be a power of two"),
+        ("ssm_state_bits = 20\n", "ssm_state_bits: one of 16, 24, 32"),
+        ("conv_kernel_max = 1\n", "conv_kernel_max: at least 2"),
+        ("conv_kernel_max = 16\n", "conv_kernel_max: at most 15"),
+        ("hadamard_max_block = 65536\n", "hadamard_max_block: at most 32768"),
+        ("lin_latency = -1\n", "lin_latency: must be >= 0"),
+        ("semaphores = true\n", "semaphores: must be an integer"),
+        ("ddr_gbytes_per_s = nan\n", "ddr_gbytes_per_s: must be a positive number"),
+        ("ddr_gbytes_per_s = inf\n", "ddr_gbytes_per_s: must be a positive number"),
+        ('name = "my board"\n', "name: must be a non-empty identifier"),
+        ('base = "zc706"\n', "unknown base preset 'zc706'"),
         ("vec_lanes = \n", "not valid TOML"),
     ],
 )
@@ -57,10 +75,69 @@ def test_missing_file_and_unknown_preset(tmp_path):
         load_target(str(tmp_path / "nope.toml"))
     with pytest.raises(InputError, match="unknown target 'zc706'"):
         load_target("zc706")
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(InputError, match="cannot read target file"):
+        load_target(str(tmp_path / "dir.json"))
+    bad = tmp_path / "list.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(InputError, match="expected a table of parameters"):
+        load_target(bad)
+    bad.write_text("{")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_target(bad)
+
+
+def test_errors_are_one_line(tmp_path):
+    f = tmp_path / "t.toml"
+    f.write_text("vec_lane = 3\nnla_bits = 40\n")
+    with pytest.raises(InputError) as info:
+        load_target(f)
+    assert "\n" not in str(info.value)
+
+
+def valid_change(base, name, value):
+    """Another valid value of one parameter."""
+    if name == "name":
+        return "other"
+    for candidate in (value + 1, value // 2, value - 8):
+        try:
+            dataclasses.replace(base, **{name: candidate})
+            return candidate
+        except InputError:
+            continue
+    raise AssertionError(name)
 
 
 def test_digest_identifies_the_configuration():
     base = PRESETS["vc709"]
     assert len(base.digest()) == 32
     assert Target().digest() == base.digest()
-    assert Target(dma_latency=65).digest() != base.digest()
+    # every parameter is part of the identity
+    digests = {base.digest()}
+    for name, value in base.to_dict().items():
+        digests.add(dataclasses.replace(base, **{name: valid_change(base, name, value)}).digest())
+    assert len(digests) == len(base.to_dict()) + 1
+    # the digest is sha256 of the canonical JSON of to_dict(); an integer written for a float parameter is the same
+    canonical = json.dumps(base.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+    assert base.digest() == hashlib.sha256(canonical).digest()
+    assert Target(clock_mhz=250).digest() == base.digest()
+
+
+def test_to_dict_round_trips_through_a_json_file(tmp_path):
+    t = dataclasses.replace(PRESETS["vc709"], name="custom", vec_lanes=16, ssm_state_bits=16, nla_bits=12)
+    f = tmp_path / "custom.json"
+    f.write_text(json.dumps(t.to_dict()))
+    assert load_target(f) == t and load_target(t) is t
+
+
+def test_every_parameter_in_the_contract():
+    names = {f.name for f in dataclasses.fields(Target)}
+    assert names == {
+        "name", "clock_mhz", "buffer_bytes", "ddr_bytes", "ddr_gbytes_per_s", "dma_latency", "dma_queue_depth",
+        "semaphores", "lin_groups", "lin_hadamard_trees", "lin_mac_trees", "lin_mac_tree_width", "lin_latency",
+        "hadamard_max_block", "conv_channels", "conv_kernel_max", "conv_latency", "ssm_headdim_lanes",
+        "ssm_dstate_lanes", "ssm_state_bits", "ssm_latency", "nla_lanes", "nla_bits", "nla_segments", "vec_lanes",
+        "vec_latency"}
+    t = PRESETS["vc709"]
+    assert t.ddr_bytes == 8 * 2**30 and t.ddr_gbytes_per_s == 15.0 and t.semaphores == 32
+    assert t.hadamard_max_block == 256 and 768 % 256 == 0 and 1536 % 256 == 0

@@ -59,6 +59,11 @@ def rshift_round(x, s):
     return np.where(s == 0, x, np.where(s >= _SHIFT_ALL, np.int64(0), shifted))
 
 
+def saturate_bits(x, bits: int) -> np.ndarray:
+    """Clip integers to the signed `bits`-bit range [-2^(bits-1), 2^(bits-1) - 1]; int64."""
+    return np.clip(np.asarray(x, dtype=np.int64), -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
 def saturate(x, dtype: str) -> np.ndarray:
     """Clip integers to the range of `dtype` ("i8", "i16", "i32") and convert to it."""
     lo, hi = INT_RANGE[dtype]
@@ -210,11 +215,12 @@ def softplus_q(s, frac: int, *, segments: int, bits: int) -> np.ndarray:
 # SSM: the selective scan in power-of-two fixed point.
 # ---------------------------------------------------------------------------
 def ssm_scan(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int, a_frac: int, dbx_shift: int,
-             y_shift: int, d_shift: int, segments: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+             y_shift: int, d_shift: int, segments: int, bits: int, state_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(y [t, h, p] int32, final state [h, p, n] int32).
 
     x [t, h, p], B and C [t, groups, n], dt_raw [t, h] (int16); A, D, dt_bias [h]
-    (int32); state [h, p, n] int32.  Head i uses B/C group i // hpg.
+    (int32); state [h, p, n] int32, saturated to `state_bits` (the target's
+    ssm_state_bits) at every update.  Head i uses B/C group i // hpg.
     """
     x = np.asarray(x, dtype=np.int64)
     t, h, p = x.shape
@@ -233,7 +239,7 @@ def ssm_scan(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int, a
     for i in range(t):  # the recurrence: a loop over tokens, vectorized over heads, headdim and state
         decayed = rshift_round(dA[i][:, None, None] * st, bits - 1)
         inject = rshift_round(dtx[i][:, :, None] * Bh[i][:, None, :], dbx_shift)
-        st = saturate(decayed + inject, "i32").astype(np.int64)
+        st = saturate_bits(decayed + inject, state_bits)
         cs = (Ch[i][:, None, :] * st).sum(axis=-1)  # exact: |sum| < 2^46 * n < 2^62
         y[i] = saturate(rshift_round(cs, y_shift) + dx[i], "i32")
     return y, st.astype(np.int32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -43,10 +44,10 @@ def ssm(**kw):
     return Instruction("ssm", args)
 
 
-def issue(instr, state):
+def issue(instr, state, target=TARGET):
     sem = SEMANTICS[instr.op]
-    fp = sem.footprint(instr, state, TARGET)
-    sem.execute(instr, state, TARGET)
+    fp = sem.footprint(instr, state, target)
+    sem.execute(instr, state, target)
     return fp
 
 
@@ -58,7 +59,12 @@ def sat32(x: int) -> int:
     return max(-(2**31), min(2**31 - 1, x))
 
 
-def reference(xbc, dt_raw, params, st, *, h, p, n, hpg, b_off, c_off, dt_frac, a_frac, dbx_shift, y_shift, d_shift):
+def sat_bits(x: int, bits: int) -> int:
+    return max(-(2 ** (bits - 1)), min(2 ** (bits - 1) - 1, x))
+
+
+def reference(xbc, dt_raw, params, st, *, h, p, n, hpg, b_off, c_off, dt_frac, a_frac, dbx_shift, y_shift, d_shift,
+              state_bits=32):
     """docs/NUMERICS.md §5 one element at a time, Python integers."""
     t = xbc.shape[0]
     st = [[[int(st[i * p + j, k]) for k in range(n)] for j in range(p)] for i in range(h)]
@@ -74,7 +80,7 @@ def reference(xbc, dt_raw, params, st, *, h, p, n, hpg, b_off, c_off, dt_frac, a
                 x = int(xbc[tt, i * p + j])
                 for k in range(n):
                     B = int(xbc[tt, b_off + g * n + k])
-                    st[i][j][k] = sat32(rr(dA * st[i][j][k], BITS - 1) + rr(dt * x * B, dbx_shift))
+                    st[i][j][k] = sat_bits(rr(dA * st[i][j][k], BITS - 1) + rr(dt * x * B, dbx_shift), state_bits)
                 cs = sum(int(xbc[tt, c_off + g * n + k]) * st[i][j][k] for k in range(n))
                 y[tt][i * p + j] = sat32(rr(cs, y_shift) + rr(D * x, d_shift))
     return np.array(y), np.array(st).reshape(h * p, n)
@@ -121,6 +127,30 @@ def test_ssm_bit_exact_against_element_loop(h, hpg, c_first, big):
     if big:
         extremes = {2**31 - 1, -(2**31)}
         assert extremes & set(got_y.ravel().tolist()) and extremes & set(final.ravel().tolist())
+
+
+@pytest.mark.parametrize("state_bits", [16, 24])
+def test_ssm_state_saturates_to_the_target_state_bits(state_bits):
+    target = dataclasses.replace(TARGET, ssm_state_bits=state_bits)
+    rng = np.random.default_rng(state_bits)
+    t, h, p, n, hpg = 3, 2, 3, 4, 1
+    xbc, dt_raw, params, st, b_off, c_off = make_case(rng, t, h, p, n, hpg, big=True)
+    lim = 1 << (state_bits - 1)
+    st = np.clip(st, -lim, lim - 1).astype(np.int32)  # a stored state within the format
+    fmt = dict(dt_frac=12, a_frac=8, dbx_shift=10, y_shift=4, d_shift=0)
+    state = new_state()
+    put(state, ADDR["xbc"], xbc)
+    put(state, ADDR["dt"], dt_raw)
+    put(state, ADDR["params"], params)
+    put(state, ADDR["state"], st)
+    issue(ssm(t=t, h=h, p=p, n=n, hpg=hpg, xbc_ld=xbc.shape[1], b_off=b_off, c_off=c_off, dt_ld=h, y_ld=h * p, **fmt),
+          state, target)
+    y, final = reference(xbc, dt_raw, params, st, h=h, p=p, n=n, hpg=hpg, b_off=b_off, c_off=c_off,
+                         state_bits=state_bits, **fmt)
+    got = get(state, ADDR["state"], h * p, n, np.int32)
+    assert got.tolist() == final.tolist()
+    assert get(state, ADDR["y"], t, h * p, np.int32).tolist() == y.tolist()
+    assert {lim - 1, -lim} & set(got.ravel().tolist()) and np.abs(got.astype(np.int64)).max() <= lim
 
 
 def test_ssm_split_over_tokens_carries_the_state():

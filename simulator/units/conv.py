@@ -10,18 +10,17 @@ from __future__ import annotations
 import math
 
 from isa import numerics
+from isa.target import CONV_KERNEL_MIN
 from simulator.effects import Footprint, MachineState, SimulationError
 from simulator.semantics import check_positive, check_regions, region_ranges, regions_by_field, view
-
-MIN_KERNEL = 2  # the state holds kw - 1 >= 1 rows
 
 
 class Conv:
     def _check(self, instr, state: MachineState, target):
         check_positive(instr, "t", "c")
         kw = int(instr["kw"])
-        if not MIN_KERNEL <= kw <= target.conv_kernel_max:
-            raise SimulationError(f"{instr.op}: field kw = {kw} outside [{MIN_KERNEL}, {target.conv_kernel_max}] "
+        if not CONV_KERNEL_MIN <= kw <= target.conv_kernel_max:
+            raise SimulationError(f"{instr.op}: field kw = {kw} outside [{CONV_KERNEL_MIN}, {target.conv_kernel_max}] "
                                   f"(the target's conv_kernel_max)")
         regs = regions_by_field(instr)
         check_regions(instr, regs.values(), state, target)

@@ -51,7 +51,8 @@ class Scan:
             view(state, regs["state"], "i32").reshape(h, p, n),
             hpg=hpg, dt_frac=int(instr["dt_frac"]), a_frac=int(instr["a_frac"]), dbx_shift=int(instr["dbx_shift"]),
             y_shift=int(instr["y_shift"]), d_shift=int(instr["d_shift"]),
-            segments=int(target.nla_segments), bits=int(target.nla_bits))
+            segments=int(target.nla_segments), bits=int(target.nla_bits),
+            state_bits=int(target.ssm_state_bits))
         view(state, regs["y"], "i32")[...] = y.reshape(t, h * p)
         view(state, regs["state"], "i32")[...] = final.reshape(h * p, n)
 

@@ -15,6 +15,7 @@ docs/NUMERICS.md).  `rshift_round` relies on that.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -30,6 +31,10 @@ LOG2E_SHIFT = 4
 SOFTPLUS_THRESHOLD = 20.0
 # A right shift of at least this many bits rounds every |x| < 2^62 to 0.
 _SHIFT_ALL = 63
+# Integers up to these magnitudes are exact in binary32 / binary64; the largest |int8 * int8|.
+FLOAT32_EXACT = 1 << 24
+FLOAT64_EXACT = 1 << 53
+INT8_PRODUCT_MAX = 128 * 128
 
 
 # ---------------------------------------------------------------------------
@@ -59,6 +64,14 @@ def rshift_round(x, s):
     return np.where(s == 0, x, np.where(s >= _SHIFT_ALL, np.int64(0), shifted))
 
 
+def _max_abs(a: np.ndarray) -> int:
+    """The largest |element| of an integer array (from its dtype's range when that is cheap and tight enough)."""
+    if a.dtype.itemsize <= 2:
+        info = np.iinfo(a.dtype)
+        return max(-int(info.min), int(info.max))
+    return int(np.abs(a.astype(np.int64)).max(initial=0))
+
+
 def saturate_bits(x, bits: int) -> np.ndarray:
     """Clip integers to the signed `bits`-bit range [-2^(bits-1), 2^(bits-1) - 1]; int64."""
     return np.clip(np.asarray(x, dtype=np.int64), -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
@@ -83,34 +96,48 @@ def quantize(x, dtype: str) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # LIN: online block Hadamard, requantization, int8 matmul, accumulation, rescale.
 # ---------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
 def hadamard(b: int) -> np.ndarray:
-    """The unnormalized Sylvester Hadamard matrix H_b (b a power of two), int64."""
+    """The unnormalized Sylvester Hadamard matrix H_b (b a power of two), int64, read-only."""
     if b < 1 or b & (b - 1):
         raise ValueError(f"hadamard: block {b} is not a power of two")
     h = np.ones((1, 1), dtype=np.int64)
     while h.shape[0] < b:
         h = np.block([[h, h], [h, -h]])
+    h.setflags(write=False)
     return h
+
+
+@functools.lru_cache(maxsize=None)
+def _hadamard_float(b: int, dtype: type) -> np.ndarray:
+    h = hadamard(b).astype(dtype)
+    h.setflags(write=False)
+    return h
+
+
+def _exact_float(bound: int) -> type:
+    """The cheaper float type that holds every integer up to `bound` exactly (float32 to 2^24, else float64)."""
+    return np.float32 if bound <= FLOAT32_EXACT else np.float64
 
 
 def hadamard_blocks(a, hlog2: int) -> np.ndarray:
     """a'[m, blk*b:(blk+1)*b] = a[m, blk*b:(blk+1)*b] @ H_b with b = 2^hlog2 (exact, int64).
 
-    Computed as a fast Walsh-Hadamard transform (hlog2 butterfly stages).
+    Computed as a float matmul with H_b: every partial sum is an integer of
+    magnitude at most max|a| * b, held exactly by float32 up to 2^24 and by
+    float64 beyond (a is i8/i16, b <= 2^15: below 2^30).
     """
-    a = np.asarray(a, dtype=np.int64)
+    a = np.asarray(a)
     b = 1 << hlog2
     m, k = a.shape
     if k % b:
         raise ValueError(f"hadamard_blocks: k = {k} is not a multiple of the block {b}")
-    y = a.reshape(m, k // b, b)
-    half = 1
-    while half < b:
-        y = y.reshape(m, k // b, b // (2 * half), 2, half)
-        lo, hi = y[:, :, :, 0, :], y[:, :, :, 1, :]
-        y = np.stack((lo + hi, lo - hi), axis=3)
-        half *= 2
-    return y.reshape(m, k)
+    bound = _max_abs(a) * b
+    if bound >= FLOAT64_EXACT:
+        raise ValueError(f"hadamard_blocks: |a| * {b} reaches 2^53")
+    ftype = _exact_float(bound)
+    y = a.astype(ftype).reshape(m * (k // b), b) @ _hadamard_float(b, ftype)
+    return y.reshape(m, k).astype(np.int64)
 
 
 def lin_requant(a, hlog2: int, qmul: int, qshift: int) -> np.ndarray:
@@ -122,11 +149,19 @@ def lin_requant(a, hlog2: int, qmul: int, qshift: int) -> np.ndarray:
 def int8_matmul(q, wgt) -> np.ndarray:
     """q @ wgt^T exactly, int64 [m, n], for int8 q [m, k] and int8 wgt [n, k].
 
-    Every partial sum is an integer below 2^14 * k < 2^30 in magnitude, so the
-    float64 product is exact whatever the summation order.
+    Every partial sum is an integer of magnitude at most 2^14 * (terms summed),
+    so a float32 product over at most 1024 = 2^24 / 2^14 terms is exact whatever
+    the summation order: the product is taken in float32 over chunks of k of
+    that length and the chunks' exact results are added in int64.
     """
-    prod = np.asarray(q, dtype=np.float64) @ np.asarray(wgt, dtype=np.float64).T
-    return prod.astype(np.int64)
+    qf = np.asarray(q, dtype=np.float32)
+    wf = np.asarray(wgt, dtype=np.float32)
+    k = qf.shape[1]
+    chunk = FLOAT32_EXACT // INT8_PRODUCT_MAX
+    prod = (qf[:, :chunk] @ wf[:, :chunk].T).astype(np.int64)
+    for lo in range(chunk, k, chunk):
+        prod += (qf[:, lo:lo + chunk] @ wf[:, lo:lo + chunk].T).astype(np.int64)
+    return prod
 
 
 def lin_accumulate(prod, prev=None) -> np.ndarray:

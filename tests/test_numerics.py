@@ -94,6 +94,37 @@ def test_hadamard_blocks_matches_block_matmul():
         nm.hadamard_blocks(np.zeros((1, 6), np.int64), 2)
 
 
+def sylvester_python(b):
+    return np.array([[(-1) ** bin(i & j).count("1") for j in range(b)] for i in range(b)], dtype=np.int64)
+
+
+@pytest.mark.parametrize("hlog2", [9, 10, 11])
+def test_hadamard_blocks_exact_at_the_int16_extremes(hlog2):
+    """Sums up to 2^15 * b: float32 holds them up to b = 512, float64 beyond; both must be exact."""
+    b = 1 << hlog2
+    h = sylvester_python(b)
+    rng = np.random.default_rng(hlog2)
+    a = np.full((3, 2 * b), -32768, dtype=np.int16)
+    a[1] = np.tile(np.where(h[5] > 0, 32767, -32768), 2)  # matches row 5's signs: sums near 2^15 * b
+    a[2] = rng.integers(-32768, 32768, 2 * b)
+    ref = np.concatenate([a[:, :b].astype(np.int64) @ h, a[:, b:].astype(np.int64) @ h], axis=1)
+    got = nm.hadamard_blocks(a, hlog2)
+    assert got.dtype == np.int64 and np.array_equal(got, ref)
+    assert abs(int(got[0, 0])) == 32768 * b
+
+
+@pytest.mark.parametrize("k", [1, 1023, 1024, 1025, 3000])
+def test_int8_matmul_exact_past_float32_range(k):
+    """All -128: every dot product is k * 2^14, past 2^24 for k > 1024; random rows alongside."""
+    rng = np.random.default_rng(k)
+    q = np.concatenate([np.full((1, k), -128), rng.integers(-128, 128, (3, k))]).astype(np.int8)
+    w = np.concatenate([np.full((1, k), -128), np.full((1, k), 127), rng.integers(-128, 128, (2, k))]).astype(np.int8)
+    got = nm.int8_matmul(q, w)
+    ref = [[sum(int(x) * int(y) for x, y in zip(qr, wr)) for wr in w] for qr in q]
+    assert got.dtype == np.int64 and got.tolist() == ref
+    assert got[0, 0] == k * 2**14
+
+
 def test_exp2_table_endpoints_monotone():
     for segments, bits in ((S, BITS), (4, 8), (16, 16), (8, 24), (1, 16)):
         base, slope = nm.exp2_table(segments, bits)

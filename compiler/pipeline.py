@@ -23,6 +23,7 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
 from compiler.dialects.mamba import Mamba
+from compiler.dialects.mamba_quant import MambaQuant
 from isa.errors import InputError
 
 __all__ = ["PASSES", "register_pass", "mamba_context", "parse_ir", "print_ir", "build_pipeline", "run_pipeline"]
@@ -38,6 +39,8 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _lazy("xdsl.transforms.canonicalize", "CanonicalizePass"),
     "dce": _lazy("xdsl.transforms.dead_code_elimination", "DeadCodeElimination"),
     "cse": _lazy("xdsl.transforms.common_subexpression_elimination", "CommonSubexpressionElimination"),
+    "fold-norm-weights": _lazy("passes.fold_norm_weights", "FoldNormWeightsPass"),
+    "insert-hadamard": _lazy("passes.insert_hadamard", "InsertHadamardPass"),
 }
 
 
@@ -49,7 +52,7 @@ def register_pass(name: str, factory: Callable[[], type[ModulePass]]) -> None:
 def mamba_context() -> Context:
     """A context knowing builtin, func and mamba (the dialects of `mamba` IR files)."""
     ctx = Context()
-    for dialect in (Builtin, Func, Mamba):
+    for dialect in (Builtin, Func, Mamba, MambaQuant):
         ctx.load_dialect(dialect)
     return ctx
 

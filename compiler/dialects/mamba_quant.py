@@ -1,0 +1,326 @@
+"""The `mamba_quant` dialect: what the quantization passes add to `mamba` IR.
+
+Place in the flow: between the `mamba` dialect (which the frontend produces) and the
+accelerator lowering.  passes/ (fold-norm-weights, insert-hadamard, calibrate,
+assign-scales, approximate-nonlinear, fuse-elementwise) create these ops; their
+semantics are written once, in compiler.interpreters.mamba_quant, on the arithmetic of
+docs/NUMERICS.md (compiler.quant.fixed).
+
+Offline weight expressions (operands are weights; evaluated when the weight store is
+built, never on the accelerator):
+    fill {value}                         -> a constant tensor (the unit scale left by folding)
+    scale_columns(w [M,K], s [K])        -> w * s[None, :]           (a folded RMSNorm weight)
+    rotate_columns(w [M,K]) {block}      -> w @ blockdiag(H_b/sqrt(b))  (offline Hadamard)
+    quantize_weight(w [M,K]) {granularity} -> (wq i8 [M,K], scale f32 [M]): symmetric round to nearest
+Activations:
+    hadamard(x [T,K]) {block}            -> x @ blockdiag(H_b/sqrt(b))  (online, in the LIN unit)
+    quantize(x f32) {out_scale}          -> i8/i16/i32: quant(f32(x * out_scale))   (VEC output)
+    dequantize(x int) {exp}              -> f32(x) * 2^exp                          (VEC input)
+    qlinear(a int [T,K], wq i8 [M,K], wscale f32 [M]) {hlog2, qmul, qshift, act_scale}
+        -> f32 [T,M]: LIN with Hadamard 2^hlog2, requantization, int8 matmul, f32(total) * f32(act_scale*wscale)
+    qconv1d(x i16 [T,C], w i16 [C,1,K], bias i32 [C], state i16 [C,K-1]?) {shift} -> (i16/i32 [T,C], i16 state)
+    qssm_scan(x i16 [T,H*P], dt_raw i16 [T,H], params i32 [H,4] (A, D, dt_bias, 0), B i16, C i16, state i32?)
+        {dt_frac, a_frac, dbx_shift, y_shift, d_shift, nonlinear} -> (y i32 [T,H*P], state' i32 [H,P,N])
+    softplus_approx(x f32)               -> the first-order softplus of the NLA, in float
+    vec(a, b?) {ops, a_exp, b_exp, group, eps, out_scale} -> one VEC pass (fused element-wise chain)
+"""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    ArrayAttr,
+    FloatAttr,
+    Float32Type,
+    Float64Type,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    TensorType,
+    f32,
+    i8,
+    i16,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    opt_operand_def,
+    prop_def,
+    result_def,
+    traits_def,
+)
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+from compiler.dialects.mamba import tensor_type
+
+__all__ = [
+    "MambaQuant", "FillOp", "ScaleColumnsOp", "RotateColumnsOp", "QuantizeWeightOp", "HadamardOp", "QuantizeOp",
+    "DequantizeOp", "QLinearOp", "INT_TYPES", "int_type_name", "VEC_MICRO_OPS", "NONLINEAR_MODES",
+]
+
+_CALL_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
+INT_TYPES = {"i8": i8, "i16": i16, "i32": i32}
+VEC_MICRO_OPS = ("add", "mul", "silu", "gate", "rmsnorm", "softplus")
+NONLINEAR_MODES = ("exact", "table")
+
+
+def int_type_name(typ: Attribute) -> str | None:
+    """'i8', 'i16' or 'i32' for a signless integer element type of those widths, else None."""
+    if isinstance(typ, IntegerType) and typ.width.data in (8, 16, 32):
+        return f"i{typ.width.data}"
+    return None
+
+
+def _shape(op: IRDLOperation, value: SSAValue, what: str, rank: int | None = None) -> tuple[int, ...]:
+    typ = value.type
+    if not isinstance(typ, TensorType) or any(d < 0 for d in typ.get_shape()):
+        raise VerifyException(f"{op.name}: {what} must be a static tensor, got {typ}")
+    shape = tuple(typ.get_shape())
+    if rank is not None and len(shape) != rank:
+        raise VerifyException(f"{op.name}: {what} must have rank {rank}, got shape {list(shape)}")
+    return shape
+
+
+def _elem(value: SSAValue) -> Attribute:
+    return value.type.element_type  # type: ignore[attr-defined]
+
+
+def _want(op: IRDLOperation, what: str, value: SSAValue, shape, elem: str | None = None) -> None:
+    got = _shape(op, value, what)
+    if shape is not None and tuple(got) != tuple(shape):
+        raise VerifyException(f"{op.name}: {what} has shape {list(got)}, expected {list(shape)}")
+    e = _elem(value)
+    if elem == "float" and not isinstance(e, AnyFloat):
+        raise VerifyException(f"{op.name}: {what} must be floating point, got {e}")
+    if elem == "f32" and e != f32:
+        raise VerifyException(f"{op.name}: {what} must be f32, got {e}")
+    if elem == "int" and int_type_name(e) is None:
+        raise VerifyException(f"{op.name}: {what} must be i8, i16 or i32, got {e}")
+    if elem in INT_TYPES and e != INT_TYPES[elem]:
+        raise VerifyException(f"{op.name}: {what} must be {elem}, got {e}")
+
+
+def _int(attr: IntegerAttr) -> int:
+    return attr.value.data
+
+
+def _range(op: IRDLOperation, what: str, value: int, lo: int, hi: int) -> None:
+    if not lo <= value <= hi:
+        raise VerifyException(f"{op.name}: {what} must lie in [{lo}, {hi}], got {value}")
+
+
+def _block(op: IRDLOperation, block: int, k: int) -> None:
+    if block < 1 or block & (block - 1):
+        raise VerifyException(f"{op.name}: block must be a power of two, got {block}")
+    if k % block:
+        raise VerifyException(f"{op.name}: block {block} does not divide the dimension {k}")
+
+
+def _i64(v: int) -> IntegerAttr:
+    return IntegerAttr(v, i64)
+
+
+class _QuantOp(IRDLOperation):
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+
+
+# --- offline weight expressions -------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class FillOp(_QuantOp):
+    """A tensor whose every element is `value` (1.0 where a folded norm weight was)."""
+
+    name = "mamba_quant.fill"
+    value = prop_def(FloatAttr)
+    result = result_def(TensorType)
+    assembly_format = "attr-dict `:` type($result)"
+
+    def __init__(self, value: float, result_type: TensorType):
+        super().__init__(properties={"value": FloatAttr(value, Float64Type())}, result_types=[result_type])
+
+    def verify_(self) -> None:
+        _want(self, "the result", self.result, None, "float")
+
+
+@irdl_op_definition
+class ScaleColumnsOp(_QuantOp):
+    name = "mamba_quant.scale_columns"
+    w = operand_def(TensorType)
+    s = operand_def(TensorType)
+    result = result_def(TensorType)
+    assembly_format = _CALL_FORMAT
+
+    def __init__(self, w: SSAValue, s: SSAValue):
+        super().__init__(operands=[w, s], result_types=[w.type])
+
+    def verify_(self) -> None:
+        m, k = _shape(self, self.w, "the weight", 2)
+        _want(self, "the scale", self.s, (k,), "float")
+        _want(self, "the result", self.result, (m, k), "float")
+
+
+@irdl_op_definition
+class RotateColumnsOp(_QuantOp):
+    name = "mamba_quant.rotate_columns"
+    w = operand_def(TensorType)
+    block = prop_def(IntegerAttr)
+    result = result_def(TensorType)
+    assembly_format = "$w attr-dict `:` type($w) `->` type($result)"
+
+    def __init__(self, w: SSAValue, block: int):
+        super().__init__(operands=[w], properties={"block": _i64(block)}, result_types=[w.type])
+
+    def verify_(self) -> None:
+        m, k = _shape(self, self.w, "the weight", 2)
+        _want(self, "the result", self.result, (m, k), "float")
+        _block(self, _int(self.block), k)
+
+
+@irdl_op_definition
+class QuantizeWeightOp(_QuantOp):
+    """Symmetric int8 round-to-nearest of a weight: per output channel (row) or per tensor."""
+
+    name = "mamba_quant.quantize_weight"
+    w = operand_def(TensorType)
+    granularity = prop_def(StringAttr)
+    wq = result_def(TensorType)
+    scale = result_def(TensorType)
+    assembly_format = "$w attr-dict `:` type($w) `->` type($wq) `,` type($scale)"
+
+    def __init__(self, w: SSAValue, granularity: str):
+        m, k = w.type.get_shape()
+        super().__init__(operands=[w], properties={"granularity": StringAttr(granularity)},
+                         result_types=[tensor_type((m, k), i8), tensor_type((m,), f32)])
+
+    def verify_(self) -> None:
+        m, k = _shape(self, self.w, "the weight", 2)
+        _want(self, "the weight", self.w, None, "float")
+        _want(self, "the quantized weight", self.wq, (m, k), "i8")
+        _want(self, "the scale", self.scale, (m,), "f32")
+        if self.granularity.data not in ("channel", "tensor"):
+            raise VerifyException(f"{self.name}: granularity must be 'channel' or 'tensor', got {self.granularity.data!r}")
+
+
+# --- activations -----------------------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class HadamardOp(_QuantOp):
+    """The online rotation of a linear layer's input (the LIN unit's adder trees)."""
+
+    name = "mamba_quant.hadamard"
+    x = operand_def(TensorType)
+    block = prop_def(IntegerAttr)
+    result = result_def(TensorType)
+    assembly_format = "$x attr-dict `:` type($x) `->` type($result)"
+
+    def __init__(self, x: SSAValue, block: int):
+        super().__init__(operands=[x], properties={"block": _i64(block)}, result_types=[x.type])
+
+    def verify_(self) -> None:
+        t, k = _shape(self, self.x, "x", 2)
+        _want(self, "x", self.x, None, "float")
+        _want(self, "the result", self.result, (t, k), "float")
+        if _elem(self.result) != _elem(self.x):
+            raise VerifyException(f"{self.name}: element types differ")
+        _block(self, _int(self.block), k)
+
+
+@irdl_op_definition
+class QuantizeOp(_QuantOp):
+    """quant_T(f32(x * out_scale)): round half to even, saturate (the VEC unit's integer output)."""
+
+    name = "mamba_quant.quantize"
+    x = operand_def(TensorType)
+    out_scale = prop_def(FloatAttr)
+    result = result_def(TensorType)
+    assembly_format = "$x attr-dict `:` type($x) `->` type($result)"
+
+    def __init__(self, x: SSAValue, out_scale: float, dtype: str):
+        super().__init__(operands=[x], properties={"out_scale": FloatAttr(out_scale, Float32Type())},
+                         result_types=[tensor_type(x.type.get_shape(), INT_TYPES[dtype])])
+
+    def verify_(self) -> None:
+        shape = _shape(self, self.x, "x")
+        _want(self, "x", self.x, None, "f32")
+        _want(self, "the result", self.result, shape, "int")
+        if not self.out_scale.value.data > 0:
+            raise VerifyException(f"{self.name}: out_scale must be positive, got {self.out_scale.value.data}")
+
+
+@irdl_op_definition
+class DequantizeOp(_QuantOp):
+    """f32(x) * 2^exp (the VEC unit's integer input)."""
+
+    name = "mamba_quant.dequantize"
+    x = operand_def(TensorType)
+    exp = prop_def(IntegerAttr)
+    result = result_def(TensorType)
+    assembly_format = "$x attr-dict `:` type($x) `->` type($result)"
+
+    def __init__(self, x: SSAValue, exp: int):
+        super().__init__(operands=[x], properties={"exp": _i64(exp)},
+                         result_types=[tensor_type(x.type.get_shape(), f32)])
+
+    def verify_(self) -> None:
+        shape = _shape(self, self.x, "x")
+        _want(self, "x", self.x, None, "int")
+        _want(self, "the result", self.result, shape, "f32")
+        _range(self, "exp", _int(self.exp), -128, 127)
+
+
+@irdl_op_definition
+class QLinearOp(_QuantOp):
+    """The LIN unit: W8A8 with online Hadamard and requantization, f32 output."""
+
+    name = "mamba_quant.qlinear"
+    a = operand_def(TensorType)
+    wq = operand_def(TensorType)
+    wscale = operand_def(TensorType)
+    hlog2 = prop_def(IntegerAttr)
+    qmul = prop_def(IntegerAttr)
+    qshift = prop_def(IntegerAttr)
+    act_scale = prop_def(FloatAttr)
+    result = result_def(TensorType)
+    assembly_format = _CALL_FORMAT
+
+    def __init__(self, a: SSAValue, wq: SSAValue, wscale: SSAValue, hlog2: int, qmul: int, qshift: int,
+                 act_scale: float):
+        (t, _), (m, _) = a.type.get_shape(), wq.type.get_shape()
+        super().__init__(operands=[a, wq, wscale],
+                         properties={"hlog2": _i64(hlog2), "qmul": _i64(qmul), "qshift": _i64(qshift),
+                                     "act_scale": FloatAttr(act_scale, Float64Type())},
+                         result_types=[tensor_type((t, m), f32)])
+
+    def verify_(self) -> None:
+        t, k = _shape(self, self.a, "the activation", 2)
+        if int_type_name(_elem(self.a)) not in ("i8", "i16"):
+            raise VerifyException(f"{self.name}: the activation must be i8 or i16, got {_elem(self.a)}")
+        m, k_w = _shape(self, self.wq, "the weight", 2)
+        if k_w != k:
+            raise VerifyException(f"{self.name}: the activation has {k} columns but the weight [{m}, {k_w}] expects {k_w}")
+        _want(self, "the weight", self.wq, None, "i8")
+        _want(self, "the weight scale", self.wscale, (m,), "f32")
+        _want(self, "the result", self.result, (t, m), "f32")
+        _range(self, "hlog2", _int(self.hlog2), 0, 15)
+        _range(self, "qmul", _int(self.qmul), 0, 65535)
+        _range(self, "qshift", _int(self.qshift), 0, 63)
+        _block(self, 1 << _int(self.hlog2), k)
+        if not self.act_scale.value.data > 0:
+            raise VerifyException(f"{self.name}: act_scale must be positive, got {self.act_scale.value.data}")
+
+
+MambaQuant = Dialect(
+    "mamba_quant",
+    [FillOp, ScaleColumnsOp, RotateColumnsOp, QuantizeWeightOp, HadamardOp, QuantizeOp, DequantizeOp, QLinearOp],
+    [],
+)

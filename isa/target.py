@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -29,6 +31,8 @@ from isa.instructions import OPS
 NLA_BITS_MIN, NLA_BITS_MAX = 8, 24  # dt < 2^nla_bits times an int32 A must stay below 2^62 with margin
 SSM_STATE_BITS = (16, 24, 32)  # the state saturates to this many bits, stored in int32
 CONV_KERNEL_MIN = 2
+POWER_OF_TWO_PARAMETERS = ("hadamard_max_block", "nla_segments", "ssm_headdim_lanes", "ssm_dstate_lanes",
+                           "lin_mac_tree_width")
 
 
 def _is_pow2(v: int) -> bool:
@@ -87,7 +91,7 @@ class Target:
                     raise InputError(f"target parameter name: must be a non-empty identifier, got {value!r}")
                 continue
             if f.type == "float":
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value or value == float("inf"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                     raise InputError(f"target parameter {f.name}: must be a positive number, got {value!r}")
                 object.__setattr__(self, f.name, float(value))
                 continue
@@ -96,14 +100,15 @@ class Target:
             low = 0 if f.name.endswith("_latency") else 1
             if value < low:
                 raise InputError(f"target parameter {f.name}: must be >= {low}, got {value}")
-        for name in ("hadamard_max_block", "nla_segments", "ssm_headdim_lanes", "ssm_dstate_lanes", "lin_mac_tree_width"):
+        for name in POWER_OF_TWO_PARAMETERS:
             if not _is_pow2(getattr(self, name)):
                 raise InputError(f"target parameter {name}: must be a power of two, got {getattr(self, name)}")
         self._check_at_most("nla_bits", NLA_BITS_MAX, "so the SSM's fixed-point intermediates stay below 2^62")
         self._check_at_least("nla_bits", NLA_BITS_MIN, "the NLA's Q1.(nla_bits-1) table needs a few fraction bits")
         if self.nla_segments.bit_length() > self.nla_bits:
             raise InputError(f"target parameter nla_segments: at most 2^(nla_bits - 1) = {1 << (self.nla_bits - 1)} "
-                             f"(the SSM's dt_frac must lie in [log2 nla_segments, nla_bits - 1]), got {self.nla_segments}")
+                             f"(the SSM's dt_frac lies in [log2 nla_segments, nla_bits - 1]), "
+                             f"got {self.nla_segments}")
         if self.ssm_state_bits not in SSM_STATE_BITS:
             raise InputError(f"target parameter ssm_state_bits: one of {', '.join(map(str, SSM_STATE_BITS))} "
                              f"(the state is stored as int32), got {self.ssm_state_bits}")
@@ -162,7 +167,8 @@ def target_from_dict(values: dict, base: Target | None = None, source: str = "ta
     known = {f.name for f in fields(Target)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise InputError(f"{source}: unknown target parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise InputError(f"{source}: unknown target parameter(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(known))})")
     return dataclasses.replace(base, **values)
 
 
@@ -185,11 +191,12 @@ def load_target(spec: "str | Path | Target") -> Target:
     try:
         values = tomllib.loads(raw.decode()) if path.suffix.lower() == ".toml" else json.loads(raw)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"target file {path} is not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
+        kind = path.suffix[1:].upper()
+        raise InputError(f"target file {path} is not valid {kind}: {str(exc).splitlines()[0]}") from None
     if not isinstance(values, dict):
         raise InputError(f"target file {path}: expected a table of parameters")
     base_name = values.pop("base", "vc709")
-    if base_name not in PRESETS:
+    if not isinstance(base_name, str) or base_name not in PRESETS:
         raise InputError(f"target file {path}: unknown base preset {base_name!r}")
-    values.setdefault("name", path.stem.replace(".", "_"))
+    values.setdefault("name", re.sub(r"[^A-Za-z0-9_-]", "_", path.stem))
     return target_from_dict(values, PRESETS[base_name], source=f"target file {path}")

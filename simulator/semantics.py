@@ -9,7 +9,9 @@ what an op touches) into what the engine needs with the helpers here:
 - `check_regions`: every region inside its memory, aligned, written rows not
   overlapping each other or another operand of the same op (docs/NUMERICS.md §8);
 - `region_ranges`: the regions as the engine's read/write `Range`s (their spans);
-- `view`: a region as a 2-D numpy view into the machine's memory.
+- `view`: a region as a 2-D numpy view into the machine's memory;
+- `remember_last_check`: the engine calls `footprint` then `execute` with the
+  same instruction, so a unit's field and region checks run once per issue.
 
 `SEMANTICS` is built on first access (PEP 562) so that the unit modules can
 import these helpers without an import cycle.
@@ -17,6 +19,7 @@ import these helpers without an import cycle.
 
 from __future__ import annotations
 
+import functools
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
@@ -110,6 +113,24 @@ def view(state: MachineState, region: Region, dtype: str | None = None) -> np.nd
     dt = np.dtype(np.uint8) if dtype is None else NUMPY_DTYPES[dtype]
     return np.ndarray((region.rows, region.row_bytes // dt.itemsize), dtype=dt, buffer=state.space(region.space),
                       offset=region.base, strides=(region.stride, dt.itemsize))
+
+
+def remember_last_check(check):
+    """Wrap a unit's `_check(self, instr, state, target)` whose result depends only on the
+    instruction's fields, the memory sizes and the target: a repeated call with the same
+    instruction and target objects and the same memory sizes returns the remembered result."""
+
+    @functools.wraps(check)
+    def checked(self, instr, state: MachineState, target):
+        sizes = (state.buf.size, state.ddr.size)
+        last = self.__dict__.get("_last_check")
+        if last is not None and last[0] is instr and last[1] is target and last[2] == sizes:
+            return last[3]
+        result = check(self, instr, state, target)
+        self._last_check = (instr, target, sizes, result)
+        return result
+
+    return checked
 
 
 def _build() -> Mapping[str, object]:

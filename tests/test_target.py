@@ -29,6 +29,12 @@ def test_toml_override(tmp_path):
     assert t.lin_macs_per_cycle == 1536  # the rest is the vc709 preset
 
 
+def test_name_defaults_to_the_file_name(tmp_path):
+    f = tmp_path / "my board.v2.toml"
+    f.write_text('base = "vc709"\n')
+    assert load_target(f).name == "my_board_v2"
+
+
 def test_json_override(tmp_path):
     f = tmp_path / "big.json"
     f.write_text(json.dumps({"name": "bigbuf", "buffer_bytes": 8 * 1024 * 1024}))
@@ -60,6 +66,7 @@ def test_json_override(tmp_path):
         ("ddr_gbytes_per_s = inf\n", "ddr_gbytes_per_s: must be a positive number"),
         ('name = "my board"\n', "name: must be a non-empty identifier"),
         ('base = "zc706"\n', "unknown base preset 'zc706'"),
+        ("base = [1]\n", r"unknown base preset \[1\]"),
         ("vec_lanes = \n", "not valid TOML"),
     ],
 )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from isa.instructions import OPS, Instruction
 from isa.target import load_target
-from simulator.effects import MachineState, Range
+from simulator.effects import MachineState, Range, SimulationError
 from simulator.semantics import SEMANTICS, region_ranges, view
 
 TARGET = load_target("vc709")
@@ -36,3 +39,22 @@ def test_view_is_a_strided_window_onto_memory():
     v = view(state, dst, "i32")
     v[...] = [[1, 2], [3, 4], [5, 6]]
     assert state.buf[8:8 + 32].view("<i4").tolist() == [1, 2, 0, 3, 4, 0, 5, 6]
+
+
+def test_checks_are_redone_when_the_memory_or_the_target_changes():
+    """Each unit remembers its last successful check; another memory size or target must not reuse it."""
+    instr = Instruction("lin", dict(dst=0x800, src=0, wgt=0x400, scale=0, m=2, k=8, n=2, src_ld=8, dst_ld=2,
+                                    src_type="i8", hlog2=3, qmul=1, qshift=0, acc=0, out="i32"))
+    big = MachineState(ddr=np.zeros(4, np.uint8), buf=np.zeros(4096, np.uint8))
+    small = MachineState(ddr=np.zeros(4, np.uint8), buf=np.zeros(0x800, np.uint8))
+    lin = SEMANTICS["lin"]
+    lin.footprint(instr, big, TARGET)
+    with pytest.raises(SimulationError, match="field dst: buf bytes"):
+        lin.execute(instr, small, TARGET)
+    lin.footprint(instr, big, TARGET)
+    narrow = dataclasses.replace(TARGET, hadamard_max_block=4)
+    with pytest.raises(SimulationError, match="hadamard_max_block 4"):
+        lin.execute(instr, big, narrow)
+    tiny = dataclasses.replace(TARGET, buffer_bytes=0x800)
+    with pytest.raises(SimulationError, match="field dst: buf bytes"):
+        lin.footprint(instr, big, tiny)

@@ -2,20 +2,20 @@
 
 Place in the flow: looked up by `simulator.semantics.SEMANTICS` for `conv`;
 the arithmetic is `isa.numerics.conv` (docs/NUMERICS.md §3), the cost
-ceil(t*c / conv_channels) cycles plus conv_latency (§9).
+`isa.costs` (ceil(t*c / conv_channels) cycles plus conv_latency, §9).
 """
 
 from __future__ import annotations
 
-import math
-
-from isa import numerics
+from isa import costs, numerics
 from isa.target import CONV_KERNEL_MIN
 from simulator.effects import Footprint, MachineState, SimulationError
-from simulator.semantics import check_positive, check_regions, region_ranges, regions_by_field, view
+from simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
+                                remember_last_check, view)
 
 
 class Conv:
+    @remember_last_check
     def _check(self, instr, state: MachineState, target):
         check_positive(instr, "t", "c")
         kw = int(instr["kw"])
@@ -29,9 +29,8 @@ class Conv:
     def footprint(self, instr, state: MachineState, target) -> Footprint:
         regs = self._check(instr, state, target)
         reads, writes = region_ranges(regs.values())
-        t, c = int(instr["t"]), int(instr["c"])
-        return Footprint(reads, writes, occupancy=math.ceil(t * c / target.conv_channels),
-                         latency=int(target.conv_latency), macs=t * c * int(instr["kw"]))
+        return Footprint(reads, writes, occupancy=costs.occupancy(instr, target), latency=costs.latency(instr, target),
+                         macs=int(instr["t"]) * int(instr["c"]) * int(instr["kw"]))
 
     def execute(self, instr, state: MachineState, target) -> None:
         regs = self._check(instr, state, target)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from isa import costs
 from simulator.effects import Footprint, MachineState, Range, SimulationError
-from simulator.semantics import check_positive, check_regions, region_ranges, regions_by_field, view
+from simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
+                                remember_last_check, view)
 
 
 class Copy:
     """`ld` and `st`: a 2-D strided copy between the memories the op's regions name."""
 
+    @remember_last_check
     def _regions(self, instr, state: MachineState, target):
         check_positive(instr, "rows", "row_bytes")
         regions = instr.regions()
@@ -25,7 +28,7 @@ class Copy:
     def footprint(self, instr, state: MachineState, target) -> Footprint:
         regions = self._regions(instr, state, target)
         reads, writes = region_ranges(regions)
-        return Footprint(reads, writes, ddr_bytes=int(instr["rows"]) * int(instr["row_bytes"]))
+        return Footprint(reads, writes, ddr_bytes=costs.ddr_bytes(instr))
 
     def execute(self, instr, state: MachineState, target) -> None:
         regions = self._regions(instr, state, target)
@@ -59,7 +62,7 @@ class Gather:
         reads = (Range("buf", *regs["idx"].span),) + tuple(
             Range("ddr", int(starts[b]), int(starts[e]) + row_bytes) for b, e in zip(begins, ends))
         _, writes = region_ranges([regs["buf"]])
-        return Footprint(reads, writes, ddr_bytes=int(instr["rows"]) * row_bytes)
+        return Footprint(reads, writes, ddr_bytes=costs.ddr_bytes(instr))
 
     def execute(self, instr, state: MachineState, target) -> None:
         regs, idx = self._check(instr, state, target)

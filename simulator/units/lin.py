@@ -2,19 +2,19 @@
 
 Place in the flow: looked up by `simulator.semantics.SEMANTICS` for `lin`;
 the arithmetic is `isa.numerics.lin` (docs/NUMERICS.md §2), the cost
-ceil(m*k*n / lin_macs_per_cycle) cycles plus lin_latency (§9).
+`isa.costs` (ceil(m*k*n / lin_macs_per_cycle) cycles plus lin_latency, §9).
 """
 
 from __future__ import annotations
 
-import math
-
-from isa import numerics
+from isa import costs, numerics
 from simulator.effects import Footprint, MachineState, SimulationError
-from simulator.semantics import check_positive, check_regions, region_ranges, regions_by_field, view
+from simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
+                                remember_last_check, view)
 
 
 class Linear:
+    @remember_last_check
     def _check(self, instr, state: MachineState, target):
         check_positive(instr, "m", "k", "n")
         block = 1 << int(instr["hlog2"])
@@ -31,8 +31,8 @@ class Linear:
         regs = self._check(instr, state, target)
         reads, writes = region_ranges(regs.values())
         macs = int(instr["m"]) * int(instr["k"]) * int(instr["n"])
-        return Footprint(reads, writes, occupancy=math.ceil(macs / target.lin_macs_per_cycle),
-                         latency=int(target.lin_latency), macs=macs)
+        return Footprint(reads, writes, occupancy=costs.occupancy(instr, target), latency=costs.latency(instr, target),
+                         macs=macs)
 
     def execute(self, instr, state: MachineState, target) -> None:
         regs = self._check(instr, state, target)

@@ -2,22 +2,22 @@
 
 Place in the flow: looked up by `simulator.semantics.SEMANTICS` for `ssm`;
 the arithmetic is `isa.numerics.ssm_scan` (docs/NUMERICS.md §5), the cost
-t * max(ceil(h*p*n / ssm_elems_per_cycle), ceil(h / nla_lanes)) cycles plus
-ssm_latency, 3*t*h*p*n multiplies (§9).
+`isa.costs` (t * max(ceil(h*p*n / ssm_elems_per_cycle), ceil(h / nla_lanes))
+cycles plus ssm_latency, §9), 3*t*h*p*n multiplies.
 """
 
 from __future__ import annotations
 
-import math
-
-from isa import numerics
+from isa import costs, numerics
 from simulator.effects import Footprint, MachineState, SimulationError
-from simulator.semantics import check_positive, check_regions, region_ranges, regions_by_field, view
+from simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
+                                remember_last_check, view)
 
 MULTIPLIES_PER_ELEMENT = 3  # dA * state, (dt * x) * B, C * state
 
 
 class Scan:
+    @remember_last_check
     def _check(self, instr, state: MachineState, target):
         check_positive(instr, "t", "h", "p", "n", "hpg")
         low, high = target.nla_segments.bit_length() - 1, target.nla_bits - 1
@@ -32,8 +32,7 @@ class Scan:
         regs = self._check(instr, state, target)
         reads, writes = region_ranges(regs.values())
         t, h, p, n = (int(instr[f]) for f in ("t", "h", "p", "n"))
-        per_token = max(math.ceil(h * p * n / target.ssm_elems_per_cycle), math.ceil(h / target.nla_lanes))
-        return Footprint(reads, writes, occupancy=t * per_token, latency=int(target.ssm_latency),
+        return Footprint(reads, writes, occupancy=costs.occupancy(instr, target), latency=costs.latency(instr, target),
                          macs=MULTIPLIES_PER_ELEMENT * t * h * p * n)
 
     def execute(self, instr, state: MachineState, target) -> None:

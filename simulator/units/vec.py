@@ -2,20 +2,18 @@
 
 Place in the flow: looked up by `simulator.semantics.SEMANTICS`; the
 arithmetic is `isa.numerics` (dequant, vec_chain, vec_output, argmax;
-docs/NUMERICS.md §6), the cost ceil(rows*cols / vec_lanes) cycles, twice
-that for a chain with an rmsnorm, plus vec_latency (§9).
+docs/NUMERICS.md §6), the cost `isa.costs` (ceil(rows*cols / vec_lanes) cycles,
+twice that for a chain with an rmsnorm, plus vec_latency, §9).
 """
 
 from __future__ import annotations
 
-import math
-
-from isa import numerics
+from isa import costs, numerics
 from simulator.effects import Footprint, MachineState, SimulationError
-from simulator.semantics import check_positive, check_regions, region_ranges, regions_by_field, view
+from simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
+                                remember_last_check, view)
 
-MICRO_OP_FIELDS = ("op0", "op1", "op2", "op3")
-PASSES_WITH_RMSNORM = 2  # the sum of squares, then the scaling
+MICRO_OP_FIELDS = costs.VEC_MICRO_OP_FIELDS
 
 
 def _micro_ops(instr) -> tuple[str, ...]:
@@ -23,6 +21,7 @@ def _micro_ops(instr) -> tuple[str, ...]:
 
 
 class Chain:
+    @remember_last_check
     def _check(self, instr, state: MachineState, target):
         check_positive(instr, "rows", "cols")
         ops = _micro_ops(instr)
@@ -33,7 +32,8 @@ class Chain:
         if "rmsnorm" in ops:
             check_positive(instr, "group")
             if instr["cols"] % instr["group"]:
-                raise SimulationError(f"{instr.op}: field group = {instr['group']} does not divide cols = {instr['cols']}")
+                raise SimulationError(f"{instr.op}: field group = {instr['group']} does not divide "
+                                      f"cols = {instr['cols']}")
         regs = regions_by_field(instr)
         check_regions(instr, regs.values(), state, target, in_place=(("dst", "a"), ("dst", "b")))
         return regs, ops
@@ -41,9 +41,7 @@ class Chain:
     def footprint(self, instr, state: MachineState, target) -> Footprint:
         regs, ops = self._check(instr, state, target)
         reads, writes = region_ranges(regs.values())
-        passes = PASSES_WITH_RMSNORM if "rmsnorm" in ops else 1
-        return Footprint(reads, writes, occupancy=passes * math.ceil(instr["rows"] * instr["cols"] / target.vec_lanes),
-                         latency=int(target.vec_latency))
+        return Footprint(reads, writes, occupancy=costs.occupancy(instr, target), latency=costs.latency(instr, target))
 
     def execute(self, instr, state: MachineState, target) -> None:
         regs, ops = self._check(instr, state, target)
@@ -57,6 +55,7 @@ class Chain:
 
 
 class Argmax:
+    @remember_last_check
     def _check(self, instr, state: MachineState, target):
         check_positive(instr, "rows", "cols")
         regs = regions_by_field(instr)
@@ -66,8 +65,7 @@ class Argmax:
     def footprint(self, instr, state: MachineState, target) -> Footprint:
         regs = self._check(instr, state, target)
         reads, writes = region_ranges(regs.values())
-        return Footprint(reads, writes, occupancy=math.ceil(instr["rows"] * instr["cols"] / target.vec_lanes),
-                         latency=int(target.vec_latency))
+        return Footprint(reads, writes, occupancy=costs.occupancy(instr, target), latency=costs.latency(instr, target))
 
     def execute(self, instr, state: MachineState, target) -> None:
         regs = self._check(instr, state, target)

@@ -86,10 +86,11 @@ def saturate(x, dtype: str) -> np.ndarray:
 def quantize(x, dtype: str) -> np.ndarray:
     """Float -> integer: round half to even in x's own precision (np.rint), then saturate.
 
-    x must not be NaN (the machine's formats never produce one); +-inf saturate.
+    +-inf saturate; NaN gives 0 (every float maps to a defined integer).
     """
     lo, hi = INT_RANGE[dtype]
     r = np.rint(np.asarray(x)).astype(np.float64)
+    r = np.where(np.isnan(r), 0.0, r)
     return np.clip(r, lo, hi).astype(NUMPY_DTYPES[dtype])
 
 
@@ -173,8 +174,9 @@ def lin_accumulate(prod, prev=None) -> np.ndarray:
 
 
 def lin_rescale(total, scale) -> np.ndarray:
-    """float32(total) * scale[n]: int32 -> binary32 (round to nearest even), one binary32 multiply."""
-    return np.asarray(total, dtype=np.int32).astype(np.float32) * np.asarray(scale, dtype=np.float32)
+    """float32(total) * scale[n]: int32 -> binary32 (round to nearest even), one binary32 multiply (IEEE)."""
+    with np.errstate(all="ignore"):  # overflow to +-inf, and NaN from a NaN/inf scale, as IEEE says
+        return np.asarray(total, dtype=np.int32).astype(np.float32) * np.asarray(scale, dtype=np.float32)
 
 
 def lin(a, wgt, *, hlog2: int, qmul: int, qshift: int, prev=None, scale=None) -> np.ndarray:
@@ -288,7 +290,7 @@ def dequant(a, exp: int) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.kind == "f":
         return a.astype(np.float32)
-    with np.errstate(over="ignore", under="ignore"):  # IEEE: overflow gives +-inf, tiny values round
+    with np.errstate(all="ignore"):  # IEEE: overflow gives +-inf, tiny values round
         return np.ldexp(a.astype(np.float32), np.int32(exp)).astype(np.float32)
 
 
@@ -326,10 +328,11 @@ MICRO_OPS_WITH_B = ("add", "mul", "gate")
 def vec_chain(x, ops: Sequence[str], b=None, *, group: int = 1, eps: float = 0.0) -> np.ndarray:
     """Apply the micro-ops in order ("none" skips) to binary32 x; b broadcasts against x.
 
-    Binary32 overflow gives +-inf as IEEE says (no warning); NaN is outside the contract.
+    IEEE binary32 without traps or warnings: overflow gives +-inf, an invalid
+    operation (inf - inf, 0 * inf) NaN, and NaN propagates.
     """
     x = np.asarray(x, dtype=np.float32)
-    with np.errstate(over="ignore", under="ignore"):
+    with np.errstate(all="ignore"):
         return _apply_micro_ops(x, ops, b, group, eps)
 
 
@@ -360,12 +363,12 @@ def vec_output(x, out_dtype: str, out_scale: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if out_dtype == "f32":
         return x
-    with np.errstate(over="ignore"):  # an overflow to +-inf saturates
+    with np.errstate(all="ignore"):  # an overflow to +-inf saturates, NaN quantizes to 0
         return quantize(x * np.float32(out_scale), out_dtype)
 
 
 def argmax(a) -> np.ndarray:
-    """Per row, the index of the first maximum (np.argmax), int32."""
+    """Per row, the index of the first maximum (np.argmax: a NaN counts as the maximum), int32."""
     return np.argmax(np.asarray(a), axis=1).astype(np.int32)
 
 

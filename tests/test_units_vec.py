@@ -215,3 +215,46 @@ def test_binary32_overflow_is_infinity_and_saturates():
     assert get(state, ADDR["dst"], (1, 3), np.float32)[0].tolist() == [np.inf, -np.inf, 10.0]
     issue(vec(("mul", "none", "none", "none"), cols=3, b_mode="row", out_type="i8", out_scale=1e30), state)
     assert get(state, ADDR["dst"], (1, 3), np.int8)[0].tolist() == [127, -128, 127]
+
+
+def test_non_finite_values_are_defined_and_raise_no_warnings():
+    """IEEE binary32 without traps: overflow -> inf, inf - inf -> NaN, NaN propagates; quantization: NaN -> 0."""
+    a = np.array([[np.nan, np.inf, -np.inf, 3e38, -3e38, 1.5, -np.inf, 2.0]], dtype=np.float32)
+    rows, cols = a.shape
+    state = new_state()
+    put(state, ADDR["a"], a)
+    put(state, ADDR["b"], np.full(cols, 10, dtype=np.int8))
+    issue(vec(("mul", "none", "none", "none"), rows=rows, cols=cols, b_type="i8", b_mode="row", out_type="i8",
+              out_scale=1.0), state)
+    # x * 10: NaN, inf, -inf, inf (overflow), -inf, 15, -inf, 20
+    assert get(state, ADDR["dst"], (rows, cols), np.int8).tolist() == [[0, 127, -128, 127, -128, 15, -128, 20]]
+
+    state = new_state()
+    put(state, ADDR["a"], a)
+    issue(vec(("silu", "softplus", "none", "none"), rows=rows, cols=cols), state)
+    got = get(state, ADDR["dst"], (rows, cols), np.float32)
+    for x, y in zip(a[0], got[0]):
+        xd = float(x)
+        if math.isnan(xd) or xd == -math.inf:
+            s = math.nan  # -inf / inf
+        elif xd == math.inf:
+            s = xd
+        else:
+            s = xd / (1.0 + math.exp(-xd)) if xd > -700 else -0.0
+        s = float(F(s))
+        ref = s if s > 20 or math.isnan(s) else math.log1p(math.exp(s))
+        assert (math.isnan(ref) and math.isnan(y)) or F(ref) == y, (x, y, ref)
+
+    state = new_state()  # rmsnorm of a group with an inf: inf / inf = NaN in that group only
+    put(state, ADDR["a"], np.array([[1.0, np.inf, 2.0, 2.0]], dtype=np.float32))
+    issue(vec(("rmsnorm", "none", "none", "none"), rows=1, cols=4, group=2, eps=1e-6), state)
+    got = get(state, ADDR["dst"], (1, 4), np.float32)
+    assert got[0, 0] == 0.0 and np.isnan(got[0, 1]) and got[0, 2] == got[0, 3] == F(2.0) * F(1.0 / math.sqrt(4.0 + 1e-6))
+
+
+def test_argmax_with_nan_and_infinities():
+    a = np.array([[1.0, np.nan, 5.0, np.nan], [-np.inf, -np.inf, -1e30, 0.0], [np.inf, 1.0, np.inf, 2.0]], np.float32)
+    state = new_state()
+    put(state, ADDR["a"], a)
+    issue(Instruction("vec.argmax", dict(dst=ADDR["dst"], a=ADDR["a"], rows=3, cols=4)), state)
+    assert get(state, ADDR["dst"], (3,), np.int32).tolist() == [1, 3, 0]

@@ -225,3 +225,28 @@ def test_silu_softplus_rounded_once_from_float64():
 def test_argmax_first_of_ties():
     a = np.array([[1, 3, 3, 2], [5, 5, 5, 5], [-1, -2, -1, -3]], dtype=np.float32)
     assert nm.argmax(a).tolist() == [1, 0, 0]
+
+
+def test_the_worked_examples_of_numerics_md():
+    """The numbers docs/NUMERICS.md quotes, so the document and the code cannot drift apart."""
+    assert nm.hadamard_blocks(np.array([[1, 2, 3, 4]]), 2).tolist() == [[10, -2, -4, 0]]
+    a = np.array([[100, -3, 50, 7]], np.int8)
+    w = np.array([[1, 2, 3, 4], [-1, 0, 1, 0]], np.int8)
+    assert nm.hadamard_blocks(a, 1).tolist() == [[97, 103, 57, 43]]
+    assert nm.lin_requant(a, 1, 3, 2).tolist() == [[73, 77, 43, 32]]
+    assert nm.lin(a, w, hlog2=1, qmul=3, qshift=2, prev=np.array([[10, 7]])).tolist() == [[494, -23]]
+    assert nm.lin(a, w, hlog2=1, qmul=3, qshift=2, scale=np.array([0.5, 0.1], np.float32)).tolist() == \
+        [[242.0, float(np.float32(-30) * np.float32(0.1))]]
+    dst, new = nm.conv(np.array([[10], [20]]), np.array([[1], [2], [3]]), np.array([[1], [2], [3], [4]]), np.array([5]),
+                       1, "i16")
+    assert dst.ravel().tolist() == [30, 62] and new.ravel().tolist() == [3, 10, 20]
+    assert nm.exp_q(np.array([-4096, 0, -1]), 12, segments=8, bits=16).tolist() == [12110, 32768, 32757]
+    assert nm.softplus_q(np.array([4096, -4096, 0]), 12, segments=8, bits=16).tolist() == [5610, 1514, 4096]
+    y, st = nm.ssm_scan(np.array([[[1024]]]), np.array([[[2048]]]), np.array([[[4096]]]), np.array([[0]]),
+                        np.array([-4096]), np.array([1024]), np.array([0]), np.array([[[2**20]]]), hpg=1, dt_frac=12,
+                        a_frac=12, dbx_shift=17, y_shift=18, d_shift=10, segments=8, bits=16, state_bits=32)
+    assert y.ravel().tolist() == [8103] and st.ravel().tolist() == [453056]
+    assert nm.rmsnorm(np.array([[3, 4]], np.float32), 2, 0.0).tolist() == \
+        [[float(np.float32(0.84852815)), float(np.float32(1.1313709))]]
+    assert nm.silu(np.float32(1.0)) == np.float32(0.7310586)
+    assert nm.softplus(np.array([0, 25], np.float32)).tolist() == [float(np.float32(0.6931472)), 25.0]

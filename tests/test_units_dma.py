@@ -113,6 +113,9 @@ def test_dma_validation_names_the_field():
         (ldg(idx=2, rows=1), r"^ldg: field idx = 0x2 is not aligned to 4 bytes"),
         (ldg(idx=0, buf=2, rows=1, row_bytes=4), r"^ldg: field buf: the written buf bytes .* overlap operand idx"),
         (ldg(ddr=2000, limit=100, row_bytes=8, ddr_stride=8), r"^ldg: field ddr: ddr bytes"),
+        (ld(sem=TARGET.semaphores + 1), rf"^ld: field sem = {TARGET.semaphores + 1} outside \[0, {TARGET.semaphores}\]"),
+        (st(sem=255), r"^st: field sem = 255 outside"),
+        (ldg(idx=64, sem=TARGET.semaphores + 1), r"^ldg: field sem = "),
     ]
     for instr, pattern in cases:
         with pytest.raises(SimulationError, match=pattern):

@@ -15,12 +15,20 @@ from simulator.semantics import (check_positive, check_regions, region_ranges, r
                                 remember_last_check, view)
 
 
+def _check_semaphore(instr, target) -> None:
+    """sem 0 signals nothing; 1..semaphores names the semaphore incremented on completion."""
+    if instr["sem"] > target.semaphores:
+        raise SimulationError(f"{instr.op}: field sem = {instr['sem']} outside [0, {target.semaphores}] "
+                              f"(0 = none; the target's semaphores)")
+
+
 class Copy:
     """`ld` and `st`: a 2-D strided copy between the memories the op's regions name."""
 
     @remember_last_check
     def _regions(self, instr, state: MachineState, target):
         check_positive(instr, "rows", "row_bytes")
+        _check_semaphore(instr, target)
         regions = instr.regions()
         check_regions(instr, regions, state, target)
         return regions
@@ -42,6 +50,7 @@ class Gather:
 
     def _check(self, instr, state: MachineState, target):
         check_positive(instr, "rows", "row_bytes")
+        _check_semaphore(instr, target)
         regs = regions_by_field(instr)
         check_regions(instr, regs.values(), state, target)
         idx = view(state, regs["idx"], "i32")[:, 0].astype(np.int64)

@@ -1,0 +1,53 @@
+"""schedule-vliw: group an `accel.program`'s instructions into VLIW bundles with delays, semaphores and waits.
+
+Place in the flow: after lower-to-accel and plan-memory, before the emitter
+(compiler/backend/emit.py).  Input: `accel.program`s holding instruction ops
+in program order (LD/ST semaphores unset or ignored; any ctl ops are dropped,
+the pass places its own).  Output: the same operations in `accel.bundle`s
+whose meaning equals the program order, which run on the accelerator with no
+hazard, DMA overlapped with compute, ending with `accel.ctl.halt`.  The
+algorithm (dependence graph, critical-path list scheduling, DMA
+synchronization, static timing from isa.costs) is compiler.backend.schedule.
+Programs already scheduled are left as they are.  Debug text of each op
+travels with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from compiler.backend.schedule import schedule
+from compiler.dialects.accel import AccelInstructionOp, BundleOp, ProgramOp, instruction_of, op_of
+from isa.target import load_target
+
+
+@dataclass(frozen=True)
+class ScheduleVliwPass(ModulePass):
+    """Options: `target` (a preset name or a .toml/.json file), `lookahead` (0: unlimited reordering)."""
+
+    name = "schedule-vliw"
+
+    target: str = "vc709"
+    lookahead: int = 0
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        target = load_target(self.target)
+        for program in [p for p in op.walk() if isinstance(p, ProgramOp)]:
+            if program.is_scheduled:
+                continue
+            loose = [o for o in program.body.block.ops if isinstance(o, AccelInstructionOp) and o.slot != "CTL"]
+            instrs = [instruction_of(o) for o in loose]
+            debug = [o.debug_text for o in loose]
+            result = schedule(instrs, target, self.lookahead)
+            bundles = []
+            for bundle, sources in zip(result.bundles, result.sources):
+                ops = [op_of(i, debug[n] if n is not None else None) for i, n in zip(bundle.ops, sources)]
+                bundles.append(BundleOp(ops, bundle.delay))
+            for old in list(program.body.block.ops):
+                Rewriter.erase_op(old)
+            program.body.block.add_ops(bundles)

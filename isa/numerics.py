@@ -72,9 +72,14 @@ def _max_abs(a: np.ndarray) -> int:
     return int(np.abs(a.astype(np.int64)).max(initial=0))
 
 
-def saturate_bits(x, bits: int) -> np.ndarray:
-    """Clip integers to the signed `bits`-bit range [-2^(bits-1), 2^(bits-1) - 1]; int64."""
-    return np.clip(np.asarray(x, dtype=np.int64), -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+def _rshift_round_inplace(x: np.ndarray, s: int) -> np.ndarray:
+    """rshift_round(x, s) written into the int64 array x (scalar s >= 0)."""
+    if s >= _SHIFT_ALL:
+        x[...] = 0
+    elif s > 0:
+        x += np.int64(1 << (s - 1))
+        x >>= np.int64(s)
+    return x
 
 
 def saturate(x, dtype: str) -> np.ndarray:
@@ -271,13 +276,19 @@ def ssm_scan(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int, a
     dA = exp_q(z, dt_frac, segments=segments, bits=bits)  # [t, h], Q1.(bits-1)
     dtx = dt[:, :, None] * x  # [t, h, p]
     dx = rshift_round(np.asarray(D, dtype=np.int64)[:, None] * x, d_shift)
-    st = np.asarray(state, dtype=np.int64)
+    st = np.array(state, dtype=np.int64)  # a copy, updated in place
+    inject = np.empty_like(st)
+    lo, hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1
     y = np.empty((t, h, p), dtype=np.int32)
     for i in range(t):  # the recurrence: a loop over tokens, vectorized over heads, headdim and state
-        decayed = rshift_round(dA[i][:, None, None] * st, bits - 1)
-        inject = rshift_round(dtx[i][:, :, None] * Bh[i][:, None, :], dbx_shift)
-        st = saturate_bits(decayed + inject, state_bits)
-        cs = (Ch[i][:, None, :] * st).sum(axis=-1)  # exact: |sum| < 2^46 * n < 2^62
+        np.multiply(st, dA[i][:, None, None], out=st)
+        _rshift_round_inplace(st, bits - 1)  # decayed state
+        np.multiply(dtx[i][:, :, None], Bh[i][:, None, :], out=inject)
+        _rshift_round_inplace(inject, dbx_shift)
+        st += inject
+        np.minimum(st, hi, out=st)
+        np.maximum(st, lo, out=st)
+        cs = np.matmul(st, Ch[i][:, :, None])[..., 0]  # sum over k, exact: |sum| < 2^46 * n < 2^62
         y[i] = saturate(rshift_round(cs, y_shift) + dx[i], "i32")
     return y, st.astype(np.int32)
 

@@ -266,3 +266,22 @@ def test_ssm_validation_names_the_field():
     for instr, pattern in cases:
         with pytest.raises(SimulationError, match=pattern):
             SEMANTICS["ssm"].footprint(instr, state, TARGET)
+
+
+def test_ssm_shifts_past_the_word_give_zero():
+    """Shift fields reach 127: shifts of 63 or more round every term to 0, as the reference's exact rounding does."""
+    rng = np.random.default_rng(63)
+    t, h, p, n, hpg = 2, 2, 2, 3, 2
+    xbc, dt_raw, params, st, b_off, c_off = make_case(rng, t, h, p, n, hpg, big=True)
+    for fmt in (dict(dbx_shift=63, y_shift=0, d_shift=127), dict(dbx_shift=127, y_shift=64, d_shift=62)):
+        fmt.update(dt_frac=12, a_frac=8)
+        state = new_state()
+        put(state, ADDR["xbc"], xbc)
+        put(state, ADDR["dt"], dt_raw)
+        put(state, ADDR["params"], params)
+        put(state, ADDR["state"], st)
+        issue(ssm(t=t, h=h, p=p, n=n, hpg=hpg, xbc_ld=xbc.shape[1], b_off=b_off, c_off=c_off, dt_ld=h, y_ld=h * p,
+                  **fmt), state)
+        y, final = reference(xbc, dt_raw, params, st, h=h, p=p, n=n, hpg=hpg, b_off=b_off, c_off=c_off, **fmt)
+        assert get(state, ADDR["y"], t, h * p, np.int32).tolist() == y.tolist()
+        assert get(state, ADDR["state"], h * p, n, np.int32).tolist() == final.tolist()

@@ -23,8 +23,10 @@ Three phases:
    reads, a WAW writer): the DMA operations first needed by the same bundle
    share a semaphore and that bundle carries `ctl.wait sem, count` for all of
    them.  Semaphores are reused once waited for; if all `target.semaphores`
-   are taken, the group needed soonest is waited for early, in a bundle of
-   its own.  Correctness rests only on these waits.
+   are taken, a new group shares the semaphore of the group needed soonest
+   and the first bundle needing either waits for both.  Several semaphores
+   first needed by one bundle take extra wait-only bundles before it (a
+   bundle has one CTL slot).  Correctness rests only on these waits.
 3. **Timing** (`_retime`): the final bundle order is timed on the model and
    each bundle's `delay` set so that the next one issues exactly when its
    compute operands are complete and its units free.  Every modelled stall
@@ -214,10 +216,9 @@ def _synchronize(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list
             user = first_user[n]
             sem = group_sem.get(user)
             if sem is None:
-                if not free:  # wait early for the group needed soonest
-                    soonest = min(group_sem, key=lambda u: u)
-                    out.append(_Slotted([], wait_for(group_sem[soonest]), slotted.time))
-                sem = free.pop()
+                # all taken: share the semaphore of the group needed soonest; the first bundle needing
+                # any op of a semaphore waits for all of them (all issued in earlier bundles)
+                sem = free.pop() if free else group_sem[min(group_sem)]
                 group_sem[user] = sem
             pending[sem].append(n)
             sem_of[n] = sem

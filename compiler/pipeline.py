@@ -41,6 +41,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "cse": _lazy("xdsl.transforms.common_subexpression_elimination", "CommonSubexpressionElimination"),
     "fold-norm-weights": _lazy("passes.fold_norm_weights", "FoldNormWeightsPass"),
     "insert-hadamard": _lazy("passes.insert_hadamard", "InsertHadamardPass"),
+    "schedule-vliw": _lazy("passes.schedule_vliw", "ScheduleVliwPass"),
 }
 
 

@@ -103,15 +103,25 @@ def requant_params(ratio: float, qmul_bits: int = 16, max_shift: int = 63) -> tu
 
 
 def lin_f32(a: np.ndarray, wgt: np.ndarray, scale: np.ndarray, *, hlog2: int, qmul: int, qshift: int) -> np.ndarray:
-    """LIN with acc = 0, out = f32: Hadamard (exact), requantize to int8, int8 matmul, f32(total) * scale[n]."""
+    """LIN with acc = 0, out = f32: Hadamard (exact), requantize to int8, int8 matmul, f32(total) * scale[n].
+
+    The Hadamard sums (|a'| <= 2^15 * b <= 2^24 for b <= 512) and the int8 products (|total| < 2^14 * k) are
+    integers that binary32 holds exactly while below 2^24, so they run as float32 matmuls (torch) when
+    k <= 1024, and in float64 (exact below 2^53) otherwise.
+    """
+    import torch
+
     a = np.asarray(a, np.int64)
+    m, k = a.shape
     b = 1 << hlog2
+    exact32 = b <= 512 and k <= 1024
+    ft = torch.float32 if exact32 else torch.float64
     if b > 1:
-        m, k = a.shape
-        h = sylvester(b).astype(np.float64)
-        a = np.rint((a.astype(np.float64).reshape(m, k // b, b) @ h).reshape(m, k)).astype(np.int64)  # |a'| < 2^24: exact
+        h = torch.from_numpy(sylvester(b)).to(ft)
+        a = (torch.from_numpy(a).to(ft).reshape(m, k // b, b) @ h).reshape(m, k).to(torch.int64).numpy()
     q = saturate(rshift_round(a * qmul, qshift), "i8")
-    total = saturate(np.rint(q.astype(np.float64) @ np.asarray(wgt, np.float64).T).astype(np.int64), "i32")
+    total = torch.from_numpy(q).to(ft) @ torch.from_numpy(np.asarray(wgt)).to(ft).T
+    total = saturate(total.to(torch.int64).numpy(), "i32")
     return (total.astype(np.float32) * np.asarray(scale, np.float32)).astype(np.float32)
 
 
@@ -132,11 +142,14 @@ def conv_q(src: np.ndarray, state: np.ndarray, wgt: np.ndarray, bias: np.ndarray
 # --- §5 SSM ------------------------------------------------------------------------------------------------------------
 
 def ssm_scan_q(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int, a_frac: int, dbx_shift: int,
-               y_shift: int, d_shift: int, segments: int, bits: int, state_bits: int = 32, block: int = 32):
+               y_shift: int, d_shift: int, segments: int, bits: int, state_bits: int = 32, nonlinear: str = "table",
+               block: int = 32):
     """The integer selective scan.  x [t, h, p], B/C [t, G, n], dt_raw [t, h], A/D/dt_bias [h], state [h, p, n].
 
     Returns (y [t, h, p] int64 within i32, state' [h, p, n] within `state_bits`).  The recurrence runs token by token; the
-    products that do not depend on the state are formed per block of tokens.
+    products that do not depend on the state are formed per block of tokens.  `nonlinear` = "exact" replaces
+    the NLA's table (softplus_q, exp_q) by float64 softplus and exp rounded to the same fixed-point formats
+    (an ablation of the approximation; the accelerator implements "table").
     """
     x = np.asarray(x, np.int64)
     t_len, h, p = x.shape
@@ -144,27 +157,55 @@ def ssm_scan_q(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int,
     Bh = np.asarray(B, np.int64)[:, g_of]  # [t, h, n]
     Ch = np.asarray(C, np.int64)[:, g_of]
     s = np.asarray(dt_raw, np.int64) + np.asarray(dt_bias, np.int64)
-    dt = softplus_q(s, dt_frac, segments=segments, bits=bits)  # [t, h]
+    if nonlinear == "table":
+        dt = softplus_q(s, dt_frac, segments=segments, bits=bits)  # [t, h]
+    else:
+        dt = np.clip(np.rint(np.logaddexp(0.0, s / 2.0 ** dt_frac) * 2.0 ** dt_frac), 0, (1 << bits) - 1).astype(np.int64)
     z = saturate(rshift_round(dt * np.asarray(A, np.int64), a_frac), "i32")
-    dA = exp_q(z, dt_frac, segments=segments, bits=bits)  # [t, h]
+    if nonlinear == "table":
+        dA = exp_q(z, dt_frac, segments=segments, bits=bits)  # [t, h]
+    else:
+        dA = np.rint(np.exp(np.minimum(z, 0) / 2.0 ** dt_frac) * 2.0 ** (bits - 1)).astype(np.int64)
     dx = rshift_round(np.asarray(D, np.int64)[:, None] * x, d_shift)  # [t, h, p]
-    state = np.asarray(state, np.int64).copy()
-    y = np.empty((t_len, h, p), np.int64)
+    return _scan(x, Bh, Ch, dt, dA, dx, np.asarray(state, np.int64), dbx_shift=dbx_shift, y_shift=y_shift,
+                 one_shift=bits - 1, state_bits=state_bits, block=block)
+
+
+def _scan(x, Bh, Ch, dt, dA, dx, state, *, dbx_shift: int, y_shift: int, one_shift: int, state_bits: int, block: int):
+    """The recurrence in float64 (torch): every value is an integer below 2^53, so each step is exact.
+
+    |dA * state| <= 2^15 * 2^31, |dt * x * B| < 2^46, and sum_k |C * state| <= n * 2^46 (checked below 2^53;
+    otherwise the C . state sums run in int64).  rshift_round(v, s) = floor((v + 2^(s-1)) * 2^-s), exact.
+    """
+    import torch
+
+    t_len, h, p = x.shape
+    n = state.shape[-1]
     lo, hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1  # the state saturates to the target's width
-    one_shift = np.int64(bits - 1)
-    half = np.int64(1) << np.int64(bits - 2)
+    c_exact = n * (int(np.abs(Ch).max(initial=0)) << (state_bits - 1)) < (1 << 53)
+    f64 = torch.float64
+
+    def rsr(v: torch.Tensor, s: int) -> torch.Tensor:  # in place
+        return v if s == 0 else v.add_(2.0 ** (s - 1)).mul_(2.0 ** -s).floor_()
+
+    st = torch.from_numpy(state).to(f64).clone()
+    xt, Bt, Ct = (torch.from_numpy(v).to(f64) for v in (x, Bh, Ch))
+    dtt, dAt = torch.from_numpy(dt).to(f64), torch.from_numpy(dA).to(f64)
+    y = np.empty((t_len, h, p), np.int64)
+    half, inv = 2.0 ** (one_shift - 1), 2.0 ** -one_shift
     for start in range(0, t_len, block):
         stop = min(t_len, start + block)
-        inc = rshift_round((dt[start:stop, :, None] * x[start:stop])[..., None] * Bh[start:stop, :, None, :], dbx_shift)
-        states = np.empty((stop - start, h, p, state.shape[-1]), np.int64)
-        dab = dA[start:stop, :, None, None]
-        for i in range(stop - start):
-            state = ((dab[i] * state + half) >> one_shift) + inc[i]
-            np.clip(state, lo, hi, out=state)
-            states[i] = state
-        acc = np.einsum("thpn,thn->thp", states, Ch[start:stop])
+        buf = rsr((dtt[start:stop, :, None] * xt[start:stop])[..., None] * Bt[start:stop, :, None, :], dbx_shift)
+        dab = dAt[start:stop, :, None, None]
+        for i in range(stop - start):  # buf[i] <- the state after token start + i
+            st.mul_(dab[i]).add_(half).mul_(inv).floor_().add_(buf[i]).clamp_(lo, hi)
+            buf[i].copy_(st)
+        if c_exact:
+            acc = torch.einsum("thpn,thn->thp", buf, Ct[start:stop]).to(torch.int64).numpy()
+        else:
+            acc = np.einsum("thpn,thn->thp", buf.to(torch.int64).numpy(), Ch[start:stop])
         y[start:stop] = saturate(rshift_round(acc, y_shift) + dx[start:stop], "i32")
-    return y, state
+    return y, st.to(torch.int64).numpy()
 
 
 # --- §6 VEC --------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""The quantized schemes of `fastmamba eval`: calibration, plans, outlier injection and statistics.
+
+Place in the flow: called by compiler/commands/eval.py; builds the golden model
+(compiler/quant/golden.py) for each scheme from ranges recorded on calibration
+text (the beginning of --text, before the held-out tail).  The schemes are the
+paper's Table II ablation:
+    w8a8_rtn               linear layers W8A8, round to nearest, no rotation (NormalQ)
+    w8a8_hadamard_linear   linear layers W8A8 after block Hadamard rotations (FastMamba-LQ)
+    fastmamba              that, plus power-of-two fixed point conv1d and SSM with the NLA's
+                           first-order exp and softplus (FastMamba)
+Hardware facts (Hadamard block limit, NLA table, state width) come from the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from compiler.config import Mamba2Config
+from compiler.quant.calibration import RangeRecorder
+from compiler.quant.golden import GoldenMamba2, LayerPlan, QuantPlan, as_numpy_weights
+from compiler.quant.hadamard import default_block
+from compiler.quant.plan import conv_quant, linear_quant, ssm_quant
+from isa.target import Target, load_target
+
+__all__ = ["QUANT_SCHEMES", "calibrate", "build_plan", "quant_scheme_builders", "inject_outliers"]
+
+QUANT_SCHEMES = ("w8a8_rtn", "w8a8_hadamard_linear", "fastmamba")
+CALIBRATION_SEGMENT = 1024
+
+
+def _float_plan(config: Mamba2Config, fold_norms: bool) -> QuantPlan:
+    return QuantPlan(tuple(LayerPlan() for _ in range(config.n_layer)), fold_norms=fold_norms)
+
+
+def calibrate(config: Mamba2Config, weights: Mapping[str, Any], ids: np.ndarray, *, method: str = "max",
+              percentile: float = 99.99, target: str | Target = "vc709", fold_norms: bool = True) -> RangeRecorder:
+    """Run the float golden model over `ids` (in segments, state carried) and record every site's ranges."""
+    max_block = load_target(target).hadamard_max_block
+    recorder = RangeRecorder(method, percentile, lambda site, k: default_block(k, max_block))
+    model = GoldenMamba2(config, weights, _float_plan(config, fold_norms), target)
+    model.recorder = recorder
+    states = None
+    for start in range(0, len(ids), CALIBRATION_SEGMENT):
+        _, states = model.run(np.asarray(ids[start:start + CALIBRATION_SEGMENT], np.int64), states)
+    return recorder
+
+
+def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarray], ranges: Mapping[str, Mapping[str, float]],
+               *, target: str | Target = "vc709", granularity: str = "channel", fold_norms: bool = True,
+               nonlinear: str = "table") -> QuantPlan:
+    """The plan of one scheme from calibration ranges (weights: numpy arrays, for the conv and SSM parameter ranges)."""
+    if scheme not in QUANT_SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}")
+    t = load_target(target)
+    layers = []
+    for i in range(config.n_layer):
+        p = f"backbone.layers.{i}.mixer."
+
+        def lin(name: str, k: int) -> Any:
+            block = 1 if scheme == "w8a8_rtn" else default_block(k, t.hadamard_max_block)
+            return linear_quant(ranges[p + name], block, granularity)
+
+        conv = ssm = None
+        if scheme == "fastmamba":
+            conv = conv_quant(ranges[p + "conv1d"], float(np.abs(weights[p + "conv1d.weight"]).max()))
+            ssm = ssm_quant(ranges[p[:-1]], float(np.exp(weights[p + "A_log"].astype(np.float64)).max()),
+                            float(np.abs(weights[p + "D"]).max()), nla_bits=t.nla_bits, nla_segments=t.nla_segments,
+                            state_bits=t.ssm_state_bits)
+        layers.append(LayerPlan(lin("in_proj", config.d_model), lin("out_proj", config.d_inner), conv, ssm))
+    return QuantPlan(tuple(layers), nonlinear=nonlinear, fold_norms=fold_norms, ranges=dict(ranges))
+
+
+def quant_scheme_builders(calibration_ids: np.ndarray, *, method: str = "max", percentile: float = 99.99,
+                          target: str | Target = "vc709", fold_norms: bool = True,
+                          on_calibrated: Callable[[RangeRecorder], None] | None = None) -> dict[str, Callable]:
+    """Scheme name -> builder (config, weights) -> prefill, for `fastmamba eval`'s SCHEMES; calibrates once."""
+    cache: dict[str, Any] = {}
+
+    def ranges(config, weights):
+        if "ranges" not in cache:
+            recorder = calibrate(config, weights, calibration_ids, method=method, percentile=percentile, target=target,
+                                 fold_norms=fold_norms)
+            cache["ranges"] = recorder.ranges()
+            cache["np"] = as_numpy_weights(weights)
+            if on_calibrated is not None:
+                on_calibrated(recorder)
+        return cache["ranges"], cache["np"]
+
+    def builder(scheme: str) -> Callable:
+        def build(config, weights):
+            r, w = ranges(config, weights)
+            return GoldenMamba2(config, w, build_plan(scheme, config, w, r, target=target, fold_norms=fold_norms), target).prefill
+
+        return build
+
+    return {scheme: builder(scheme) for scheme in QUANT_SCHEMES}
+
+
+def inject_outliers(config: Mamba2Config, weights: Mapping[str, Any], channels: int = 4, factor: float = 32.0,
+                    seed: int = 0) -> dict[str, Any]:
+    """The same function with outlier channels at every linear input: norm weight g[c] * factor, W[:, c] / factor.
+
+    Exact in real arithmetic (FP32 agrees within rounding), but the unfolded linear
+    inputs get `channels` columns `factor` times larger, as large models have.  Folding
+    the norm weights would remove them again, so evaluate with fold_norms=False.
+    """
+    import torch
+
+    out = {name: weights[name].detach().clone().to(torch.float32) if hasattr(weights[name], "detach")
+           else torch.from_numpy(np.array(weights[name], np.float32)) for name in weights}
+    rng = np.random.default_rng(seed)
+    for i in range(config.n_layer):
+        p = f"backbone.layers.{i}."
+        for norm, proj, width in ((p + "norm.weight", p + "mixer.in_proj.weight", config.d_model),
+                                  (p + "mixer.norm.weight", p + "mixer.out_proj.weight", config.d_inner)):
+            cols = torch.from_numpy(rng.choice(width, size=min(channels, width), replace=False))
+            out[norm][cols] *= factor
+            out[proj][:, cols] /= factor
+    return out

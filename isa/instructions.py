@@ -119,6 +119,11 @@ class OpSpec:
     def field_map(self) -> Mapping[str, FieldSpec]:
         return MappingProxyType({f.name: f for f in self.fields})
 
+    @cached_property
+    def field_values(self) -> dict[str, tuple[str, ...]]:
+        """Each field's enum value names (empty for other kinds), for `Instruction.enum`."""
+        return {f.name: f.values for f in self.fields}
+
     @property
     def bits(self) -> int:
         """Encoded width: opcode plus fields, before padding to whole 64-bit words."""
@@ -163,19 +168,30 @@ class Instruction:
         return self.args[name]
 
     def regions(self) -> tuple["Region", ...]:
-        """The memory this instruction reads and writes, from its fields."""
-        fn = self.spec.region_fn
-        return fn(self) if fn is not None else ()
+        """The memory this instruction reads and writes, from its fields.
+
+        Computed on first use and kept in the instance (an Instruction is immutable; the
+        simulator asks for every operation's regions several times per issue).
+        """
+        cached = self.__dict__.get(_REGIONS_ATTR)
+        if cached is None:
+            fn = OPS[self.op].region_fn
+            cached = fn(self) if fn is not None else ()
+            object.__setattr__(self, _REGIONS_ATTR, cached)
+        return cached
 
     def enum(self, name: str) -> str:
         """The named value of an enum field."""
-        return self.spec.field_map[name].values[int(self.args[name])]
+        return OPS[self.op].field_values[name][int(self.args[name])]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Instruction) and self.op == other.op and dict(self.args) == dict(other.args)
 
     def __hash__(self) -> int:
         return hash((self.op, tuple(self.args.items())))
+
+
+_REGIONS_ATTR = "_regions"  # where Instruction.regions() keeps its result
 
 
 BUNDLE_DELAY_BITS = 24

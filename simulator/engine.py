@@ -34,6 +34,8 @@ Semaphores and time belong to the engine; the semantics only see memory.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import math
 from collections import deque
 from typing import Mapping, Sequence
@@ -61,17 +63,18 @@ def _fmt_range(r) -> str:
 
 
 class _InFlight:
-    """An issued operation whose results are not complete yet."""
+    """An issued operation whose results are not complete yet (`spans`: its ranges as `_fold` gives them)."""
 
-    __slots__ = ("complete", "bundle", "slot", "instr", "reads", "writes")
+    __slots__ = ("complete", "bundle", "slot", "instr", "reads", "writes", "spans")
 
-    def __init__(self, complete, bundle, slot, instr, reads, writes):
+    def __init__(self, complete, bundle, slot, instr, reads, writes, spans=None):
         self.complete = complete
         self.bundle = bundle
         self.slot = slot
         self.instr = instr
         self.reads = reads
         self.writes = writes
+        self.spans = spans
 
 
 def _find_hazard(reads, writes, inflight):
@@ -92,6 +95,129 @@ def _find_hazard(reads, writes, inflight):
                     if a.start < b1 and b0 < a.stop and a.space == bs:
                         return "WAR", other, a, b
     return None
+
+
+# Plain-int spans: a range of space number s becomes [s * 2^64 + start, s * 2^64 + stop), so that
+# ranges of different spaces never overlap and two int comparisons do the work of the
+# (space, start, stop) test.  Addresses outside [0, 2^64) cannot be folded; an operation with one
+# makes the rest of the run use `_find_hazard` alone.
+_SPACE_SHIFT = 64
+_SPACE_NUMBER = {"buf": 0, "ddr": 1}
+
+
+def _fold(ranges):
+    """The ranges as (lo, hi) int pairs, or None if an address lies outside [0, 2^64)."""
+    out = []
+    for rng in ranges:
+        start, stop = rng.start, rng.stop
+        if not (0 <= start < 1 << _SPACE_SHIFT and 0 <= stop < 1 << _SPACE_SHIFT):
+            return None
+        number = _SPACE_NUMBER.get(rng.space)
+        if number is None:
+            number = _SPACE_NUMBER.setdefault(rng.space, len(_SPACE_NUMBER))
+        offset = number << _SPACE_SHIFT
+        out.append((offset + start, offset + stop))
+    return tuple(out)
+
+
+class _SpanIndex:
+    """Int spans (lo, hi) of in-flight operations, sorted by lo, with the longest length ever added.
+
+    `meets(a0, a1)`: some span has lo < a1 and a0 < hi (the engine's overlap test).  Only spans
+    with lo in (a0 - longest, a1) can: a span starting at or before a0 - longest ends by a0.
+    """
+
+    __slots__ = ("items", "longest")
+
+    def __init__(self):
+        self.items: list[tuple[int, int, int]] = []  # (lo, hi, seq of the operation)
+        self.longest = 0
+
+    def add(self, lo: int, hi: int, seq: int) -> None:
+        bisect.insort(self.items, (lo, hi, seq))
+        if hi - lo > self.longest:
+            self.longest = hi - lo
+
+    def remove(self, lo: int, hi: int, seq: int) -> None:
+        items = self.items
+        del items[bisect.bisect_left(items, (lo, hi, seq))]
+
+    def meets(self, a0: int, a1: int) -> bool:
+        items = self.items
+        i = bisect.bisect_left(items, (a1,)) - 1  # the last span with lo < a1
+        floor = a0 - self.longest
+        while i >= 0:
+            lo, hi, _ = items[i]
+            if lo <= floor:
+                return False
+            if hi > a0:
+                return True
+            i -= 1
+        return False
+
+
+class _InFlightSet:
+    """The operations in flight, in issue order, with cheap expiry and a quick conflict test.
+
+    `prune(now)` drops the operations complete at `now` (a heap of completion cycles).
+    `hazard(reads, writes, spans)` returns what `_find_hazard` returns; it first proves the common
+    "no conflict" case from sorted int spans of the in-flight reads and writes (`_SpanIndex`), and
+    only when some range does meet one runs `_find_hazard` for the first conflict in issue order.
+    """
+
+    def __init__(self):
+        self.live: dict[int, _InFlight] = {}  # by issue sequence number: insertion order is issue order
+        self.expiry: list[tuple[int, int]] = []  # heap of (complete, seq)
+        self.seq = 0
+        self.reads = _SpanIndex()
+        self.writes = _SpanIndex()
+        self.exact_only = False  # set once an address could not be folded
+
+    def __bool__(self) -> bool:
+        return bool(self.live)
+
+    def prune(self, now) -> None:
+        expiry, live = self.expiry, self.live
+        while expiry and expiry[0][0] <= now:
+            seq = heapq.heappop(expiry)[1]
+            entry = live.pop(seq)
+            if entry.spans is not None and not self.exact_only:
+                r, w = entry.spans
+                for lo, hi in r:
+                    self.reads.remove(lo, hi, seq)
+                for lo, hi in w:
+                    self.writes.remove(lo, hi, seq)
+
+    def add(self, complete, bundle, slot, instr, reads, writes, spans) -> None:
+        seq = self.seq
+        self.seq += 1
+        self.live[seq] = _InFlight(complete, bundle, slot, instr, reads, writes, spans)
+        heapq.heappush(self.expiry, (complete, seq))
+        if spans is not None and not self.exact_only:
+            r, w = spans
+            for lo, hi in r:
+                self.reads.add(lo, hi, seq)
+            for lo, hi in w:
+                self.writes.add(lo, hi, seq)
+
+    def spans(self, reads, writes):
+        """(read spans, write spans) of a new operation, or None (then `hazard` scans exactly)."""
+        if self.exact_only:
+            return None
+        r, w = _fold(reads), _fold(writes)
+        if r is None or w is None:
+            self.exact_only = True
+            return None
+        return r, w
+
+    def hazard(self, reads, writes, spans):
+        if spans is not None and not self.exact_only:
+            r, w = spans
+            written, read = self.writes, self.reads
+            if not (any(written.meets(a0, a1) for a0, a1 in r)
+                    or any(written.meets(a0, a1) or read.meets(a0, a1) for a0, a1 in w)):
+                return None
+        return _find_hazard(reads, writes, self.live.values())
 
 
 _HAZARD_WORDS = {"RAW": ("reads", "still writes"), "WAR": ("writes", "still reads"), "WAW": ("writes", "still writes")}
@@ -125,8 +251,7 @@ class Engine:
         unit_free: dict[str, int] = {}
         channel_free = 0
         last_complete = 0
-        inflight: list[_InFlight] = []
-        next_expiry = math.inf
+        inflight = _InFlightSet()
         ready = 0  # earliest issue cycle of the next bundle
         n_ops = 0
         macs = 0
@@ -187,9 +312,7 @@ class Engine:
                         dma_queue.popleft()
 
             # --- issue ---
-            if now >= next_expiry:
-                inflight = [e for e in inflight if e.complete > now]
-                next_expiry = min((e.complete for e in inflight), default=math.inf)
+            inflight.prune(now)
             for op in ops:
                 slot = op.slot
                 if slot == CTL_SLOT:
@@ -202,7 +325,8 @@ class Engine:
                 except SimulationError as exc:
                     raise SimulationError(f"{where(index, slot, op)}: {exc}") from None
                 reads, writes = fp.reads, fp.writes
-                hazard = _find_hazard(reads, writes, inflight) if inflight else None
+                spans = inflight.spans(reads, writes)
+                hazard = inflight.hazard(reads, writes, spans) if inflight else None
                 if hazard is not None:
                     kind, other, mine, theirs = hazard
                     mine_verb, their_verb = _HAZARD_WORDS[kind]
@@ -252,9 +376,7 @@ class Engine:
                 if complete > last_complete:
                     last_complete = complete
                 if complete > now:
-                    inflight.append(_InFlight(complete, index, slot, op, reads, writes))
-                    if complete < next_expiry:
-                        next_expiry = complete
+                    inflight.add(complete, index, slot, op, reads, writes, spans)
 
             if ctl is not None:
                 n_ops += 1

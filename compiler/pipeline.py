@@ -41,6 +41,10 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "cse": _lazy("xdsl.transforms.common_subexpression_elimination", "CommonSubexpressionElimination"),
     "fold-norm-weights": _lazy("passes.fold_norm_weights", "FoldNormWeightsPass"),
     "insert-hadamard": _lazy("passes.insert_hadamard", "InsertHadamardPass"),
+    "calibrate": _lazy("passes.calibrate", "CalibratePass"),
+    "assign-scales": _lazy("passes.assign_scales", "AssignScalesPass"),
+    "approximate-nonlinear": _lazy("passes.approximate_nonlinear", "ApproximateNonlinearPass"),
+    "fuse-elementwise": _lazy("passes.fuse_elementwise", "FuseElementwisePass"),
     "schedule-vliw": _lazy("passes.schedule_vliw", "ScheduleVliwPass"),
 }
 

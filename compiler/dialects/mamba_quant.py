@@ -12,6 +12,8 @@ built, never on the accelerator):
     scale_columns(w [M,K], s [K])        -> w * s[None, :]           (a folded RMSNorm weight)
     rotate_columns(w [M,K]) {block}      -> w @ blockdiag(H_b/sqrt(b))  (offline Hadamard)
     quantize_weight(w [M,K]) {granularity} -> (wq i8 [M,K], scale f32 [M]): symmetric round to nearest
+    to_fixed(w) {frac}                   -> sat(rint(w * 2^frac)) as i16/i32 (conv weight and bias)
+    ssm_params(A_log [H], D [H], dt_bias [H]) {a_frac, fd, dt_frac} -> i32 [H,4]: (-exp(A_log), D, dt_bias, 0)
 Activations:
     hadamard(x [T,K]) {block}            -> x @ blockdiag(H_b/sqrt(b))  (online, in the LIN unit)
     quantize(x f32) {out_scale}          -> i8/i16/i32: quant(f32(x * out_scale))   (VEC output)
@@ -62,7 +64,8 @@ from compiler.dialects.mamba import tensor_type
 
 __all__ = [
     "MambaQuant", "FillOp", "ScaleColumnsOp", "RotateColumnsOp", "QuantizeWeightOp", "HadamardOp", "QuantizeOp",
-    "DequantizeOp", "QLinearOp", "INT_TYPES", "int_type_name", "VEC_MICRO_OPS", "NONLINEAR_MODES",
+    "DequantizeOp", "QLinearOp", "ToFixedOp", "SSMParamsOp", "QConv1dOp", "QSSMScanOp", "SoftplusApproxOp", "VecOp",
+    "INT_TYPES", "int_type_name", "VEC_MICRO_OPS", "NONLINEAR_MODES",
 ]
 
 _CALL_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
@@ -319,8 +322,231 @@ class QLinearOp(_QuantOp):
             raise VerifyException(f"{self.name}: act_scale must be positive, got {self.act_scale.value.data}")
 
 
+@irdl_op_definition
+class ToFixedOp(_QuantOp):
+    """An offline fixed-point weight: sat_T(rint(w * 2^frac))."""
+
+    name = "mamba_quant.to_fixed"
+    w = operand_def(TensorType)
+    frac = prop_def(IntegerAttr)
+    result = result_def(TensorType)
+    assembly_format = "$w attr-dict `:` type($w) `->` type($result)"
+
+    def __init__(self, w: SSAValue, frac: int, dtype: str):
+        super().__init__(operands=[w], properties={"frac": _i64(frac)},
+                         result_types=[tensor_type(w.type.get_shape(), INT_TYPES[dtype])])
+
+    def verify_(self) -> None:
+        shape = _shape(self, self.w, "the weight")
+        _want(self, "the weight", self.w, None, "float")
+        _want(self, "the result", self.result, shape, "int")
+        _range(self, "frac", _int(self.frac), -64, 64)
+
+
+@irdl_op_definition
+class SSMParamsOp(_QuantOp):
+    """The SSM unit's per-head i32 parameters (A = -exp(A_log), D, dt_bias, 0) in fixed point, offline."""
+
+    name = "mamba_quant.ssm_params"
+    A_log = operand_def(TensorType)
+    D = operand_def(TensorType)
+    dt_bias = operand_def(TensorType)
+    a_frac = prop_def(IntegerAttr)
+    fd = prop_def(IntegerAttr)
+    dt_frac = prop_def(IntegerAttr)
+    result = result_def(TensorType)
+    assembly_format = _CALL_FORMAT
+
+    def __init__(self, A_log: SSAValue, D: SSAValue, dt_bias: SSAValue, a_frac: int, fd: int, dt_frac: int):
+        (h,) = A_log.type.get_shape()
+        super().__init__(operands=[A_log, D, dt_bias], result_types=[tensor_type((h, 4), i32)],
+                         properties={"a_frac": _i64(a_frac), "fd": _i64(fd), "dt_frac": _i64(dt_frac)})
+
+    def verify_(self) -> None:
+        (h,) = _shape(self, self.A_log, "A_log", 1)
+        for what, v in (("A_log", self.A_log), ("D", self.D), ("dt_bias", self.dt_bias)):
+            _want(self, what, v, (h,), "float")
+        _want(self, "the result", self.result, (h, 4), "i32")
+        for what, a in (("a_frac", self.a_frac), ("fd", self.fd), ("dt_frac", self.dt_frac)):
+            _range(self, what, _int(a), 0, 62)
+
+
+@irdl_op_definition
+class QConv1dOp(_QuantOp):
+    """The CONV unit: causal depthwise conv in fixed point; state [C, K-1] i16, oldest first."""
+
+    name = "mamba_quant.qconv1d"
+    x = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = operand_def(TensorType)
+    state = opt_operand_def(TensorType)
+    shift = prop_def(IntegerAttr)
+    result = result_def(TensorType)
+    new_state = result_def(TensorType)
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = ("$x `,` $weight `,` $bias (`state` $state^)? attr-dict `:` type($x) `,` type($weight) `,` "
+                       "type($bias) (`state` type($state)^)? `->` type($result) `,` type($new_state)")
+
+    def __init__(self, x: SSAValue, weight: SSAValue, bias: SSAValue, state: SSAValue | None, shift: int,
+                 out_type: str = "i16"):
+        channels, _, kernel = weight.type.get_shape()
+        super().__init__(operands=[x, weight, bias, state], properties={"shift": _i64(shift)},
+                         result_types=[tensor_type(x.type.get_shape(), INT_TYPES[out_type]),
+                                       tensor_type((channels, kernel - 1), i16)])
+
+    def verify_(self) -> None:
+        t, c = _shape(self, self.x, "x", 2)
+        _want(self, "x", self.x, None, "i16")
+        c_w, one, k = _shape(self, self.weight, "the weight", 3)
+        if c_w != c or one != 1:
+            raise VerifyException(f"{self.name}: the weight has shape {[c_w, one, k]}, expected [{c}, 1, K]")
+        _want(self, "the weight", self.weight, None, "i16")
+        _want(self, "the bias", self.bias, (c,), "i32")
+        if self.state is not None:
+            _want(self, "the state", self.state, (c, k - 1), "i16")
+        _want(self, "the new state", self.new_state, (c, k - 1), "i16")
+        _want(self, "the result", self.result, (t, c), "int")
+        if int_type_name(_elem(self.result)) not in ("i16", "i32"):
+            raise VerifyException(f"{self.name}: the result must be i16 or i32, got {_elem(self.result)}")
+        if k < 2:
+            raise VerifyException(f"{self.name}: the kernel must have at least 2 taps, got {k}")
+        _range(self, "shift", _int(self.shift), 0, 63)
+
+
+@irdl_op_definition
+class QSSMScanOp(_QuantOp):
+    """The SSM unit: softplus, exp and the selective scan in fixed point (docs/NUMERICS.md §5)."""
+
+    name = "mamba_quant.qssm_scan"
+    x = operand_def(TensorType)
+    dt_raw = operand_def(TensorType)
+    params = operand_def(TensorType)
+    B = operand_def(TensorType)
+    C = operand_def(TensorType)
+    state = opt_operand_def(TensorType)
+    dt_frac = prop_def(IntegerAttr)
+    a_frac = prop_def(IntegerAttr)
+    dbx_shift = prop_def(IntegerAttr)
+    y_shift = prop_def(IntegerAttr)
+    d_shift = prop_def(IntegerAttr)
+    nonlinear = prop_def(StringAttr)
+    y = result_def(TensorType)
+    new_state = result_def(TensorType)
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = ("$x `,` $dt_raw `,` $params `,` $B `,` $C (`state` $state^)? attr-dict `:` type($x) `,` "
+                       "type($dt_raw) `,` type($params) `,` type($B) `,` type($C) (`state` type($state)^)? `->` "
+                       "type($y) `,` type($new_state)")
+
+    def __init__(self, x: SSAValue, dt_raw: SSAValue, params: SSAValue, B: SSAValue, C: SSAValue,
+                 state: SSAValue | None, state_shape, *, dt_frac: int, a_frac: int, dbx_shift: int, y_shift: int,
+                 d_shift: int, nonlinear: str = "exact"):
+        props = {"dt_frac": _i64(dt_frac), "a_frac": _i64(a_frac), "dbx_shift": _i64(dbx_shift),
+                 "y_shift": _i64(y_shift), "d_shift": _i64(d_shift), "nonlinear": StringAttr(nonlinear)}
+        super().__init__(operands=[x, dt_raw, params, B, C, state], properties=props,
+                         result_types=[tensor_type(x.type.get_shape(), i32), tensor_type(state_shape, i32)])
+
+    def verify_(self) -> None:
+        h, p, n = _shape(self, self.new_state, "the new state", 3)
+        t, hp = _shape(self, self.x, "x", 2)
+        if hp != h * p:
+            raise VerifyException(f"{self.name}: x has {hp} columns, expected nheads*headdim = {h}*{p}")
+        _want(self, "x", self.x, None, "i16")
+        _want(self, "dt_raw", self.dt_raw, (t, h), "i16")
+        _want(self, "the parameters", self.params, (h, 4), "i32")
+        _, gn = _shape(self, self.B, "B", 2)
+        if not gn or gn % n or h % (gn // n):
+            raise VerifyException(f"{self.name}: B has {gn} columns, not ngroups*d_state with ngroups dividing {h} heads")
+        _want(self, "B", self.B, (t, gn), "i16")
+        _want(self, "C", self.C, (t, gn), "i16")
+        if self.state is not None:
+            _want(self, "the state", self.state, (h, p, n), "i32")
+        _want(self, "the new state", self.new_state, (h, p, n), "i32")
+        _want(self, "y", self.y, (t, hp), "i32")
+        for what in ("dt_frac", "a_frac", "dbx_shift", "y_shift", "d_shift"):
+            _range(self, what, _int(getattr(self, what)), 0, 127)
+        if self.nonlinear.data not in NONLINEAR_MODES:
+            raise VerifyException(f"{self.name}: nonlinear must be one of {', '.join(NONLINEAR_MODES)}, got {self.nonlinear.data!r}")
+
+
+@irdl_op_definition
+class SoftplusApproxOp(_QuantOp):
+    """softplus by the NLA's first-order approximation, in float: e^x (x <= 0), x + e^-x (x > 0), e^x = 2^(1.4375 x)."""
+
+    name = "mamba_quant.softplus_approx"
+    x = operand_def(TensorType)
+    result = result_def(TensorType)
+    assembly_format = "$x attr-dict `:` type($x) `->` type($result)"
+
+    def __init__(self, x: SSAValue):
+        super().__init__(operands=[x], result_types=[x.type])
+
+    def verify_(self) -> None:
+        shape = _shape(self, self.x, "x")
+        _want(self, "x", self.x, None, "f32")
+        _want(self, "the result", self.result, shape, "f32")
+
+
+@irdl_op_definition
+class VecOp(_QuantOp):
+    """One pass of the VEC unit: dequantize a (and b), up to 4 micro-ops, f32 or quantized output."""
+
+    name = "mamba_quant.vec"
+    a = operand_def(TensorType)
+    b = opt_operand_def(TensorType)
+    ops = prop_def(ArrayAttr)
+    a_exp = prop_def(IntegerAttr)
+    b_exp = prop_def(IntegerAttr)
+    group = prop_def(IntegerAttr)
+    eps = prop_def(FloatAttr)
+    out_scale = prop_def(FloatAttr)
+    result = result_def(TensorType)
+    assembly_format = "$a (`,` $b^)? attr-dict `:` type($a) (`,` type($b)^)? `->` type($result)"
+
+    def __init__(self, a: SSAValue, b: SSAValue | None, ops, *, a_exp: int = 0, b_exp: int = 0, group: int = 1,
+                 eps: float = 0.0, out_type: str = "f32", out_scale: float = 1.0):
+        rows_cols = a.type.get_shape()
+        elem = f32 if out_type == "f32" else INT_TYPES[out_type]
+        super().__init__(operands=[a, b], result_types=[tensor_type(rows_cols, elem)],
+                         properties={"ops": ArrayAttr([StringAttr(o) for o in ops]), "a_exp": _i64(a_exp),
+                                     "b_exp": _i64(b_exp), "group": _i64(group), "eps": FloatAttr(eps, Float64Type()),
+                                     "out_scale": FloatAttr(out_scale, Float32Type())})
+
+    @property
+    def micro_ops(self) -> tuple[str, ...]:
+        return tuple(o.data for o in self.ops.data)  # type: ignore[attr-defined]
+
+    def verify_(self) -> None:
+        rows, cols = _shape(self, self.a, "a", 2)
+        a_elem = _elem(self.a)
+        if a_elem != f32 and int_type_name(a_elem) is None:
+            raise VerifyException(f"{self.name}: a must be f32 or an integer type, got {a_elem}")
+        if self.b is not None:
+            b_shape = _shape(self, self.b, "b")
+            if b_shape not in ((rows, cols), (cols,)):
+                raise VerifyException(f"{self.name}: b has shape {list(b_shape)}, expected {[rows, cols]} or {[cols]}")
+        ops = self.micro_ops
+        if len(ops) > 4 or any(not isinstance(o, StringAttr) or o.data not in VEC_MICRO_OPS for o in self.ops.data):
+            raise VerifyException(f"{self.name}: at most 4 micro-ops from {', '.join(VEC_MICRO_OPS)}, got {list(ops)}")
+        if self.b is None and any(o in ("add", "mul", "gate") for o in ops):
+            raise VerifyException(f"{self.name}: add, mul and gate need a b operand")
+        g = _int(self.group)
+        if "rmsnorm" in ops and (g < 1 or cols % g):
+            raise VerifyException(f"{self.name}: group {g} does not divide the {cols} columns")
+        _range(self, "a_exp", _int(self.a_exp), -128, 127)
+        _range(self, "b_exp", _int(self.b_exp), -128, 127)
+        _shape(self, self.result, "the result")
+        out = _elem(self.result)
+        if out != f32 and int_type_name(out) is None:
+            raise VerifyException(f"{self.name}: the result must be f32 or an integer type, got {out}")
+        if tuple(self.result.type.get_shape()) != (rows, cols):  # type: ignore[attr-defined]
+            raise VerifyException(f"{self.name}: the result must have shape {[rows, cols]}")
+        if not self.out_scale.value.data > 0:
+            raise VerifyException(f"{self.name}: out_scale must be positive")
+
+
 MambaQuant = Dialect(
     "mamba_quant",
-    [FillOp, ScaleColumnsOp, RotateColumnsOp, QuantizeWeightOp, HadamardOp, QuantizeOp, DequantizeOp, QLinearOp],
+    [FillOp, ScaleColumnsOp, RotateColumnsOp, QuantizeWeightOp, HadamardOp, QuantizeOp, DequantizeOp, QLinearOp,
+     ToFixedOp, SSMParamsOp, QConv1dOp, QSSMScanOp, SoftplusApproxOp, VecOp],
     [],
 )

@@ -21,6 +21,7 @@ from compiler.dialects import mamba_quant as mq
 from compiler.interpreters.mamba import MambaFunctions, numpy_dtype
 from compiler.quant import fixed, offline
 from compiler.quant.hadamard import rotate_blocks
+from isa.target import Target, load_target
 
 __all__ = ["MambaQuantFunctions", "run_function"]
 
@@ -33,7 +34,11 @@ def _out_type(value) -> str:
 
 @register_impls
 class MambaQuantFunctions(InterpreterFunctions):
-    """numpy implementations of the `mamba_quant` ops."""
+    """numpy implementations of the `mamba_quant` ops; hardware facts (NLA table, state width) from `target`."""
+
+    def __init__(self, target: str | Target = "vc709"):
+        super().__init__()
+        self.target = load_target(target)
 
     @impl(mq.FillOp)
     def run_fill(self, interpreter: Interpreter, op: mq.FillOp, args: PythonValues) -> PythonValues:
@@ -72,9 +77,60 @@ class MambaQuantFunctions(InterpreterFunctions):
         return (fixed.lin_f32(a, wq, scale, hlog2=op.hlog2.value.data, qmul=op.qmul.value.data,
                               qshift=op.qshift.value.data),)
 
+    @impl(mq.ToFixedOp)
+    def run_to_fixed(self, interpreter: Interpreter, op: mq.ToFixedOp, args: PythonValues) -> PythonValues:
+        value = np.rint(np.asarray(args[0], np.float64) * 2.0 ** op.frac.value.data)
+        return (fixed.saturate(value, _out_type(op.result)),)
 
-def run_function(module: ModuleOp, weights: Mapping[str, Any], name: str, *inputs: Any) -> tuple[np.ndarray, ...]:
-    """Call function `name` of a module of `mamba` and `mamba_quant` ops on numpy `inputs`."""
+    @impl(mq.SSMParamsOp)
+    def run_ssm_params(self, interpreter: Interpreter, op: mq.SSMParamsOp, args: PythonValues) -> PythonValues:
+        A_log, D, dt_bias = (np.asarray(a, np.float64) for a in args)
+        cols = [np.rint(-np.exp(A_log) * 2.0 ** op.a_frac.value.data), np.rint(D * 2.0 ** op.fd.value.data),
+                np.rint(dt_bias * 2.0 ** op.dt_frac.value.data), np.zeros_like(A_log)]
+        return (fixed.saturate(np.stack(cols, axis=1), "i32"),)
+
+    @impl(mq.QConv1dOp)
+    def run_qconv1d(self, interpreter: Interpreter, op: mq.QConv1dOp, args: PythonValues) -> PythonValues:
+        x, weight, bias, *rest = args
+        channels, _, kernel = weight.shape
+        state = rest[0].T if op.state is not None else np.zeros((kernel - 1, channels), np.int64)
+        y, new_state = fixed.conv_q(x, state, np.asarray(weight)[:, 0, :].T, bias, op.shift.value.data, _out_type(op.result))
+        return y, new_state.T.copy()
+
+    @impl(mq.QSSMScanOp)
+    def run_qssm_scan(self, interpreter: Interpreter, op: mq.QSSMScanOp, args: PythonValues) -> PythonValues:
+        x, dt_raw, params, B, C, *rest = args
+        h, p, n = op.new_state.type.get_shape()
+        t = x.shape[0]
+        state = rest[0] if op.state is not None else np.zeros((h, p, n), np.int64)
+        g = B.shape[1] // n
+        target = self.target
+        y, new_state = fixed.ssm_scan_q(
+            x.reshape(t, h, p), B.reshape(t, g, n), C.reshape(t, g, n), dt_raw, params[:, 0], params[:, 1], params[:, 2],
+            state, hpg=h // g, dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data,
+            dbx_shift=op.dbx_shift.value.data, y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data,
+            segments=target.nla_segments, bits=target.nla_bits, state_bits=target.ssm_state_bits,
+            nonlinear=op.nonlinear.data)
+        return y.reshape(t, h * p), new_state
+
+    @impl(mq.SoftplusApproxOp)
+    def run_softplus_approx(self, interpreter: Interpreter, op: mq.SoftplusApproxOp, args: PythonValues) -> PythonValues:
+        return (fixed.softplus_approx_f32(args[0], self.target.nla_segments),)
+
+    @impl(mq.VecOp)
+    def run_vec(self, interpreter: Interpreter, op: mq.VecOp, args: PythonValues) -> PythonValues:
+        b = args[1] if op.b is not None else None
+        out = mq.int_type_name(op.result.type.element_type) or "f32"
+        return (fixed.vec(args[0], b, op.micro_ops, a_exp=op.a_exp.value.data, b_exp=op.b_exp.value.data,
+                          group=op.group.value.data, eps=op.eps.value.data, out_type=out,
+                          out_scale=op.out_scale.value.data),)
+
+
+def run_function(module: ModuleOp, weights: Mapping[str, Any], name: str, *inputs: Any, target: str | Target = "vc709",
+                 listeners: tuple = ()) -> tuple[np.ndarray, ...]:
+    """Call function `name` of a module of `mamba` and `mamba_quant` ops on numpy `inputs`.
+
+    `listeners` are xDSL `Interpreter.Listener`s (the calibrate pass records values with one)."""
     from xdsl.dialects import func
 
     fn = next((op for op in module.body.block.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name), None)
@@ -89,8 +145,8 @@ def run_function(module: ModuleOp, weights: Mapping[str, Any], name: str, *input
         if array.shape != tuple(typ.get_shape()):
             raise InterpretationError(f"input {i} of @{name} has shape {list(array.shape)}, expected {typ}")
         values.append(array)
-    interpreter = Interpreter(module)
+    interpreter = Interpreter(module, listeners=tuple(listeners))
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(MambaFunctions(weights))
-    interpreter.register_implementations(MambaQuantFunctions())
+    interpreter.register_implementations(MambaQuantFunctions(target))
     return tuple(interpreter.call_op(name, tuple(values)))

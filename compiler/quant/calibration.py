@@ -51,6 +51,10 @@ class RangeRecorder:
             block = self.block_of(site, k) if self.block_of is not None else 1
             self._add(site, "xr", rotate_blocks(np.asarray(value, np.float32), block) if block > 1 else value, True)
 
+    def record(self, site: str, quantity: str, value: np.ndarray) -> None:
+        """Record one quantity as it is (no derived "xr")."""
+        self._add(site, quantity, value, site.endswith(("in_proj", "out_proj")))
+
     def _add(self, site: str, quantity: str, value: np.ndarray, linear: bool) -> None:
         a = np.abs(np.asarray(value, np.float64))
         key = (site, quantity)

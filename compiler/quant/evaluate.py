@@ -48,10 +48,14 @@ def calibrate(config: Mamba2Config, weights: Mapping[str, Any], ids: np.ndarray,
     return recorder
 
 
-def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarray], ranges: Mapping[str, Mapping[str, float]],
-               *, target: str | Target = "vc709", granularity: str = "channel", fold_norms: bool = True,
-               nonlinear: str = "table") -> QuantPlan:
-    """The plan of one scheme from calibration ranges (weights: numpy arrays, for the conv and SSM parameter ranges)."""
+def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarray] | None,
+               ranges: Mapping[str, Mapping[str, float]], *, target: str | Target = "vc709", granularity: str = "channel",
+               fold_norms: bool = True, nonlinear: str = "table") -> QuantPlan:
+    """The plan of one scheme from calibration ranges, as assign-scales derives it from the same ranges.
+
+    The conv and SSM formats also need weight magnitudes: the ranges' "w" (conv), "A" (exp(A_log)) and "D"
+    (recorded by the calibrate pass), else taken from `weights` (numpy arrays).
+    """
     if scheme not in QUANT_SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}")
     t = load_target(target)
@@ -65,9 +69,12 @@ def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarr
 
         conv = ssm = None
         if scheme == "fastmamba":
-            conv = conv_quant(ranges[p + "conv1d"], float(np.abs(weights[p + "conv1d.weight"]).max()))
-            ssm = ssm_quant(ranges[p[:-1]], float(np.exp(weights[p + "A_log"].astype(np.float64)).max()),
-                            float(np.abs(weights[p + "D"]).max()), nla_bits=t.nla_bits, nla_segments=t.nla_segments,
+            rc, rs = ranges[p + "conv1d"], ranges[p[:-1]]
+            w_amax = rc["w"] if "w" in rc else float(np.abs(weights[p + "conv1d.weight"]).max())
+            a_amax = rs["A"] if "A" in rs else float(np.exp(weights[p + "A_log"].astype(np.float64)).max())
+            d_amax = rs["D"] if "D" in rs else float(np.abs(weights[p + "D"]).max())
+            conv = conv_quant(rc, w_amax)
+            ssm = ssm_quant(rs, a_amax, d_amax, nla_bits=t.nla_bits, nla_segments=t.nla_segments,
                             state_bits=t.ssm_state_bits)
         layers.append(LayerPlan(lin("in_proj", config.d_model), lin("out_proj", config.d_inner), conv, ssm))
     return QuantPlan(tuple(layers), nonlinear=nonlinear, fold_norms=fold_norms, ranges=dict(ranges))

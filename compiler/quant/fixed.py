@@ -240,3 +240,41 @@ def rmsnorm_f32(x: np.ndarray, group: int, eps: float) -> np.ndarray:
     mean = ss / np.float32(group)
     r = np.float32(1.0) / np.sqrt(mean + np.float32(eps))
     return (g * r).reshape(rows, cols)
+
+
+def vec(a, b=None, ops=(), *, a_exp: int = 0, b_exp: int = 0, group: int = 1, eps: float = 0.0, out_type: str = "f32",
+        out_scale: float = 1.0) -> np.ndarray:
+    """One VEC pass: dequantize, the micro-ops in order (each rounded to binary32), then the output conversion."""
+    x = dequant(a, a_exp)
+    bb = None if b is None else dequant(b, b_exp)
+    for op in ops:
+        if op == "add":
+            x = (x + bb).astype(np.float32)
+        elif op == "mul":
+            x = (x * bb).astype(np.float32)
+        elif op == "silu":
+            x = silu_f32(x)
+        elif op == "gate":
+            x = (x * silu_f32(bb)).astype(np.float32)
+        elif op == "rmsnorm":
+            x = rmsnorm_f32(x, group, eps)
+        elif op == "softplus":
+            x = softplus_f32(x)
+        else:
+            raise ValueError(f"unknown VEC micro-op {op!r}")
+    if out_type == "f32":
+        return x
+    return quantize_float((x * np.float32(out_scale)).astype(np.float32), out_type)
+
+
+def softplus_approx_f32(x, segments: int = 8) -> np.ndarray:
+    """The NLA's softplus in real arithmetic: e^x for x <= 0, x + e^-x for x > 0, with e^x = 2^(1.4375 x) and 2^v
+    (0 <= v < 1) by the chords of `segments` equal segments.  (The fixed-point unit rounds on top of this.)"""
+    x64 = np.asarray(x, np.float64)
+    y = -np.abs(x64) * 1.4375
+    u = np.floor(y)
+    v = (y - u) * segments
+    seg = np.minimum(np.floor(v), segments - 1)
+    lo = 2.0 ** (seg / segments)
+    e = np.ldexp(lo + (2.0 ** ((seg + 1) / segments) - lo) * (v - seg), u.astype(np.int64))
+    return np.where(x64 > 0, x64 + e, e).astype(np.float32)

@@ -33,7 +33,7 @@ from compiler.quant import fixed, offline
 from compiler.quant.plan import ConvQuant, LinearQuant, SSMQuant
 from isa.target import Target, load_target
 
-__all__ = ["LayerPlan", "QuantPlan", "GoldenMamba2", "as_numpy_weights", "head_name"]
+__all__ = ["LayerPlan", "QuantPlan", "GoldenMamba2", "as_numpy_weights", "head_name", "ssm_f32"]
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class GoldenMamba2:
         x, B, C = act[:, :c.d_inner], act[:, c.d_inner:c.d_inner + gn], act[:, c.d_inner + gn:]
         if lp.ssm is None:
             dt = fixed.softplus_f32(dt_raw + layer["dt_bias"])
-            y, new_ssm, state_amax = _ssm_f32(x, dt, layer["A_log"], B, C, layer["D"], ssm_state, c)
+            y, new_ssm, state_amax = ssm_f32(x, dt, layer["A_log"], B, C, layer["D"], ssm_state, c)
             if self.recorder is not None:
                 for quantity, value in (("x", x), ("B", B), ("C", C), ("dt", dt), ("y", y), ("state", state_amax)):
                     self._record(site[:-1], quantity, value)
@@ -240,7 +240,7 @@ def _conv_f32(x: np.ndarray, state: np.ndarray, w: np.ndarray, bias: np.ndarray 
     return y, xx[t:t + kw - 1].copy()
 
 
-def _ssm_f32(x, dt, A_log, B, C, D, state, c: Mamba2Config):
+def ssm_f32(x, dt, A_log, B, C, D, state, c: Mamba2Config):
     """The selective scan in binary32 (torch, one token at a time), state [h, p, n]."""
     import torch
 

@@ -1,0 +1,181 @@
+"""calibrate: run calibration text through the IR and record activation ranges per tensor.
+
+Place in the flow: after fold-norm-weights and insert-hadamard, before
+assign-scales (which reads what this pass writes).  The module's function (a
+prefill: tokens in) is interpreted on consecutive windows of the calibration
+text; each linear, conv1d and SSM op gets a `mamba_quant.range` dictionary of
+its quantities (compiler/quant/plan.py lists them): the linear layer's input
+before and after its Hadamard rotation ("x", "xr"), the conv's input and
+output, the SSM's x, B, C, dt before and after softplus, y, and its state's
+largest magnitude over time, plus the weight magnitudes the fixed-point formats
+need ("w", "A", "D").
+
+Options: text (file, required), model (checkpoint directory; default the bundled
+model), method ("max" or "percentile"), percentile (for the linear layers'
+activations), windows (how many windows of the function's length), function,
+target.  In-process callers with weights in hand use `calibrate_module`.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import builtin, func
+from xdsl.interpreter import Interpreter
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from compiler.dialects import mamba
+from compiler.dialects import mamba_quant as mq
+from compiler.quant.calibration import RangeRecorder
+from compiler.quant.golden import ssm_f32
+from compiler.quant.sites import site_of
+from isa.errors import InputError
+
+RANGE_ATTR = "mamba_quant.range"
+
+
+def _dt_raw(op: mamba.SSMScanOp) -> SSAValue | None:
+    """dt_raw of dt = softplus(dt_raw + dt_bias), the form assign-scales quantizes."""
+    soft = op.dt.owner
+    if isinstance(soft, mamba.SoftplusOp) and isinstance(soft.x.owner, mamba.AddOp):
+        return soft.x.owner.lhs
+    return None
+
+
+class _Recorder(Interpreter.Listener):
+    """Sends the values of the watched SSA values to a RangeRecorder as (site, quantity)."""
+
+    def __init__(self, fn: func.FuncOp, recorder: RangeRecorder):
+        self.recorder = recorder
+        self.watch: dict[SSAValue, list[tuple[str, str]]] = {}
+        self.ssm_ops: dict[Operation, str] = {}
+        self.sites: dict[Operation, str] = {}
+        self.rotated: set[str] = set()
+        for op in fn.walk():
+            site = site_of(op)
+            if site is None:
+                continue
+            self.sites[op] = site
+            if isinstance(op, mamba.LinearOp | mamba.LMHeadOp):
+                x = op.x
+                if isinstance(x.owner, mq.HadamardOp):
+                    self.rotated.add(site)
+                    self._add(x.owner.x, site, "x")
+                    self._add(x, site, "xr")
+                else:
+                    self._add(x, site, "x")
+                self._add(op.weight, site, "w")
+            elif isinstance(op, mamba.Conv1dOp):
+                self._add(op.x, site, "x")
+                self._add(op.result, site, "y")
+                self._add(op.weight, site, "w")
+            elif isinstance(op, mamba.SSMScanOp):
+                for value, quantity in ((op.x, "x"), (op.B, "B"), (op.C, "C"), (op.dt, "dt"), (op.y, "y"),
+                                        (op.A_log, "A_log"), (op.D, "D")):
+                    self._add(value, site, quantity)
+                if (raw := _dt_raw(op)) is not None:
+                    self._add(raw, site, "dt_raw")
+                self.ssm_ops[op] = site
+
+    def _add(self, value: SSAValue, site: str, quantity: str) -> None:
+        self.watch.setdefault(value, []).append((site, quantity))
+
+    def _see(self, values, arrays) -> None:
+        for value, array in zip(values, arrays):
+            for site, quantity in self.watch.get(value, ()):
+                if quantity == "A_log":
+                    self.recorder(site, "A", np.exp(np.asarray(array, np.float64)))
+                elif site in self.rotated and quantity in ("x", "xr"):  # both seen in the IR: record as they are
+                    self.recorder.record(site, quantity, array)
+                else:  # (an unrotated linear input also gives "xr" = "x")
+                    self.recorder(site, quantity, array)
+
+    def will_interpret_op(self, op: Operation, args) -> None:
+        self._see(op.operands, args)
+        if op in self.ssm_ops:
+            x, dt, A_log, B, C, D, *rest = args
+            h, p, n = op.new_state.type.get_shape()
+            shape = types.SimpleNamespace(nheads=h, headdim=p, d_state=n, ngroups=B.shape[1] // n,
+                                          heads_per_group=h // (B.shape[1] // n))
+            state = rest[0] if rest else np.zeros((h, p, n), np.float32)
+            _, _, amax = ssm_f32(x, dt, A_log, B, C, D, state, shape)
+            self.recorder(self.ssm_ops[op], "state", amax)
+
+    def did_interpret_op(self, op: Operation, results) -> None:
+        self._see(op.results, results)
+
+
+def _function(module: builtin.ModuleOp, name: str) -> func.FuncOp:
+    fn = next((op for op in module.body.block.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name), None)
+    if fn is None:
+        raise InputError(f"calibrate: the module has no function @{name}")
+    inputs = fn.function_type.inputs.data
+    if len(inputs) != 1 or len(inputs[0].get_shape()) != 1:
+        raise InputError(f"calibrate: @{name} must take only a token tensor (a prefill program), got {len(inputs)} inputs")
+    return fn
+
+
+def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], tokens: np.ndarray, *, function: str = "prefill",
+                     method: str = "max", percentile: float = 99.99, windows: int = 4, target: str = "vc709") -> dict:
+    """Run `function` on up to `windows` consecutive windows of `tokens`; write and return the ranges per site."""
+    from compiler.interpreters.mamba_quant import run_function
+
+    fn = _function(module, function)
+    (length,) = fn.function_type.inputs.data[0].get_shape()
+    tokens = np.asarray(tokens, np.int64)
+    if len(tokens) < length:
+        raise InputError(f"calibrate: the calibration text has {len(tokens)} tokens, @{function} needs {length}")
+    try:
+        recorder = RangeRecorder(method, percentile)
+    except ValueError as exc:
+        raise InputError(f"calibrate: {exc}") from None
+    listener = _Recorder(fn, recorder)
+    for w in range(min(windows, len(tokens) // length)):
+        run_function(module, weights, function, tokens[w * length:(w + 1) * length], target=target, listeners=(listener,))
+    ranges = recorder.ranges()
+    for op, site in listener.sites.items():
+        if site in ranges:
+            op.attributes[RANGE_ATTR] = builtin.DictionaryAttr(
+                {q: builtin.FloatAttr(v, builtin.f64) for q, v in sorted(ranges[site].items())})
+    return ranges
+
+
+@dataclass(frozen=True)
+class CalibratePass(ModulePass):
+    """Record activation ranges on the linear, conv and SSM ops by interpreting the IR on calibration text."""
+
+    name = "calibrate"
+
+    text: str = ""
+    model: str = ""
+    method: str = "max"
+    percentile: float = 99.99
+    windows: int = 4
+    function: str = "prefill"
+    target: str = "vc709"
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
+        from compiler.tokenizer import load_tokenizer
+        from compiler.weights import NumpyWeights
+
+        if not self.text:
+            raise InputError("calibrate: give the calibration text: calibrate{text=\"FILE\"}")
+        path = Path(self.text)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"calibrate: cannot read {path}: {exc.strerror}") from None
+        model_dir = self.model or DEFAULT_MODEL_DIR
+        config, store = load_model(model_dir)
+        tokenizer = load_tokenizer(config, model_dir)
+        ids = list(data) if tokenizer.is_byte_level else tokenizer.encode(data.decode("utf-8", errors="replace"))
+        calibrate_module(op, NumpyWeights(store), np.asarray(ids), function=self.function, method=self.method,
+                         percentile=self.percentile, windows=self.windows, target=self.target)

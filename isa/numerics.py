@@ -305,7 +305,7 @@ def ssm_scan(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int, a
 def dequant(a, exp: int) -> np.ndarray:
     """An operand as binary32: integers as float32(a) * 2^exp (np.ldexp), float32 as is."""
     a = np.asarray(a)
-    if a.dtype.kind == "f":
+    if a.dtype.kind == "f" or exp == 0:  # (ldexp by 0 is the identity: skip it and its errstate)
         return a.astype(np.float32)
     with np.errstate(all="ignore"):  # IEEE: overflow gives +-inf, tiny values round
         return np.ldexp(a.astype(np.float32), np.int32(exp)).astype(np.float32)
@@ -349,6 +349,8 @@ def vec_chain(x, ops: Sequence[str], b=None, *, group: int = 1, eps: float = 0.0
     operation (inf - inf, 0 * inf) NaN, and NaN propagates.
     """
     x = np.asarray(x, dtype=np.float32)
+    if all(op == "none" for op in ops):  # nothing to compute (and no errstate to enter)
+        return x
     with np.errstate(all="ignore"):
         return _apply_micro_ops(x, ops, b, group, eps)
 
@@ -380,6 +382,8 @@ def vec_output(x, out_dtype: str, out_scale: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if out_dtype == "f32":
         return x
+    if out_scale == 1.0:  # x * 1 is x exactly: no multiply, no overflow (quantize itself raises no FP warnings)
+        return quantize(x, out_dtype)
     with np.errstate(all="ignore"):  # an overflow to +-inf saturates, NaN quantizes to 0
         return quantize(x * np.float32(out_scale), out_dtype)
 

@@ -58,11 +58,6 @@ def _stride_field(instr, region: Region) -> str:
     return region.field
 
 
-def _spans_overlap(a: Region, b: Region) -> bool:
-    (a0, a1), (b0, b1) = a.span, b.span
-    return a.space == b.space and a0 < b1 and b0 < a1
-
-
 def check_regions(instr, regions: Iterable[Region], state: MachineState, target,
                   in_place: Iterable[tuple[str, str]] = ()) -> None:
     """Raise SimulationError (naming the op and the field) unless every region may be accessed.
@@ -70,12 +65,14 @@ def check_regions(instr, regions: Iterable[Region], state: MachineState, target,
     `in_place` lists (written field, read field) pairs allowed to coincide exactly.
     """
     regions = tuple(regions)
-    allowed = set(in_place)
-    for r in regions:
-        size = memory_size(r.space, state, target)
+    spans = [r.span for r in regions]  # each computed once (the pairwise test below reuses them)
+    sizes: dict[str, int] = {}
+    for r, (start, stop) in zip(regions, spans):
+        size = sizes.get(r.space)
+        if size is None:
+            size = sizes[r.space] = memory_size(r.space, state, target)
         if r.base % r.align:
             raise SimulationError(f"{instr.op}: field {r.field} = {r.base:#x} is not aligned to {r.align} bytes")
-        start, stop = r.span
         if stop > size:
             raise SimulationError(f"{instr.op}: field {r.field}: {r.space} bytes [{start:#x}, {stop:#x}) outside "
                                   f"the {r.space} of {size:#x} bytes")
@@ -83,17 +80,21 @@ def check_regions(instr, regions: Iterable[Region], state: MachineState, target,
             name = _stride_field(instr, r)
             raise SimulationError(f"{instr.op}: field {name}: written rows of {r.field} overlap "
                                   f"({r.stride} bytes apart, {r.row_bytes} bytes each)")
+    allowed = None
     for i, w in enumerate(regions):
         if w.access not in WRITE_ACCESS:
             continue
+        w0, w1 = spans[i]
         for j, other in enumerate(regions):
-            if i == j or not _spans_overlap(w, other):
+            o0, o1 = spans[j]
+            if i == j or not (w0 < o1 and o0 < w1 and w.space == other.space):
                 continue
-            if (w.field, other.field) in allowed and w.span == other.span and w.stride == other.stride:
+            if allowed is None:
+                allowed = set(in_place)
+            if (w.field, other.field) in allowed and (w0, w1) == (o0, o1) and w.stride == other.stride:
                 continue
             raise SimulationError(f"{instr.op}: field {w.field}: the written {w.space} bytes "
-                                  f"[{w.span[0]:#x}, {w.span[1]:#x}) overlap operand {other.field} "
-                                  f"[{other.span[0]:#x}, {other.span[1]:#x})")
+                                  f"[{w0:#x}, {w1:#x}) overlap operand {other.field} [{o0:#x}, {o1:#x})")
 
 
 def region_ranges(regions: Iterable[Region]) -> tuple[tuple[Range, ...], tuple[Range, ...]]:

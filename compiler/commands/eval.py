@@ -36,8 +36,20 @@ is per byte and equals 2 ** bits_per_byte.  For a model with a tokenizer.json,
 bits per byte divides by the bytes of the scored text (the tail less its first
 token) and the perplexity is per token.
 
-Scheme measured: fp32, the FP32 reference Mamba2 (sequential recurrence).
+Schemes measured (the paper's Table II ablation), in this order:
+  fp32                  the FP32 reference Mamba2 (sequential recurrence)
+  w8a8_rtn              linear layers W8A8, round to nearest, no rotation (NormalQ)
+  w8a8_hadamard_linear  linear layers W8A8 after block Hadamard rotations (FastMamba-LQ)
+  fastmamba             that, plus power-of-two fixed-point conv1d and SSM with the
+                        first-order exp and softplus approximations (FastMamba)
+The quantized schemes run the golden quantized model (compiler/quant/golden.py),
+calibrated on the first --calibration-bytes of --text before the tail.
 --json prints {"fp32": {"bits_per_byte": ..., "perplexity": ..., ...}, ...}.
+--outliers adds, for every linear layer's input, the ratio of the largest
+channel's absolute max to the median channel's, before and after the rotation.
+--inject-outliers N first makes N input channels of every linear layer 32 times
+larger (norm weight x32, weight column /32: the same FP32 function) and keeps the
+norm weights unfolded, as models with outlier channels are.
 Progress goes to stderr."""
 
 SEGMENT_TOKENS = 4096  # tokens per prefill call; the state carries across segments, so results do not depend on it
@@ -55,6 +67,8 @@ def _fp32_scheme(config, weights) -> Prefill:
 
 # Scheme name -> builder (config, WeightStore) -> prefill function.  The order is the report's order.
 SCHEMES: dict[str, Callable[..., Prefill]] = {"fp32": _fp32_scheme}
+# With the quantized schemes, which need calibration text (compiler/quant/evaluate.py).
+ALL_SCHEMES = ("fp32", "w8a8_rtn", "w8a8_hadamard_linear", "fastmamba")
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--text", metavar="FILE", required=True, help="text file whose tail is measured")
     p.add_argument("--tail-fraction", metavar="F", default="0.1", help="fraction of FILE at its end to measure, in (0, 1] (default 0.1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--schemes", metavar="LIST", default=",".join(ALL_SCHEMES),
+                   help=f"comma-separated schemes to measure (default: {','.join(ALL_SCHEMES)})")
+    p.add_argument("--calibration-bytes", metavar="N", type=int, default=4096,
+                   help="bytes at the start of FILE (before the tail) to calibrate on (default 4096)")
+    p.add_argument("--outliers", action="store_true", help="report the outlier-channel ratios of the linear inputs")
+    p.add_argument("--inject-outliers", metavar="N", type=int, default=0,
+                   help="inject N outlier channels into every linear input first (default 0: none)")
     p.set_defaults(run=run)
 
 
@@ -168,24 +189,46 @@ def run(args: argparse.Namespace) -> int:
     from compiler.reference import one_thread
     from compiler.tokenizer import load_tokenizer
 
+    wanted = [name for name in args.schemes.split(",") if name]
+    unknown = sorted(set(wanted) - set(ALL_SCHEMES))
+    if unknown or not wanted:
+        raise InputError(f"--schemes: unknown scheme(s) {', '.join(unknown) or '(none given)'} (choose from {', '.join(ALL_SCHEMES)})")
+    if args.calibration_bytes < 1 or args.inject_outliers < 0:
+        raise InputError("--calibration-bytes must be positive and --inject-outliers non-negative")
     model_dir = args.model if args.model is not None else DEFAULT_MODEL_DIR
     config, weights = load_model(model_dir)
     tokenizer = load_tokenizer(config, model_dir)
     tail = text_tail(data, fraction)
 
+    from compiler.quant.evaluate import calibration_ids, inject_outliers, quant_scheme_builders
+
+    if args.inject_outliers:
+        weights = inject_outliers(config, weights, channels=args.inject_outliers)
+    calib, calib_bytes = calibration_ids(data, len(data) - len(tail), args.calibration_bytes, tokenizer)
+    recorded: dict = {}
+    builders = {**SCHEMES, **quant_scheme_builders(calib, fold_norms=not args.inject_outliers,
+                                                   on_calibrated=lambda r: recorded.update(recorder=r))}
+    schemes = {name: builders[name] for name in ALL_SCHEMES if name in wanted}
     report: dict = {"model": str(model_dir), "text": str(text_path), "tail_fraction": fraction, "tail_bytes": len(tail),
-                    "tokenizer": "bytes" if tokenizer.is_byte_level else "tokenizer.json"}
+                    "tokenizer": "bytes" if tokenizer.is_byte_level else "tokenizer.json", "calibration_bytes": calib_bytes,
+                    "injected_outlier_channels": args.inject_outliers}
     with one_thread():
-        for scheme, build in SCHEMES.items():
+        for scheme, build in schemes.items():
             report[scheme] = measure(build(config, weights), tokenizer, tail, _progress_printer(scheme)).as_dict()
+        if args.outliers:
+            if "recorder" not in recorded:
+                builders["fastmamba"](config, weights)  # calibrates
+            report["outliers"] = recorded["recorder"].outlier_ratios()
 
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         unit = "byte" if tokenizer.is_byte_level else "token"
         print(f"{report['text']}: last {fraction:g} ({len(tail)} bytes), model {report['model']}")
-        for scheme in SCHEMES:
+        for scheme in schemes:
             m = report[scheme]
             print(f"{scheme}: {m['bits_per_byte']:.4f} bits/byte, perplexity {m['perplexity']:.4f} per {unit} "
                   f"({m['tokens_scored']} tokens scored, {m['seconds']:.1f} s)")
+        for site, r in report.get("outliers", {}).items():
+            print(f"outliers {site}: largest/median channel max {r['before']:.2f} before, {r['after']:.2f} after rotation")
     return 0

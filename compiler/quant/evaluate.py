@@ -25,7 +25,7 @@ from compiler.quant.hadamard import default_block
 from compiler.quant.plan import conv_quant, linear_quant, ssm_quant
 from isa.target import Target, load_target
 
-__all__ = ["QUANT_SCHEMES", "calibrate", "build_plan", "quant_scheme_builders", "inject_outliers"]
+__all__ = ["QUANT_SCHEMES", "calibrate", "build_plan", "quant_scheme_builders", "inject_outliers", "calibration_ids"]
 
 QUANT_SCHEMES = ("w8a8_rtn", "w8a8_hadamard_linear", "fastmamba")
 CALIBRATION_SEGMENT = 1024
@@ -127,3 +127,14 @@ def inject_outliers(config: Mamba2Config, weights: Mapping[str, Any], channels: 
             out[norm][cols] *= factor
             out[proj][:, cols] /= factor
     return out
+
+
+def calibration_ids(data: bytes, tail_start: int, max_bytes: int, tokenizer) -> tuple[np.ndarray, int]:
+    """Token ids of the first `max_bytes` of `data` before the held-out tail (the tail itself if nothing precedes it)."""
+    end = min(max_bytes, tail_start) if tail_start > 0 else min(max_bytes, len(data))
+    while end < len(data) and 0x80 <= data[end] < 0xC0:  # a whole UTF-8 character
+        end += 1
+    chunk = data[:end]
+    if tokenizer.is_byte_level:
+        return np.frombuffer(chunk, np.uint8).astype(np.int64), len(chunk)
+    return np.asarray(tokenizer.encode(chunk.decode("utf-8", errors="replace")), np.int64), len(chunk)

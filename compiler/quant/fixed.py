@@ -192,14 +192,19 @@ def _scan(x, Bh, Ch, dt, dA, dx, state, *, dbx_shift: int, y_shift: int, one_shi
     xt, Bt, Ct = (torch.from_numpy(v).to(f64) for v in (x, Bh, Ch))
     dtt, dAt = torch.from_numpy(dt).to(f64), torch.from_numpy(dA).to(f64)
     y = np.empty((t_len, h, p), np.int64)
-    half, inv = 2.0 ** (one_shift - 1), 2.0 ** -one_shift
+    half_t = torch.tensor(2.0 ** (one_shift - 1), dtype=f64)
+    inv = 2.0 ** -one_shift
+    tmp = torch.empty_like(st)
     for start in range(0, t_len, block):
         stop = min(t_len, start + block)
         buf = rsr((dtt[start:stop, :, None] * xt[start:stop])[..., None] * Bt[start:stop, :, None, :], dbx_shift)
         dab = dAt[start:stop, :, None, None]
-        for i in range(stop - start):  # buf[i] <- the state after token start + i
-            st.mul_(dab[i]).add_(half).mul_(inv).floor_().add_(buf[i]).clamp_(lo, hi)
-            buf[i].copy_(st)
+        prev = st
+        for i in range(stop - start):  # buf[i] (the injection) <- the state after token start + i
+            torch.addcmul(half_t, prev, dab[i], out=tmp)  # dA * state + 2^14, exact
+            tmp.mul_(inv).floor_()  # >> 15 (a power-of-two scaling: exact)
+            prev = buf[i].add_(tmp).clamp_(lo, hi)
+        st = prev.clone()
         if c_exact:
             acc = torch.einsum("thpn,thn->thp", buf, Ct[start:stop]).to(torch.int64).numpy()
         else:

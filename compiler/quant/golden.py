@@ -259,9 +259,10 @@ def ssm_f32(x, dt, A_log, B, C, D, state, c: Mamba2Config):
     for start in range(0, t, block):  # blocks bound the memory of the per-token states
         stop = min(t, start + block)
         dbx = (dtt[start:stop, :, None] * xh[start:stop])[..., None] * Bh[start:stop, :, None, :]  # [b, h, p, n]
-        for i in range(stop - start):
-            st.mul_(decay[start + i, :, None, None]).add_(dbx[i])
-            dbx[i].copy_(st)
+        dbx[0].addcmul_(st, decay[start, :, None, None])
+        for i in range(1, stop - start):  # dbx[i] <- the state after token start + i
+            dbx[i].addcmul_(dbx[i - 1], decay[start + i, :, None, None])
+        st = dbx[stop - start - 1].clone()
         amax = torch.maximum(amax, dbx.abs().max())
         y[start:stop] = torch.einsum("thpn,thn->thp", dbx, Ch[start:stop])
     y = y + torch.from_numpy(D)[:, None] * xh

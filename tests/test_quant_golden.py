@@ -123,3 +123,17 @@ def test_hadamard_beats_rtn_when_inputs_have_outlier_channels(tiny):
         out, _ = GoldenMamba2(config, injected, plan).run(ids)
         err[scheme] = float(np.sqrt(np.mean((out - ref) ** 2)))
     assert err["w8a8_hadamard_linear"] < err["w8a8_rtn"] / 2  # (blocks of 32 and 64 here: 2.4x)
+
+
+def test_fold_and_rotate_keep_the_fp32_model_within_1e_5(tiny):
+    config, store, module, tokens = tiny
+    weights = NumpyWeights(store)
+    ids = tokens[:LENGTH]
+    (before, *states) = run_function(module, weights, "prefill", ids)
+    rotated = run_pipeline(module.clone(), "fold-norm-weights,insert-hadamard")
+    text = print_ir(rotated)
+    assert text.count("mamba_quant.hadamard") == 2 * config.n_layer and text.count("mamba_quant.fill") == 2 * config.n_layer + 1
+    (after, *states_after) = run_function(rotated, weights, "prefill", ids)
+    assert np.abs(after - before).max() <= 1e-5 * np.abs(before).max()
+    for s, t in zip(states, states_after):
+        assert np.abs(s - t).max() <= 1e-5 * max(1.0, np.abs(s).max())

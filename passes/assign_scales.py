@@ -14,7 +14,9 @@ compiler/quant/plan.py, the same functions the golden model's plan uses.
   with nonlinear = "exact" (approximate-nonlinear switches the unit to its table).
 Bit widths from the target: 16-bit conv and SSM inputs, the target's NLA width and state width.
 
-Options: granularity ("channel" or "tensor"), conv_ssm (false: linear layers only), target.
+Options: granularity ("channel" or "tensor"), activations ("static": one scale per tensor from
+calibration; "dynamic": per-token scales chosen at run time by mamba_quant.qlinear_dynamic, which
+the LIN unit runs one row at a time), conv_ssm (false: linear layers only), target.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def _need(op: Operation, r: dict[str, float], keys) -> None:
 @dataclass
 class QuantizeLinear(RewritePattern):
     granularity: str
+    dynamic: bool = False
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, mamba.LinearOp) or (r := ranges_of(op)) is None:
@@ -63,10 +66,13 @@ class QuantizeLinear(RewritePattern):
         if isinstance(x.owner, mq.HadamardOp):
             block = x.owner.block.value.data
             x = x.owner.x
-        q = linear_quant(r, block, self.granularity)
+        q = linear_quant(r, block, self.granularity, self.dynamic)
         qa = mq.QuantizeOp(x, q.out_scale, q.in_type)
         qw = mq.QuantizeWeightOp(op.weight, self.granularity)
-        ql = mq.QLinearOp(qa.result, qw.wq, qw.scale, q.hlog2, q.qmul, q.qshift, q.act_scale)
+        if q.dynamic:
+            ql = mq.QLinearDynamicOp(qa.result, qw.wq, qw.scale, q.hlog2, q.in_scale)
+        else:
+            ql = mq.QLinearOp(qa.result, qw.wq, qw.scale, q.hlog2, q.qmul, q.qshift, q.act_scale)
         rewriter.replace(op, [qa, qw, ql], [ql.result])
 
 
@@ -140,6 +146,7 @@ class AssignScalesPass(ModulePass):
     name = "assign-scales"
 
     granularity: str = "channel"
+    activations: str = "static"
     conv_ssm: bool = True
     target: str = "vc709"
 
@@ -148,7 +155,9 @@ class AssignScalesPass(ModulePass):
             raise InputError(f"assign-scales: granularity must be 'channel' or 'tensor', got {self.granularity!r}")
         if not any(RANGE_ATTR in o.attributes for o in op.walk()):
             raise InputError("assign-scales: no calibrated ranges in the IR (run calibrate first)")
-        patterns: list[RewritePattern] = [QuantizeLinear(self.granularity)]
+        if self.activations not in ("static", "dynamic"):
+            raise InputError(f"assign-scales: activations must be 'static' or 'dynamic', got {self.activations!r}")
+        patterns: list[RewritePattern] = [QuantizeLinear(self.granularity, self.activations == "dynamic")]
         if self.conv_ssm:
             patterns += [QuantizeConv(), QuantizeSSM(load_target(self.target))]
         PatternRewriteWalker(GreedyRewritePatternApplier(patterns), apply_recursively=False).rewrite_module(op)

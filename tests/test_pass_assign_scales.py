@@ -75,12 +75,38 @@ def test_rotated_linear_requantizes_in_the_lin_unit():
     assert np.abs(got - _x() @ _w()["backbone.layers.0.mixer.in_proj.weight"].T).max() < 0.1
 
 
+def test_dynamic_activations_scale_each_token_by_its_own_max():
+    module = run_pipeline(parse_ir(LINEAR), 'assign-scales{activations="dynamic"}')
+    text = print_ir(module)
+    assert "mamba_quant.qlinear_dynamic" in text and "tensor<3x8xi16>" in text and "hlog2 = 0" in text
+    x = _x()
+    x[1] *= 0.01  # a quiet token: a static scale would leave it a few int8 steps, a dynamic one all 255
+    (got,) = run_function(module, _w(), "f", x)
+    w = _w()["backbone.layers.0.mixer.in_proj.weight"].astype(np.float64)
+    a = np.clip(np.rint(x * np.float32(32767 / 2.0)), -32768, 32767)  # the VEC's i16 output
+    s_w = (np.abs(w).max(1) / 127.0).astype(np.float32)
+    wq = np.clip(np.rint(w / s_w.astype(np.float64)[:, None]), -127, 127)
+    for m in range(3):  # per row: qmul / 2^qshift ~ 127 / max|a|, ties of the shift rounding toward +inf
+        amax = np.abs(a[m]).max()
+        shift = 63
+        while round(127 / amax * 2 ** shift) > 65535:
+            shift -= 1
+        qmul = round(127 / amax * 2 ** shift)
+        q = np.clip(np.floor((a[m] * qmul + 2 ** (shift - 1)) / 2 ** shift), -128, 127)
+        assert np.abs(q).max() == 127
+        scale = ((2.0 / 32767) * 2 ** shift / qmul * s_w.astype(np.float64)).astype(np.float32)
+        assert np.array_equal(got[m], ((q @ wq.T).astype(np.float32) * scale).astype(np.float32))
+    assert np.abs(got[1] - x[1] @ w.T).max() < 0.01 * np.abs(x[1] @ w.T).max() + 1e-4
+
+
 def test_uncalibrated_ir_is_an_error_and_bad_options_too():
     bare = LINEAR.replace(" {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}}", "")
     with pytest.raises(InputError, match="run calibrate first"):
         run_pipeline(parse_ir(bare), "assign-scales")
     with pytest.raises(InputError, match="granularity"):
         run_pipeline(parse_ir(LINEAR), 'assign-scales{granularity="row"}')
+    with pytest.raises(InputError, match="activations"):
+        run_pipeline(parse_ir(LINEAR), 'assign-scales{activations="sometimes"}')
     partial = LINEAR.replace("xr = 2.0 : f64", "w = 1.0 : f64")
     with pytest.raises(InputError, match="no calibrated xr"):
         run_pipeline(parse_ir(partial), "assign-scales")

@@ -38,14 +38,14 @@ def tiny():
     return config, store, imported.module, tokens
 
 
-@pytest.mark.parametrize("block", [0, 1])
-def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block):
+@pytest.mark.parametrize("block,activations", [(0, "static"), (1, "static"), (0, "dynamic")])
+def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block, activations):
     config, store, module, tokens = tiny
     weights = NumpyWeights(store)
     hadamard = f"insert-hadamard{{block={block}}}," if block != 1 else ""
     ir = run_pipeline(module.clone(), f"fold-norm-weights,{hadamard}dce")
     ranges = calibrate_module(ir, weights, tokens, windows=4)
-    run_pipeline(ir, "assign-scales,approximate-nonlinear,fuse-elementwise")
+    run_pipeline(ir, f'assign-scales{{activations="{activations}"}},approximate-nonlinear,fuse-elementwise')
     text = print_ir(ir)
     assert "mamba.linear" not in text and "mamba.ssm_scan" not in text and "mamba.conv1d" not in text
     assert "mamba.rmsnorm" not in text and "mamba.silu" not in text and 'nonlinear = "table"' in text
@@ -54,7 +54,9 @@ def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block):
     logits, conv0, ssm0, conv1, ssm1 = run_function(ir, weights, "prefill", ids)
 
     scheme = "w8a8_rtn" if block == 1 else "fastmamba"
-    plan = build_plan(scheme, config, None, ranges)
+    dynamic = activations == "dynamic"
+    assert ("qlinear_dynamic" in text) == dynamic
+    plan = build_plan(scheme, config, None, ranges, dynamic=dynamic)
     if block == 1:  # rtn has no conv/SSM quantization: use fastmamba's for those units
         full = build_plan("fastmamba", config, None, ranges)
         plan = QuantPlan(tuple(LayerPlan(a.in_proj, a.out_proj, b.conv, b.ssm) for a, b in zip(plan.layers, full.layers)))

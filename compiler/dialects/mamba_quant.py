@@ -20,6 +20,8 @@ Activations:
     dequantize(x int) {exp}              -> f32(x) * 2^exp                          (VEC input)
     qlinear(a int [T,K], wq i8 [M,K], wscale f32 [M]) {hlog2, qmul, qshift, act_scale}
         -> f32 [T,M]: LIN with Hadamard 2^hlog2, requantization, int8 matmul, f32(total) * f32(act_scale*wscale)
+    qlinear_dynamic(a i16 [T,K], wq, wscale) {hlog2, in_scale}
+        -> f32 [T,M]: as qlinear, but each row requantized by its own largest |a @ H| (per-token scales)
     qconv1d(x i16 [T,C], w i16 [C,1,K], bias i32 [C], state i16 [C,K-1]?) {shift} -> (i16/i32 [T,C], i16 state)
     qssm_scan(x i16 [T,H*P], dt_raw i16 [T,H], params i32 [H,4] (A, D, dt_bias, 0), B i16, C i16, state i32?)
         {dt_frac, a_frac, dbx_shift, y_shift, d_shift, nonlinear} -> (y i32 [T,H*P], state' i32 [H,P,N])
@@ -64,7 +66,7 @@ from compiler.dialects.mamba import tensor_type
 
 __all__ = [
     "MambaQuant", "FillOp", "ScaleColumnsOp", "RotateColumnsOp", "QuantizeWeightOp", "HadamardOp", "QuantizeOp",
-    "DequantizeOp", "QLinearOp", "ToFixedOp", "SSMParamsOp", "QConv1dOp", "QSSMScanOp", "SoftplusApproxOp", "VecOp",
+    "DequantizeOp", "QLinearOp", "QLinearDynamicOp", "ToFixedOp", "SSMParamsOp", "QConv1dOp", "QSSMScanOp", "SoftplusApproxOp", "VecOp",
     "INT_TYPES", "int_type_name", "VEC_MICRO_OPS", "NONLINEAR_MODES",
 ]
 
@@ -323,6 +325,39 @@ class QLinearOp(_QuantOp):
 
 
 @irdl_op_definition
+class QLinearDynamicOp(_QuantOp):
+    """W8A8 with per-token activation scales chosen at run time (compiler.quant.fixed.lin_dynamic_f32)."""
+
+    name = "mamba_quant.qlinear_dynamic"
+    a = operand_def(TensorType)
+    wq = operand_def(TensorType)
+    wscale = operand_def(TensorType)
+    hlog2 = prop_def(IntegerAttr)
+    in_scale = prop_def(FloatAttr)
+    result = result_def(TensorType)
+    assembly_format = _CALL_FORMAT
+
+    def __init__(self, a: SSAValue, wq: SSAValue, wscale: SSAValue, hlog2: int, in_scale: float):
+        (t, _), (m, _) = a.type.get_shape(), wq.type.get_shape()
+        super().__init__(operands=[a, wq, wscale], result_types=[tensor_type((t, m), f32)],
+                         properties={"hlog2": _i64(hlog2), "in_scale": FloatAttr(in_scale, Float64Type())})
+
+    def verify_(self) -> None:
+        t, k = _shape(self, self.a, "the activation", 2)
+        _want(self, "the activation", self.a, None, "i16")
+        m, k_w = _shape(self, self.wq, "the weight", 2)
+        if k_w != k:
+            raise VerifyException(f"{self.name}: the activation has {k} columns but the weight [{m}, {k_w}] expects {k_w}")
+        _want(self, "the weight", self.wq, None, "i8")
+        _want(self, "the weight scale", self.wscale, (m,), "f32")
+        _want(self, "the result", self.result, (t, m), "f32")
+        _range(self, "hlog2", _int(self.hlog2), 0, 15)
+        _block(self, 1 << _int(self.hlog2), k)
+        if not self.in_scale.value.data > 0:
+            raise VerifyException(f"{self.name}: in_scale must be positive, got {self.in_scale.value.data}")
+
+
+@irdl_op_definition
 class ToFixedOp(_QuantOp):
     """An offline fixed-point weight: sat_T(rint(w * 2^frac))."""
 
@@ -547,6 +582,6 @@ class VecOp(_QuantOp):
 MambaQuant = Dialect(
     "mamba_quant",
     [FillOp, ScaleColumnsOp, RotateColumnsOp, QuantizeWeightOp, HadamardOp, QuantizeOp, DequantizeOp, QLinearOp,
-     ToFixedOp, SSMParamsOp, QConv1dOp, QSSMScanOp, SoftplusApproxOp, VecOp],
+     QLinearDynamicOp, ToFixedOp, SSMParamsOp, QConv1dOp, QSSMScanOp, SoftplusApproxOp, VecOp],
     [],
 )

@@ -77,6 +77,11 @@ class MambaQuantFunctions(InterpreterFunctions):
         return (fixed.lin_f32(a, wq, scale, hlog2=op.hlog2.value.data, qmul=op.qmul.value.data,
                               qshift=op.qshift.value.data),)
 
+    @impl(mq.QLinearDynamicOp)
+    def run_qlinear_dynamic(self, interpreter: Interpreter, op: mq.QLinearDynamicOp, args: PythonValues) -> PythonValues:
+        a, wq, wscale = args
+        return (fixed.lin_dynamic_f32(a, wq, wscale, hlog2=op.hlog2.value.data, in_scale=op.in_scale.value.data),)
+
     @impl(mq.ToFixedOp)
     def run_to_fixed(self, interpreter: Interpreter, op: mq.ToFixedOp, args: PythonValues) -> PythonValues:
         value = np.rint(np.asarray(args[0], np.float64) * 2.0 ** op.frac.value.data)

@@ -50,7 +50,7 @@ def calibrate(config: Mamba2Config, weights: Mapping[str, Any], ids: np.ndarray,
 
 def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarray] | None,
                ranges: Mapping[str, Mapping[str, float]], *, target: str | Target = "vc709", granularity: str = "channel",
-               fold_norms: bool = True, nonlinear: str = "table") -> QuantPlan:
+               fold_norms: bool = True, nonlinear: str = "table", dynamic: bool = False) -> QuantPlan:
     """The plan of one scheme from calibration ranges, as assign-scales derives it from the same ranges.
 
     The conv and SSM formats also need weight magnitudes: the ranges' "w" (conv), "A" (exp(A_log)) and "D"
@@ -65,7 +65,7 @@ def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarr
 
         def lin(name: str, k: int) -> Any:
             block = 1 if scheme == "w8a8_rtn" else default_block(k, t.hadamard_max_block)
-            return linear_quant(ranges[p + name], block, granularity)
+            return linear_quant(ranges[p + name], block, granularity, dynamic)
 
         conv = ssm = None
         if scheme == "fastmamba":

@@ -125,6 +125,44 @@ def lin_f32(a: np.ndarray, wgt: np.ndarray, scale: np.ndarray, *, hlog2: int, qm
     return (total.astype(np.float32) * np.asarray(scale, np.float32)).astype(np.float32)
 
 
+def requant_params_rows(ratio: np.ndarray, qmul_bits: int = 16, max_shift: int = 63) -> tuple[np.ndarray, np.ndarray]:
+    """requant_params for each element of `ratio` (> 0), vectorized: the same (qmul, qshift) choices."""
+    ratio = np.asarray(ratio, np.float64)
+    limit = (1 << qmul_bits) - 1
+    shift = np.clip(np.floor(np.log2(limit / ratio)), 0, max_shift).astype(np.int64) + 1
+    qmul = np.rint(ratio * np.exp2(shift))
+    for _ in range(3):  # step down while the rounded multiplier does not fit (at most twice past the estimate)
+        over = (qmul > limit) & (shift > 0)
+        shift = np.where(over, shift - 1, shift)
+        qmul = np.rint(ratio * np.exp2(shift))
+    return np.clip(qmul, 1, limit).astype(np.int64), shift
+
+
+def lin_dynamic_f32(a: np.ndarray, wgt: np.ndarray, wscale: np.ndarray, *, hlog2: int, in_scale: float) -> np.ndarray:
+    """LIN with a per-token (row) requantization chosen at run time: each row's largest |a'| maps to 127.
+
+    Not one LIN operation of the ISA (its qmul and qshift are per operation): a program would issue one
+    LIN per row.  q[m] = sat_i8(rshift_round(a'[m] * qmul[m], qshift[m])), out = f32(total) * f32(s_m * wscale)
+    with s_m = in_scale * 2^qshift[m] / qmul[m] (in_scale: the real value of one step of a').
+    """
+    import torch
+
+    a = np.asarray(a, np.int64)
+    m, k = a.shape
+    b = 1 << hlog2
+    if b > 1:
+        h = torch.from_numpy(sylvester(b)).to(torch.float64)
+        a = (torch.from_numpy(a).to(torch.float64).reshape(m, k // b, b) @ h).reshape(m, k).to(torch.int64).numpy()
+    amax = np.abs(a).max(axis=1)
+    qmul, qshift = requant_params_rows(np.where(amax > 0, 127.0 / np.maximum(amax, 1), 1.0))
+    q = saturate(rshift_round(a * qmul[:, None], qshift[:, None]), "i8")
+    ft = torch.float32 if k <= 1024 else torch.float64
+    total = saturate((torch.from_numpy(q).to(ft) @ torch.from_numpy(np.asarray(wgt)).to(ft).T).to(torch.int64).numpy(), "i32")
+    row_scale = in_scale * np.exp2(qshift) / qmul
+    scale = (row_scale[:, None] * np.asarray(wscale, np.float64)[None, :]).astype(np.float32)
+    return (total.astype(np.float32) * scale).astype(np.float32)
+
+
 # --- §3 CONV -----------------------------------------------------------------------------------------------------------
 
 def conv_q(src: np.ndarray, state: np.ndarray, wgt: np.ndarray, bias: np.ndarray, shift: int, out_dtype: str):

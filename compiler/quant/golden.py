@@ -73,12 +73,15 @@ class _Linear:
     plan: LinearQuant | None
     w: np.ndarray  # float: folded weight [M, K]; quantized: int8 weights as float32 [M, K]
     scale: np.ndarray | None = None  # quantized: f32(act_scale * w_scale) [M]
+    wscale: np.ndarray | None = None  # quantized: the weights' scales [M]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.plan is None:
             return x @ self.w.T
         p = self.plan
         a = fixed.quantize_float(x * np.float32(p.out_scale), p.in_type)
+        if p.dynamic:
+            return fixed.lin_dynamic_f32(a, self.w, self.wscale, hlog2=p.hlog2, in_scale=p.in_scale)
         return fixed.lin_f32(a, self.w, self.scale, hlog2=p.hlog2, qmul=p.qmul, qshift=p.qshift)
 
 
@@ -91,7 +94,7 @@ def make_linear(w: np.ndarray, norm: np.ndarray | None, plan: LinearQuant | None
         w = offline.rotate_columns(w, plan.block)
     wq, wscale = offline.quantize_weight(w, plan.granularity)
     scale = (np.float64(plan.act_scale) * wscale.astype(np.float64)).astype(np.float32)
-    return _Linear(plan, wq.astype(np.float32), scale)
+    return _Linear(plan, wq.astype(np.float32), scale, wscale)
 
 
 def ssm_params(A_log: np.ndarray, D: np.ndarray, dt_bias: np.ndarray, q: SSMQuant) -> np.ndarray:

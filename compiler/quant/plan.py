@@ -41,6 +41,12 @@ class LinearQuant:
     qshift: int
     act_scale: float  # real value of one step of the requantized int8 activation
     granularity: str  # weights: "channel" or "tensor"
+    dynamic: bool = False  # activations: per-token scales chosen at run time (then act_scale is unused)
+
+    @property
+    def in_scale(self) -> float:
+        """The real value of one step of the rotated integer input a' = a @ H_b: (1/out_scale) / sqrt(b)."""
+        return 1.0 / self.out_scale / math.sqrt(self.block)
 
 
 @dataclass(frozen=True)
@@ -82,9 +88,14 @@ def pow2_frac(amax: float, limit: int, lo: int = -30, hi: int = 30) -> int:
     return max(lo, min(hi, math.floor(math.log2(limit / amax))))
 
 
-def linear_quant(ranges: Mapping[str, float], block: int, granularity: str = "channel") -> LinearQuant:
-    """Scales of one W8A8 linear layer from its input's range (and its rotated input's range)."""
+def linear_quant(ranges: Mapping[str, float], block: int, granularity: str = "channel", dynamic: bool = False) -> LinearQuant:
+    """Scales of one W8A8 linear layer from its input's range (and its rotated input's range).
+
+    dynamic: the input reaches LIN as i16 and each token's row is requantized by its own largest value."""
     hlog2 = block.bit_length() - 1
+    if dynamic:
+        out_scale = float(np.float32(I16_MAX / max(ranges["x"], 1e-30)))
+        return LinearQuant(block, "i16", out_scale, hlog2, 1, 0, 1.0, granularity, True)
     if block == 1:
         out_scale = float(np.float32(127.0 / max(ranges["x"], 1e-30)))
         return LinearQuant(1, "i8", out_scale, 0, 1, 0, 1.0 / out_scale, granularity)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from compiler.interpreters.mamba_quant import run_function
 from compiler.pipeline import parse_ir, print_ir, run_pipeline

@@ -206,7 +206,8 @@ class GoldenMamba2:
         x, B, C = act[:, :c.d_inner], act[:, c.d_inner:c.d_inner + gn], act[:, c.d_inner + gn:]
         if lp.ssm is None:
             dt = fixed.softplus_f32(dt_raw + layer["dt_bias"])
-            y, new_ssm, state_amax = ssm_f32(x, dt, layer["A_log"], B, C, layer["D"], ssm_state, c)
+            y, new_ssm, state_amax = ssm_f32(x, dt, layer["A_log"], B, C, layer["D"], ssm_state, c,
+                                             with_amax=self.recorder is not None)
             if self.recorder is not None:
                 for quantity, value in (("x", x), ("B", B), ("C", C), ("dt", dt), ("y", y), ("state", state_amax)):
                     self._record(site[:-1], quantity, value)
@@ -243,7 +244,7 @@ def _conv_f32(x: np.ndarray, state: np.ndarray, w: np.ndarray, bias: np.ndarray 
     return y, xx[t:t + kw - 1].copy()
 
 
-def ssm_f32(x, dt, A_log, B, C, D, state, c: Mamba2Config):
+def ssm_f32(x, dt, A_log, B, C, D, state, c: Mamba2Config, with_amax: bool = True):
     """The selective scan in binary32 (torch, one token at a time), state [h, p, n]."""
     import torch
 
@@ -258,15 +259,17 @@ def ssm_f32(x, dt, A_log, B, C, D, state, c: Mamba2Config):
     st = torch.from_numpy(np.array(state, np.float32, copy=True))
     y = torch.empty(t, c.nheads, c.headdim)
     amax = torch.zeros(())
-    block = 128
-    for start in range(0, t, block):  # blocks bound the memory of the per-token states
+    block = 32  # blocks bound the memory of the per-token states (and small ones stay in cache)
+    for start in range(0, t, block):
         stop = min(t, start + block)
         dbx = (dtt[start:stop, :, None] * xh[start:stop])[..., None] * Bh[start:stop, :, None, :]  # [b, h, p, n]
-        dbx[0].addcmul_(st, decay[start, :, None, None])
+        dab = decay[start:stop, :, None, None]
+        prev = dbx[0].addcmul_(st, dab[0])
         for i in range(1, stop - start):  # dbx[i] <- the state after token start + i
-            dbx[i].addcmul_(dbx[i - 1], decay[start + i, :, None, None])
-        st = dbx[stop - start - 1].clone()
-        amax = torch.maximum(amax, dbx.abs().max())
+            prev = dbx[i].addcmul_(prev, dab[i])
+        st = prev.clone()
+        if with_amax:
+            amax = torch.maximum(amax, dbx.abs().max())
         y[start:stop] = torch.einsum("thpn,thn->thp", dbx, Ch[start:stop])
     y = y + torch.from_numpy(D)[:, None] * xh
     return y.reshape(t, -1).numpy(), st.numpy(), np.array([float(amax)], np.float32)

@@ -24,7 +24,8 @@ def test_rounding_and_saturation_examples():
     assert fixed.rshift_round(np.array([5, -5]), 1).tolist() == [3, -2]
     assert fixed.rshift_round(np.array([1 << 40]), 70).tolist() == [0]
     assert fixed.saturate(np.array([200]), "i8").tolist() == [127]
-    assert fixed.quantize_float(np.float32([2.5, 3.5, -2.5, 300.7, np.inf]), "i8").tolist() == [2, 4, -2, 127, 127]
+    assert fixed.quantize_float(np.float32([2.5, 3.5, -2.5, 300.7, np.inf, -np.inf, np.nan]), "i8").tolist() == [
+        2, 4, -2, 127, 127, -128, 0]
 
 
 def test_nla_examples():
@@ -94,3 +95,18 @@ def test_ssm_agrees_with_isa_numerics(state_bits, dbx_shift):
     assert np.array_equal(y, y_ref) and np.array_equal(st, st_ref)
     saturated = np.abs(st).max() >= (1 << (state_bits - 1)) - 1
     assert saturated == (dbx_shift < 16)  # small shifts inject enough to saturate the state
+
+
+def test_wide_nla_words_take_the_int64_path_with_the_same_bits():
+    """nla_bits = 24: dA * state reaches 2^54, beyond float64's exact integers; isa.numerics agrees."""
+    rng = np.random.default_rng(3)
+    t, h, p, n = 5, 2, 4, 8
+    kw = dict(hpg=1, dt_frac=20, a_frac=14, dbx_shift=30, y_shift=30, d_shift=9, segments=SEG, bits=24)
+    args = (rng.integers(-(1 << 15), 1 << 15, (t, h, p)), rng.integers(-(1 << 15), 1 << 15, (t, h, n)),
+            rng.integers(-(1 << 15), 1 << 15, (t, h, n)), rng.integers(-(1 << 15), 1 << 15, (t, h)),
+            -rng.integers(1, 1 << 12, h), rng.integers(-(1 << 20), 1 << 20, h), rng.integers(-(1 << 14), 1 << 12, h),
+            rng.integers(-(1 << 30), 1 << 30, (h, p, n)))
+    extra = {"state_bits": 32} if "state_bits" in inspect.signature(numerics.ssm_scan).parameters else {}
+    y, st = fixed.ssm_scan_q(*args, **kw)
+    y_ref, st_ref = numerics.ssm_scan(*args, **kw, **extra)
+    assert np.array_equal(y, y_ref) and np.array_equal(st, st_ref)

@@ -52,10 +52,11 @@ def saturate(x, dtype: str) -> np.ndarray:
 
 
 def quantize_float(x, dtype: str) -> np.ndarray:
-    """Round to nearest, ties to even, in x's own precision, then saturate (+-inf saturate)."""
+    """Round to nearest, ties to even, in x's own precision, then saturate (+-inf saturate, NaN gives 0)."""
     x = np.asarray(x)
     lo, hi = INT_RANGES[dtype]
-    return np.clip(np.rint(x), lo, hi).astype(np.int64)
+    r = np.clip(np.rint(x), lo, hi)
+    return np.where(np.isnan(r), 0, r).astype(np.int64)
 
 
 # --- §4 NLA: exp and softplus ---------------------------------------------------------------------------------------
@@ -220,6 +221,10 @@ def _scan(x, Bh, Ch, dt, dA, dx, state, *, dbx_shift: int, y_shift: int, one_shi
     t_len, h, p = x.shape
     n = state.shape[-1]
     lo, hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1  # the state saturates to the target's width
+    inject_max = int(np.abs(dt).max(initial=0)) * int(np.abs(x).max(initial=0)) * int(np.abs(Bh).max(initial=0))
+    if (1 << one_shift) * (hi + 1) >= 1 << 53 or inject_max >= 1 << 53:  # wide NLA words: int64, slower
+        return _scan_int64(x, Bh, Ch, dt, dA, dx, state, dbx_shift=dbx_shift, y_shift=y_shift, one_shift=one_shift,
+                           lo=lo, hi=hi)
     c_exact = n * (int(np.abs(Ch).max(initial=0)) << (state_bits - 1)) < (1 << 53)
     f64 = torch.float64
 
@@ -249,6 +254,17 @@ def _scan(x, Bh, Ch, dt, dA, dx, state, *, dbx_shift: int, y_shift: int, one_shi
             acc = np.einsum("thpn,thn->thp", buf.to(torch.int64).numpy(), Ch[start:stop])
         y[start:stop] = saturate(rshift_round(acc, y_shift) + dx[start:stop], "i32")
     return y, st.to(torch.int64).numpy()
+
+
+def _scan_int64(x, Bh, Ch, dt, dA, dx, state, *, dbx_shift, y_shift, one_shift, lo, hi):
+    """The recurrence in int64, token by token (every product below 2^62)."""
+    y = np.empty(x.shape, np.int64)
+    st = state.copy()
+    for i in range(x.shape[0]):
+        inject = rshift_round((dt[i][:, None] * x[i])[:, :, None] * Bh[i][:, None, :], dbx_shift)
+        st = np.clip(rshift_round(dA[i][:, None, None] * st, one_shift) + inject, lo, hi)
+        y[i] = saturate(rshift_round((Ch[i][:, None, :] * st).sum(axis=-1), y_shift) + dx[i], "i32")
+    return y, st
 
 
 # --- §6 VEC --------------------------------------------------------------------------------------------------------------

@@ -137,7 +137,8 @@ def test_eval_text_output_and_segment_independence(tiny, text_file, capsys, monk
 def test_eval_reports_progress_on_stderr(tiny, text_file, capsys, monkeypatch):
     monkeypatch.setattr(eval_command, "SEGMENT_TOKENS", 64)
     monkeypatch.setattr(eval_command, "PROGRESS_EVERY_S", 0.0)
-    rc, out, err = cli(capsys, "eval", "--model", str(tiny[1]), "--text", str(text_file), "--tail-fraction", "0.5", "--json")
+    rc, out, err = cli(capsys, "eval", "--model", str(tiny[1]), "--text", str(text_file), "--tail-fraction", "0.5", "--json",
+                       "--schemes", "fp32")
     assert rc == 0
     total = json.loads(out)["tail_bytes"]  # stdout stays pure JSON
     lines = err.strip().splitlines()

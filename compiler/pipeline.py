@@ -22,6 +22,7 @@ from xdsl.passes import ModulePass, PassPipeline
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
+from compiler.dialects.accel import Accel
 from compiler.dialects.mamba import Mamba
 from compiler.dialects.mamba_quant import MambaQuant
 from isa.errors import InputError
@@ -55,9 +56,9 @@ def register_pass(name: str, factory: Callable[[], type[ModulePass]]) -> None:
 
 
 def mamba_context() -> Context:
-    """A context knowing builtin, func and mamba (the dialects of `mamba` IR files)."""
+    """A context knowing builtin, func and fastmamba's dialects (mamba, mamba_quant, accel)."""
     ctx = Context()
-    for dialect in (Builtin, Func, Mamba, MambaQuant):
+    for dialect in (Builtin, Func, Mamba, MambaQuant, Accel):
         ctx.load_dialect(dialect)
     return ctx
 

@@ -157,8 +157,8 @@ class MambaFunctions(InterpreterFunctions):
         return (args[0] * args[1],)
 
 
-def run_function(module: ModuleOp, weights: Mapping[str, Any], name: str, *inputs: Any) -> tuple[np.ndarray, ...]:
-    """Call function `name` of `module` on numpy `inputs` (checked against its argument types)."""
+def checked_inputs(module: ModuleOp, name: str, inputs: tuple) -> list[np.ndarray]:
+    """`inputs` as numpy arrays checked against the argument types of function `name` of `module`."""
     from xdsl.dialects import func
 
     fn = next((op for op in module.body.block.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name), None)
@@ -173,6 +173,12 @@ def run_function(module: ModuleOp, weights: Mapping[str, Any], name: str, *input
         if array.shape != tuple(typ.get_shape()):
             raise InterpretationError(f"input {i} of @{name} has shape {list(array.shape)}, expected {typ}")
         values.append(array)
+    return values
+
+
+def run_function(module: ModuleOp, weights: Mapping[str, Any], name: str, *inputs: Any) -> tuple[np.ndarray, ...]:
+    """Call function `name` of `module` on numpy `inputs` (checked against its argument types)."""
+    values = checked_inputs(module, name, inputs)
     interpreter = Interpreter(module)
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(MambaFunctions(weights))

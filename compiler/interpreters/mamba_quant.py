@@ -15,10 +15,9 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, InterpreterFunctions, PythonValues, impl, register_impls
 from xdsl.interpreters.func import FuncFunctions
-from xdsl.utils.exceptions import InterpretationError
 
 from compiler.dialects import mamba_quant as mq
-from compiler.interpreters.mamba import MambaFunctions, numpy_dtype
+from compiler.interpreters.mamba import MambaFunctions, checked_inputs, numpy_dtype
 from compiler.quant import fixed, offline
 from compiler.quant.hadamard import rotate_blocks
 from isa.target import Target, load_target
@@ -136,20 +135,7 @@ def run_function(module: ModuleOp, weights: Mapping[str, Any], name: str, *input
     """Call function `name` of a module of `mamba` and `mamba_quant` ops on numpy `inputs`.
 
     `listeners` are xDSL `Interpreter.Listener`s (the calibrate pass records values with one)."""
-    from xdsl.dialects import func
-
-    fn = next((op for op in module.body.block.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name), None)
-    if fn is None:
-        raise InterpretationError(f"the module has no function @{name}")
-    arg_types = fn.function_type.inputs.data
-    if len(inputs) != len(arg_types):
-        raise InterpretationError(f"@{name} takes {len(arg_types)} inputs, got {len(inputs)}")
-    values = []
-    for i, (value, typ) in enumerate(zip(inputs, arg_types)):
-        array = np.asarray(value, dtype=numpy_dtype(typ))
-        if array.shape != tuple(typ.get_shape()):
-            raise InterpretationError(f"input {i} of @{name} has shape {list(array.shape)}, expected {typ}")
-        values.append(array)
+    values = checked_inputs(module, name, inputs)
     interpreter = Interpreter(module, listeners=tuple(listeners))
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(MambaFunctions(weights))

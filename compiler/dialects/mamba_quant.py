@@ -63,6 +63,7 @@ from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from compiler.dialects.mamba import tensor_type
+from isa.instructions import OPS as ISA_OPS
 
 __all__ = [
     "MambaQuant", "FillOp", "ScaleColumnsOp", "RotateColumnsOp", "QuantizeWeightOp", "HadamardOp", "QuantizeOp",
@@ -119,6 +120,12 @@ def _int(attr: IntegerAttr) -> int:
 def _range(op: IRDLOperation, what: str, value: int, lo: int, hi: int) -> None:
     if not lo <= value <= hi:
         raise VerifyException(f"{op.name}: {what} must lie in [{lo}, {hi}], got {value}")
+
+
+def _isa_range(op: IRDLOperation, what: str, value: int, isa_op: str) -> None:
+    """`value` must fit the field of the same name of instruction `isa_op` (its range from the ISA table)."""
+    spec = ISA_OPS[isa_op].field_map[what]
+    _range(op, what, value, spec.min, spec.max)
 
 
 def _block(op: IRDLOperation, block: int, k: int) -> None:
@@ -316,9 +323,9 @@ class QLinearOp(_QuantOp):
         _want(self, "the weight", self.wq, None, "i8")
         _want(self, "the weight scale", self.wscale, (m,), "f32")
         _want(self, "the result", self.result, (t, m), "f32")
-        _range(self, "hlog2", _int(self.hlog2), 0, 15)
-        _range(self, "qmul", _int(self.qmul), 0, 65535)
-        _range(self, "qshift", _int(self.qshift), 0, 63)
+        _isa_range(self, "hlog2", _int(self.hlog2), "lin")
+        _isa_range(self, "qmul", _int(self.qmul), "lin")
+        _isa_range(self, "qshift", _int(self.qshift), "lin")
         _block(self, 1 << _int(self.hlog2), k)
         if not self.act_scale.value.data > 0:
             raise VerifyException(f"{self.name}: act_scale must be positive, got {self.act_scale.value.data}")
@@ -351,7 +358,7 @@ class QLinearDynamicOp(_QuantOp):
         _want(self, "the weight", self.wq, None, "i8")
         _want(self, "the weight scale", self.wscale, (m,), "f32")
         _want(self, "the result", self.result, (t, m), "f32")
-        _range(self, "hlog2", _int(self.hlog2), 0, 15)
+        _isa_range(self, "hlog2", _int(self.hlog2), "lin")
         _block(self, 1 << _int(self.hlog2), k)
         if not self.in_scale.value.data > 0:
             raise VerifyException(f"{self.name}: in_scale must be positive, got {self.in_scale.value.data}")
@@ -497,8 +504,10 @@ class QSSMScanOp(_QuantOp):
             _want(self, "the state", self.state, (h, p, n), "i32")
         _want(self, "the new state", self.new_state, (h, p, n), "i32")
         _want(self, "y", self.y, (t, hp), "i32")
-        for what in ("dt_frac", "a_frac", "dbx_shift", "y_shift", "d_shift"):
+        for what in ("dt_frac", "a_frac"):
             _range(self, what, _int(getattr(self, what)), 0, 127)
+        for what in ("dbx_shift", "y_shift", "d_shift"):
+            _isa_range(self, what, _int(getattr(self, what)), "ssm")
         if self.nonlinear.data not in NONLINEAR_MODES:
             raise VerifyException(f"{self.name}: nonlinear must be one of {', '.join(NONLINEAR_MODES)}, got {self.nonlinear.data!r}")
 
@@ -567,8 +576,8 @@ class VecOp(_QuantOp):
         g = _int(self.group)
         if "rmsnorm" in ops and (g < 1 or cols % g):
             raise VerifyException(f"{self.name}: group {g} does not divide the {cols} columns")
-        _range(self, "a_exp", _int(self.a_exp), -128, 127)
-        _range(self, "b_exp", _int(self.b_exp), -128, 127)
+        _isa_range(self, "a_exp", _int(self.a_exp), "vec")
+        _isa_range(self, "b_exp", _int(self.b_exp), "vec")
         _shape(self, self.result, "the result")
         out = _elem(self.result)
         if out != f32 and int_type_name(out) is None:

@@ -11,6 +11,7 @@ from isa.instructions import Instruction
 from isa.target import load_target
 from simulator.effects import MachineState, SimulationError
 from simulator.semantics import SEMANTICS
+from buffer_io import get, put
 
 TARGET = load_target("vc709")
 KW = TARGET.conv_kernel_max
@@ -19,20 +20,6 @@ ADDR = dict(src=0x1000, state=0x8000, wgt=0x9000, bias=0xA000, dst=0x10000)
 
 def new_state() -> MachineState:
     return MachineState(ddr=np.zeros(8, np.uint8), buf=np.zeros(1 << 18, np.uint8))
-
-
-def put(state, addr, arr, ld=None):
-    arr = np.atleast_2d(np.asarray(arr))
-    rows, cols = arr.shape
-    pitch = (ld or cols) * arr.itemsize
-    for r in range(rows):
-        state.buf[addr + r * pitch:addr + r * pitch + cols * arr.itemsize] = np.ascontiguousarray(arr[r]).view(np.uint8)
-
-
-def get(state, addr, rows, cols, dtype, ld=None):
-    size = np.dtype(dtype).itemsize
-    pitch = (ld or cols) * size
-    return np.stack([state.buf[addr + r * pitch:addr + r * pitch + cols * size].view(dtype) for r in range(rows)])
 
 
 def conv(**kw):

@@ -11,6 +11,7 @@ from isa.instructions import Instruction
 from isa.target import load_target
 from simulator.effects import MachineState, Range, SimulationError
 from simulator.semantics import SEMANTICS
+from buffer_io import get, put
 
 TARGET = load_target("vc709")
 NP = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "f32": np.float32}
@@ -18,20 +19,6 @@ NP = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "f32": np.float32}
 
 def new_state() -> MachineState:
     return MachineState(ddr=np.zeros(64, np.uint8), buf=np.zeros(1 << 20, np.uint8))
-
-
-def put(state, addr, arr, ld=None):
-    arr = np.asarray(arr)
-    rows, cols = arr.shape if arr.ndim == 2 else (1, arr.size)
-    pitch = (ld or cols) * arr.itemsize
-    for r in range(rows):
-        state.buf[addr + r * pitch:addr + r * pitch + cols * arr.itemsize] = arr.reshape(rows, cols)[r].view(np.uint8)
-
-
-def get(state, addr, rows, cols, dtype, ld=None):
-    size = np.dtype(dtype).itemsize
-    pitch = (ld or cols) * size
-    return np.stack([state.buf[addr + r * pitch:addr + r * pitch + cols * size].view(dtype) for r in range(rows)])
 
 
 def lin(**kw):

@@ -12,6 +12,7 @@ from isa.instructions import Instruction
 from isa.target import load_target
 from simulator.effects import MachineState, SimulationError
 from simulator.semantics import SEMANTICS
+from buffer_io import get, put
 from test_numerics import ref_exp_q, ref_softplus_q
 
 TARGET = load_target("vc709")
@@ -21,20 +22,6 @@ ADDR = dict(xbc=0x1000, dt=0x8000, params=0x9000, state=0x10000, y=0x20000)
 
 def new_state() -> MachineState:
     return MachineState(ddr=np.zeros(8, np.uint8), buf=np.zeros(1 << 18, np.uint8))
-
-
-def put(state, addr, arr, ld=None):
-    arr = np.atleast_2d(np.asarray(arr))
-    rows, cols = arr.shape
-    pitch = (ld or cols) * arr.itemsize
-    for r in range(rows):
-        state.buf[addr + r * pitch:addr + r * pitch + cols * arr.itemsize] = np.ascontiguousarray(arr[r]).view(np.uint8)
-
-
-def get(state, addr, rows, cols, dtype, ld=None):
-    size = np.dtype(dtype).itemsize
-    pitch = (ld or cols) * size
-    return np.stack([state.buf[addr + r * pitch:addr + r * pitch + cols * size].view(dtype) for r in range(rows)])
 
 
 def ssm(**kw):

@@ -155,14 +155,7 @@ class Mamba2Reference:
         batch = tokens.shape[0]
         states = self.empty_states(batch) if states is None else states
         self._check_states(states, batch)
-        u = self.embedding[tokens]
-        new_states = []
-        for layer, state in zip(self.layers, states):
-            out, new_state = self._mixer_sequence(layer, _rmsnorm(u, layer.norm, self.config.norm_eps), state)
-            u = u + out
-            new_states.append(new_state)
-        logits = _rmsnorm(u, self.norm_f, self.config.norm_eps) @ self.head.T
-        return logits, new_states
+        return self._run_layers(self.embedding[tokens], states, self._mixer_sequence)
 
     @torch.no_grad()
     def decode_step(self, token: torch.Tensor, states: list[LayerState]) -> tuple[torch.Tensor, list[LayerState]]:
@@ -171,10 +164,13 @@ class Mamba2Reference:
             raise InputError(f"token must have shape [batch], got {list(token.shape)}")
         self._check_tokens(token)
         self._check_states(states, token.shape[0])
-        u = self.embedding[token]
+        return self._run_layers(self.embedding[token], states, self._mixer_step)
+
+    def _run_layers(self, u: torch.Tensor, states: list[LayerState], mixer) -> tuple[torch.Tensor, list[LayerState]]:
+        """The residual stack over embeddings `u` with `mixer` (sequence or step), then the final norm and head."""
         new_states = []
         for layer, state in zip(self.layers, states):
-            out, new_state = self._mixer_step(layer, _rmsnorm(u, layer.norm, self.config.norm_eps), state)
+            out, new_state = mixer(layer, _rmsnorm(u, layer.norm, self.config.norm_eps), state)
             u = u + out
             new_states.append(new_state)
         logits = _rmsnorm(u, self.norm_f, self.config.norm_eps) @ self.head.T

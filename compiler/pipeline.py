@@ -46,6 +46,8 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "assign-scales": _lazy("passes.assign_scales", "AssignScalesPass"),
     "approximate-nonlinear": _lazy("passes.approximate_nonlinear", "ApproximateNonlinearPass"),
     "fuse-elementwise": _lazy("passes.fuse_elementwise", "FuseElementwisePass"),
+    "lower-to-accel": _lazy("passes.lower_to_accel", "LowerToAccelPass"),
+    "plan-memory": _lazy("passes.plan_memory", "PlanMemoryPass"),
     "schedule-vliw": _lazy("passes.schedule_vliw", "ScheduleVliwPass"),
 }
 

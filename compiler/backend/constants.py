@@ -1,0 +1,135 @@
+"""The constant image: the lowered programs' constant blocks, evaluated from the weights and packed.
+
+Place in the flow: the emitter's data half, after plan-memory gave every
+block its DDR address.  A block names its constants function
+(`@<program>_constants`, the offline weight expressions kept by
+lower-to-accel) and which of its results it packs:
+- `lin_tile` (wq, wscale) rows [r0, r1): int8 weights of those output
+  channels, zero padding to 4 bytes, then f32(act_scale * wscale) per channel
+  (as the qlinear op defines its rescale);
+- `conv_w` (w [C, 1, K]): i16 taps as [K, C] (the CONV unit's layout);
+- `array` (v) {dtype}: the tensor as is, row-major, of that dtype.
+Blocks are evaluated one at a time (results shared by consecutive blocks,
+such as one linear's quantized weight, are kept until a block needs other
+ones), so a large model's image is built without holding every weight's
+intermediate forms at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, ModuleOp
+from xdsl.interpreter import Interpreter
+from xdsl.ir import Operation, SSAValue
+
+from compiler.dialects.accel import ProgramOp
+from compiler.backend.lowering import CONSTS_ATTR
+from compiler.backend.memory import IMAGE_ATTR
+from compiler.interpreters.mamba import MambaFunctions
+from compiler.interpreters.mamba_quant import MambaQuantFunctions
+from isa.errors import InputError
+
+__all__ = ["build_image", "pack_block"]
+
+_NUMPY = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "f32": np.float32}
+
+
+def pack_block(kind: str, arrays: list[np.ndarray], params: Mapping[str, Any]) -> bytes:
+    """The bytes of one constant block."""
+    if kind == "lin_tile":
+        wq, wscale = arrays
+        r0, r1 = params["rows"]
+        w = np.asarray(wq[r0:r1], np.int64)
+        body = w.astype(np.int8).tobytes()
+        body += bytes(-len(body) % 4)
+        scale = (np.float64(params["act_scale"]) * np.asarray(wscale[r0:r1], np.float64)).astype(np.float32)
+        return body + scale.astype("<f4").tobytes()
+    if kind == "conv_w":
+        (w,) = arrays
+        return np.ascontiguousarray(np.asarray(w)[:, 0, :].T).astype("<i2").tobytes()
+    if kind == "array":
+        (v,) = arrays
+        return np.ascontiguousarray(np.asarray(v).astype(_NUMPY[params["dtype"]])).astype(
+            np.dtype(_NUMPY[params["dtype"]]).newbyteorder("<")).tobytes()
+    raise InputError(f"unknown constant block kind {kind!r}")
+
+
+class _Evaluator:
+    """Evaluates results of constants functions op by op, keeping only what the current block needs."""
+
+    def __init__(self, module: ModuleOp, weights: Mapping[str, Any], target):
+        self.interpreter = Interpreter(module)
+        self.interpreter.register_implementations(MambaFunctions(weights))
+        self.interpreter.register_implementations(MambaQuantFunctions(target))
+        self.memo: dict[SSAValue, np.ndarray] = {}
+
+    def values(self, wanted: list[SSAValue]) -> list[np.ndarray]:
+        keep: dict[SSAValue, np.ndarray] = {}
+        for value in wanted:
+            keep[value] = self._eval(value, keep)
+        self.memo = keep  # drop what the previous block needed and this one does not
+        return [keep[v] for v in wanted]
+
+    def _eval(self, value: SSAValue, keep: dict) -> np.ndarray:
+        if value in keep:
+            return keep[value]
+        if value in self.memo:
+            keep[value] = self.memo[value]
+            return keep[value]
+        op = value.owner
+        assert isinstance(op, Operation)
+        args = tuple(self._eval(o, keep) for o in op.operands)
+        results = self.interpreter.run_op(op, args)
+        for r, v in zip(op.results, results):
+            keep[r] = v
+        return keep[value]
+
+
+def build_image(module: ModuleOp, weights: Mapping[str, Any], target, progress=None) -> bytes:
+    """The constant image of a planned module (every program's blocks, each once, at its DDR address)."""
+    programs = [p for p in module.walk() if isinstance(p, ProgramOp)]
+    sizes = {int(p.attributes[IMAGE_ATTR].value.data) for p in programs if IMAGE_ATTR in p.attributes}
+    if len(sizes) > 1:
+        raise InputError(f"programs disagree on the constant image size: {sorted(sizes)}")
+    image = bytearray(sizes.pop() if sizes else 0)
+    functions = {f.sym_name.data: f for f in module.body.block.ops if isinstance(f, func.FuncOp)}
+    evaluator = _Evaluator(module, weights, target)
+    seen = set()
+    blocks = [c.data for p in programs for c in (p.attributes.get(CONSTS_ATTR) or ArrayAttr([])).data]
+    for n, block in enumerate(blocks):
+        name = block["name"].data
+        if name in seen:
+            continue
+        seen.add(name)
+        fn = functions.get(block["function"].data)
+        if fn is None:
+            raise InputError(f"constant block {name}: no function @{block['function'].data} in the module")
+        ret = fn.body.block.last_op
+        sources = [ret.operands[s.value.data] for s in block["sources"].data]
+        params = {k: _plain(v) for k, v in block.items() if k not in ("name", "kind", "bytes", "function", "sources", "ddr")}
+        data = pack_block(block["kind"].data, evaluator.values(sources), params)
+        nbytes, addr = block["bytes"].value.data, block["ddr"].value.data
+        if len(data) != nbytes:
+            raise InputError(f"constant block {name}: packed {len(data)} bytes, the plan says {nbytes}")
+        image[addr:addr + nbytes] = data
+        if progress is not None:
+            progress(n + 1, len(blocks))
+    return bytes(image)
+
+
+def _plain(attr):
+    from xdsl.dialects.builtin import FloatAttr, IntegerAttr, StringAttr
+
+    if isinstance(attr, StringAttr):
+        return attr.data
+    if isinstance(attr, FloatAttr):
+        return float(attr.value.data)
+    if isinstance(attr, IntegerAttr):
+        return int(attr.value.data)
+    if isinstance(attr, ArrayAttr):
+        return [_plain(a) for a in attr.data]
+    raise InputError(f"unexpected constant block parameter {attr}")

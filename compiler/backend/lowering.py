@@ -1,0 +1,511 @@
+"""Lowering of one quantized function onto the accelerator: `mamba`/`mamba_quant` ops -> `accel` instructions.
+
+Place in the flow: the algorithm behind passes/lower_to_accel.py.  Input: a
+`func.func` after the quantization passes (assign-scales with an int8 head,
+approximate-nonlinear, fuse-elementwise), straight-line, tokens [T] in and
+(logits, states...) out.  Output: an unscheduled `accel.program` of the same
+name whose instructions use *symbolic* memory, plus a `func.func
+@<name>_constants` holding the offline weight expressions the program's
+constant blocks are packed from.  plan-memory (passes/plan_memory.py) turns
+the symbolic memory into addresses; the emitter packs the constants.
+
+Symbolic memory.  Every address field of an instruction holds an offset into
+a named block; the op's `mem` attribute maps the field to the block:
+`b:NAME` an on-chip buffer (the program's `buffers`), `c:NAME` a constant
+block of the DDR image (the program's `consts`), `t:NAME` a DDR tensor of the
+program (inputs, outputs, recurrent states).
+
+Mapping (T tokens, per layer):
+- embedding: `ld` the token ids, `ldg` the rows of the f32 table -> residual u.
+- `mamba_quant.vec` -> one `vec` (row pitches let it read and write column
+  slices); the x, B and C operands of a scan are written into one joint
+  [T, d_inner + 2 G N] buffer, as the SSM unit reads them.
+- `qlinear`: weight-stationary tiles along the output channels (each tile
+  [n_t, K] int8 + its n_t f32 rescales, one DMA, `prefetch` tiles ahead), one
+  `lin` per tile over all T tokens; tiles never straddle a `mamba.slice` of
+  the result, each slice is its own buffer.
+- `qconv1d` -> `ld` state, weights, bias; one `conv` (upd = 1); `st` state.
+- `qssm_scan` -> per chunk of heads (state bytes within the tile budget, at
+  B/C group boundaries): `ld` state chunk, `ssm`, `st` state chunk.
+- the head: a `qlinear` on the last position; `st` logits and the
+  `vec.argmax` next token.
+Recurrent states live in DDR as the program's `state` tensors
+(`layers.{i}.conv` i16 [K-1, C], `layers.{i}.ssm` i32 [H, P, N]), read at the
+start and written back: a function whose scan has no state operand starts
+from them (zero for a new sequence).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (ArrayAttr, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr, TensorType,
+                                   f64, i64)
+from xdsl.ir import Operation, SSAValue
+
+from compiler.dialects import mamba
+from compiler.dialects import mamba_quant as mq
+from compiler.dialects.accel import ProgramOp, op_of
+from isa.container import TensorDesc
+from isa.errors import InputError
+from isa.instructions import Instruction
+
+__all__ = ["LoweringOptions", "lower_function", "OFFLINE_OPS", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
+           "ELEMENT_BYTES", "dtype_of"]
+
+MEM_ATTR = "mem"  # on an instruction op: address field -> "b:NAME" / "c:NAME" / "t:NAME"
+BUFFERS_ATTR = "buffers"  # on a program: name -> bytes
+CONSTS_ATTR = "consts"  # on a program: the constant blocks (dictionaries, see ConstBlock)
+OFFLINE_OPS = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp, mq.QuantizeWeightOp, mq.ToFixedOp,
+               mq.SSMParamsOp)
+ELEMENT_BYTES = {"i8": 1, "i16": 2, "i32": 4, "f32": 4}
+TILE_ALIGN = 16  # output channels of a weight tile: a multiple of this (the LIN unit's MAC tree count divides it)
+_LAYER = re.compile(r"layers\.(\d+)\.")
+
+
+class LoweringError(InputError):
+    """IR the accelerator lowering does not support (names the op)."""
+
+
+@dataclass(frozen=True)
+class LoweringOptions:
+    tile_bytes: int  # the on-chip budget of one streamed block (weight tile, state chunk)
+    prefetch: int = 2  # weight tiles loaded ahead of the tile being multiplied
+
+
+def dtype_of(typ) -> str:
+    """The element type name (i8, i16, i32, f32) of a tensor type."""
+    name = mq.int_type_name(typ.element_type)
+    if name is not None:
+        return name
+    if str(typ.element_type) == "f32":
+        return "f32"
+    raise LoweringError(f"unsupported element type {typ.element_type}")
+
+
+@dataclass(frozen=True)
+class View:
+    """A 2-D row-major tensor in a buffer: block, byte offset, row pitch (elements), element type."""
+
+    block: str
+    offset: int
+    ld: int
+    dtype: str
+    rows: int
+    cols: int
+
+    @property
+    def esize(self) -> int:
+        return ELEMENT_BYTES[self.dtype]
+
+    def at(self, row: int = 0, col: int = 0, rows: int | None = None, cols: int | None = None) -> "View":
+        return View(self.block, self.offset + (row * self.ld + col) * self.esize, self.ld, self.dtype,
+                    self.rows - row if rows is None else rows, self.cols - col if cols is None else cols)
+
+
+@dataclass
+class _Const:
+    name: str
+    kind: str  # "lin_tile" | "conv_w" | "array"
+    sources: tuple[int, ...]  # result indices of the constants function
+    nbytes: int
+    params: dict = field(default_factory=dict)
+
+
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    return tuple(value.type.get_shape())
+
+
+def _as2d(value: SSAValue) -> tuple[int, int]:
+    shape = _shape(value)
+    if len(shape) == 1:
+        return 1, shape[0]
+    if len(shape) != 2:
+        raise LoweringError(f"expected a 1-D or 2-D tensor, got shape {list(shape)}")
+    return shape
+
+
+def _source_weight(value: SSAValue) -> str | None:
+    """The checkpoint name an offline weight expression starts from (following first operands)."""
+    op = value.owner
+    while isinstance(op, OFFLINE_OPS):
+        if isinstance(op, mamba.WeightOp):
+            return op.weight_name.data
+        if not op.operands:
+            return None
+        op = op.operands[0].owner
+    return None
+
+
+def _layer_of(name: str | None) -> int:
+    m = _LAYER.search(name or "")
+    if m is None:
+        raise LoweringError(f"cannot tell the layer of weight {name!r}")
+    return int(m.group(1))
+
+
+def _pow2_exp(scale: float) -> int:
+    e = math.log2(scale)
+    if e != round(e):
+        raise LoweringError(f"a fixed-point format needs a power-of-two scale, got {scale}")
+    return int(round(e))
+
+
+class _Lowering:
+    def __init__(self, fn: func.FuncOp, target, options: LoweringOptions):
+        self.fn, self.target, self.opt = fn, target, options
+        self.name = fn.sym_name.data
+        self.ops: list[Operation] = []
+        self.buffers: dict[str, int] = {}
+        self.consts: dict[str, _Const] = {}
+        self.const_values: list[SSAValue] = []
+        self.const_index: dict[SSAValue, int] = {}
+        self.tensors: dict[str, TensorDesc] = {}
+        self.views: dict[SSAValue, View] = {}
+        self.homes: dict[SSAValue, View] = {}  # preassigned destinations (joint x/B/C, slices of a linear)
+        self.segments: dict[SSAValue, list[tuple[int, int, SSAValue]]] = {}  # linear result -> (c0, c1, value)
+        self.skip: set[Operation] = set()
+        self.state_store: dict[SSAValue, str] = {}  # new-state value -> DDR state tensor
+        self.count = 0
+
+    # --- emission helpers -----------------------------------------------------------------------------------
+    def emit(self, op: str, args: dict, mem: dict[str, str], debug: str) -> None:
+        accel = op_of(Instruction(op, args), debug)
+        if mem:
+            accel.attributes[MEM_ATTR] = DictionaryAttr({k: StringAttr(v) for k, v in mem.items()})
+        self.ops.append(accel)
+
+    def buffer(self, hint: str, nbytes: int) -> str:
+        self.count += 1
+        name = f"{hint}#{self.count}"
+        self.buffers[name] = max(int(nbytes), 1)
+        return name
+
+    def new_view(self, hint: str, rows: int, cols: int, dtype: str) -> View:
+        name = self.buffer(hint, rows * cols * ELEMENT_BYTES[dtype])
+        return View(name, 0, cols, dtype, rows, cols)
+
+    def const_source(self, value: SSAValue) -> int:
+        if value not in self.const_index:
+            self.const_index[value] = len(self.const_values)
+            self.const_values.append(value)
+        return self.const_index[value]
+
+    def const(self, name: str, kind: str, values: tuple[SSAValue, ...], nbytes: int, **params) -> str:
+        if name in self.consts:
+            raise LoweringError(f"two constant blocks named {name}")
+        self.consts[name] = _Const(name, kind, tuple(self.const_source(v) for v in values), nbytes, params)
+        return name
+
+    def load_const(self, cname: str, hint: str, debug: str) -> str:
+        nbytes = self.consts[cname].nbytes
+        buf = self.buffer(hint, nbytes)
+        self.emit("ld", dict(buf=0, ddr=0, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=0),
+                  {"buf": "b:" + buf, "ddr": "c:" + cname}, debug)
+        return buf
+
+    def tensor(self, name: str, role: str, shape: tuple[int, ...], dtype: str, exp: int = 0) -> str:
+        self.tensors[name] = TensorDesc(name, role, 0, tuple(shape), dtype, 1.0, exp)
+        return name
+
+    def view_of(self, value: SSAValue, where: str) -> View:
+        view = self.views.get(value)
+        if view is None:
+            owner = value.owner
+            what = owner.name if isinstance(owner, Operation) else "a function argument"
+            raise LoweringError(f"{where}: operand produced by {what} is not in on-chip memory (unsupported here)")
+        return view
+
+    # --- planning ---------------------------------------------------------------------------------------------
+    def plan(self) -> None:
+        for op in self.fn.body.block.ops:
+            if isinstance(op, mq.QSSMScanOp):
+                self._plan_joint(op)
+            elif isinstance(op, mq.QLinearOp):
+                self._plan_segments(op)
+        ret = self.fn.body.block.last_op
+        assert isinstance(ret, func.ReturnOp)
+        for value in ret.arguments[1:]:  # the states: their dequantizing ops only feed the return
+            op = value.owner
+            while isinstance(op, (mq.VecOp, mq.DequantizeOp)) and not (isinstance(op, mq.VecOp) and op.micro_ops):
+                self.skip.add(op)
+                op = op.operands[0].owner
+
+    def _plan_joint(self, op: mq.QSSMScanOp) -> None:
+        T, xw = _as2d(op.x)
+        bw = _as2d(op.B)[1]
+        view = self.new_view(f"{self.name}.xbc", T, xw + 2 * bw, "i16")
+        for value, col in ((op.x, 0), (op.B, xw), (op.C, xw + bw)):
+            if len(list(value.uses)) != 1 or not isinstance(value.owner, mq.VecOp):
+                raise LoweringError(f"{op.name}: x, B and C must each come from one mamba_quant.vec used only by "
+                                    f"the scan (run fuse-elementwise)")
+            self.homes[value] = view.at(0, col, T, _as2d(value)[1])
+
+    def _plan_segments(self, op: mq.QLinearOp) -> None:
+        users = [u.operation for u in op.result.uses]
+        M = _shape(op.result)[1]
+        if users and all(isinstance(u, mamba.SliceOp) and u.axis.value.data == 1 for u in users):
+            spans = sorted((u.start.value.data, u.start.value.data + u.size.value.data, u.result) for u in users)
+            covered = 0
+            for c0, c1, _ in spans:
+                if c0 < covered:
+                    raise LoweringError(f"{op.name}: overlapping slices of a linear's result are not supported")
+                covered = c1
+            self.segments[op.result] = spans
+            for u in users:
+                self.skip.add(u)
+        else:
+            self.segments[op.result] = [(0, M, op.result)]
+
+    # --- ops --------------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.plan()
+        for op in list(self.fn.body.block.ops):
+            if op in self.skip or isinstance(op, OFFLINE_OPS):
+                continue
+            handler = getattr(self, "_" + type(op).__name__, None)
+            if handler is None:
+                raise LoweringError(f"lower-to-accel: {op.name} is not supported on the accelerator"
+                                    + (" (quantize the head: assign-scales{head=\"int8\"})"
+                                       if isinstance(op, mamba.LMHeadOp) else ""))
+            handler(op)
+
+    def _EmbeddingOp(self, op: mamba.EmbeddingOp) -> None:
+        (T,) = _shape(op.tokens)
+        V, D = _shape(op.table)
+        self.tensor("tokens", "input", (T,), "i32")
+        ids = self.buffer(f"{self.name}.tokens", 4 * T)
+        self.emit("ld", dict(buf=0, ddr=0, rows=1, row_bytes=4 * T, ddr_stride=4 * T, buf_stride=4 * T, sem=0),
+                  {"buf": "b:" + ids, "ddr": "t:tokens"}, "embedding tokens")
+        cname = self.const("embedding", "array", (op.table,), V * D * 4, dtype="f32")
+        u = self.new_view(f"{self.name}.u", T, D, "f32")
+        self.emit("ldg", dict(buf=0, ddr=0, idx=0, rows=T, row_bytes=4 * D, ddr_stride=4 * D, buf_stride=4 * D,
+                              limit=V, sem=0),
+                  {"buf": "b:" + u.block, "ddr": "c:" + cname, "idx": "b:" + ids}, "embedding")
+        self.views[op.result] = u
+
+    def _SliceOp(self, op: mamba.SliceOp) -> None:
+        src = self.view_of(op.x, op.name)
+        start, size = op.start.value.data, op.size.value.data
+        if len(_shape(op.x)) != 2:
+            raise LoweringError(f"{op.name}: only 2-D slices are supported")
+        if op.axis.value.data == 0:
+            self.views[op.result] = src.at(start, 0, size, src.cols)
+        else:
+            self.views[op.result] = src.at(0, start, src.rows, size)
+
+    def _VecOp(self, op: mq.VecOp) -> None:
+        rows, cols = _as2d(op.result)
+        ops = list(op.micro_ops)
+        if len(ops) > 4:
+            raise LoweringError(f"{op.name}: {len(ops)} micro-ops, the VEC unit chains at most 4")
+        a = self.view_of(op.a, op.name)
+        out = dtype_of(op.result.type)
+        dst = self.homes.get(op.result) or self.new_view(f"{self.name}.v", rows, cols, out)
+        mem = {"a": "b:" + a.block, "dst": "b:" + dst.block}
+        b_args = dict(b=0, b_type="f32", b_exp=0, b_mode="none", b_ld=cols)
+        if op.b is not None:
+            b = self._vec_operand(op.b, op.name)
+            b_rows, _ = _as2d(op.b)
+            mode = "row" if len(_shape(op.b)) == 1 or (b_rows == 1 and rows > 1) else "full"
+            b_args = dict(b=b.offset, b_type=b.dtype, b_exp=op.b_exp.value.data, b_mode=mode,
+                          b_ld=b.ld if mode == "full" else cols)
+            mem["b"] = "b:" + b.block
+        args = dict(dst=dst.offset, a=a.offset, rows=rows, cols=cols, a_ld=a.ld, dst_ld=dst.ld, a_type=a.dtype,
+                    a_exp=op.a_exp.value.data, group=op.group.value.data, eps=op.eps.value.data, out_type=out,
+                    out_scale=op.out_scale.value.data, **b_args)
+        for k in range(4):
+            args[f"op{k}"] = ops[k] if k < len(ops) else "none"
+        self.emit("vec", args, mem, f"{op.name} {'+'.join(ops) or 'convert'}")
+        self.views[op.result] = dst
+
+    def _vec_operand(self, value: SSAValue, where: str) -> View:
+        if value in self.views:
+            return self.views[value]
+        if isinstance(value.owner, OFFLINE_OPS):  # a weight operand (e.g. an unfolded norm weight): load it
+            rows, cols = _as2d(value)
+            dtype = dtype_of(value.type)
+            cname = self.const(f"{self.name}.vec_operand{self.count}", "array", (value,), rows * cols * 4, dtype=dtype)
+            buf = self.load_const(cname, f"{self.name}.operand", where)
+            view = View(buf, 0, cols, dtype, rows, cols)
+            self.views[value] = view
+            return view
+        return self.view_of(value, where)
+
+    def _QLinearOp(self, op: mq.QLinearOp) -> None:
+        a = self.view_of(op.a, op.name)
+        T, K = _as2d(op.a)
+        if a.dtype not in ("i8", "i16"):
+            raise LoweringError(f"{op.name}: LIN reads i8 or i16 activations, got {a.dtype}")
+        site = (_source_weight(op.wq) or f"linear{self.count}").removesuffix(".weight")
+        site = site.removeprefix("backbone.").replace(".mixer", "")
+        per_row = K + 4  # int8 weights and the f32 rescale of one output channel
+        n_max = max(TILE_ALIGN, (self.opt.tile_bytes // per_row) // TILE_ALIGN * TILE_ALIGN)
+        if per_row * TILE_ALIGN > self.target.buffer_bytes // 4:
+            raise LoweringError(f"{op.name} ({site}): a weight tile of {TILE_ALIGN} rows x {K} does not fit a quarter "
+                                f"of the on-chip buffer ({self.target.buffer_bytes} bytes)")
+        tiles = []  # (c0, c1, dst view)
+        for s0, s1, value in self.segments[op.result]:
+            dst = self.homes.get(value) or self.new_view(f"{self.name}.{site}.out", T, s1 - s0, "f32")
+            self.views[value] = dst
+            for c0 in range(s0, s1, n_max):
+                c1 = min(s1, c0 + n_max)
+                tiles.append((c0, c1, dst.at(0, c0 - s0, T, c1 - c0)))
+        act_scale = op.act_scale.value.data
+        loaded = []
+        def load(j: int) -> None:
+            c0, c1, _ = tiles[j]
+            n = c1 - c0
+            nbytes = _round4(n * K) + 4 * n
+            cname = self.const(f"{site}.t{j}", "lin_tile", (op.wq, op.wscale), nbytes, rows=[c0, c1],
+                               act_scale=act_scale)
+            loaded.append(self.load_const(cname, f"{self.name}.{site}.w", f"{op.name} {site} tile {j} weights"))
+        for j in range(min(self.opt.prefetch, len(tiles))):
+            load(j)
+        for j, (c0, c1, dst) in enumerate(tiles):
+            n = c1 - c0
+            self.emit("lin", dict(dst=dst.offset, src=a.offset, wgt=0, scale=_round4(n * K), m=T, k=K, n=n,
+                                  src_ld=a.ld, dst_ld=dst.ld, src_type=a.dtype, hlog2=op.hlog2.value.data,
+                                  qmul=op.qmul.value.data, qshift=op.qshift.value.data, acc=0, out="f32"),
+                      {"dst": "b:" + dst.block, "src": "b:" + a.block, "wgt": "b:" + loaded[j],
+                       "scale": "b:" + loaded[j]}, f"{op.name} {site} tile {j}")
+            if j + self.opt.prefetch < len(tiles):
+                load(j + self.opt.prefetch)
+
+    def _QConv1dOp(self, op: mq.QConv1dOp) -> None:
+        x = self.view_of(op.x, op.name)
+        T, C = _as2d(op.x)
+        _, _, kw = _shape(op.weight)
+        layer = _layer_of(_source_weight(op.weight))
+        fx = -self._input_exp(op.x, op.name)
+        state = self.tensor(f"layers.{layer}.conv", "state", (kw - 1, C), "i16", exp=-fx)
+        sbuf = self.buffer(f"{self.name}.l{layer}.conv_state", (kw - 1) * C * 2)
+        nbytes = (kw - 1) * C * 2
+        dma = dict(rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=0)
+        self.emit("ld", dict(buf=0, ddr=0, **dma), {"buf": "b:" + sbuf, "ddr": "t:" + state}, f"layer {layer} conv state")
+        w = self.load_const(self.const(f"layers.{layer}.conv.w", "conv_w", (op.weight,), kw * C * 2),
+                            f"{self.name}.l{layer}.conv_w", f"layer {layer} conv weights")
+        bias = self.load_const(self.const(f"layers.{layer}.conv.b", "array", (op.bias,), C * 4, dtype="i32"),
+                               f"{self.name}.l{layer}.conv_b", f"layer {layer} conv bias")
+        out = dtype_of(op.result.type)
+        dst = self.homes.get(op.result) or self.new_view(f"{self.name}.l{layer}.conv_out", T, C, out)
+        self.emit("conv", dict(dst=dst.offset, src=x.offset, state=0, wgt=0, bias=0, t=T, c=C, kw=kw, src_ld=x.ld,
+                               dst_ld=dst.ld, shift=op.shift.value.data, out_type=out, upd=1),
+                  {"dst": "b:" + dst.block, "src": "b:" + x.block, "state": "b:" + sbuf, "wgt": "b:" + w,
+                   "bias": "b:" + bias}, f"{op.name} layer {layer}")
+        self.emit("st", dict(ddr=0, buf=0, **dma), {"buf": "b:" + sbuf, "ddr": "t:" + state},
+                  f"layer {layer} conv state")
+        self.views[op.result] = dst
+
+    def _input_exp(self, value: SSAValue, where: str) -> int:
+        owner = value.owner
+        if not isinstance(owner, mq.VecOp) or dtype_of(value.type) == "f32":
+            raise LoweringError(f"{where}: the integer input must come from a mamba_quant.vec (run fuse-elementwise)")
+        return -_pow2_exp(owner.out_scale.value.data)
+
+    def _QSSMScanOp(self, op: mq.QSSMScanOp) -> None:
+        T, _ = _as2d(op.x)
+        H, P, N = _shape(op.new_state)
+        G = _as2d(op.B)[1] // N
+        hpg = H // G
+        layer = _layer_of(_source_weight(op.params))
+        xbc = self.homes[op.x]
+        dt = self.view_of(op.dt_raw, op.name)
+        fx, fb = (-self._input_exp(v, op.name) for v in (op.x, op.B))
+        fh = op.dt_frac.value.data + fx + fb - op.dbx_shift.value.data
+        state = self.tensor(f"layers.{layer}.ssm", "state", (H, P, N), "i32", exp=-fh)
+        params = self.load_const(self.const(f"layers.{layer}.ssm.params", "array", (op.params,), H * 16, dtype="i32"),
+                                 f"{self.name}.l{layer}.ssm_params", f"layer {layer} ssm params")
+        y = self.homes.get(op.y) or self.new_view(f"{self.name}.l{layer}.y", T, H * P, "i32")
+        head_bytes = P * N * 4
+        limit = max(1, self.opt.tile_bytes // head_bytes)
+        hc = max(c for c in range(1, min(limit, H) + 1) if hpg % c == 0 or (c % hpg == 0))
+        xw = H * P
+        for h0 in range(0, H, hc):
+            h = min(hc, H - h0)
+            g0 = h0 // hpg
+            nbytes = h * head_bytes
+            dma = dict(rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=0)
+            chunk = self.buffer(f"{self.name}.l{layer}.ssm_state", nbytes)
+            mem_ld = {"buf": "b:" + chunk, "ddr": "t:" + state}
+            self.emit("ld", dict(buf=0, ddr=h0 * head_bytes, **dma), mem_ld, f"layer {layer} ssm state heads {h0}+{h}")
+            xv = xbc.at(0, h0 * P)
+            self.emit("ssm", dict(
+                y=y.offset + h0 * P * 4, xbc=xv.offset, dt=dt.offset + h0 * 2, params=h0 * 16, state=0, t=T, h=h, p=P,
+                n=N, hpg=min(hpg, h), xbc_ld=xbc.ld, b_off=xw + g0 * N - h0 * P, c_off=xw + G * N + g0 * N - h0 * P,
+                dt_ld=dt.ld, y_ld=y.ld, dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data,
+                dbx_shift=op.dbx_shift.value.data, y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data),
+                {"y": "b:" + y.block, "xbc": "b:" + xbc.block, "dt": "b:" + dt.block, "params": "b:" + params,
+                 "state": "b:" + chunk}, f"{op.name} layer {layer} heads {h0}+{h}")
+            self.emit("st", dict(ddr=h0 * head_bytes, buf=0, **dma), mem_ld, f"layer {layer} ssm state heads {h0}+{h}")
+        self.views[op.y] = y
+
+    def _ReturnOp(self, op: func.ReturnOp) -> None:
+        logits = self.view_of(op.arguments[0], "func.return")
+        rows, V = _as2d(op.arguments[0])
+        if rows != 1 or logits.dtype != "f32":
+            raise LoweringError(f"the program must return the f32 logits of one position, got {rows} x {V} {logits.dtype}")
+        self.tensor("logits", "output", (1, V), "f32")
+        self.emit("st", dict(ddr=0, buf=logits.offset, rows=1, row_bytes=4 * V, ddr_stride=4 * V, buf_stride=4 * V, sem=0),
+                  {"buf": "b:" + logits.block, "ddr": "t:logits"}, "logits")
+        tok = self.buffer(f"{self.name}.next_token", 4)
+        self.emit("vec.argmax", dict(dst=0, a=logits.offset, rows=1, cols=V), {"dst": "b:" + tok, "a": "b:" + logits.block},
+                  "next token")
+        self.tensor("next_token", "output", (1,), "i32")
+        self.emit("st", dict(ddr=0, buf=0, rows=1, row_bytes=4, ddr_stride=4, buf_stride=4, sem=0),
+                  {"buf": "b:" + tok, "ddr": "t:next_token"}, "next token")
+
+
+def _round4(n: int) -> int:
+    return -(-n // 4) * 4
+
+
+def _constants_function(name: str, fn: func.FuncOp, values: list[SSAValue]) -> func.FuncOp:
+    """A function returning `values` (offline weight expressions of `fn`), its ops cloned in order."""
+    needed: set[Operation] = set()
+    stack = [v.owner for v in values]
+    while stack:
+        op = stack.pop()
+        if isinstance(op, Operation) and op not in needed:
+            needed.add(op)
+            stack.extend(o.owner for o in op.operands)
+    mapping: dict[SSAValue, SSAValue] = {}
+    body = []
+    for op in fn.body.block.ops:
+        if op in needed:
+            clone = op.clone(value_mapper=mapping)
+            body.append(clone)
+    ret = func.ReturnOp(*[mapping[v] for v in values])
+    out = func.FuncOp(name, ([], [v.type for v in values]))
+    out.body.block.add_ops([*body, ret])
+    return out
+
+
+def lower_function(fn: func.FuncOp, target, options: LoweringOptions) -> tuple[ProgramOp, func.FuncOp]:
+    """The unscheduled, symbolic-memory program of `fn` and the function computing its constants."""
+    low = _Lowering(fn, target, options)
+    low.run()
+    name = fn.sym_name.data
+    const_fn = _constants_function(f"{name}_constants", fn, low.const_values)
+    program = ProgramOp(name, 0, tuple(low.tensors.values()), low.ops)
+    program.attributes[BUFFERS_ATTR] = DictionaryAttr({k: IntegerAttr(v, i64) for k, v in low.buffers.items()})
+    program.attributes[CONSTS_ATTR] = ArrayAttr([
+        DictionaryAttr({"name": StringAttr(c.name), "kind": StringAttr(c.kind), "bytes": IntegerAttr(c.nbytes, i64),
+                        "function": StringAttr(const_fn.sym_name.data),
+                        "sources": ArrayAttr([IntegerAttr(s, i64) for s in c.sources]),
+                        **{k: _param_attr(v) for k, v in c.params.items()}})
+        for c in low.consts.values()])
+    return program, const_fn
+
+
+def _param_attr(v):
+    if isinstance(v, str):
+        return StringAttr(v)
+    if isinstance(v, float):
+        return FloatAttr(v, f64)
+    if isinstance(v, list):
+        return ArrayAttr([IntegerAttr(int(x), i64) for x in v])
+    return IntegerAttr(int(v), i64)

@@ -1,0 +1,137 @@
+"""Memory planning: symbolic blocks of lowered programs -> DDR and on-chip buffer addresses.
+
+Place in the flow: the algorithm behind passes/plan_memory.py, between the
+lowering (compiler/backend/lowering.py, which names memory symbolically) and
+schedule-vliw.
+
+DDR layout (per module, so every program shares one constant image):
+    [0, image)        the constant blocks of all programs, each once (by name), 64-byte aligned
+    [image, ddr_size) per program: its tensors (inputs, outputs, states) in descriptor order
+On-chip buffer: every buffer's lifetime is [first, last] instruction index of
+the program that names it; compiler/backend/buffer_alloc.py places them
+(first fit, reusing dead space; a buffer that does not fit is an error naming it).
+Each instruction's address fields are then offset + the base of the block its
+`mem` attribute names, and the attribute is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
+
+from compiler.backend.buffer_alloc import DEFAULT_ALIGN, BufferRequest, allocate
+from compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, MEM_ATTR
+from compiler.dialects.accel import AccelInstructionOp, ProgramOp, instruction_of, op_of, tensor_attr
+from isa.container import TensorDesc
+from isa.errors import InputError
+from isa.instructions import Instruction
+
+__all__ = ["MemoryPlan", "plan_memory", "IMAGE_ATTR", "PEAK_ATTR"]
+
+IMAGE_ATTR = "image_bytes"  # on each program after planning: the constant image's size
+PEAK_ATTR = "buffer_peak"  # on each program after planning: the highest on-chip byte used
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    image_bytes: int
+    const_ddr: dict[str, int]
+    buffer_peak: dict[str, int]  # program -> bytes
+
+
+def _align(value: int, align: int = DEFAULT_ALIGN) -> int:
+    return -(-value // align) * align
+
+
+def _consts(program: ProgramOp) -> list[DictionaryAttr]:
+    attr = program.attributes.get(CONSTS_ATTR)
+    return list(attr.data) if isinstance(attr, ArrayAttr) else []
+
+
+def plan_memory(module: ModuleOp, target) -> MemoryPlan:
+    programs = [p for p in module.walk() if isinstance(p, ProgramOp)]
+    todo = [p for p in programs if BUFFERS_ATTR in p.attributes]
+    # -- the constant image: every block once ------------------------------------------------------------------
+    const_ddr: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    end = 0
+    for p in programs:
+        for c in _consts(p):
+            name, nbytes = c.data["name"].data, c.data["bytes"].value.data
+            if name in sizes:
+                if sizes[name] != nbytes:
+                    raise InputError(f"plan-memory: constant block {name} has {sizes[name]} bytes in one program and "
+                                     f"{nbytes} in another")
+                if "ddr" in c.data:
+                    const_ddr[name] = c.data["ddr"].value.data
+                continue
+            sizes[name] = nbytes
+            const_ddr[name] = c.data["ddr"].value.data if "ddr" in c.data else _align(end)
+            end = max(end, const_ddr[name] + nbytes)
+    image = _align(end)
+    if image > target.ddr_bytes:
+        raise InputError(f"plan-memory: the constant image ({image} bytes) exceeds the target's DDR ({target.ddr_bytes} bytes)")
+    peaks = {}
+    for p in programs:
+        consts = [DictionaryAttr({**c.data, "ddr": IntegerAttr(const_ddr[c.data["name"].data], i64)}) for c in _consts(p)]
+        if consts:
+            p.attributes[CONSTS_ATTR] = ArrayAttr(consts)
+        if p in todo:
+            peaks[p.program_name] = _plan_program(p, target, image, const_ddr)
+    return MemoryPlan(image, const_ddr, peaks)
+
+
+def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, int]) -> int:
+    name = program.program_name
+    # -- DDR tensors after the image -------------------------------------------------------------------------------
+    tensors, addr = [], image
+    tensor_ddr = {}
+    for t in program.tensor_descs:
+        addr = _align(addr)
+        tensor_ddr[t.name] = addr
+        tensors.append(TensorDesc(t.name, t.role, addr, t.shape, t.dtype, t.scale, t.exp))
+        addr += t.nbytes
+    ddr_size = _align(max(addr, image, 1))
+    if ddr_size > target.ddr_bytes:
+        raise InputError(f"plan-memory: program {name} needs {ddr_size} bytes of DDR, the target has {target.ddr_bytes}")
+    # -- on-chip buffers ---------------------------------------------------------------------------------------------
+    sizes = {k: v.value.data for k, v in program.attributes[BUFFERS_ATTR].data.items()}
+    ops = [op for op in program.body.block.ops if isinstance(op, AccelInstructionOp)]
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for index, op in enumerate(ops):
+        mem = op.attributes.get(MEM_ATTR)
+        for ref in (mem.data.values() if isinstance(mem, DictionaryAttr) else ()):
+            kind, _, block = ref.data.partition(":")
+            if kind == "b":
+                first.setdefault(block, index)
+                last[block] = index
+    unknown = sorted(set(first) - set(sizes))
+    if unknown:
+        raise InputError(f"plan-memory: program {name} names undeclared buffers: {', '.join(unknown[:3])}")
+    requests = [BufferRequest(b, sizes[b], first[b], last[b]) for b in first]
+    plan = allocate(requests, target)
+    base = {f"b:{b}": plan.offsets[b][0] for b in first}
+    base.update({f"c:{c}": d for c, d in const_ddr.items()})
+    base.update({f"t:{t}": d for t, d in tensor_ddr.items()})
+    for op in ops:
+        mem = op.attributes.get(MEM_ATTR)
+        if not isinstance(mem, DictionaryAttr):
+            continue
+        instr = instruction_of(op)
+        args = dict(instr.args)
+        for fname, ref in mem.data.items():
+            if ref.data not in base:
+                raise InputError(f"plan-memory: {op.name} field {fname} names unknown block {ref.data}")
+            args[fname] = int(args[fname]) + base[ref.data]
+        new = op_of(Instruction(instr.op, args), op.debug_text or None)
+        program.body.block.insert_op_before(new, op)
+        op.detach()
+        op.erase()
+    program.properties["ddr_size"] = IntegerAttr(ddr_size, i64)
+    program.properties["tensors"] = ArrayAttr([tensor_attr(t) for t in tensors])
+    del program.attributes[BUFFERS_ATTR]
+    program.attributes[IMAGE_ATTR] = IntegerAttr(image, i64)
+    program.attributes[PEAK_ATTR] = IntegerAttr(plan.peak_bytes, i64)
+    return plan.peak_bytes

@@ -1,0 +1,52 @@
+"""lower-to-accel: quantized `mamba`/`mamba_quant` functions -> `accel.program`s with symbolic memory.
+
+Place in the flow: after fuse-elementwise, before plan-memory.  Each
+`func.func` that takes token ids (a prefill program, or the one-token decode
+step compiled as a prefill of length 1) becomes an `accel.program` of the same
+name, plus `func.func @<name>_constants` with the offline weight expressions
+its constant blocks are packed from.  The mapping onto the units (tiling,
+DMA, recurrent states in DDR) is compiler/backend/lowering.py.
+Options: `target`; `tile_kib` (the on-chip budget of one streamed weight tile
+or state chunk; 0 = 1/16 of the target's buffer); `prefetch` (weight tiles
+loaded ahead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from compiler.backend.lowering import LoweringOptions, lower_function
+from isa.errors import InputError
+from isa.target import load_target
+
+DEFAULT_TILE_FRACTION = 16  # tile_kib = 0: a streamed block may take 1/16 of the on-chip buffer
+
+
+@dataclass(frozen=True)
+class LowerToAccelPass(ModulePass):
+    name = "lower-to-accel"
+
+    target: str = "vc709"
+    tile_kib: int = 0
+    prefetch: int = 2
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        target = load_target(self.target)
+        if self.prefetch < 1 or self.tile_kib < 0:
+            raise InputError("lower-to-accel: prefetch must be >= 1 and tile_kib >= 0")
+        tile = self.tile_kib * 1024 or target.buffer_bytes // DEFAULT_TILE_FRACTION
+        options = LoweringOptions(tile_bytes=tile, prefetch=self.prefetch)
+        fns = [f for f in op.body.block.ops if isinstance(f, func.FuncOp) and not f.sym_name.data.endswith("_constants")]
+        if not fns:
+            raise InputError("lower-to-accel: the module has no function to lower")
+        for fn in fns:
+            program, constants = lower_function(fn, target, options)
+            op.body.block.insert_op_before(program, fn)
+            op.body.block.insert_op_before(constants, fn)
+            fn.detach()
+            fn.erase(safe_erase=False)

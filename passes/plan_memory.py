@@ -1,0 +1,29 @@
+"""plan-memory: DDR layout and on-chip buffer allocation of lowered `accel.program`s.
+
+Place in the flow: after lower-to-accel, before schedule-vliw.  Replaces the
+symbolic memory of every instruction (its `mem` attribute) with addresses:
+constant blocks once in a shared image at DDR 0, each program's tensors after
+it, buffers placed by lifetime (compiler/backend/memory.py).  A buffer that
+does not fit the target is an error naming it and the sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from compiler.backend.memory import plan_memory
+from isa.target import load_target
+
+
+@dataclass(frozen=True)
+class PlanMemoryPass(ModulePass):
+    name = "plan-memory"
+
+    target: str = "vc709"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        plan_memory(op, load_target(self.target))

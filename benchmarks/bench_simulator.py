@@ -41,7 +41,8 @@ def _lin(dst: int, src: int, wgt: int, m: int, k: int, n: int) -> Instruction:
 
 
 def _vec_copy(dst: int, a: int, cols: int) -> Instruction:
-    return Instruction("vec", {"dst": dst, "a": a, "b": 0, "rows": 1, "cols": cols, "a_type": "i32", "a_exp": 0,
+    return Instruction("vec", {"dst": dst, "a": a, "b": 0, "rows": 1, "cols": cols, "a_ld": cols, "b_ld": cols,
+                               "dst_ld": cols, "a_type": "i32", "a_exp": 0,
                                "b_type": "i32", "b_exp": 0, "b_mode": "none", "op0": "none", "op1": "none",
                                "op2": "none", "op3": "none", "group": cols, "eps": 0.0, "out_type": "i32",
                                "out_scale": 1.0})

@@ -334,11 +334,13 @@ def _regions_ssm(i: "Instruction") -> tuple[Region, ...]:
 
 def _regions_vec(i: "Instruction") -> tuple[Region, ...]:
     rows, cols = i["rows"], i["cols"]
-    regions = [_dense("buf", "a", i, rows, cols, i.enum("a_type"), "r")]
+    regions = [_dense("buf", "a", i, rows, cols, i.enum("a_type"), "r", i["a_ld"])]
     b_mode = i.enum("b_mode")
-    if b_mode != "none":
-        regions.append(_dense("buf", "b", i, rows if b_mode == "full" else 1, cols, i.enum("b_type"), "r"))
-    regions.append(_dense("buf", "dst", i, rows, cols, i.enum("out_type"), "w"))
+    if b_mode == "full":
+        regions.append(_dense("buf", "b", i, rows, cols, i.enum("b_type"), "r", i["b_ld"]))
+    elif b_mode == "row":
+        regions.append(_dense("buf", "b", i, 1, cols, i.enum("b_type"), "r"))
+    regions.append(_dense("buf", "dst", i, rows, cols, i.enum("out_type"), "w", i["dst_ld"]))
     return tuple(regions)
 
 
@@ -504,11 +506,14 @@ OPS: Mapping[str, OpSpec] = _table(
     OpSpec(
         "vec", 0x60, "VEC",
         (
-            _buf("dst", "the [rows, cols] output"),
-            _buf("a", "the [rows, cols] input"),
-            _buf("b", "the second operand ([rows, cols], or [cols] broadcast over rows)"),
+            _buf("dst", "the [rows, cols] output (row pitch dst_ld)"),
+            _buf("a", "the [rows, cols] input (row pitch a_ld)"),
+            _buf("b", "the second operand ([rows, cols] with row pitch b_ld, or [cols] broadcast over rows)"),
             _count("rows", "rows"),
             _count("cols", "columns"),
+            _count("a_ld", "elements between a rows"),
+            _count("b_ld", "elements between b rows (b_mode = full; ignored for row and none)"),
+            _count("dst_ld", "elements between dst rows"),
             _dtype("a_type", "element type of a"),
             _f("a_exp", 8, "power-of-two scale of an integer a: value = a * 2^a_exp", "s"),
             _dtype("b_type", "element type of b"),

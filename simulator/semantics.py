@@ -91,7 +91,8 @@ def check_regions(instr, regions: Iterable[Region], state: MachineState, target,
                 continue
             if allowed is None:
                 allowed = set(in_place)
-            if (w.field, other.field) in allowed and (w0, w1) == (o0, o1) and w.stride == other.stride:
+            if ((w.field, other.field) in allowed and (w0, w1) == (o0, o1)
+                    and (w.stride == other.stride or w.rows == other.rows == 1)):  # the same elements
                 continue
             raise SimulationError(f"{instr.op}: field {w.field}: the written {w.space} bytes "
                                   f"[{w0:#x}, {w1:#x}) overlap operand {other.field} [{o0:#x}, {o1:#x})")

@@ -103,8 +103,9 @@ def test_field_out_of_range_is_rejected():
     ld.properties["sem"] = IntegerAttr(256, i64)
     with pytest.raises(VerifyException, match="sem = 256 outside"):
         ld.verify()
-    vec_args = dict(dst=0, a=0, b=0, rows=1, cols=1, a_type="f32", a_exp=0, b_type="f32", b_exp=0, b_mode="none",
-                    op0="none", op1="none", op2="none", op3="none", group=1, eps=0.0, out_type="f32", out_scale=1.0)
+    vec_args = dict(dst=0, a=0, b=0, rows=1, cols=1, a_ld=1, b_ld=1, dst_ld=1, a_type="f32", a_exp=0, b_type="f32",
+                    b_exp=0, b_mode="none", op0="none", op1="none", op2="none", op3="none", group=1, eps=0.0,
+                    out_type="f32", out_scale=1.0)
     vec = op_of(Instruction("vec", vec_args))
     vec.properties["op0"] = StringAttr("tanh")
     with pytest.raises(VerifyException, match="op0 must be one of"):
@@ -132,8 +133,9 @@ def test_instruction_of_rejects_other_ops():
 
 def test_f32_fields_keep_every_bit():
     value = struct.unpack("<f", struct.pack("<I", 0x3DFCD6E9))[0]
-    args = dict(dst=0, a=0, b=0, rows=1, cols=1, a_type="f32", a_exp=0, b_type="f32", b_exp=0, b_mode="none",
-                op0="none", op1="none", op2="none", op3="none", group=1, eps=value, out_type="f32", out_scale=1e-38)
+    args = dict(dst=0, a=0, b=0, rows=1, cols=1, a_ld=1, b_ld=1, dst_ld=1, a_type="f32", a_exp=0, b_type="f32", b_exp=0,
+                b_mode="none", op0="none", op1="none", op2="none", op3="none", group=1, eps=value, out_type="f32",
+                out_scale=1e-38)
     instr = Instruction("vec", args)
     parsed = _parse(_print(ModuleOp([ProgramOp("p", 0, (), [op_of(instr)])])))
     assert instruction_of(next(iter(next(iter(parsed.ops)).body.block.ops))) == instr

@@ -76,8 +76,10 @@ def instructions(draw, op: str) -> Instruction:
         b_mode = d(st.sampled_from(("none", "full", "row")))
         allowed = [m for m in MICRO_OPS if b_mode != "none" or m not in MICRO_OPS_WITH_B]
         micro = [d(st.sampled_from(allowed)) for _ in range(4)]
-        args = dict(_slots(("dst", "a", "b")), rows=rows, cols=cols, a_type=d(st.sampled_from(("i8", "i16", "i32", "f32"))),
-                    a_exp=d(ints(-8, 8)), b_type=d(st.sampled_from(("i8", "i16", "i32", "f32"))), b_exp=d(ints(-8, 8)),
+        args = dict(_slots(("dst", "a", "b")), rows=rows, cols=cols, a_ld=cols + d(ints(0, 8)),
+                    b_ld=cols + d(ints(0, 8)), dst_ld=cols + d(ints(0, 8)),
+                    a_type=d(st.sampled_from(("i8", "i16", "i32", "f32"))), a_exp=d(ints(-8, 8)),
+                    b_type=d(st.sampled_from(("i8", "i16", "i32", "f32"))), b_exp=d(ints(-8, 8)),
                     b_mode=b_mode, op0=micro[0], op1=micro[1], op2=micro[2], op3=micro[3],
                     group=d(st.sampled_from([g for g in range(1, cols + 1) if cols % g == 0])), eps=1e-5,
                     out_type=d(st.sampled_from(("i8", "i16", "i32", "f32"))), out_scale=1.0)

@@ -67,9 +67,9 @@ def lin(dst, src, wgt, m, k, n, acc=0):
 
 
 def vec(dst, a, rows, cols, a_type="i8", out_type="i8", op0="silu", b=0, b_mode="none", b_type="i8", op1="none"):
-    return Instruction("vec", dict(dst=dst, a=a, b=b, rows=rows, cols=cols, a_type=a_type, a_exp=-4, b_type=b_type,
-                                   b_exp=-4, b_mode=b_mode, op0=op0, op1=op1, op2="none", op3="none", group=cols,
-                                   eps=1e-5, out_type=out_type, out_scale=8.0))
+    return Instruction("vec", dict(dst=dst, a=a, b=b, rows=rows, cols=cols, a_ld=cols, b_ld=cols, dst_ld=cols,
+                                   a_type=a_type, a_exp=-4, b_type=b_type, b_exp=-4, b_mode=b_mode, op0=op0, op1=op1,
+                                   op2="none", op3="none", group=cols, eps=1e-5, out_type=out_type, out_scale=8.0))
 
 
 # --- (i) the tiled int8 matmul --------------------------------------------------------------------------------------

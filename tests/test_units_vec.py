@@ -9,9 +9,11 @@ import pytest
 
 from isa.instructions import Bundle, Instruction
 from isa.target import load_target
-from simulator.effects import MachineState, SimulationError
+from simulator.effects import MachineState, Range, SimulationError
 from simulator.engine import simulate
 from simulator.semantics import SEMANTICS
+
+from buffer_io import get, put
 
 TARGET = load_target("vc709")
 F = np.float32
@@ -23,21 +25,13 @@ def new_state() -> MachineState:
     return MachineState(ddr=np.zeros(8, np.uint8), buf=np.zeros(1 << 18, np.uint8))
 
 
-def put(state, addr, arr):
-    raw = np.ascontiguousarray(arr).view(np.uint8).ravel()
-    state.buf[addr:addr + raw.size] = raw
-
-
-def get(state, addr, shape, dtype):
-    size = np.dtype(dtype).itemsize * math.prod(shape)
-    return state.buf[addr:addr + size].view(dtype).reshape(shape)
-
-
 def vec(ops=("none",) * 4, **kw):
     args = dict(ADDR, rows=1, cols=1, a_type="f32", a_exp=0, b_type="f32", b_exp=0, b_mode="none", group=1, eps=0.0,
                 out_type="f32", out_scale=1.0)
     args.update({f"op{i}": op for i, op in enumerate(ops)})
     args.update(kw)
+    for f in ("a_ld", "b_ld", "dst_ld"):
+        args.setdefault(f, args["cols"])  # packed rows unless a test gives a pitch
     return Instruction("vec", args)
 
 
@@ -67,7 +61,7 @@ def test_dequant_add_full_bit_exact():
     put(state, ADDR["a"], a)
     put(state, ADDR["b"], b)
     issue(vec(("add", "none", "none", "none"), rows=rows, cols=cols, a_type="i16", a_exp=-8, b_mode="full"), state)
-    got = get(state, ADDR["dst"], (rows, cols), np.float32)
+    got = get(state, ADDR["dst"], rows, cols, np.float32)
     for r in range(rows):
         for c in range(cols):
             assert got[r, c] == F(F(int(a[r, c]) / 256.0) + b[r, c])
@@ -82,7 +76,7 @@ def test_int32_dequant_rounds_and_row_broadcast_mul_quantizes_half_even():
     put(state, ADDR["b"], b)
     issue(vec(("mul", "none", "none", "none"), rows=rows, cols=cols, a_type="i32", a_exp=-1, b_type="i8", b_exp=-2,
               b_mode="row", out_type="i16", out_scale=2.0), state)
-    got = get(state, ADDR["dst"], (rows, cols), np.int16)
+    got = get(state, ADDR["dst"], rows, cols, np.int16)
     for r in range(rows):
         for c in range(cols):
             x = F(F(F(int(a[r, c])) * F(0.5)) * F(int(b[c]) * 0.25))
@@ -101,7 +95,7 @@ def test_silu_gate_chain_bit_exact_and_close_to_float64():
     put(state, ADDR["a"], a)
     put(state, ADDR["b"], b)
     issue(vec(("silu", "gate", "none", "none"), rows=rows, cols=cols, b_mode="full"), state)
-    got = get(state, ADDR["dst"], (rows, cols), np.float32)
+    got = get(state, ADDR["dst"], rows, cols, np.float32)
     for r in range(rows):
         for c in range(cols):
             assert got[r, c] == F(silu1(a[r, c]) * silu1(b[r, c]))
@@ -121,7 +115,7 @@ def test_rmsnorm_then_row_weights_then_int8():
     put(state, ADDR["b"], w)
     fp = issue(vec(("rmsnorm", "mul", "none", "none"), rows=rows, cols=cols, b_mode="row", group=group, eps=eps,
                    out_type="i8", out_scale=out_scale), state)
-    got = get(state, ADDR["dst"], (rows, cols), np.int8)
+    got = get(state, ADDR["dst"], rows, cols, np.int8)
     eps32 = F(eps)
     for r in range(rows):
         for g in range(cols // group):
@@ -144,7 +138,7 @@ def test_softplus_and_add_chain():
     put(state, ADDR["a"], a)
     put(state, ADDR["b"], b)
     issue(vec(("softplus", "add", "none", "softplus"), rows=1, cols=8, b_mode="full"), state)
-    got = get(state, ADDR["dst"], (1, 8), np.float32)
+    got = get(state, ADDR["dst"], 1, 8, np.float32)
 
     def sp(v):
         return v if float(v) > 20 else F(math.log1p(math.exp(float(v))))
@@ -160,9 +154,107 @@ def test_in_place_dst_over_a():
     put(state, ADDR["a"], a)
     put(state, ADDR["b"], b)
     issue(vec(("add", "none", "none", "none"), rows=3, cols=4, b_mode="full", dst=ADDR["a"]), state)
-    assert get(state, ADDR["a"], (3, 4), np.float32).tolist() == (a + 1.5).tolist()
+    assert get(state, ADDR["a"], 3, 4, np.float32).tolist() == (a + 1.5).tolist()
     with pytest.raises(SimulationError, match=r"^vec: field dst: the written buf bytes .* overlap operand a"):
         issue(vec(("add", "none", "none", "none"), rows=3, cols=4, b_mode="full", dst=ADDR["a"] + 4), state)
+
+
+def _expected_buffer(before, addr, ld, block, c0=0):
+    """`before` with `block` [rows, cols] written at column c0 of the row-major matrix at byte addr, pitch ld."""
+    out = before.copy()
+    size = block.itemsize
+    for r, row in enumerate(block):
+        start = addr + (r * ld + c0) * size
+        out[start:start + row.nbytes] = np.ascontiguousarray(row).view(np.uint8)
+    return out
+
+
+def test_pitched_column_slices_match_numpy():
+    """a, b (full) and dst are column slices of wider matrices: an independent numpy reference, bytes around kept."""
+    rng = np.random.default_rng(5)
+    rows, cols, group, eps, out_scale = 5, 12, 4, 1e-5, 20.0
+    (a_ld, a_c0), (b_ld, b_c0), (dst_ld, dst_c0) = (40, 7), (19, 3), (33, 20)
+    a_full = rng.integers(-2000, 2000, (rows, a_ld)).astype(np.int16)
+    b_full = rng.standard_normal((rows, b_ld)).astype(np.float32)
+    state = new_state()
+    state.buf[:] = rng.integers(0, 256, state.buf.size, dtype=np.uint8)  # every byte not written must survive
+    put(state, ADDR["a"], a_full, a_ld)
+    put(state, ADDR["b"], b_full, b_ld)
+    before = state.buf.copy()
+    instr = vec(("add", "rmsnorm", "none", "none"), rows=rows, cols=cols, a=ADDR["a"] + 2 * a_c0, a_ld=a_ld,
+                a_type="i16", a_exp=-6, b=ADDR["b"] + 4 * b_c0, b_ld=b_ld, b_mode="full", dst=ADDR["dst"] + dst_c0,
+                dst_ld=dst_ld, group=group, eps=eps, out_type="i8", out_scale=out_scale)
+    fp = issue(instr, state)
+
+    a = a_full[:, a_c0:a_c0 + cols]
+    b = b_full[:, b_c0:b_c0 + cols]
+    x = (a.astype(np.float32) * F(2.0**-6)) + b  # exact scaling, one binary32 add
+    xg = x.reshape(rows, cols // group, group)
+    ss = np.cumsum(xg * xg, axis=-1, dtype=np.float32)[..., -1:]  # left-to-right binary32 sum of rounded squares
+    r = F(1) / np.sqrt((ss / F(group)) + F(eps))
+    y = (xg * r).reshape(rows, cols) * F(out_scale)
+    ref = np.clip(np.rint(y), -128, 127).astype(np.int8)
+    assert get(state, ADDR["dst"] + dst_c0, rows, cols, np.int8, dst_ld).tolist() == ref.tolist()
+    assert np.array_equal(state.buf, _expected_buffer(before, ADDR["dst"], dst_ld, ref, dst_c0))
+    a0, b0, d0 = ADDR["a"] + 2 * a_c0, ADDR["b"] + 4 * b_c0, ADDR["dst"] + dst_c0
+    assert set(fp.reads) == {Range("buf", a0, a0 + 2 * ((rows - 1) * a_ld + cols)),
+                             Range("buf", b0, b0 + 4 * ((rows - 1) * b_ld + cols))}
+    assert fp.writes == (Range("buf", d0, d0 + (rows - 1) * dst_ld + cols),)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pitched_op_equals_the_packed_op(seed):
+    """Any chain on pitched operands gives, bit for bit, what it gives on the same values packed."""
+    rng = np.random.default_rng(100 + seed)
+    rows, cols = int(rng.integers(1, 6)), int(rng.integers(1, 20))
+    types = ("i8", "i16", "i32", "f32")
+    a_type, b_type, out_type = (str(rng.choice(types)) for _ in range(3))
+    b_mode = str(rng.choice(("none", "full", "row")))
+    usable = [m for m in ("silu", "softplus", "rmsnorm") + (("add", "mul", "gate") if b_mode != "none" else ())]
+    ops = tuple(str(rng.choice(usable + ["none"])) for _ in range(4))
+    group = int(rng.choice([g for g in range(1, cols + 1) if cols % g == 0]))
+    pitches = {f: cols + int(rng.integers(0, 9)) for f in ("a_ld", "b_ld", "dst_ld")}
+
+    def values(dtype, shape):
+        if dtype == "f32":
+            return (rng.standard_normal(shape) * 3).astype(np.float32)
+        info = np.iinfo(NP[dtype])
+        return rng.integers(info.min, info.max, shape, endpoint=True).astype(NP[dtype])
+
+    a, b = values(a_type, (rows, cols)), values(b_type, (rows if b_mode == "full" else 1, cols))
+    common = dict(rows=rows, cols=cols, a_type=a_type, a_exp=-3, b_type=b_type, b_exp=-2, b_mode=b_mode, group=group,
+                  eps=1e-5, out_type=out_type, out_scale=7.0)
+    results = []
+    for ld in (None, pitches):
+        state = new_state()
+        put(state, ADDR["a"], a, ld and ld["a_ld"])
+        put(state, ADDR["b"], b, ld and b_mode == "full" and ld["b_ld"] or None)
+        issue(vec(ops, **common, **(ld or {})), state)
+        results.append(get(state, ADDR["dst"], rows, cols, NP[out_type], ld and ld["dst_ld"]))
+    assert results[0].tobytes() == results[1].tobytes(), (ops, a_type, b_type, b_mode, out_type, pitches)
+
+
+def test_in_place_on_a_column_slice():
+    """dst = a with the same pitch updates a column slice in place; a different pitch over the same bytes is an error."""
+    rows, ld, c0, cols = 3, 10, 4, 5
+    m = np.arange(rows * ld, dtype=np.float32).reshape(rows, ld)
+    state = new_state()
+    put(state, ADDR["a"], m, ld)
+    base = ADDR["a"] + 4 * c0
+    before = state.buf.copy()
+    issue(vec(("silu",) + ("none",) * 3, rows=rows, cols=cols, a=base, a_ld=ld, dst=base, dst_ld=ld), state)
+    want = m.copy()
+    want[:, c0:c0 + cols] = (m[:, c0:c0 + cols] / (1 + np.exp(-m[:, c0:c0 + cols].astype(np.float64)))).astype(F)
+    assert get(state, ADDR["a"], rows, ld, np.float32, ld).tolist() == want.tolist()
+    assert np.array_equal(state.buf, _expected_buffer(before, ADDR["a"], ld, want))
+    with pytest.raises(SimulationError, match=r"^vec: field dst: the written buf bytes .* overlap operand a"):
+        issue(vec(rows=rows, cols=cols, a=base, a_ld=ld, dst=base, dst_ld=ld + 1), state)
+    # One row: the pitches do not matter, and a broadcast b (no pitch) may be overwritten in place too.
+    state = new_state()
+    put(state, ADDR["b"], np.array([1.0, 2.0, 3.0], np.float32))
+    put(state, ADDR["a"], np.array([10.0, 20.0, 30.0], np.float32))
+    issue(vec(("add",) + ("none",) * 3, cols=3, a_ld=50, b_mode="row", dst=ADDR["b"], dst_ld=7), state)
+    assert get(state, ADDR["b"], 1, 3, np.float32).tolist() == [[11.0, 22.0, 33.0]]
 
 
 def test_argmax_first_of_ties_through_the_engine():
@@ -172,7 +264,7 @@ def test_argmax_first_of_ties_through_the_engine():
     put(state, ADDR["dst"], np.full(4, -1, np.int32))
     stats = simulate([Bundle((Instruction("vec.argmax", {"dst": ADDR["dst"], "a": ADDR["a"], "rows": 4, "cols": 4}),)),
                       Bundle((Instruction("ctl.halt", {}),))], state, TARGET)
-    assert get(state, ADDR["dst"], (4,), np.int32).tolist() == [1, 0, 1, 3]
+    assert get(state, ADDR["dst"], 1, 4, np.int32)[0].tolist() == [1, 0, 1, 3]
     assert stats.cycles == math.ceil(16 / TARGET.vec_lanes) + TARGET.vec_latency  # issued at cycle 0
 
 
@@ -194,12 +286,18 @@ def test_vec_validation_names_the_field():
         (vec(a_type="i16", a=ADDR["a"] + 2, dst=ADDR["dst"] + 1, out_type="i8"), None),
         (vec(b_mode="row", b=ADDR["b"] + 1, b_type="i16"), r"^vec: field b = .* is not aligned to 2 bytes"),
         (vec(dst=(1 << 18) - 4, cols=2), r"^vec: field dst: buf bytes"),
+        (vec(rows=2, cols=4, dst_ld=60000), r"^vec: field dst: buf bytes"),  # the pitch reaches past the buffer
+        (vec(cols=4, a_ld=3), r"^vec: field a_ld = 3 is less than cols = 4"),
+        (vec(cols=4, dst_ld=0), r"^vec: field dst_ld = 0 is less than cols = 4"),
+        (vec(("add",) + ("none",) * 3, cols=4, b_mode="full", b_ld=2), r"^vec: field b_ld = 2 is less than cols = 4"),
+        (vec(("add",) + ("none",) * 3, cols=4, b_mode="row", b_ld=0), None),  # b_ld ignored: b is one row
+        (vec(cols=4, b_mode="none", b_ld=0), None),
         (argmax(dst=ADDR["dst"] + 1), r"^vec.argmax: field dst = .* is not aligned to 4 bytes"),
         (argmax(cols=0), r"^vec.argmax: field cols must be at least 1"),
         (argmax(dst=ADDR["a"]), r"^vec.argmax: field dst: the written buf bytes .* overlap operand a"),
     ]
     for instr, pattern in cases:
-        if pattern is None:  # a valid op: byte-aligned i8 output, i16 input at an even address
+        if pattern is None:  # a valid op
             SEMANTICS[instr.op].footprint(instr, state, TARGET)
             continue
         with pytest.raises(SimulationError, match=pattern):
@@ -212,9 +310,9 @@ def test_binary32_overflow_is_infinity_and_saturates():
     put(state, ADDR["a"], a)
     put(state, ADDR["b"], np.array([10.0, 10.0, 10.0], np.float32))
     issue(vec(("mul", "none", "none", "none"), cols=3, b_mode="row", out_type="f32", dst=ADDR["dst"]), state)
-    assert get(state, ADDR["dst"], (1, 3), np.float32)[0].tolist() == [np.inf, -np.inf, 10.0]
+    assert get(state, ADDR["dst"], 1, 3, np.float32)[0].tolist() == [np.inf, -np.inf, 10.0]
     issue(vec(("mul", "none", "none", "none"), cols=3, b_mode="row", out_type="i8", out_scale=1e30), state)
-    assert get(state, ADDR["dst"], (1, 3), np.int8)[0].tolist() == [127, -128, 127]
+    assert get(state, ADDR["dst"], 1, 3, np.int8)[0].tolist() == [127, -128, 127]
 
 
 def test_non_finite_values_are_defined_and_raise_no_warnings():
@@ -227,12 +325,12 @@ def test_non_finite_values_are_defined_and_raise_no_warnings():
     issue(vec(("mul", "none", "none", "none"), rows=rows, cols=cols, b_type="i8", b_mode="row", out_type="i8",
               out_scale=1.0), state)
     # x * 10: NaN, inf, -inf, inf (overflow), -inf, 15, -inf, 20
-    assert get(state, ADDR["dst"], (rows, cols), np.int8).tolist() == [[0, 127, -128, 127, -128, 15, -128, 20]]
+    assert get(state, ADDR["dst"], rows, cols, np.int8).tolist() == [[0, 127, -128, 127, -128, 15, -128, 20]]
 
     state = new_state()
     put(state, ADDR["a"], a)
     issue(vec(("silu", "softplus", "none", "none"), rows=rows, cols=cols), state)
-    got = get(state, ADDR["dst"], (rows, cols), np.float32)
+    got = get(state, ADDR["dst"], rows, cols, np.float32)
     for x, y in zip(a[0], got[0]):
         xd = float(x)
         if math.isnan(xd) or xd == -math.inf:
@@ -248,7 +346,7 @@ def test_non_finite_values_are_defined_and_raise_no_warnings():
     state = new_state()  # rmsnorm of a group with an inf: inf / inf = NaN in that group only
     put(state, ADDR["a"], np.array([[1.0, np.inf, 2.0, 2.0]], dtype=np.float32))
     issue(vec(("rmsnorm", "none", "none", "none"), rows=1, cols=4, group=2, eps=1e-6), state)
-    got = get(state, ADDR["dst"], (1, 4), np.float32)
+    got = get(state, ADDR["dst"], 1, 4, np.float32)
     assert got[0, 0] == 0.0 and np.isnan(got[0, 1]) and got[0, 2] == got[0, 3] == F(2.0) * F(1.0 / math.sqrt(4.0 + 1e-6))
 
 
@@ -257,4 +355,4 @@ def test_argmax_with_nan_and_infinities():
     state = new_state()
     put(state, ADDR["a"], a)
     issue(Instruction("vec.argmax", dict(dst=ADDR["dst"], a=ADDR["a"], rows=3, cols=4)), state)
-    assert get(state, ADDR["dst"], (3,), np.int32).tolist() == [1, 3, 0]
+    assert get(state, ADDR["dst"], 1, 3, np.int32)[0].tolist() == [1, 3, 0]

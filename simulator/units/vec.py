@@ -3,7 +3,10 @@
 Place in the flow: looked up by `simulator.semantics.SEMANTICS`; the
 arithmetic is `isa.numerics` (dequant, vec_chain, vec_output, argmax;
 docs/NUMERICS.md §6), the cost `isa.costs` (ceil(rows*cols / vec_lanes) cycles,
-twice that for a chain with an rmsnorm, plus vec_latency, §9).
+twice that for a chain with an rmsnorm, plus vec_latency, §9).  The operands
+of `vec` are row-pitched (a_ld, b_ld for b_mode = full, dst_ld): the regions,
+and so the views of memory, carry the pitches, so a chain reads and writes
+column slices of wider matrices.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ class Chain:
     def _check(self, instr, state: MachineState, target):
         check_positive(instr, "rows", "cols")
         ops = _micro_ops(instr)
+        pitches = ("a_ld", "b_ld", "dst_ld") if instr.enum("b_mode") == "full" else ("a_ld", "dst_ld")
+        for f in pitches:
+            if instr[f] < instr["cols"]:
+                raise SimulationError(f"{instr.op}: field {f} = {instr[f]} is less than cols = {instr['cols']} "
+                                      f"(rows would overlap)")
         if instr.enum("b_mode") == "none":
             for f, op in zip(MICRO_OP_FIELDS, ops):
                 if op in numerics.MICRO_OPS_WITH_B:

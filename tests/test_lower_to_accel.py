@@ -1,0 +1,197 @@
+"""lower-to-accel, plan-memory and the emitter: quantized IR -> scheduled binary -> simulator, bit for bit.
+
+The IR of small random models goes through the quantization passes; the body
+without the head (which needs assign-scales{head="int8"}, covered end to end
+by the compile tests) is lowered, planned, scheduled, packed and simulated,
+and every output and final state must equal what the `mamba_quant`
+interpreter computes from the same IR.  Failure cases: unsupported ops, IR
+the units cannot take, a buffer that does not fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xdsl.dialects import func
+from xdsl.dialects.builtin import FunctionType, IntegerAttr, ModuleOp, StringAttr, i64
+
+from compiler.backend.constants import build_image, pack_block
+from compiler.backend.emit import emit_binary
+from compiler.backend.lowering import BUFFERS_ATTR, MEM_ATTR, LoweringError
+from compiler.backend.memory import plan_memory
+from compiler.checkpoint import load_model
+from compiler.dialects import mamba
+from compiler.dialects.accel import ProgramOp, instruction_of, op_of
+from compiler.frontend.importer import import_model
+from compiler.interpreters.mamba_quant import run_function
+from compiler.pipeline import parse_ir, print_ir, run_pipeline
+from compiler.weights import NumpyWeights
+from isa.container import TensorDesc
+from isa.errors import FastmambaError
+from isa.instructions import Instruction
+from isa.target import Target, load_target
+from model_factory import make_config, random_hf_model
+from passes.calibrate import calibrate_module
+from simulator.runtime import SimulatorBackend
+
+VC709 = load_target("vc709")
+
+
+def quantized(name: str, length: int, seed: int = 3, n_layer: int = 2):
+    hf = random_hf_model(make_config(name, n_layer=n_layer), seed=seed)
+    config, store = load_model(hf)
+    weights = NumpyWeights(store)
+    module = import_model(hf, "prefill", length).module
+    tokens = np.random.default_rng(seed).integers(0, config.vocab_size, 5 * length)
+    run_pipeline(module, "fold-norm-weights,insert-hadamard{block=0},dce")
+    calibrate_module(module, weights, tokens, windows=4)
+    run_pipeline(module, "assign-scales,approximate-nonlinear,fuse-elementwise")
+    return config, weights, module, tokens[4 * length:]
+
+
+def drop_head(module: ModuleOp) -> None:
+    """Return the head's (normalized, last-position) input instead of the logits."""
+    fn = next(o for o in module.body.block.ops if isinstance(o, func.FuncOp))
+    head = next(o for o in fn.body.block.ops if isinstance(o, mamba.LMHeadOp))
+    head.result.replace_all_uses_with(head.operands[0])
+    head.detach()
+    head.erase()
+    ret = fn.body.block.last_op
+    fn.function_type = FunctionType.from_lists([a.type for a in fn.args], [o.type for o in ret.operands])
+
+
+def simulate(module: ModuleOp, weights, ids, target=VC709, states=None):
+    image = build_image(module, weights, target)
+    binary = emit_binary(module, target, image)
+    backend = SimulatorBackend(target)
+    backend.load(binary)
+    prog = binary.program("prefill")
+    inputs = {"tokens": np.asarray(ids, np.int32)}
+    for t in prog.tensors:
+        if t.role == "state":
+            inputs[t.name] = np.zeros(t.shape, np.int16 if t.dtype == "i16" else np.int32)
+    inputs.update(states or {})
+    return prog, backend.run("prefill", inputs)
+
+
+@pytest.mark.parametrize("name,length", [("tiny", 12), ("groups2", 7), ("expand3_k3", 5), ("groups4_k2", 9)])
+def test_simulated_program_equals_the_interpreter(name, length):
+    config, weights, module, ids = quantized(name, length)
+    drop_head(module)
+    ref = run_function(module, weights, "prefill", ids)
+    run_pipeline(module, "lower-to-accel,plan-memory,schedule-vliw")
+    text = print_ir(module)
+    assert "accel.lin" in text and "accel.ssm" in text and "accel.conv" in text and "accel.ldg" in text
+    names = {op.name for op in module.walk()}
+    assert not names & {"mamba_quant.qlinear", "mamba_quant.qssm_scan", "mamba.embedding"}  # lowered
+    assert MEM_ATTR + " =" not in text  # and planned
+    prog, result = simulate(module, weights, ids)
+    assert np.array_equal(result.outputs["logits"], ref[0])
+    descs = {t.name: t for t in prog.tensors}
+    for i in range(config.n_layer):
+        conv, ssm = result.states[f"layers.{i}.conv"], result.states[f"layers.{i}.ssm"]
+        assert np.array_equal(np.ldexp(conv.T.astype(np.float32), descs[f"layers.{i}.conv"].exp), ref[1 + 2 * i])
+        assert np.array_equal(np.ldexp(ssm.astype(np.float32), descs[f"layers.{i}.ssm"].exp), ref[2 + 2 * i])
+    assert result.outputs["next_token"][0] == int(np.argmax(ref[0][0]))
+
+
+def test_small_tiles_and_chunks_give_the_same_result():
+    """Many weight tiles (prefetch 1) and one-head state chunks compute exactly what one tile would."""
+    _, weights, module, ids = quantized("groups2", 6)
+    drop_head(module)
+    other = parse_ir(print_ir(module))
+    run_pipeline(module, "lower-to-accel,plan-memory,schedule-vliw")
+    run_pipeline(other, "lower-to-accel{tile_kib=1 prefetch=1},plan-memory,schedule-vliw")
+    assert print_ir(other).count("accel.lin ") > print_ir(module).count("accel.lin ")
+    assert print_ir(other).count("accel.ssm ") > print_ir(module).count("accel.ssm ")
+    _, a = simulate(module, weights, ids)
+    _, b = simulate(other, weights, ids)
+    assert np.array_equal(a.outputs["logits"], b.outputs["logits"])
+    for key in a.states:
+        assert np.array_equal(a.states[key], b.states[key])
+
+
+def test_states_carry_from_run_to_run():
+    """A second run from the first run's DDR states differs from one from zero states, and is deterministic."""
+    _, weights, short, _ = quantized("tiny", 4, n_layer=1)
+    ids = np.random.default_rng(0).integers(0, 256, 8)
+    drop_head(short)
+    run_pipeline(short, "lower-to-accel,plan-memory,schedule-vliw")
+    _, first = simulate(short, weights, ids[:4])
+    _, second = simulate(short, weights, ids[4:8], states=first.states)
+    _, again = simulate(short, weights, ids[4:8], states=first.states)
+    assert np.array_equal(second.outputs["logits"], again.outputs["logits"])
+    zero = simulate(short, weights, ids[4:8])[1]
+    assert not all(np.array_equal(second.states[k], zero.states[k]) for k in second.states)  # the carry matters
+
+
+def test_f32_head_is_refused_with_a_hint():
+    _, _, module, _ = quantized("tiny", 4, n_layer=1)
+    with pytest.raises(FastmambaError, match=r"mamba.lm_head is not supported.*head=\\?\"int8"):
+        run_pipeline(module, "lower-to-accel")
+
+
+def test_unquantized_ir_is_refused_naming_the_op():
+    hf = random_hf_model(make_config("tiny", n_layer=1), seed=1)
+    module = import_model(hf, "prefill", 4).module
+    with pytest.raises(FastmambaError, match=r"mamba\.\w+ is not supported on the accelerator"):
+        run_pipeline(module, "lower-to-accel")
+
+
+def test_a_buffer_that_does_not_fit_names_the_tensor(tmp_path):
+    _, _, module, _ = quantized("tiny", 12, n_layer=1)
+    drop_head(module)
+    run_pipeline(module, "lower-to-accel")
+    small = Target(buffer_bytes=4096)
+    with pytest.raises(FastmambaError, match=r"tensor prefill\.\S+ \(\d+ bytes.*does not fit the on-chip buffer of 4096"):
+        plan_memory(module, small)
+
+
+def _program(name: str, ops, buffers: dict[str, int], consts=()) -> ProgramOp:
+    from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr
+
+    program = ProgramOp(name, 0, (TensorDesc("x", "input", 0, (16,), "i8"),), ops)
+    program.attributes[BUFFERS_ATTR] = DictionaryAttr({k: IntegerAttr(v, i64) for k, v in buffers.items()})
+    program.attributes["consts"] = ArrayAttr([DictionaryAttr({"name": StringAttr(c), "kind": StringAttr("array"),
+                                                              "bytes": IntegerAttr(n, i64)}) for c, n in consts])
+    return program
+
+
+def _ld(buf: str, ddr: str, nbytes: int = 16):
+    from xdsl.dialects.builtin import DictionaryAttr
+
+    op = op_of(Instruction("ld", dict(buf=0, ddr=0, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes,
+                                      sem=0)))
+    op.attributes[MEM_ATTR] = DictionaryAttr({"buf": StringAttr(buf), "ddr": StringAttr(ddr)})
+    return op
+
+
+def test_plan_memory_reuses_dead_buffers_and_shares_constants():
+    a = _program("a", [_ld("b:one", "c:w"), _ld("b:one", "t:x"), _ld("b:two", "c:v")], {"one": 100, "two": 100},
+                 [("w", 16), ("v", 16)])
+    b = _program("b", [_ld("b:three", "c:w")], {"three": 10}, [("w", 16)])
+    module = ModuleOp([a, b])
+    plan = plan_memory(module, VC709)
+    assert plan.const_ddr == {"w": 0, "v": 64} and plan.image_bytes == 128
+    ins = [instruction_of(o) for o in a.body.block.ops]
+    assert [i["buf"] for i in ins] == [0, 0, 0]  # "one" is dead when "two" is born: same place
+    assert ins[1]["ddr"] == 128 and a.tensor_descs[0].ddr == 128  # tensors after the image
+    assert instruction_of(next(iter(b.body.block.ops)))["ddr"] == 0  # the shared constant
+    assert MEM_ATTR not in a.body.block.first_op.attributes and BUFFERS_ATTR not in a.attributes
+
+
+def test_plan_memory_rejects_unknown_blocks():
+    module = ModuleOp([_program("a", [_ld("b:ghost", "c:w")], {}, [("w", 16)])])
+    with pytest.raises(FastmambaError, match="undeclared buffers: ghost"):
+        plan_memory(module, VC709)
+
+
+def test_lin_tile_packing_matches_the_qlinear_rescale():
+    wq = np.array([[1, -2, 3], [4, 5, -6], [7, 8, 9]])
+    wscale = np.array([0.5, 0.25, 0.125], np.float32)
+    data = pack_block("lin_tile", [wq, wscale], {"rows": [1, 3], "act_scale": 0.1})
+    assert data[:6] == np.array([4, 5, -6, 7, 8, 9], np.int8).tobytes() and data[6:8] == b"\0\0"
+    want = (np.float64(0.1) * wscale[1:].astype(np.float64)).astype(np.float32)
+    assert np.frombuffer(data[8:], "<f4").tolist() == want.tolist()
+    conv = pack_block("conv_w", [np.arange(6).reshape(3, 1, 2)], {})
+    assert np.frombuffer(conv, "<i2").tolist() == [0, 2, 4, 1, 3, 5]

@@ -221,6 +221,7 @@ class _Lowering:
 
     # --- planning ---------------------------------------------------------------------------------------------
     def plan(self) -> None:
+        self.position = {op: n for n, op in enumerate(self.fn.body.block.ops)}
         for op in self.fn.body.block.ops:
             if isinstance(op, mq.QSSMScanOp):
                 self._plan_joint(op)
@@ -348,7 +349,11 @@ class _Lowering:
             raise LoweringError(f"{op.name} ({site}): a weight tile of {TILE_ALIGN} rows x {K} does not fit a quarter "
                                 f"of the on-chip buffer ({self.target.buffer_bytes} bytes)")
         tiles = []  # (c0, c1, dst view)
-        for s0, s1, value in self.segments[op.result]:
+        # The segment needed first is computed first (Mamba2's in_proj: xBC and dt before z, so the conv and
+        # the scan overlap the z tiles).
+        order = sorted(self.segments[op.result], key=lambda seg: min(
+            (self.position.get(u.operation, len(self.position)) for u in seg[2].uses), default=len(self.position)))
+        for s0, s1, value in order:
             dst = self.homes.get(value) or self.new_view(f"{self.name}.{site}.out", T, s1 - s0, "f32")
             self.views[value] = dst
             for c0 in range(s0, s1, n_max):

@@ -8,6 +8,10 @@ compiler/quant/plan.py, the same functions the golden model's plan uses.
       qlinear(quantize(x0){out_scale -> i8 | i16}, quantize_weight(W){granularity}){hlog2, qmul, qshift, act_scale}
   int8 weights per output channel (or per tensor), int8 activations with one static
   scale per tensor from calibration, requantized by qmul / 2^qshift in the LIN unit.
+- mamba.lm_head(x, W) with head="int8": the same as a linear (its input the rmsnorm'd residual
+  stream, which fuse-elementwise fuses with the quantize into one VEC pass; its weight the
+  head with norm_f folded in).  A rotated head needs insert-hadamard{head=true} before
+  calibrate, so that calibration sees the rotated input ("xr") as for the projections.
 - mamba.conv1d -> dequantize(qconv1d(quantize(x){2^fx}, to_fixed(w){fw}, to_fixed(bias){fx+fw}){shift}){-fo}
 - mamba.ssm_scan(x, softplus(dt_raw + dt_bias), A_log, B, C, D) ->
       dequantize(qssm_scan(quantize(x), quantize(dt_raw), ssm_params(A_log, D, dt_bias), quantize(B), quantize(C)){-fy}
@@ -16,7 +20,9 @@ Bit widths from the target: 16-bit conv and SSM inputs, the target's NLA width a
 
 Options: granularity ("channel" or "tensor"), activations ("static": one scale per tensor from
 calibration; "dynamic": per-token scales chosen at run time by mamba_quant.qlinear_dynamic, which
-the LIN unit runs one row at a time), conv_ssm (false: linear layers only), target.
+the LIN unit runs one row at a time), conv_ssm (false: linear layers only), head ("f32": the
+LM head stays a binary32 mamba.lm_head, the default; "int8": W8A8 as above, with the same
+granularity and activations), target.
 """
 
 from __future__ import annotations
@@ -56,9 +62,12 @@ def _need(op: Operation, r: dict[str, float], keys) -> None:
 class QuantizeLinear(RewritePattern):
     granularity: str
     dynamic: bool = False
+    head: bool = False  # also mamba.lm_head
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
-        if not isinstance(op, mamba.LinearOp) or (r := ranges_of(op)) is None:
+        if not (isinstance(op, mamba.LinearOp) or (self.head and isinstance(op, mamba.LMHeadOp))):
+            return
+        if (r := ranges_of(op)) is None:
             return
         _need(op, r, ("x", "xr"))
         x = op.x
@@ -141,13 +150,14 @@ class QuantizeSSM(RewritePattern):
 
 @dataclass(frozen=True)
 class AssignScalesPass(ModulePass):
-    """Replace calibrated linear, conv1d and SSM ops by their quantized forms."""
+    """Replace calibrated linear, conv1d and SSM ops (and with head="int8" the LM head) by their quantized forms."""
 
     name = "assign-scales"
 
     granularity: str = "channel"
     activations: str = "static"
     conv_ssm: bool = True
+    head: str = "f32"
     target: str = "vc709"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
@@ -157,7 +167,9 @@ class AssignScalesPass(ModulePass):
             raise InputError("assign-scales: no calibrated ranges in the IR (run calibrate first)")
         if self.activations not in ("static", "dynamic"):
             raise InputError(f"assign-scales: activations must be 'static' or 'dynamic', got {self.activations!r}")
-        patterns: list[RewritePattern] = [QuantizeLinear(self.granularity, self.activations == "dynamic")]
+        if self.head not in ("f32", "int8"):
+            raise InputError(f"assign-scales: head must be 'f32' or 'int8', got {self.head!r}")
+        patterns: list[RewritePattern] = [QuantizeLinear(self.granularity, self.activations == "dynamic", self.head == "int8")]
         if self.conv_ssm:
             patterns += [QuantizeConv(), QuantizeSSM(load_target(self.target))]
         PatternRewriteWalker(GreedyRewritePatternApplier(patterns), apply_recursively=False).rewrite_module(op)

@@ -1,4 +1,4 @@
-"""insert-hadamard: block Hadamard rotations on the linear layers (in_proj, out_proj).
+"""insert-hadamard: block Hadamard rotations on the linear layers (in_proj, out_proj; optionally the LM head).
 
 Place in the flow: after fold-norm-weights, before calibrate.  Each
 mamba.linear(x, W) becomes linear(hadamard(x){b}, rotate_columns(W){b}): the weight
@@ -9,7 +9,9 @@ while an outlier channel of x is spread over its block.
 
 Options: block (0: the largest power of two dividing each layer's input width, at
 most the target's hadamard_max_block; else a power of two dividing every width),
-target (a preset name or file, for hadamard_max_block).  The LM head is left alone.
+head (false: the LM head is left alone; true: mamba.lm_head is rotated the same way,
+for a W8A8 head, assign-scales{head="int8"}), target (a preset name or file, for
+hadamard_max_block).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import builtin
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.ir import Operation
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 from xdsl.rewriter import InsertPoint
 
 from compiler.dialects import mamba
@@ -32,9 +35,11 @@ from isa.target import load_target
 class RotateLinear(RewritePattern):
     block: int
     max_block: int
+    head: bool = False
 
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: mamba.LinearOp, rewriter: PatternRewriter) -> None:
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not (isinstance(op, mamba.LinearOp) or (self.head and isinstance(op, mamba.LMHeadOp))):
+            return
         if isinstance(op.x.owner, mq.HadamardOp):
             return  # already rotated
         k = op.x.type.get_shape()[1]
@@ -52,13 +57,14 @@ class RotateLinear(RewritePattern):
 
 @dataclass(frozen=True)
 class InsertHadamardPass(ModulePass):
-    """Rotate every mamba.linear by block Hadamard matrices (weights offline, activations online)."""
+    """Rotate every mamba.linear (and with head=true the mamba.lm_head) by block Hadamard matrices."""
 
     name = "insert-hadamard"
 
     block: int = 0
+    head: bool = False
     target: str = "vc709"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
         max_block = load_target(self.target).hadamard_max_block
-        PatternRewriteWalker(RotateLinear(self.block, max_block), apply_recursively=False).rewrite_module(op)
+        PatternRewriteWalker(RotateLinear(self.block, max_block, self.head), apply_recursively=False).rewrite_module(op)

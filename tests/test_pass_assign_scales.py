@@ -99,6 +99,41 @@ def test_dynamic_activations_scale_each_token_by_its_own_max():
     assert np.abs(got[1] - x[1] @ w.T).max() < 0.01 * np.abs(x[1] @ w.T).max() + 1e-4
 
 
+HEAD = """
+builtin.module {
+  func.func @f(%x: tensor<3x8xf32>) -> tensor<3x4xf32> {
+    %e = mamba.weight "backbone.embeddings.weight" : tensor<4x8xf32>
+    %g = mamba.weight "backbone.norm_f.weight" : tensor<8xf32>
+    %w = mamba_quant.scale_columns %e, %g : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+    %y = mamba.lm_head %x, %w {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}} : (tensor<3x8xf32>, tensor<4x8xf32>) -> tensor<3x4xf32>
+    func.return %y : tensor<3x4xf32>
+  }
+}
+"""
+
+
+def test_lm_head_stays_binary32_unless_head_int8():
+    w = {"backbone.embeddings.weight": _w()["backbone.layers.0.mixer.in_proj.weight"],
+         "backbone.norm_f.weight": np.linspace(0.5, 1.5, 8).astype(np.float32)}
+    assert "mamba.lm_head" in print_ir(run_pipeline(parse_ir(HEAD), "assign-scales"))
+    assert "mamba.lm_head" in print_ir(run_pipeline(parse_ir(HEAD), 'assign-scales{head="f32"}'))
+    module = run_pipeline(parse_ir(HEAD), 'assign-scales{head="int8"}')
+    text = print_ir(module)
+    assert "mamba.lm_head" not in text and "hlog2 = 0 : i64, qmul = 1 : i64, qshift = 0 : i64" in text
+    (got,) = run_function(module, w, "f", _x())
+    # The same numbers as the linear layer's, with the head's weight (norm_f folded in).
+    folded = w["backbone.embeddings.weight"] * w["backbone.norm_f.weight"]
+    (want,) = run_function(run_pipeline(parse_ir(LINEAR), "assign-scales"), {"backbone.layers.0.mixer.in_proj.weight": folded}, "f", _x())
+    assert np.array_equal(got, want)
+    # An uncalibrated head stays binary32, as an uncalibrated linear does.
+    mixed = HEAD.replace(" {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}}", "").replace(
+        "%y = mamba.lm_head", '%v = mamba.weight "backbone.layers.0.mixer.in_proj.weight" : tensor<8x8xf32>\n'
+        '    %x2 = mamba.linear %x, %v {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}} : (tensor<3x8xf32>, tensor<8x8xf32>) -> tensor<3x8xf32>\n'
+        '    %y = mamba.lm_head').replace("mamba.lm_head %x,", "mamba.lm_head %x2,")
+    text = print_ir(run_pipeline(parse_ir(mixed), 'assign-scales{head="int8"}'))
+    assert "mamba.lm_head" in text and "mamba_quant.qlinear" in text
+
+
 def test_uncalibrated_ir_is_an_error_and_bad_options_too():
     bare = LINEAR.replace(" {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}}", "")
     with pytest.raises(InputError, match="run calibrate first"):
@@ -107,6 +142,8 @@ def test_uncalibrated_ir_is_an_error_and_bad_options_too():
         run_pipeline(parse_ir(LINEAR), 'assign-scales{granularity="row"}')
     with pytest.raises(InputError, match="activations"):
         run_pipeline(parse_ir(LINEAR), 'assign-scales{activations="sometimes"}')
+    with pytest.raises(InputError, match="head must be"):
+        run_pipeline(parse_ir(LINEAR), 'assign-scales{head="int4"}')
     partial = LINEAR.replace("xr = 2.0 : f64", "w = 1.0 : f64")
     with pytest.raises(InputError, match="no calibrated xr"):
         run_pipeline(parse_ir(partial), "assign-scales")

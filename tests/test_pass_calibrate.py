@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from compiler.pipeline import parse_ir, print_ir, run_pipeline
+from compiler.quant.plan import HEAD_SITE
 from isa.errors import InputError
 from passes.calibrate import RANGE_ATTR, calibrate_module
 
@@ -55,6 +56,25 @@ def test_max_ranges_of_a_linear_input_with_and_without_rotation():
     assert r["xr"] < r["x"] / 2  # the rotation spreads the outlier channel
     # The attribute survives printing and parsing.
     assert RANGE_ATTR in print_ir(parse_ir(print_ir(rotated)))
+
+
+def test_the_head_is_calibrated_as_a_linear_at_site_lm_head():
+    """The LM head's input gets "x" and "xr" like a projection's, under HEAD_SITE also when tied to the embeddings."""
+    w = _weights()
+    tokens = np.arange(8)
+    head = IR.replace("-> tensor<4x8xf32> {", "-> tensor<4x16xf32> {").replace(
+        "func.return %y : tensor<4x8xf32>",
+        "%l = mamba.lm_head %y, %e : (tensor<4x8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>\n    func.return %l : tensor<4x16xf32>")
+    module = parse_ir(head)
+    ranges = calibrate_module(module, w, tokens, windows=2)
+    assert HEAD_SITE == "lm_head" and set(ranges) == {"backbone.layers.0.mixer.in_proj", "lm_head"}
+    y = w["backbone.embeddings.weight"][tokens] @ w["backbone.layers.0.mixer.in_proj.weight"].T
+    r = ranges["lm_head"]
+    assert r["x"] == pytest.approx(np.abs(y).max(), rel=1e-6) and r["xr"] == r["x"]
+    assert r["w"] == pytest.approx(np.abs(w["backbone.embeddings.weight"]).max())
+    rotated = run_pipeline(parse_ir(head), "insert-hadamard{head=true}")
+    r = calibrate_module(rotated, w, tokens, windows=2)["lm_head"]
+    assert r["x"] == pytest.approx(np.abs(y).max(), rel=1e-6) and r["xr"] != r["x"]
 
 
 def test_percentile_is_below_max():

@@ -64,6 +64,18 @@ def test_rotation_keeps_fp32_outputs_within_1e_5(block):
     assert print_ir(run_pipeline(parse_ir(text), f"insert-hadamard{{block={block}}}")) == text
 
 
+def test_head_option_rotates_the_lm_head_too():
+    before = run_function(parse_ir(IR), _weights(), "f", _x())
+    module = run_pipeline(parse_ir(IR), "insert-hadamard{head=true}")
+    text = print_ir(module)
+    assert text.count("mamba_quant.hadamard") == 3 and text.count("mamba_quant.rotate_columns") == 3
+    assert "mamba.lm_head %y, %e" not in text and text.count("block = 64 : i64") == 2  # the head's width 64
+    after = run_function(module, _weights(), "f", _x())
+    for x, y in zip(before, after):
+        assert np.abs(x - y).max() / np.abs(x).max() < 1e-5
+    assert print_ir(run_pipeline(parse_ir(text), "insert-hadamard{head=true}")) == text
+
+
 def test_rotation_spreads_an_outlier_channel():
     x = _x()
     r = rotate_blocks(x, 256)

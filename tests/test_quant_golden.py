@@ -10,16 +10,20 @@ ordered as expected, and outlier injection keeps the FP32 function.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from compiler.checkpoint import load_model
+from compiler.dialects import mamba_quant as mq
 from compiler.frontend.importer import import_model
 from compiler.interpreters.mamba_quant import run_function
 from compiler.pipeline import parse_ir, print_ir, run_pipeline
 from compiler.quant.evaluate import build_plan, calibrate, inject_outliers
 from compiler.quant.golden import GoldenMamba2, LayerPlan, QuantPlan
+from compiler.quant.plan import HEAD_SITE
 from compiler.reference import Mamba2Reference
 from compiler.weights import NumpyWeights
 from model_factory import make_config, random_hf_model
@@ -38,17 +42,27 @@ def tiny():
     return config, store, imported.module, tokens
 
 
-@pytest.mark.parametrize("block,activations", [(0, "static"), (1, "static"), (0, "dynamic")])
-def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block, activations):
+@pytest.mark.parametrize("block,activations,head", [(0, "static", "f32"), (1, "static", "f32"), (0, "dynamic", "f32"),
+                                                     (0, "static", "int8"), (1, "static", "int8")])
+def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block, activations, head):
     config, store, module, tokens = tiny
     weights = NumpyWeights(store)
-    hadamard = f"insert-hadamard{{block={block}}}," if block != 1 else ""
+    rotate_head = " head=true" if head == "int8" else ""
+    hadamard = f"insert-hadamard{{block={block}{rotate_head}}}," if block != 1 else ""
     ir = run_pipeline(module.clone(), f"fold-norm-weights,{hadamard}dce")
     ranges = calibrate_module(ir, weights, tokens, windows=4)
-    run_pipeline(ir, f'assign-scales{{activations="{activations}"}},approximate-nonlinear,fuse-elementwise')
+    run_pipeline(ir, f'assign-scales{{activations="{activations}" head="{head}"}},approximate-nonlinear,fuse-elementwise')
     text = print_ir(ir)
     assert "mamba.linear" not in text and "mamba.ssm_scan" not in text and "mamba.conv1d" not in text
     assert "mamba.rmsnorm" not in text and "mamba.silu" not in text and 'nonlinear = "table"' in text
+    assert ("mamba.lm_head" in text) == (head == "f32") and "mamba_quant.hadamard" not in text
+    if head == "int8":  # the head: one VEC pass (the last residual add, rmsnorm, quantize) into one LIN op
+        (ret,) = [o for o in ir.walk() if o.name == "func.return"]
+        qhead = ret.operands[0].owner
+        assert qhead.name == "mamba_quant.qlinear" and qhead.hlog2.value.data == (0 if block == 1 else 5)
+        vec = qhead.operands[0].owner
+        assert vec.name == "mamba_quant.vec" and vec.micro_ops[-1] == "rmsnorm"
+        assert mq.int_type_name(vec.result.type.element_type) == ("i8" if block == 1 else "i16")
     ir = parse_ir(text)  # the printed IR carries every scale: it round-trips exactly
     ids = tokens[LENGTH:2 * LENGTH]
     logits, conv0, ssm0, conv1, ssm1 = run_function(ir, weights, "prefill", ids)
@@ -56,10 +70,12 @@ def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block, activati
     scheme = "w8a8_rtn" if block == 1 else "fastmamba"
     dynamic = activations == "dynamic"
     assert ("qlinear_dynamic" in text) == dynamic
-    plan = build_plan(scheme, config, None, ranges, dynamic=dynamic)
+    plan = build_plan(scheme, config, None, ranges, dynamic=dynamic, head=head == "int8")
+    assert (plan.head is not None) == (head == "int8")
     if block == 1:  # rtn has no conv/SSM quantization: use fastmamba's for those units
         full = build_plan("fastmamba", config, None, ranges)
-        plan = QuantPlan(tuple(LayerPlan(a.in_proj, a.out_proj, b.conv, b.ssm) for a, b in zip(plan.layers, full.layers)))
+        plan = QuantPlan(tuple(LayerPlan(a.in_proj, a.out_proj, b.conv, b.ssm) for a, b in zip(plan.layers, full.layers)),
+                         head=plan.head)
     golden = GoldenMamba2(config, store, plan)
     g_logits, g_states = golden.run(ids)
     assert np.array_equal(logits, g_logits)
@@ -79,6 +95,27 @@ def test_golden_changes_when_a_scale_changes(tiny):
     plan2 = QuantPlan((LayerPlan(off, lp.out_proj, lp.conv, lp.ssm), *plan.layers[1:]))
     other, _ = GoldenMamba2(config, store, plan2).run(tokens[:LENGTH])
     assert not np.array_equal(base, other)
+    # And so does the quantized head's.
+    plan = build_plan("fastmamba", config, NumpyWeights(store), ranges, head=True)
+    base, _ = GoldenMamba2(config, store, plan).run(tokens[:LENGTH])
+    head = dataclasses.replace(plan.head, qmul=plan.head.qmul * 99 // 100)
+    other, _ = GoldenMamba2(config, store, dataclasses.replace(plan, head=head)).run(tokens[:LENGTH])
+    assert not np.array_equal(base, other)
+
+
+def test_quantized_head_is_close_to_the_float_head(tiny):
+    """W8A8 head logits within a few percent of the binary32 head's, the rest of the plan the same."""
+    config, store, _, tokens = tiny
+    ranges = calibrate(config, store, tokens[:4 * LENGTH]).ranges()
+    assert {"x", "xr"} <= set(ranges[HEAD_SITE]) and ranges[HEAD_SITE]["xr"] < ranges[HEAD_SITE]["x"]
+    ids = tokens[4 * LENGTH:5 * LENGTH]
+    plan = build_plan("w8a8_hadamard_linear", config, None, ranges)
+    assert plan.head is None
+    f32_head, _ = GoldenMamba2(config, store, plan).run(ids)
+    q_head, _ = GoldenMamba2(config, store, dataclasses.replace(plan, head=build_plan(
+        "w8a8_hadamard_linear", config, None, ranges, head=True).head)).run(ids)
+    assert plan.head is None and not np.array_equal(f32_head, q_head)
+    assert np.abs(q_head - f32_head).max() < 0.05 * np.abs(f32_head).max()
 
 
 def test_float_plan_matches_the_fp32_reference(tiny):

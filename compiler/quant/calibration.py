@@ -2,11 +2,11 @@
 
 Place in the flow: the evaluation's counterpart of the calibrate pass (which records
 the same quantities on IR ops); both feed compiler/quant/plan.py.  Also the
-outlier statistics of `fastmamba eval --outliers`.
+outlier statistics of `fastmamba eval --outliers` (of the projections' inputs).
 
 method "max": the largest |value| seen.  method "percentile": the p-th percentile of
 |value| per calibration segment, averaged over segments, for the linear layers'
-activations ("x", "xr"); conv and SSM formats always use the max (their power-of-two
+(and the LM head's) activations ("x", "xr"); conv and SSM formats always use the max (their power-of-two
 formats have a factor-2 step, and a saturated SSM state does not recover).
 """
 
@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from compiler.quant.hadamard import rotate_blocks
+from compiler.quant.plan import HEAD_SITE, is_linear_site
 
 __all__ = ["RangeRecorder", "channel_outlier_ratio", "LINEAR_QUANTITIES"]
 
@@ -44,7 +45,7 @@ class RangeRecorder:
         self.channel_amax: dict[tuple[str, str], np.ndarray] = {}
 
     def __call__(self, site: str, quantity: str, value: np.ndarray) -> None:
-        linear = site.endswith(("in_proj", "out_proj"))
+        linear = is_linear_site(site)
         self._add(site, quantity, value, linear)
         if linear and quantity == "x":
             k = value.shape[-1]
@@ -53,7 +54,7 @@ class RangeRecorder:
 
     def record(self, site: str, quantity: str, value: np.ndarray) -> None:
         """Record one quantity as it is (no derived "xr")."""
-        self._add(site, quantity, value, site.endswith(("in_proj", "out_proj")))
+        self._add(site, quantity, value, is_linear_site(site))
 
     def _add(self, site: str, quantity: str, value: np.ndarray, linear: bool) -> None:
         a = np.abs(np.asarray(value, np.float64))
@@ -74,9 +75,11 @@ class RangeRecorder:
         return dict(out)
 
     def outlier_ratios(self) -> dict[str, dict[str, float]]:
-        """Per linear site: {"before": ratio of the input, "after": ratio of the rotated input}."""
+        """Per projection (in_proj, out_proj): {"before": ratio of the input, "after": ratio of the rotated input}."""
         out: dict[str, dict[str, float]] = {}
         for (site, quantity), cm in sorted(self.channel_amax.items()):
+            if site == HEAD_SITE:
+                continue
             out.setdefault(site, {})["before" if quantity == "x" else "after"] = channel_outlier_ratio(cm)
         return out
 

@@ -22,7 +22,7 @@ from compiler.config import Mamba2Config
 from compiler.quant.calibration import RangeRecorder
 from compiler.quant.golden import GoldenMamba2, LayerPlan, QuantPlan, as_numpy_weights
 from compiler.quant.hadamard import default_block
-from compiler.quant.plan import conv_quant, linear_quant, ssm_quant
+from compiler.quant.plan import HEAD_SITE, conv_quant, linear_quant, ssm_quant
 from isa.target import Target, load_target
 
 __all__ = ["QUANT_SCHEMES", "calibrate", "build_plan", "quant_scheme_builders", "inject_outliers", "calibration_ids"]
@@ -50,8 +50,11 @@ def calibrate(config: Mamba2Config, weights: Mapping[str, Any], ids: np.ndarray,
 
 def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarray] | None,
                ranges: Mapping[str, Mapping[str, float]], *, target: str | Target = "vc709", granularity: str = "channel",
-               fold_norms: bool = True, nonlinear: str = "table", dynamic: bool = False) -> QuantPlan:
+               fold_norms: bool = True, nonlinear: str = "table", dynamic: bool = False, head: bool = False) -> QuantPlan:
     """The plan of one scheme from calibration ranges, as assign-scales derives it from the same ranges.
+
+    head: the LM head W8A8 too (as assign-scales{head="int8"}), rotated by the scheme's block (insert-hadamard{head=true});
+    else it stays binary32.
 
     The conv and SSM formats also need weight magnitudes: the ranges' "w" (conv), "A" (exp(A_log)) and "D"
     (recorded by the calibrate pass), else taken from `weights` (numpy arrays).
@@ -59,13 +62,16 @@ def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarr
     if scheme not in QUANT_SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}")
     t = load_target(target)
+
+    def block_of(k: int) -> int:
+        return 1 if scheme == "w8a8_rtn" else default_block(k, t.hadamard_max_block)
+
     layers = []
     for i in range(config.n_layer):
         p = f"backbone.layers.{i}.mixer."
 
         def lin(name: str, k: int) -> Any:
-            block = 1 if scheme == "w8a8_rtn" else default_block(k, t.hadamard_max_block)
-            return linear_quant(ranges[p + name], block, granularity, dynamic)
+            return linear_quant(ranges[p + name], block_of(k), granularity, dynamic)
 
         conv = ssm = None
         if scheme == "fastmamba":
@@ -77,7 +83,8 @@ def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarr
             ssm = ssm_quant(rs, a_amax, d_amax, nla_bits=t.nla_bits, nla_segments=t.nla_segments,
                             state_bits=t.ssm_state_bits)
         layers.append(LayerPlan(lin("in_proj", config.d_model), lin("out_proj", config.d_inner), conv, ssm))
-    return QuantPlan(tuple(layers), nonlinear=nonlinear, fold_norms=fold_norms, ranges=dict(ranges))
+    head_plan = linear_quant(ranges[HEAD_SITE], block_of(config.d_model), granularity, dynamic) if head else None
+    return QuantPlan(tuple(layers), nonlinear=nonlinear, fold_norms=fold_norms, ranges=dict(ranges), head=head_plan)
 
 
 def quant_scheme_builders(calibration_ids: np.ndarray, *, method: str = "max", percentile: float = 99.99,

@@ -17,7 +17,11 @@ Per layer, on the residual stream u (binary32); a unit left unquantized by the p
     SSM   y    = scan(x, dt_raw, (A, D, dt_bias), B, C)              i32, 2^-fy (softplus and exp by the NLA table)
     VEC   g    = quant(rmsnorm(y * 2^-fy * silu(z)) * out_scale)     (gated norm weight folded into out_proj)
     LIN   o    = ...;  VEC u = u + o
-then rmsnorm(u) (binary32) and the head in binary32 with the folded norm_f weight.
+then the head, with the norm_f weight folded into it: in binary32, rmsnorm(u) @ head^T
+(plan.head None, the default), or W8A8 like the projections (plan.head a LinearQuant):
+    VEC   a      = quant(rmsnorm(u) * out_scale)
+    LIN   logits = f32(sat32(requant(a @ H) @ Wq^T)) * f32(act_scale * w_scale)
+Calibration records the head's input rmsnorm(u) at site HEAD_SITE ("lm_head").
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 
 from compiler.config import Mamba2Config
 from compiler.quant import fixed, offline
-from compiler.quant.plan import ConvQuant, LinearQuant, SSMQuant
+from compiler.quant.plan import HEAD_SITE, ConvQuant, LinearQuant, SSMQuant
 from isa.target import Target, load_target
 
 __all__ = ["LayerPlan", "QuantPlan", "GoldenMamba2", "as_numpy_weights", "head_name", "ssm_f32"]
@@ -50,6 +54,7 @@ class QuantPlan:
     nonlinear: str = "table"  # quantized SSMs: "table" (the NLA's approximations) or "exact"
     fold_norms: bool = True  # norm weights folded into the linear layers (else a VEC multiply before them)
     ranges: Mapping[str, Mapping[str, float]] = field(default_factory=dict, compare=False)
+    head: LinearQuant | None = None  # the LM head: None = binary32 (the default), else W8A8 like the projections
 
 
 def as_numpy_weights(weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -123,7 +128,7 @@ class GoldenMamba2:
         w = as_numpy_weights(weights)
         c = config
         self.embedding = w["backbone.embeddings.weight"]
-        self.head = offline.scale_columns(w[head_name(c)], w["backbone.norm_f.weight"])
+        self.head = make_linear(w[head_name(c)], w["backbone.norm_f.weight"], plan.head)
         self.layers = []
         fold = plan.fold_norms
         for i, lp in enumerate(plan.layers):
@@ -175,7 +180,9 @@ class GoldenMamba2:
             out, new_state = self._mixer(layer, lp, h, state)
             u = (u + out).astype(np.float32)
             new_states.append(new_state)
-        return fixed.rmsnorm_f32(u, c.d_model, c.norm_eps) @ self.head.T, new_states
+        h = fixed.rmsnorm_f32(u, c.d_model, c.norm_eps)
+        self._record(HEAD_SITE, "x", h)
+        return self.head(h), new_states
 
     def _record(self, site: str, quantity: str, value: np.ndarray) -> None:
         if self.recorder is not None:

@@ -9,6 +9,7 @@ Ranges are per site (compiler.quant.sites) and quantity:
     <layer>.mixer.in_proj / out_proj: "x" (input), "xr" (input after the Hadamard rotation)
     <layer>.mixer.conv1d:             "x" (input), "y" (output, before SiLU)
     <layer>.mixer (the SSM):          "x", "B", "C", "dt_raw", "dt", "state" (over time), "y"
+    lm_head (HEAD_SITE, tied or not):  "x", "xr" as a linear layer (its input: rmsnorm of the residual stream)
 Linear layers: int8 weights (per channel or per tensor), int8 activations with one static
 scale per tensor; the input reaches the LIN unit as i8 (no rotation) or i16 (rotated
 online, then requantized by qmul / 2^qshift).  Conv and SSM: power-of-two fixed point with
@@ -25,7 +26,9 @@ import numpy as np
 
 from compiler.quant.fixed import INT_RANGES, requant_params
 
-__all__ = ["LinearQuant", "ConvQuant", "SSMQuant", "linear_quant", "conv_quant", "ssm_quant", "pow2_frac"]
+__all__ = ["HEAD_SITE", "is_linear_site", "LinearQuant", "ConvQuant", "SSMQuant", "linear_quant", "conv_quant", "ssm_quant", "pow2_frac"]
+
+HEAD_SITE = "lm_head"  # the vocabulary head's site, whatever its weight (tied to the embeddings or not)
 
 I16_MAX = INT_RANGES["i16"][1]
 I32_MAX = INT_RANGES["i32"][1]
@@ -79,6 +82,11 @@ class SSMQuant:
     @property
     def d_shift(self) -> int:
         return self.fd + self.fx - self.fy
+
+
+def is_linear_site(site: str) -> bool:
+    """Sites whose input a W8A8 linear layer quantizes (they get "xr" and the linear calibration method)."""
+    return site.endswith(("in_proj", "out_proj")) or site == HEAD_SITE
 
 
 def pow2_frac(amax: float, limit: int, lo: int = -30, hi: int = 30) -> int:

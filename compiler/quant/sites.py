@@ -5,6 +5,8 @@ assign-scales reads them) and by the tensor-level calibration of the evaluation,
 so both speak of the same tensors.  A site is the checkpoint name of the op's
 weight without ".weight": "backbone.layers.0.mixer.in_proj",
 "backbone.layers.0.mixer.conv1d", "backbone.layers.0.mixer" (the SSM, by its A_log).
+The LM head is HEAD_SITE ("lm_head") whether its weight is lm_head.weight or tied to
+backbone.embeddings.weight (a matmul by the embeddings can only be the head).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from xdsl.ir import Operation, SSAValue
 
 from compiler.dialects import mamba
 from compiler.dialects import mamba_quant as mq
+from compiler.quant.plan import HEAD_SITE
 
-__all__ = ["WEIGHT_EXPRESSIONS", "weight_name", "site_of"]
+__all__ = ["HEAD_SITE", "WEIGHT_EXPRESSIONS", "weight_name", "site_of"]
 
 # Ops that only transform weights (evaluated offline).
 WEIGHT_EXPRESSIONS = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp, mq.QuantizeWeightOp)
@@ -40,10 +43,13 @@ def site_of(op: Operation) -> str | None:
     }.get(type(op))
     if operand is None:
         return None
+    if isinstance(op, mamba.LMHeadOp):
+        return HEAD_SITE
     name = weight_name(op.operands[operand])
     if name is None:
         return None
     for suffix in (".weight", ".A_log"):
         if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+            name = name[: -len(suffix)]
+            break
+    return HEAD_SITE if name == "backbone.embeddings" else name  # (a quantized head)

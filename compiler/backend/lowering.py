@@ -429,14 +429,23 @@ class _Lowering:
         limit = max(1, self.opt.tile_bytes // head_bytes)
         hc = max(c for c in range(1, min(limit, H) + 1) if hpg % c == 0 or (c % hpg == 0))
         xw = H * P
-        for h0 in range(0, H, hc):
-            h = min(hc, H - h0)
+        chunks = [(h0, min(hc, H - h0)) for h0 in range(0, H, hc)]
+        buffers: list[str] = []
+
+        def load(c: int) -> None:  # the state chunk c, loaded one chunk ahead of its scan (double buffering)
+            h0, h = chunks[c]
+            nbytes = h * head_bytes
+            buffers.append(self.buffer(f"{self.name}.l{layer}.ssm_state", nbytes))
+            self.emit("ld", dict(buf=0, ddr=h0 * head_bytes, rows=1, row_bytes=nbytes, ddr_stride=nbytes,
+                                 buf_stride=nbytes, sem=0),
+                      {"buf": "b:" + buffers[c], "ddr": "t:" + state}, f"layer {layer} ssm state heads {h0}+{h}")
+
+        load(0)
+        for c, (h0, h) in enumerate(chunks):
+            if c + 1 < len(chunks):
+                load(c + 1)
             g0 = h0 // hpg
             nbytes = h * head_bytes
-            dma = dict(rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=0)
-            chunk = self.buffer(f"{self.name}.l{layer}.ssm_state", nbytes)
-            mem_ld = {"buf": "b:" + chunk, "ddr": "t:" + state}
-            self.emit("ld", dict(buf=0, ddr=h0 * head_bytes, **dma), mem_ld, f"layer {layer} ssm state heads {h0}+{h}")
             xv = xbc.at(0, h0 * P)
             self.emit("ssm", dict(
                 y=y.offset + h0 * P * 4, xbc=xv.offset, dt=dt.offset + h0 * 2, params=h0 * 16, state=0, t=T, h=h, p=P,
@@ -444,8 +453,10 @@ class _Lowering:
                 dt_ld=dt.ld, y_ld=y.ld, dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data,
                 dbx_shift=op.dbx_shift.value.data, y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data),
                 {"y": "b:" + y.block, "xbc": "b:" + xbc.block, "dt": "b:" + dt.block, "params": "b:" + params,
-                 "state": "b:" + chunk}, f"{op.name} layer {layer} heads {h0}+{h}")
-            self.emit("st", dict(ddr=h0 * head_bytes, buf=0, **dma), mem_ld, f"layer {layer} ssm state heads {h0}+{h}")
+                 "state": "b:" + buffers[c]}, f"{op.name} layer {layer} heads {h0}+{h}")
+            self.emit("st", dict(ddr=h0 * head_bytes, buf=0, rows=1, row_bytes=nbytes, ddr_stride=nbytes,
+                                 buf_stride=nbytes, sem=0),
+                      {"buf": "b:" + buffers[c], "ddr": "t:" + state}, f"layer {layer} ssm state heads {h0}+{h}")
         self.views[op.y] = y
 
     def _ReturnOp(self, op: func.ReturnOp) -> None:

@@ -13,7 +13,10 @@ need ("w", "A", "D").
 Options: text (file, required), model (checkpoint directory; default the bundled
 model), method ("max" or "percentile"), percentile (for the linear layers'
 activations), windows (how many windows of the function's length), function,
-target.  In-process callers with weights in hand use `calibrate_module`.
+target.  In-process callers with weights in hand use `calibrate_module`; `apply_ranges`
+writes ranges already recorded (calibrate_module's result) onto another module with the
+same sites, e.g. the same model imported for another sequence length, without running it.
+The LM head's input is recorded too (site "lm_head", "x" and "xr"), for assign-scales{head="int8"}.
 """
 
 from __future__ import annotations
@@ -49,6 +52,19 @@ def _dt_raw(op: mamba.SSMScanOp) -> SSAValue | None:
     return None
 
 
+def sites_of(fn: func.FuncOp) -> dict[Operation, str]:
+    """The ops of `fn` that have a site (compiler.quant.sites), in program order: where calibrate writes ranges."""
+    return {op: site for op in fn.walk() if (site := site_of(op)) is not None}
+
+
+def write_ranges(sites: Mapping[Operation, str], ranges: Mapping[str, Mapping[str, float]]) -> None:
+    """Each op's site's ranges as its RANGE_ATTR (quantities sorted), for the sites that have ranges."""
+    for op, site in sites.items():
+        if site in ranges:
+            op.attributes[RANGE_ATTR] = builtin.DictionaryAttr(
+                {q: builtin.FloatAttr(float(v), builtin.f64) for q, v in sorted(ranges[site].items())})
+
+
 class _Recorder(Interpreter.Listener):
     """Sends the values of the watched SSA values to a RangeRecorder as (site, quantity)."""
 
@@ -56,13 +72,9 @@ class _Recorder(Interpreter.Listener):
         self.recorder = recorder
         self.watch: dict[SSAValue, list[tuple[str, str]]] = {}
         self.ssm_ops: dict[Operation, str] = {}
-        self.sites: dict[Operation, str] = {}
+        self.sites = sites_of(fn)
         self.rotated: set[str] = set()
-        for op in fn.walk():
-            site = site_of(op)
-            if site is None:
-                continue
-            self.sites[op] = site
+        for op, site in self.sites.items():
             if isinstance(op, mamba.LinearOp | mamba.LMHeadOp):
                 x = op.x
                 if isinstance(x.owner, mq.HadamardOp):
@@ -112,10 +124,15 @@ class _Recorder(Interpreter.Listener):
         self._see(op.results, results)
 
 
-def _function(module: builtin.ModuleOp, name: str) -> func.FuncOp:
+def _find_function(module: builtin.ModuleOp, name: str, who: str) -> func.FuncOp:
     fn = next((op for op in module.body.block.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name), None)
     if fn is None:
-        raise InputError(f"calibrate: the module has no function @{name}")
+        raise InputError(f"{who}: the module has no function @{name}")
+    return fn
+
+
+def _function(module: builtin.ModuleOp, name: str) -> func.FuncOp:
+    fn = _find_function(module, name, "calibrate")
     inputs = fn.function_type.inputs.data
     if len(inputs) != 1 or len(inputs[0].get_shape()) != 1:
         raise InputError(f"calibrate: @{name} must take only a token tensor (a prefill program), got {len(inputs)} inputs")
@@ -140,11 +157,23 @@ def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], token
     for w in range(min(windows, len(tokens) // length)):
         run_function(module, weights, function, tokens[w * length:(w + 1) * length], target=target, listeners=(listener,))
     ranges = recorder.ranges()
-    for op, site in listener.sites.items():
-        if site in ranges:
-            op.attributes[RANGE_ATTR] = builtin.DictionaryAttr(
-                {q: builtin.FloatAttr(v, builtin.f64) for q, v in sorted(ranges[site].items())})
+    write_ranges(listener.sites, ranges)
     return ranges
+
+
+def apply_ranges(module: builtin.ModuleOp, ranges: Mapping[str, Mapping[str, float]], function: str = "prefill") -> int:
+    """Write `ranges` (site -> quantity -> value, as calibrate_module returns them) onto the ops of `function`.
+
+    For a module with the same sites as the calibrated one (the same model imported for another
+    sequence length, or a decode step): assign-scales then chooses the same scales, without
+    interpreting anything.  Every site of the function must have ranges (extra sites are ignored).
+    Returns how many ops got ranges."""
+    sites = sites_of(_find_function(module, function, "apply_ranges"))
+    missing = sorted({site for site in sites.values() if site not in ranges})
+    if missing:
+        raise InputError(f"apply_ranges: no ranges for site(s) {', '.join(missing)} of @{function}")
+    write_ranges(sites, ranges)
+    return len(sites)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ The IR of a tiny random model goes through fold-norm-weights, insert-hadamard,
 calibrate, assign-scales, approximate-nonlinear and fuse-elementwise; the
 interpreter's logits and states must equal the golden model's bit for bit, with
 the golden plan built from the same calibration ranges (compiler/quant/evaluate.py
-build_plan).  Also: the float plan is close to the FP32 reference, the schemes are
+build_plan), with the LM head binary32 or W8A8 (assign-scales{head="int8"}); also with
+the ranges of one import applied (apply_ranges) to a one-token import of the same
+model.  Also: the float plan is close to the FP32 reference, the schemes are
 ordered as expected, and outlier injection keeps the FP32 function.
 """
 
@@ -27,7 +29,8 @@ from compiler.quant.plan import HEAD_SITE
 from compiler.reference import Mamba2Reference
 from compiler.weights import NumpyWeights
 from model_factory import make_config, random_hf_model
-from passes.calibrate import calibrate_module
+from isa.errors import InputError
+from passes.calibrate import RANGE_ATTR, apply_ranges, calibrate_module
 
 LENGTH = 12
 
@@ -176,3 +179,55 @@ def test_fold_and_rotate_keep_the_fp32_model_within_1e_5(tiny):
     assert np.abs(after - before).max() <= 1e-5 * np.abs(before).max()
     for s, t in zip(states, states_after):
         assert np.abs(s - t).max() <= 1e-5 * max(1.0, np.abs(s).max())
+
+
+def _quant_attrs(module) -> list:
+    """Every quantized op's name and scales (properties and attributes), in program order; shapes left out."""
+    return [(o.name, sorted((k, str(v)) for k, v in {**o.properties, **o.attributes}.items()))
+            for o in module.walk() if o.name.startswith("mamba_quant.")]
+
+
+def test_ranges_applied_to_a_one_token_import_give_the_same_scales_and_the_golden_logits(tiny):
+    """Calibrate the L=12 import, apply its ranges to the L=1 import: the same scales op for op, and the
+    interpreter runs the L=1 program as the golden model does with the plan of those ranges."""
+    config, store, module, tokens = tiny
+    weights = NumpyWeights(store)
+    hf = random_hf_model(make_config("tiny"), seed=3)
+    one = import_model(hf, "prefill", 1, all_logits=True).module
+    prepare = "fold-norm-weights,insert-hadamard{block=0 head=true},dce"
+    quantize = 'assign-scales{head="int8"},approximate-nonlinear,fuse-elementwise'
+    long_ir = run_pipeline(module.clone(), prepare)
+    one_ir = run_pipeline(one, prepare)
+    ranges = calibrate_module(long_ir, weights, tokens, windows=4)
+    assert apply_ranges(one_ir, ranges) == 4 * config.n_layer + 1
+    a = [o.attributes.get(RANGE_ATTR) for o in long_ir.walk() if RANGE_ATTR in o.attributes]
+    b = [o.attributes.get(RANGE_ATTR) for o in one_ir.walk() if RANGE_ATTR in o.attributes]
+    assert a == b and len(a) == 4 * config.n_layer + 1
+    run_pipeline(long_ir, quantize)
+    run_pipeline(one_ir, quantize)
+    long_attrs, one_attrs = _quant_attrs(long_ir), _quant_attrs(one_ir)
+    names = [name for name, _ in long_attrs]
+    assert names.count("mamba_quant.qlinear") == 2 * config.n_layer + 1 and names.count("mamba_quant.qssm_scan") == config.n_layer
+    assert "mamba_quant.vec" in names and "mamba_quant.qconv1d" in names
+    assert long_attrs == one_attrs
+
+    plan = build_plan("fastmamba", config, None, ranges, head=True)
+    golden = GoldenMamba2(config, store, plan)
+    for t in tokens[:3]:  # (the prefill program starts from zero states)
+        logits, conv0, ssm0, conv1, ssm1 = run_function(one_ir, weights, "prefill", np.array([t]))
+        g_logits, g_states = golden.run(np.array([t]))
+        assert logits.shape == (1, config.vocab_size) and np.array_equal(logits, g_logits)
+        for (conv, ssm), (g_conv, g_ssm), q in zip(((conv0, ssm0), (conv1, ssm1)), g_states, plan.layers):
+            assert np.array_equal(conv, np.ldexp(g_conv.T.astype(np.float32), -q.conv.fx))
+            assert np.array_equal(ssm, np.ldexp(g_ssm.astype(np.float32), -q.ssm.fh))
+
+
+def test_apply_ranges_needs_every_site(tiny):
+    config, store, module, tokens = tiny
+    ir = run_pipeline(module.clone(), "fold-norm-weights")
+    ranges = calibrate_module(ir.clone(), NumpyWeights(store), tokens, windows=1)
+    del ranges[HEAD_SITE]
+    with pytest.raises(InputError, match="no ranges for site.*lm_head"):
+        apply_ranges(ir, ranges)
+    with pytest.raises(InputError, match="no function @decode"):
+        apply_ranges(ir, ranges, function="decode")

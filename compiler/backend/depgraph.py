@@ -3,18 +3,32 @@
 Place in the flow: read by the VLIW scheduler (compiler.backend.schedule).
 Two operations conflict when the byte spans of their regions
 (`Instruction.regions()`, the instruction table's one definition of what an
-op touches; spans as the simulator's hazard checks use them) overlap in the
-same memory and at least one of them writes: the later one reads what the
-earlier writes (RAW), writes what it reads (WAR) or writes what it writes
-(WAW).  The graph has a node per operation (its index in program order,
-attribute `instr`) and an edge i -> j (i < j) per conflicting pair, attribute
-`kinds`: the set of conflicts.  Every conflicting pair gets an edge, not only
-the transitive reduction: the scheduler synchronizes each DMA operation with
-its first consumer, whichever it is.
+op touches; spans [first byte, last byte) as the simulator's hazard checks
+use them) overlap in the same memory and at least one of them writes: the
+later one reads what the earlier writes (RAW), writes what it reads (WAR) or
+writes what it writes (WAW).
+
+The graph has a node per operation (its index in program order, attribute
+`instr`) and an edge i -> j (i < j) for the conflicting pairs that order
+the program, attribute `kinds`: the set of conflicts of the pair.  Per byte,
+an operation depends on the last earlier writer of that byte (RAW, WAW) and,
+if it writes the byte, on the readers since that writer (WAR).  Every other
+conflicting pair is ordered through these edges: writers of a byte form a
+chain, and a reader precedes the next writer.  So i -> j is a path exactly
+when the all-pairs graph has one (the same reachability); priorities by
+longest path, readiness and "the first bundle holding a successor" (what
+the scheduler synchronizes a DMA operation with) are the same as with an
+edge per conflicting pair, since every descendant follows some direct
+successor.
+
+Building it is near-linear: per memory space a sorted list of disjoint
+address segments, each with its last writer and its readers since
+(`_ShadowMemory`); an operation visits the segments its spans cover.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Sequence
 
 import networkx as nx
@@ -23,6 +37,7 @@ from isa.instructions import Instruction
 
 READS = ("r", "rw")
 WRITES = ("w", "rw")
+NO_WRITER = -1
 
 Span = tuple[str, int, int]  # (space, start, stop)
 
@@ -58,17 +73,73 @@ def conflicts(earlier: tuple, later: tuple) -> frozenset[str]:
     return frozenset(kinds)
 
 
+class _ShadowMemory:
+    """One memory space as disjoint segments [starts[k], starts[k+1]) (the last one unbounded).
+
+    Each segment holds the last operation that wrote it (`writer`, NO_WRITER if none) and the
+    operations that read it since (`readers`, in program order).  Segments split where a span
+    begins or ends; a write merges the segments it covers into one.
+    """
+
+    def __init__(self) -> None:
+        self.starts: list[int] = [-1]  # below every address
+        self.writer: list[int] = [NO_WRITER]
+        self.readers: list[list[int]] = [[]]
+
+    def _split(self, addr: int) -> int:
+        """The index of the segment that starts at `addr`, splitting the one holding it if needed."""
+        k = bisect_right(self.starts, addr) - 1
+        if self.starts[k] == addr:
+            return k
+        self.starts.insert(k + 1, addr)
+        self.writer.insert(k + 1, self.writer[k])
+        self.readers.insert(k + 1, list(self.readers[k]))
+        return k + 1
+
+    def _cover(self, start: int, stop: int) -> range:
+        """The indices of the segments that together are exactly [start, stop)."""
+        lo = self._split(start)
+        return range(lo, self._split(stop))  # splitting at stop > start leaves lo in place
+
+    def read(self, op: int, start: int, stop: int, preds: set[int]) -> None:
+        """`op` reads [start, stop): add the last writers to `preds` and `op` to the readers."""
+        writer, readers = self.writer, self.readers
+        for k in self._cover(start, stop):
+            if writer[k] != NO_WRITER:
+                preds.add(writer[k])
+            if not readers[k] or readers[k][-1] != op:
+                readers[k].append(op)
+
+    def write(self, op: int, start: int, stop: int, preds: set[int]) -> None:
+        """`op` writes [start, stop): add the last writers and their readers to `preds`; `op` is the writer."""
+        writer, readers = self.writer, self.readers
+        cover = self._cover(start, stop)
+        for k in cover:
+            if writer[k] != NO_WRITER:
+                preds.add(writer[k])
+            preds.update(readers[k])
+        lo, hi = cover.start, cover.stop
+        del self.starts[lo + 1:hi], writer[lo + 1:hi], readers[lo + 1:hi]
+        writer[lo] = op
+        readers[lo] = []
+
+
 def dependence_graph(instrs: Sequence[Instruction]) -> nx.DiGraph:
-    """Nodes 0..n-1 (program order, attribute `instr`), an edge per conflicting pair (attribute `kinds`)."""
+    """Nodes 0..n-1 (program order, attribute `instr`), edges ordering every conflicting pair (attribute `kinds`)."""
     graph = nx.DiGraph()
+    graph.add_nodes_from((index, {"instr": instr}) for index, instr in enumerate(instrs))
     acc = [accesses(i) for i in instrs]
-    for index, instr in enumerate(instrs):
-        graph.add_node(index, instr=instr)
-    for j in range(len(instrs)):
-        if not acc[j][0] and not acc[j][1]:
-            continue
-        for i in range(j):
-            kinds = conflicts(acc[i], acc[j])
-            if kinds:
-                graph.add_edge(i, j, kinds=kinds)
+    spaces: dict[str, _ShadowMemory] = {}
+    edges = []
+    for j, (reads, writes) in enumerate(acc):
+        preds: set[int] = set()
+        for space, start, stop in reads:
+            mem = spaces.get(space) or spaces.setdefault(space, _ShadowMemory())
+            mem.read(j, start, stop, preds)
+        for space, start, stop in writes:
+            mem = spaces.get(space) or spaces.setdefault(space, _ShadowMemory())
+            mem.write(j, start, stop, preds)
+        preds.discard(j)
+        edges.extend((i, j, {"kinds": conflicts(acc[i], acc[j])}) for i in sorted(preds))
+    graph.add_edges_from(edges)
     return graph

@@ -9,14 +9,18 @@ sequence's, run with no hazard on the machine of docs/ACCELERATOR.md, fast.
 Three phases:
 1. **List scheduling** (`_list_schedule`): the dependence graph
    (compiler.backend.depgraph), priorities by critical path (the longest
-   occupancy + latency chain to the end), cycle by cycle the highest-priority
-   ready operation per free slot, with the target's units, DDR channel (in
-   issue order, bytes per cycle, latency) and DMA queue modelled from
-   isa.costs.  An operation is ready once every predecessor sits in an
-   earlier bundle; its earliest cycle is when they complete.  Loads thus
-   issue as early as their buffer allows and overlap compute.  `lookahead`
-   (when > 0) keeps an operation from passing more than that many
-   unscheduled operations of the program order.
+   occupancy + latency chain to the end), bundle by bundle the highest-
+   priority ready operation per free slot, with the target's units, DDR
+   channel (in issue order, bytes per cycle, latency) and DMA queue
+   modelled from isa.costs.  An operation is ready once every predecessor
+   sits in an earlier bundle; its earliest cycle is when they complete.
+   Event-driven: each bundle issues at the first cycle where some ready
+   operation can (operands complete, unit free, room in the DMA queue), and
+   the ready operations wait per slot in heaps (by operand completion, then
+   by priority), so a bundle costs a few heap operations per slot however
+   long the program.  Loads thus issue as early as their buffer allows and
+   overlap compute.  `lookahead` (when > 0) keeps an operation from passing
+   more than that many unscheduled operations of the program order.
 2. **Synchronization** (`_synchronize`): compute completion is static, DMA
    completion is not.  Each LD/ST with a successor is synchronized before its
    first successor's bundle (a RAW reader, a WAR overwriter of what a store
@@ -34,6 +38,10 @@ Three phases:
    only stall longer, which delays every later bundle alike, so static
    compute distances never shrink.
 
+Every phase is near-linear in the operations and edges (heaps, bisection,
+no scan of all pending operations per bundle): a whole-model program of
+20,000 operations schedules in seconds (benchmarks/bench_schedule.py).
+
 `sequential(instrs, target)` is the reference schedule: one operation per
 bundle, each DMA followed by a wait for it, each compute op by a delay until
 it completes.
@@ -41,8 +49,10 @@ it completes.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from typing import Sequence
 
 import networkx as nx
@@ -95,7 +105,11 @@ def _check_input(instrs: Sequence[Instruction], target) -> None:
 
 
 class _DmaModel:
-    """The DDR channel (in issue order) and the DMA queue, as the simulator times them."""
+    """The DDR channel (in issue order) and the DMA queue, as the simulator times them.
+
+    Transfers complete in issue order (the channel serves them in turn, all with the same latency),
+    so the completion cycles form a sorted list and the queue's fill at any cycle is a bisection.
+    """
 
     def __init__(self, target):
         self.target = target
@@ -106,10 +120,11 @@ class _DmaModel:
         """The first cycle >= t at which `n` more transfers fit in the queue."""
         depth = self.target.dma_queue_depth
         assert n <= depth, "a bundle never issues more transfers than the queue holds"
-        active = [c for c in self.queue if c > t]
-        if len(active) + n <= depth:
+        queue = self.queue
+        active = len(queue) - bisect_right(queue, t)  # transfers still queued at t
+        if active + n <= depth:
             return t
-        return active[len(active) - (depth - n) - 1]
+        return queue[len(queue) - (depth - n) - 1]
 
     def issue(self, instr: Instruction, t: int) -> int:
         start = max(t, self.channel_free)
@@ -124,88 +139,158 @@ def _issue_order(instrs: Sequence[Instruction], members) -> list[int]:
     return sorted(members, key=lambda n: SLOTS.index(instrs[n].slot))
 
 
-def _priorities(graph: nx.DiGraph, target) -> dict[int, int]:
-    prio: dict[int, int] = {}
-    for node in sorted(graph.nodes, reverse=True):
-        tail = max((prio[s] for s in graph.successors(node)), default=0)
-        prio[node] = costs.duration(graph.nodes[node]["instr"], target) + tail
+def _priorities(graph: nx.DiGraph, durations: Sequence[int]) -> list[int]:
+    """Each node's critical path: its duration plus the longest chain of durations after it (O(V + E))."""
+    prio = [0] * len(durations)
+    succ = graph.succ
+    for node in range(len(durations) - 1, -1, -1):  # edges go forward in program order
+        prio[node] = durations[node] + max((prio[s] for s in succ[node]), default=0)
     return prio
 
 
-def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, lookahead: int) -> list[_Slotted]:
-    prio = _priorities(graph, target)
-    missing = {n: graph.in_degree(n) for n in graph.nodes}
-    ready = {n for n, k in missing.items() if k == 0}
-    finish: dict[int, int] = {}
+class _SlotQueue:
+    """The ready operations of one slot: those whose operands are still being computed (a heap by the cycle
+    they complete) and those available now (a heap by priority, highest first, then program order)."""
+
+    __slots__ = ("waiting", "available")
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[int, int]] = []  # (operands complete, node)
+        self.available: list[tuple[int, int]] = []  # (-priority, node)
+
+    def first_data(self, lower: int) -> int | None:
+        """The first cycle >= lower at which some operation has its operands; None if none is ready."""
+        if self.available:
+            return lower
+        if self.waiting:
+            return max(lower, self.waiting[0][0])
+        return None
+
+    def advance(self, t: int, prio: Sequence[int]) -> None:
+        """Make the operations whose operands are complete by `t` available."""
+        waiting, available = self.waiting, self.available
+        while waiting and waiting[0][0] <= t:
+            n = heappop(waiting)[1]
+            heappush(available, (-prio[n], n))
+
+
+def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, lookahead: int,
+                   durations: Sequence[int]) -> list[_Slotted]:
+    """Event-driven list scheduling: each bundle issues at the first cycle where some ready operation can.
+
+    Per bundle the work is a few heap operations per slot: the next issue cycle is the least over the
+    slots of (first operands complete, unit free / DMA queue room), and each slot takes its highest-
+    priority available operation; LD and ST, in priority order, share the DMA queue's room.
+    """
+    prio = _priorities(graph, durations)
+    n_nodes = len(instrs)
+    succ, pred = graph.succ, graph.pred
+    missing = [len(pred[n]) for n in range(n_nodes)]
+    slots = list(dict.fromkeys(i.slot for i in instrs))
+    queues = {s: _SlotQueue() for s in slots}
+    finish = [0] * n_nodes
+    scheduled = [False] * n_nodes
     unit_free: dict[str, int] = defaultdict(int)
     dma = _DmaModel(target)
-    unscheduled = set(graph.nodes)
+    deferred: list[int] = []  # ready ops beyond the lookahead window (a heap by program order)
+    oldest = 0  # the first unscheduled op of the program order
     bundles: list[_Slotted] = []
     t_prev = -1
 
-    def earliest(n: int) -> int:
-        t = max((finish[p] for p in graph.predecessors(n)), default=0)
-        slot = instrs[n].slot
-        return dma.room_at(t, 1) if slot in DMA_SLOTS else max(t, unit_free[slot])
+    def make_ready(n: int) -> None:
+        if lookahead > 0 and n >= oldest + lookahead:
+            heappush(deferred, n)
+            return
+        data = max((finish[p] for p in pred[n]), default=0)
+        heappush(queues[instrs[n].slot].waiting, (data, n))
 
-    while unscheduled:
-        oldest = min(unscheduled)
-        window = [n for n in ready if lookahead <= 0 or n < oldest + lookahead]
-        est = {n: earliest(n) for n in window}
-        t = max(t_prev + 1, min(est.values()))
-        taken: dict[str, int] = {}
-        n_dma = 0
-        for n in sorted(window, key=lambda n: (-prio[n], n)):
-            slot = instrs[n].slot
-            if est[n] > t or slot in taken:
+    for n in range(n_nodes):
+        if missing[n] == 0:
+            make_ready(n)
+    remaining = n_nodes
+    while remaining:
+        lower = t_prev + 1
+        t = None
+        for slot, queue in queues.items():
+            first = queue.first_data(lower)
+            if first is None:
                 continue
-            if slot in DMA_SLOTS:
+            at = dma.room_at(first, 1) if slot in DMA_SLOTS else max(first, unit_free[slot])
+            if t is None or at < t:
+                t = at
+        assert t is not None, "some operation is always ready"
+        candidates = []
+        for slot, queue in queues.items():
+            queue.advance(t, prio)
+            if queue.available and (slot in DMA_SLOTS or unit_free[slot] <= t):
+                candidates.append(queue.available[0])  # (-priority, node): its best
+        taken = []
+        n_dma = 0
+        for _, n in sorted(candidates):
+            if instrs[n].slot in DMA_SLOTS:
                 if n_dma + 1 > target.dma_queue_depth or dma.room_at(t, n_dma + 1) > t:
                     continue
                 n_dma += 1
-            taken[slot] = n
-        members = _issue_order(instrs, taken.values())
+            heappop(queues[instrs[n].slot].available)
+            taken.append(n)
+        members = _issue_order(instrs, taken)
         for n in members:
             instr = instrs[n]
             if instr.slot in DMA_SLOTS:
                 finish[n] = dma.issue(instr, t)
             else:
                 unit_free[instr.slot] = t + costs.occupancy(instr, target)
-                finish[n] = t + costs.duration(instr, target)
+                finish[n] = t + durations[n]
         bundles.append(_Slotted(members, time=t))
         t_prev = t
+        remaining -= len(members)
         for n in members:
-            ready.discard(n)
-            unscheduled.discard(n)
-            for s in graph.successors(n):
+            scheduled[n] = True
+        for n in members:
+            for s in succ[n]:
                 missing[s] -= 1
                 if missing[s] == 0:
-                    ready.add(s)
+                    make_ready(s)
+        if lookahead > 0:
+            while oldest < n_nodes and scheduled[oldest]:
+                oldest += 1
+            while deferred and deferred[0] < oldest + lookahead:
+                make_ready(heappop(deferred))
     return bundles
 
 
 def _synchronize(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list[_Slotted], target) -> tuple[list[_Slotted], dict[int, int]]:
     """Insert waits; return the bundles (with wait-only ones added) and each DMA op's semaphore."""
     where = {n: b for b, slotted in enumerate(bundles) for n in slotted.members}
-    first_user = {n: min(where[s] for s in graph.successors(n)) for n in graph.nodes
-                  if instrs[n].slot in DMA_SLOTS and graph.out_degree(n)}
-    free = list(range(target.semaphores, NO_SEMAPHORE, -1))  # pop() gives the lowest
+    succ = graph.succ
+    first_user = {n: min(where[s] for s in succ[n]) for n in graph.nodes if instrs[n].slot in DMA_SLOTS and succ[n]}
+    users_at: dict[int, list[int]] = defaultdict(list)  # bundle -> the DMA ops it is the first user of
+    for n, b in first_user.items():
+        users_at[b].append(n)
+    free = list(range(NO_SEMAPHORE + 1, target.semaphores + 1))  # a heap: heappop gives the lowest
     group_sem: dict[int, int] = {}  # first-user bundle -> semaphore of the group now filling
-    pending: dict[int, list[int]] = defaultdict(list)  # semaphore -> unsynchronized ops signalling it
+    group_order: list[int] = []  # the first-user bundles of group_sem, a heap (stale entries skipped)
+    sem_groups: dict[int, list[int]] = defaultdict(list)  # semaphore -> its first-user bundles in group_sem
+    pending: dict[int, list[int]] = {}  # semaphore -> unsynchronized ops signalling it
     sem_of: dict[int, int] = {}
+    waited: set[int] = set()  # DMA ops some wait has covered
     out: list[_Slotted] = []
 
     def wait_for(sem: int) -> tuple[int, int]:
-        count = len(pending.pop(sem))
-        for user, s in list(group_sem.items()):
-            if s == sem:
-                del group_sem[user]
-        free.append(sem)
-        free.sort(reverse=True)
-        return (sem, count)
+        ops = pending.pop(sem)
+        waited.update(ops)
+        for user in sem_groups.pop(sem, ()):
+            del group_sem[user]
+        heappush(free, sem)
+        return (sem, len(ops))
+
+    def soonest_group() -> int:
+        while group_order[0] not in group_sem:
+            heappop(group_order)
+        return group_order[0]
 
     for b, slotted in enumerate(bundles):
-        needed = sorted({sem for sem, ops in pending.items() for n in ops if first_user[n] == b})
+        needed = sorted({sem_of[n] for n in users_at.get(b, ()) if n not in waited})
         for sem in needed[:-1]:
             out.append(_Slotted([], wait_for(sem), slotted.time))
         if needed:
@@ -218,9 +303,11 @@ def _synchronize(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list
             if sem is None:
                 # all taken: share the semaphore of the group needed soonest; the first bundle needing
                 # any op of a semaphore waits for all of them (all issued in earlier bundles)
-                sem = free.pop() if free else group_sem[min(group_sem)]
+                sem = heappop(free) if free else group_sem[soonest_group()]
                 group_sem[user] = sem
-            pending[sem].append(n)
+                heappush(group_order, user)
+                sem_groups[sem].append(user)
+            pending.setdefault(sem, []).append(n)
             sem_of[n] = sem
         out.append(slotted)
     assert not pending, "every DMA op with a successor is waited for before it"
@@ -228,12 +315,14 @@ def _synchronize(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list
 
 
 def _retime(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list[_Slotted], sem_of: dict[int, int],
-            target) -> tuple[list[int], int]:
+            target, durations: Sequence[int]) -> tuple[list[int], int]:
     """Each bundle's delay so that none stalls on the model; and the modelled cycle count."""
     unit_free: dict[str, int] = defaultdict(int)
     finish: dict[int, int] = {}
     sem_done: dict[int, list[int]] = defaultdict(list)
     dma = _DmaModel(target)
+    pred = graph.pred
+    is_dma = [i.slot in DMA_SLOTS for i in instrs]
     times: list[int] = []
     t_prev = -1
     for slotted in bundles:
@@ -245,25 +334,24 @@ def _retime(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list[_Slo
             sem_done[sem] = done[count:]
         n_dma = 0
         for n in slotted.members:
-            instr = instrs[n]
-            for p in graph.predecessors(n):
-                if instrs[p].slot not in DMA_SLOTS:
+            for p in pred[n]:
+                if not is_dma[p]:
                     t = max(t, finish[p])
-            if instr.slot in DMA_SLOTS:
+            if is_dma[n]:
                 n_dma += 1
             else:
-                t = max(t, unit_free[instr.slot])
+                t = max(t, unit_free[instrs[n].slot])
         if n_dma:
             t = dma.room_at(t, n_dma)
         for n in slotted.members:
             instr = instrs[n]
-            if instr.slot in DMA_SLOTS:
+            if is_dma[n]:
                 finish[n] = dma.issue(instr, t)
                 if n in sem_of:
                     sem_done[sem_of[n]].append(finish[n])
             else:
                 unit_free[instr.slot] = t + costs.occupancy(instr, target)
-                finish[n] = t + costs.duration(instr, target)
+                finish[n] = t + durations[n]
         times.append(t)
         t_prev = t
     # the halt issues right after the last bundle
@@ -288,9 +376,10 @@ def schedule(instrs: Sequence[Instruction], target, lookahead: int = 0) -> Sched
     instrs = list(instrs)
     _check_input(instrs, target)
     graph = dependence_graph(instrs)
-    slotted = _list_schedule(instrs, graph, target, lookahead)
+    durations = [costs.duration(i, target) for i in instrs]
+    slotted = _list_schedule(instrs, graph, target, lookahead, durations)
     slotted, sem_of = _synchronize(instrs, graph, slotted, target)
-    delays, cycles = _retime(instrs, graph, slotted, sem_of, target)
+    delays, cycles = _retime(instrs, graph, slotted, sem_of, target, durations)
     bundles = [_bundle(instrs, s, sem_of, d) for s, d in zip(slotted, delays)]
     halt = Instruction(HALT, {})
     if bundles and bundles[-1].op_in("CTL") is None:

@@ -4,7 +4,8 @@ Place in the flow: the last stage of the compiler and the first of every
 execution backend.  A `Binary` holds one constant image (bytes placed at DDR
 address 0 of every program), the digest of the target it was built for, and
 named `Program`s (DDR size, instruction stream, tensor descriptors, optional
-debug text per bundle).  `dump_fmb`/`write_fmb` serialize one; `load_fmb`/
+debug text per bundle), and optional metadata: a JSON object as text (what the
+compiler records for `fastmamba run`: model, config, quantization plan).  `dump_fmb`/`write_fmb` serialize one; `load_fmb`/
 `read_fmb` parse and validate one, rejecting malformed, truncated or foreign
 files with a one-line `ContainerError` and never allocating more than the
 file's own size.
@@ -16,6 +17,7 @@ generated docs/FMB.md is rendered from them.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -129,6 +131,8 @@ LAYOUT: tuple[Record, ...] = (FILE_HEADER, SECTION_ENTRY, PROGRAM_HEADER, TENSOR
 SECTION_KINDS: Mapping[int, tuple[str, str]] = MappingProxyType({
     1: ("const_image", "the constant image: its bytes are placed at DDR address 0 of every program; exactly one"),
     2: ("program", "one program: a program header and what follows it; names are unique"),
+    3: ("meta", "metadata: one JSON object as UTF-8 text (for `fastmamba run`: the model, its config, the "
+                "quantization plan); at most one, absent when there is none"),
 })
 _KIND = {name: code for code, (name, _) in SECTION_KINDS.items()}
 
@@ -200,11 +204,15 @@ class Program:
 
 @dataclass(frozen=True)
 class Binary:
-    """A whole .fmb: the constant image shared by all programs, the programs, the target digest."""
+    """A whole .fmb: the constant image shared by all programs, the programs, the target digest.
+
+    `meta`: a JSON object as text, or "" for none (then no meta section is written).
+    """
 
     programs: tuple[Program, ...]
     const_image: bytes = b""
     target_digest: bytes = bytes(DIGEST_BYTES)
+    meta: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "programs", tuple(self.programs))
@@ -232,6 +240,7 @@ def validate_binary(binary: Binary, target=None) -> None:
     """Raise ContainerError unless `binary` is self-consistent (and fits `target`, when given)."""
     if len(binary.target_digest) != DIGEST_BYTES:
         raise ContainerError(f"target digest must be {DIGEST_BYTES} bytes, got {len(binary.target_digest)}")
+    _check_meta(binary.meta)
     if target is not None:
         if binary.target_digest != target.digest():
             raise ContainerError(f"binary was built for a different target (digest {binary.target_digest.hex()[:16]}…, "
@@ -243,6 +252,19 @@ def validate_binary(binary: Binary, target=None) -> None:
             raise ContainerError(f"duplicate program name {prog.name!r}")
         seen.add(prog.name)
         _validate_program(prog, len(binary.const_image), target)
+
+
+def _check_meta(meta: str) -> None:
+    if not isinstance(meta, str):
+        raise ContainerError(f"meta must be a string of JSON text, got {type(meta).__name__}")
+    if not meta:
+        return
+    try:
+        value = json.loads(meta)
+    except ValueError as exc:
+        raise ContainerError(f"meta is not valid JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(value, dict):
+        raise ContainerError(f"meta must be a JSON object, got a JSON {type(value).__name__}")
 
 
 def _validate_program(prog: Program, image_size: int, target) -> None:
@@ -341,6 +363,11 @@ def dump_fmb(binary: Binary, target=None) -> bytes:
     """Serialize a Binary (validated first; against `target` too when given)."""
     validate_binary(binary, target)
     sections = [(_KIND["const_image"], binary.const_image)] + [(_KIND["program"], _program_section(p)) for p in binary.programs]
+    if binary.meta:
+        try:
+            sections.append((_KIND["meta"], binary.meta.encode("utf-8")))
+        except UnicodeEncodeError:
+            raise ContainerError("meta is not encodable as UTF-8") from None
     table_end = FILE_HEADER.size + SECTION_ENTRY.size * len(sections)
     offset = table_end + _pad(table_end)
     entries, body = [], bytearray()
@@ -371,6 +398,7 @@ READER_CHECKS: tuple[str, ...] = (
     "the table and overlaps no other; there is exactly one constant image;",
     "reserved fields are zero; names are valid UTF-8 and match the name pattern; every count and length fits in "
     "the bytes left in its section before anything is read; the parts of a program section add up to its length;",
+    "there is at most one meta section, and it is UTF-8 text of one JSON object;",
     "the instruction stream decodes (docs/ISA.md), with errors naming the bundle and byte offset;",
     "program and tensor names are unique; `ddr_size` is at least the constant image's size; every tensor lies "
     "inside its program's DDR; scales are finite; debug records name existing bundles, once each;",
@@ -444,9 +472,26 @@ def load_fmb(data: bytes, target=None) -> Binary:
         raise ContainerError(f"fmb: expected exactly one constant image section, found {len(images)}")
     image = data[images[0]["offset"]:images[0]["offset"] + images[0]["length"]]
     programs = [_read_program(data, e, i) for i, e in enumerate(entries) if SECTION_KINDS[e["kind"]][0] == "program"]
-    binary = Binary(tuple(programs), image, head["target_digest"])
+    binary = Binary(tuple(programs), image, head["target_digest"], _read_meta(data, entries))
     validate_binary(binary, target)
     return binary
+
+
+def _read_meta(data: bytes, entries: list[dict]) -> str:
+    metas = [e for e in entries if SECTION_KINDS[e["kind"]][0] == "meta"]
+    if len(metas) > 1:
+        raise ContainerError(f"fmb: expected at most one meta section, found {len(metas)}")
+    if not metas:
+        return ""
+    raw = data[metas[0]["offset"]:metas[0]["offset"] + metas[0]["length"]]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContainerError("fmb: meta section is not valid UTF-8") from None
+    if not text:
+        raise ContainerError("fmb: meta section is empty (a binary without metadata has no meta section)")
+    _check_meta(text)
+    return text
 
 
 def _read_program(data: bytes, entry: dict, index: int) -> Program:

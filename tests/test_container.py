@@ -155,6 +155,70 @@ def test_writer_rejects_inconsistent_binaries(binary, message):
         dump_fmb(binary)
 
 
+# --- the optional meta section ----------------------------------------------
+META = '{"format": "fastmamba/1", "seq_len": 4, "name": "caf\u00e9 \u00e9t\u00e9"}'
+
+
+def _with_meta(meta: str) -> Binary:
+    b = small_binary()
+    return Binary(b.programs, b.const_image, b.target_digest, meta)
+
+
+def test_meta_round_trip():
+    blob = dump_fmb(_with_meta(META))
+    assert load_fmb(blob) == _with_meta(META) and load_fmb(blob).meta == META
+    assert struct.unpack_from("<I", blob, 12)[0] == 4  # const image, two programs, meta
+    assert dump_fmb(load_fmb(blob)) == blob
+
+
+def test_no_meta_writes_no_section():
+    """A binary without metadata is laid out as before the meta section existed, and reads back with meta ""."""
+    assert struct.unpack_from("<I", SMALL, 12)[0] == 3 and load_fmb(SMALL).meta == ""
+
+
+def _raw_meta(raw: bytes) -> bytes:
+    """A file whose meta section holds `raw` (same length as the placeholder it replaces)."""
+    placeholder = '{"k": "' + "x" * (len(raw) - 9) + '"}'
+    blob = bytearray(dump_fmb(_with_meta(placeholder)))
+    at = blob.index(placeholder.encode())
+    blob[at:at + len(raw)] = raw
+    return bytes(blob)
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b'{"a": "\xff\xfe"}', "meta section is not valid UTF-8"),
+    (b'{"a": 1,,,,,,,,}', "meta is not valid JSON"),
+    (b'[1, 2, 3, 4, 5, 6]', "meta must be a JSON object, got a JSON list"),
+    (b'"just a string..."', "meta must be a JSON object, got a JSON str"),
+])
+def test_rejects_malformed_meta(raw, message):
+    with pytest.raises(ContainerError, match=message):
+        load_fmb(_raw_meta(raw))
+
+
+def test_rejects_two_meta_sections_and_an_empty_one():
+    blob = bytearray(dump_fmb(_with_meta(META)))
+    meta_entry = 64 + 24 * 3
+    struct.pack_into("<I", blob, 64 + 24 * 2, 3)  # the second program's section becomes a second meta section
+    with pytest.raises(ContainerError, match="at most one meta section, found 2"):
+        load_fmb(bytes(blob))
+    blob = bytearray(dump_fmb(_with_meta(META)))
+    struct.pack_into("<Q", blob, meta_entry + 16, 0)
+    with pytest.raises(ContainerError, match="meta section is empty"):
+        load_fmb(bytes(blob))
+
+
+@pytest.mark.parametrize("meta, message", [
+    ("{", "meta is not valid JSON"),
+    ("42", "meta must be a JSON object, got a JSON int"),
+    (b"{}", "meta must be a string"),
+    ('{"s": "\ud800"}', "not encodable as UTF-8"),
+])
+def test_writer_rejects_bad_meta(meta, message):
+    with pytest.raises(ContainerError, match=message):
+        dump_fmb(_with_meta(meta))
+
+
 # --- fuzzing: every outcome is a Binary or a one-line FastmambaError ----------
 def _load_or_error(blob: bytes) -> None:
     try:
@@ -181,6 +245,16 @@ def test_random_bytes(blob):
 @given(st.binary(max_size=300))
 def test_random_bytes_after_magic(blob):
     _load_or_error(MAGIC + blob)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 8 * 96 - 1), min_size=1, max_size=4))
+def test_bit_flips_in_meta(bits):
+    blob = bytearray(dump_fmb(_with_meta(META)))
+    start = len(blob) - 96  # the meta section (the last one) and the padding before it
+    for bit in bits:
+        blob[start + bit // 8] ^= 1 << (bit % 8)
+    _load_or_error(bytes(blob))
 
 
 @settings(max_examples=300, deadline=None)

@@ -16,6 +16,8 @@ from isa.errors import FastmambaError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = (
+    "compiler.commands.demo",
+    "compiler.commands.compile",
     "compiler.commands.import_cmd",
     "compiler.commands.opt",
     "compiler.commands.generate",

@@ -1,0 +1,99 @@
+"""`fastmamba compile`: a Mamba2 checkpoint -> an accelerator binary (.fmb) with prefill and decode programs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from compiler.compile import CALIBRATION_WINDOWS, CompileOptions, backend_stages, compile_model, quant_stages
+from isa.errors import InputError
+
+
+
+def _stage_lines() -> str:
+    return "\n".join(f"    {s}" for s in quant_stages() + backend_stages(CompileOptions()))
+
+
+HELP = "compile a model to an accelerator binary (.fmb)"
+DESCRIPTION = f"""\
+Run the whole flow on a Mamba2 checkpoint (a Hugging Face Mamba2ForCausalLM
+directory, or the mamba_ssm layout; default: the bundled model):
+
+  import (torch.export + torch-mlir) of the prefill graph at --seq-len and of
+  the one-token decode step; the passes
+{_stage_lines()}
+  and emission (the constant image packed from the weights).
+
+The binary holds two programs, `prefill` (--seq-len tokens) and `decode` (one
+token), the int8/fixed-point weights, the recurrent-state descriptors and the
+metadata `fastmamba run` needs (model, config, quantization plan).
+Calibration reads the first --calibration-windows x --seq-len tokens of
+--calibration-text (default: ../shared/data/tinyshakespeare.txt beside the
+repository when it exists, else seeded random tokens).
+
+--print-ir-after / --print-ir-after-all print the IR to stderr after those
+stages; --dump-dir writes the IR after every stage as NN-<stage>.mlir; a
+failing stage leaves its input IR in a file and prints the command that
+reproduces the failure.  Nothing is written to -o unless every stage succeeds."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("compile", help=HELP, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_options(p)
+    p.add_argument("-o", "--output", metavar="OUT.fmb", required=True, help="the binary to write")
+    p.add_argument("--print-ir-after-all", action="store_true", help="print the IR to stderr after every stage")
+    p.add_argument("--print-ir-after", metavar="PASS[,PASS]", default="", help="print the IR after the named stages")
+    p.add_argument("--dump-dir", metavar="DIR", help="write the IR after every stage into DIR (numbered files)")
+    p.add_argument("--time-passes", action="store_true", help="print each stage's wall time to stderr")
+    p.set_defaults(run=run)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options `compile` and `demo` share."""
+    p.add_argument("--model", metavar="DIR", default=None, help="checkpoint directory (default: the bundled model)")
+    p.add_argument("--seq-len", type=int, default=64, metavar="L", help="tokens of the prefill program (default 64)")
+    p.add_argument("--target", default="vc709", metavar="NAME|FILE", help="target preset or .toml/.json file")
+    p.add_argument("--calibration-text", metavar="FILE", default=None, help="text whose start calibrates the ranges")
+    p.add_argument("--calibration-windows", type=int, default=CALIBRATION_WINDOWS, metavar="N",
+                   help=f"windows of --seq-len tokens to calibrate on (default {CALIBRATION_WINDOWS})")
+    p.add_argument("--tile-kib", type=int, default=0, metavar="KIB",
+                   help="on-chip budget of one streamed weight tile or state chunk (0: 1/16 of the buffer)")
+    p.add_argument("--prefetch", type=int, default=2, metavar="N", help="weight tiles loaded ahead (default 2)")
+
+
+def options_of(args: argparse.Namespace, **extra) -> CompileOptions:
+    if args.seq_len < 1:
+        raise InputError(f"--seq-len must be at least 1, got {args.seq_len}")
+    if args.calibration_windows < 1:
+        raise InputError(f"--calibration-windows must be at least 1, got {args.calibration_windows}")
+    return CompileOptions(seq_len=args.seq_len, target=args.target, calibration_windows=args.calibration_windows,
+                          tile_kib=args.tile_kib, prefetch=args.prefetch, **extra)
+
+
+def model_dir(args: argparse.Namespace) -> str:
+    from compiler.checkpoint import DEFAULT_MODEL_DIR
+
+    return str(args.model or DEFAULT_MODEL_DIR)
+
+
+def summary(result) -> str:
+    """A few lines on what was compiled."""
+    lines = []
+    for prog in result.binary.programs:
+        ops = sum(len(b.ops) for b in prog.bundles)
+        lines.append(f"  program {prog.name}: {len(prog.bundles)} bundles, {ops} operations")
+    lines.append(f"  constant image: {len(result.binary.const_image)} bytes")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from isa.container import write_fmb
+    from isa.target import load_target
+
+    print_after = True if args.print_ir_after_all else tuple(n for n in args.print_ir_after.split(",") if n)
+    options = options_of(args, print_after=print_after, dump_dir=args.dump_dir, time_passes=args.time_passes)
+    result = compile_model(model_dir(args), options, calibration_text=args.calibration_text)
+    write_fmb(args.output, result.binary, load_target(args.target))
+    sys.stderr.write(f"wrote {args.output}\n{summary(result)}\n")
+    return 0

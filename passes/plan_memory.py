@@ -3,7 +3,9 @@
 Place in the flow: after lower-to-accel, before schedule-vliw.  Replaces the
 symbolic memory of every instruction (its `mem` attribute) with addresses:
 constant blocks once in a shared image at DDR 0, each program's tensors after
-it, buffers placed by lifetime (compiler/backend/memory.py).  A buffer that
+it, buffers placed by lifetime in the order a schedule on symbolic memory
+issues the ops (compiler/backend/memory.py).  Options: `target`; `lookahead`
+(how many ops an op may move up in that reordering; -1 keeps the lowering's order).  A buffer that
 does not fit the target is an error naming it and the sizes.
 """
 
@@ -15,7 +17,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from compiler.backend.memory import plan_memory
+from compiler.backend.memory import DEFAULT_LOOKAHEAD, plan_memory
 from isa.target import load_target
 
 
@@ -24,6 +26,7 @@ class PlanMemoryPass(ModulePass):
     name = "plan-memory"
 
     target: str = "vc709"
+    lookahead: int = DEFAULT_LOOKAHEAD
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        plan_memory(op, load_target(self.target))
+        plan_memory(op, load_target(self.target), self.lookahead)

@@ -171,7 +171,7 @@ def test_plan_memory_reuses_dead_buffers_and_shares_constants():
                  [("w", 16), ("v", 16)])
     b = _program("b", [_ld("b:three", "c:w")], {"three": 10}, [("w", 16)])
     module = ModuleOp([a, b])
-    plan = plan_memory(module, VC709)
+    plan = plan_memory(module, VC709, lookahead=-1)  # the program order as written
     assert plan.const_ddr == {"w": 0, "v": 64} and plan.image_bytes == 128
     ins = [instruction_of(o) for o in a.body.block.ops]
     assert [i["buf"] for i in ins] == [0, 0, 0]  # "one" is dead when "two" is born: same place

@@ -124,11 +124,14 @@ class _ShadowMemory:
         readers[lo] = []
 
 
-def dependence_graph(instrs: Sequence[Instruction]) -> nx.DiGraph:
-    """Nodes 0..n-1 (program order, attribute `instr`), edges ordering every conflicting pair (attribute `kinds`)."""
+def dependence_graph(instrs: Sequence[Instruction], access: Sequence[tuple] | None = None) -> nx.DiGraph:
+    """Nodes 0..n-1 (program order, attribute `instr`), edges ordering every conflicting pair (attribute `kinds`).
+
+    `access`: each op's (reads, writes) spans instead of `accesses(instr)` (plan-memory schedules with one
+    space per symbolic block, before addresses exist)."""
     graph = nx.DiGraph()
     graph.add_nodes_from((index, {"instr": instr}) for index, instr in enumerate(instrs))
-    acc = [accesses(i) for i in instrs]
+    acc = list(access) if access is not None else [accesses(i) for i in instrs]
     spaces: dict[str, _ShadowMemory] = {}
     edges = []
     for j, (reads, writes) in enumerate(acc):

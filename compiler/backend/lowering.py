@@ -62,6 +62,7 @@ CONSTS_ATTR = "consts"  # on a program: the constant blocks (dictionaries, see C
 OFFLINE_OPS = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp, mq.QuantizeWeightOp, mq.ToFixedOp,
                mq.SSMParamsOp)
 ELEMENT_BYTES = {"i8": 1, "i16": 2, "i32": 4, "f32": 4}
+STATE_RING = 2  # SSM state chunks: double-buffered
 TILE_ALIGN = 16  # output channels of a weight tile: a multiple of this (the LIN unit's MAC tree count divides it)
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -170,6 +171,7 @@ class _Lowering:
         self.skip: set[Operation] = set()
         self.state_store: dict[SSAValue, str] = {}  # new-state value -> DDR state tensor
         self.count = 0
+        self.rings: dict[str, int] = {}
 
     # --- emission helpers -----------------------------------------------------------------------------------
     def emit(self, op: str, args: dict, mem: dict[str, str], debug: str) -> None:
@@ -200,9 +202,21 @@ class _Lowering:
         self.consts[name] = _Const(name, kind, tuple(self.const_source(v) for v in values), nbytes, params)
         return name
 
-    def load_const(self, cname: str, hint: str, debug: str) -> str:
+    def ring(self, kind: str, depth: int, nbytes: int) -> str:
+        """The next slot of a ring of `depth` buffers shared by every block streamed through it.
+
+        Streamed blocks (weight tiles, state chunks) cycle through their ring in program order, so the
+        n-th block can be loaded only once the (n - depth)-th is consumed: loads run at most depth - 1
+        blocks ahead, and streams never share space with activations (no false dependences between them)."""
+        count = self.rings.get(kind, 0)
+        self.rings[kind] = count + 1
+        name = f"{self.name}.{kind}_ring{count % depth}"
+        self.buffers[name] = max(self.buffers.get(name, 1), int(nbytes))
+        return name
+
+    def load_const(self, cname: str, hint: str, debug: str, ring: tuple[str, int] | None = None) -> str:
         nbytes = self.consts[cname].nbytes
-        buf = self.buffer(hint, nbytes)
+        buf = self.ring(ring[0], ring[1], nbytes) if ring else self.buffer(hint, nbytes)
         self.emit("ld", dict(buf=0, ddr=0, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=0),
                   {"buf": "b:" + buf, "ddr": "c:" + cname}, debug)
         return buf
@@ -367,7 +381,8 @@ class _Lowering:
             nbytes = _round4(n * K) + 4 * n
             cname = self.const(f"{site}.t{j}", "lin_tile", (op.wq, op.wscale), nbytes, rows=[c0, c1],
                                act_scale=act_scale)
-            loaded.append(self.load_const(cname, f"{self.name}.{site}.w", f"{op.name} {site} tile {j} weights"))
+            loaded.append(self.load_const(cname, "", f"{op.name} {site} tile {j} weights",
+                                          ring=("weight", self.opt.prefetch + 1)))
         for j in range(min(self.opt.prefetch, len(tiles))):
             load(j)
         for j, (c0, c1, dst) in enumerate(tiles):
@@ -435,7 +450,7 @@ class _Lowering:
         def load(c: int) -> None:  # the state chunk c, loaded one chunk ahead of its scan (double buffering)
             h0, h = chunks[c]
             nbytes = h * head_bytes
-            buffers.append(self.buffer(f"{self.name}.l{layer}.ssm_state", nbytes))
+            buffers.append(self.ring("ssm_state", STATE_RING, nbytes))
             self.emit("ld", dict(buf=0, ddr=h0 * head_bytes, rows=1, row_bytes=nbytes, ddr_stride=nbytes,
                                  buf_stride=nbytes, sem=0),
                       {"buf": "b:" + buffers[c], "ddr": "t:" + state}, f"layer {layer} ssm state heads {h0}+{h}")

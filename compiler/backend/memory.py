@@ -7,9 +7,17 @@ schedule-vliw.
 DDR layout (per module, so every program shares one constant image):
     [0, image)        the constant blocks of all programs, each once (by name), 64-byte aligned
     [image, ddr_size) per program: its tensors (inputs, outputs, states) in descriptor order
-On-chip buffer: every buffer's lifetime is [first, last] instruction index of
-the program that names it; compiler/backend/buffer_alloc.py places them
-(first fit, reusing dead space; a buffer that does not fit is an error naming it).
+On-chip buffer: reusing the space of a dead buffer orders the ops of the two
+buffers, so the program order decides which overlap the scheduler may find.
+The lowering's order is not the order the units should run in (a layer's z
+tiles of in_proj are written after its scan, but should run beside it), so
+the program is first scheduled with every block in its own memory space (no
+false dependence; `lookahead` bounds how far an op may move up, which bounds
+the buffers live at once) and reordered to that schedule's issue order.  Then
+every buffer's lifetime is [first, last] index in that order and
+compiler/backend/buffer_alloc.py places them (first fit, reusing dead space;
+a buffer that does not fit is an error naming it).  If the reordered program
+does not fit, the lowering's order is allocated instead.
 Each instruction's address fields are then offset + the base of the block its
 `mem` attribute names, and the attribute is dropped.
 """
@@ -20,7 +28,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
 
-from compiler.backend.buffer_alloc import DEFAULT_ALIGN, BufferRequest, allocate
+from compiler.backend.buffer_alloc import DEFAULT_ALIGN, BufferAllocationError, BufferRequest, allocate
 from compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, MEM_ATTR
 from compiler.dialects.accel import AccelInstructionOp, ProgramOp, instruction_of, op_of, tensor_attr
 from isa.container import TensorDesc
@@ -49,7 +57,33 @@ def _consts(program: ProgramOp) -> list[DictionaryAttr]:
     return list(attr.data) if isinstance(attr, ArrayAttr) else []
 
 
-def plan_memory(module: ModuleOp, target) -> MemoryPlan:
+DEFAULT_LOOKAHEAD = 24  # ops an op may move up when reordering by the symbolic schedule
+
+
+def _symbolic_access(instr: Instruction, mem: dict[str, str]) -> tuple[tuple, tuple]:
+    """(reads, writes) spans with each symbolic block its own space (offsets inside the block)."""
+    reads, writes = [], []
+    for r in instr.regions():
+        start, stop = r.span
+        if stop <= start:
+            continue
+        space = mem.get(r.field, r.space)
+        if r.access in ("r", "rw"):
+            reads.append((space, start, stop))
+        if r.access in ("w", "rw"):
+            writes.append((space, start, stop))
+    return tuple(reads), tuple(writes)
+
+
+def schedule_order(instrs: list[Instruction], mems: list[dict[str, str]], target, lookahead: int) -> list[int]:
+    """The issue order of the ops scheduled on symbolic memory (a valid order: it keeps every dependence)."""
+    from compiler.backend.schedule import schedule
+
+    result = schedule(instrs, target, lookahead, access=[_symbolic_access(i, m) for i, m in zip(instrs, mems)])
+    return [n for sources in result.sources for n in sources if n is not None]
+
+
+def plan_memory(module: ModuleOp, target, lookahead: int = DEFAULT_LOOKAHEAD) -> MemoryPlan:
     programs = [p for p in module.walk() if isinstance(p, ProgramOp)]
     todo = [p for p in programs if BUFFERS_ATTR in p.attributes]
     # -- the constant image: every block once ------------------------------------------------------------------
@@ -78,11 +112,31 @@ def plan_memory(module: ModuleOp, target) -> MemoryPlan:
         if consts:
             p.attributes[CONSTS_ATTR] = ArrayAttr(consts)
         if p in todo:
-            peaks[p.program_name] = _plan_program(p, target, image, const_ddr)
+            peaks[p.program_name] = _plan_program(p, target, image, const_ddr, lookahead)
     return MemoryPlan(image, const_ddr, peaks)
 
 
-def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, int]) -> int:
+def _mem_of(op) -> dict[str, str]:
+    mem = op.attributes.get(MEM_ATTR)
+    return {k: v.data for k, v in mem.data.items()} if isinstance(mem, DictionaryAttr) else {}
+
+
+def _allocate(ops, sizes: dict[str, int], target):
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for index, op in enumerate(ops):
+        for ref in _mem_of(op).values():
+            kind, _, block = ref.partition(":")
+            if kind == "b":
+                first.setdefault(block, index)
+                last[block] = index
+    unknown = sorted(set(first) - set(sizes))
+    if unknown:
+        raise InputError(f"plan-memory: names undeclared buffers: {', '.join(unknown[:3])}")
+    return allocate([BufferRequest(b, sizes[b], first[b], last[b]) for b in first], target), first
+
+
+def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, int], lookahead: int) -> int:
     name = program.program_name
     # -- DDR tensors after the image -------------------------------------------------------------------------------
     tensors, addr = [], image
@@ -98,20 +152,26 @@ def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, i
     # -- on-chip buffers ---------------------------------------------------------------------------------------------
     sizes = {k: v.value.data for k, v in program.attributes[BUFFERS_ATTR].data.items()}
     ops = [op for op in program.body.block.ops if isinstance(op, AccelInstructionOp)]
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for index, op in enumerate(ops):
-        mem = op.attributes.get(MEM_ATTR)
-        for ref in (mem.data.values() if isinstance(mem, DictionaryAttr) else ()):
-            kind, _, block = ref.data.partition(":")
-            if kind == "b":
-                first.setdefault(block, index)
-                last[block] = index
-    unknown = sorted(set(first) - set(sizes))
-    if unknown:
-        raise InputError(f"plan-memory: program {name} names undeclared buffers: {', '.join(unknown[:3])}")
-    requests = [BufferRequest(b, sizes[b], first[b], last[b]) for b in first]
-    plan = allocate(requests, target)
+    try:
+        plan, first = _allocate(ops, sizes, target)  # the lowering's order: the fallback
+    except InputError as exc:
+        raise InputError(f"{exc} (program {name})") from None
+    except BufferAllocationError:
+        plan = None
+    if ops and lookahead >= 0:
+        order = schedule_order([instruction_of(o) for o in ops], [_mem_of(o) for o in ops], target, lookahead)
+        reordered = [ops[n] for n in order]
+        try:
+            plan, first = _allocate(reordered, sizes, target)
+            for op in reordered:  # the program takes the scheduled order
+                op.detach()
+                program.body.block.add_op(op)
+            ops = reordered
+        except BufferAllocationError:
+            if plan is None:
+                raise
+    if plan is None:
+        plan, first = _allocate(ops, sizes, target)  # raises the error naming the buffer
     base = {f"b:{b}": plan.offsets[b][0] for b in first}
     base.update({f"c:{c}": d for c, d in const_ddr.items()})
     base.update({f"t:{t}": d for t, d in tensor_ddr.items()})

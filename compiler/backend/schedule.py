@@ -371,11 +371,13 @@ def _bundle(instrs: Sequence[Instruction], slotted: _Slotted, sem_of: dict[int, 
     return Bundle(tuple(ops), delay)
 
 
-def schedule(instrs: Sequence[Instruction], target, lookahead: int = 0) -> Schedule:
-    """Bundles for `instrs` (program order, no ctl ops) on `target`, ending with ctl.halt."""
+def schedule(instrs: Sequence[Instruction], target, lookahead: int = 0, access: Sequence[tuple] | None = None) -> Schedule:
+    """Bundles for `instrs` (program order, no ctl ops) on `target`, ending with ctl.halt.
+
+    `access`: the ops' (reads, writes) spans when not their instructions' own (see dependence_graph)."""
     instrs = list(instrs)
     _check_input(instrs, target)
-    graph = dependence_graph(instrs)
+    graph = dependence_graph(instrs, access)
     durations = [costs.duration(i, target) for i in instrs]
     slotted = _list_schedule(instrs, graph, target, lookahead, durations)
     slotted, sem_of = _synchronize(instrs, graph, slotted, target)

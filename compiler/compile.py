@@ -50,7 +50,7 @@ class CompileOptions:
     target: str = "vc709"
     calibration_windows: int = CALIBRATION_WINDOWS
     tile_kib: int = 0
-    prefetch: int = 2
+    prefetch: int = 3
     print_after: tuple[str, ...] | bool = ()  # pass names, or True for all
     dump_dir: str | None = None
     time_passes: bool = False

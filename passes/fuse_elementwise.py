@@ -8,7 +8,11 @@ the weight), gated_rmsnorm with a folded weight (`gate`, `rmsnorm`), silu,
 softplus, add, mul, dequantize (the input exponent) and quantize (the integer
 output).  Then a vec whose f32 result feeds only the `a` operand of another is
 merged into it while the chain stays one pass: at most 4 micro-ops, one `b`
-operand, one rmsnorm group.  Fusing never changes a value: the unit keeps the
+operand, one rmsnorm group.  A column-wise vec (silu, softplus: no `b`, no
+norm) whose result is only sliced, each slice feeding a vec, is merged into
+each of them, which reads its slice of the first vec's input instead (the
+SiLU of the conv output and the quantizations of x, B and C become one pass
+each).  Fusing never changes a value: the unit keeps the
 same binary32 intermediates it would have stored.
 
 The module gets `mamba_quant.fused = {converted, fused, passes}`: how many ops
@@ -99,6 +103,42 @@ class MergeVec(RewritePattern):
         self.count[0] += 1
 
 
+COLUMNWISE = ("silu", "softplus")
+
+
+def _slices_into_vecs(first: mq.VecOp) -> bool:
+    """Every use of `first` is a mamba.slice whose every use is the `a` operand of a vec."""
+    for use in first.result.uses:
+        sl = use.operation
+        if not isinstance(sl, mamba.SliceOp) or not all(
+                isinstance(u.operation, mq.VecOp) and u.index == 0 for u in sl.result.uses):
+            return False
+    return True
+
+
+@dataclass
+class MergeThroughSlice(RewritePattern):
+    count: list[int] = field(default_factory=lambda: [0])
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, mq.VecOp) or not isinstance(sl := op.a.owner, mamba.SliceOp):
+            return
+        first = sl.x.owner
+        if not isinstance(first, mq.VecOp) or first.b is not None or first.result.type.element_type != builtin.f32:
+            return
+        if not first.micro_ops or any(m not in COLUMNWISE for m in first.micro_ops):
+            return
+        if len(first.micro_ops) + len(op.micro_ops) > 4 or not _slices_into_vecs(first):
+            return
+        part = mamba.SliceOp(first.a, sl.axis.value.data, sl.start.value.data, sl.size.value.data)
+        out = mq.int_type_name(op.result.type.element_type) or "f32"
+        merged = mq.VecOp(part.result, op.b, first.micro_ops + op.micro_ops, a_exp=first.a_exp.value.data,
+                          b_exp=op.b_exp.value.data, group=op.group.value.data, eps=op.eps.value.data, out_type=out,
+                          out_scale=op.out_scale.value.data)
+        rewriter.replace(op, [part, merged], [merged.result])
+        self.count[0] += 1
+
+
 @dataclass(frozen=True)
 class FuseElementwisePass(ModulePass):
     """Element-wise ops to VEC passes, chains merged; the counts land on the module."""
@@ -106,13 +146,14 @@ class FuseElementwisePass(ModulePass):
     name = "fuse-elementwise"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
-        to_vec, merge = ToVec(), MergeVec()
+        to_vec, merge, through = ToVec(), MergeVec(), MergeThroughSlice()
         PatternRewriteWalker(to_vec, apply_recursively=False).rewrite_module(op)
         PatternRewriteWalker(GreedyRewritePatternApplier([merge])).rewrite_module(op)
+        PatternRewriteWalker(GreedyRewritePatternApplier([through])).rewrite_module(op)
         dce(op)
         passes = sum(isinstance(o, mq.VecOp) for o in op.walk())
         previous = op.attributes.get(FUSED_ATTR)
-        converted, fused = to_vec.count[0], merge.count[0]
+        converted, fused = to_vec.count[0], merge.count[0] + through.count[0]
         if isinstance(previous, builtin.DictionaryAttr):  # a second run adds to the first
             converted += previous.data["converted"].value.data
             fused += previous.data["fused"].value.data

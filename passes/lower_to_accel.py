@@ -33,7 +33,7 @@ class LowerToAccelPass(ModulePass):
 
     target: str = "vc709"
     tile_kib: int = 0
-    prefetch: int = 2
+    prefetch: int = 3
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = load_target(self.target)

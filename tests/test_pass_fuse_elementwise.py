@@ -76,3 +76,33 @@ def test_a_weighted_gated_norm_is_left_alone():
     text = print_ir(run_pipeline(parse_ir(ir), "fuse-elementwise"))
     assert "mamba.gated_rmsnorm" in text  # gate and a weight multiply would need two b operands
     assert 'ops = ["rmsnorm", "mul"]' in text  # a weighted rmsnorm is one pass with the weight as b
+
+
+SLICED = """
+builtin.module {
+  func.func @f(%c: tensor<4x10xi16>) -> (tensor<4x6xi16>, tensor<4x4xi16>) {
+    %d = mamba_quant.dequantize %c {exp = -10 : i64} : tensor<4x10xi16> -> tensor<4x10xf32>
+    %s = mamba.silu %d : tensor<4x10xf32>
+    %x = mamba.slice %s {axis = 1 : i64, start = 0 : i64, size = 6 : i64} : tensor<4x10xf32> -> tensor<4x6xf32>
+    %b = mamba.slice %s {axis = 1 : i64, start = 6 : i64, size = 4 : i64} : tensor<4x10xf32> -> tensor<4x4xf32>
+    %qx = mamba_quant.quantize %x {out_scale = 512.0 : f32} : tensor<4x6xf32> -> tensor<4x6xi16>
+    %qb = mamba_quant.quantize %b {out_scale = 2048.0 : f32} : tensor<4x4xf32> -> tensor<4x4xi16>
+    func.return %qx, %qb : tensor<4x6xi16>, tensor<4x4xi16>
+  }
+}
+"""
+
+
+def test_a_columnwise_pass_merges_into_the_vecs_of_its_slices():
+    """silu, then slices quantized with their own scales: one pass per slice reading the slice of the input."""
+    before = parse_ir(SLICED)
+    c = np.random.default_rng(1).integers(-9000, 9000, (4, 10))
+    converted = run_pipeline(parse_ir(SLICED), "fuse-elementwise")
+    text = print_ir(converted)
+    vecs = [line for line in text.splitlines() if "mamba_quant.vec" in line]
+    assert len(vecs) == 2 and all('ops = ["silu"], a_exp = -10' in v and "xi16> -> tensor<4x" in v for v in vecs)
+    assert text.count("mamba.slice") == 2 and "tensor<4x10xf32>" not in text  # slices of the i16 input
+    assert "fused = 3 : i64, passes = 2 : i64" in text
+    want = run_function(before, {}, "f", c)  # the unfused ops, as the interpreter runs them
+    got = run_function(converted, {}, "f", c)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))

@@ -74,7 +74,7 @@ class LoweringError(InputError):
 @dataclass(frozen=True)
 class LoweringOptions:
     tile_bytes: int  # the on-chip budget of one streamed block (weight tile, state chunk)
-    prefetch: int = 2  # weight tiles loaded ahead of the tile being multiplied
+    prefetch: int = 3  # weight tiles loaded ahead of the tile being multiplied
 
 
 def dtype_of(typ) -> str:

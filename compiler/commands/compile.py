@@ -59,7 +59,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help=f"windows of --seq-len tokens to calibrate on (default {CALIBRATION_WINDOWS})")
     p.add_argument("--tile-kib", type=int, default=0, metavar="KIB",
                    help="on-chip budget of one streamed weight tile or state chunk (0: 1/16 of the buffer)")
-    p.add_argument("--prefetch", type=int, default=2, metavar="N", help="weight tiles loaded ahead (default 2)")
+    p.add_argument("--prefetch", type=int, default=3, metavar="N", help="weight tiles loaded ahead (default 3)")
 
 
 def options_of(args: argparse.Namespace, **extra) -> CompileOptions:

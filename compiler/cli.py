@@ -25,6 +25,7 @@ COMMANDS = (
     "compiler.commands.asm",
     "compiler.commands.disasm",
     "compiler.commands.sim",
+    "compiler.commands.run",
 )
 
 PROG = "fastmamba"

@@ -36,6 +36,16 @@ class Stats:
     ops_per_unit: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
     stalls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STALL_CAUSES, 0))
 
+    def add(self, other: "Stats") -> None:
+        """Add another run's counters to these (a sequence of runs at the same clock, e.g. prefill then decode)."""
+        if other.clock_hz != self.clock_hz:
+            raise ValueError(f"cannot add counters at {other.clock_hz} Hz to counters at {self.clock_hz} Hz")
+        for name in ("cycles", "bundles", "ops", "macs", "ddr_bytes_read", "ddr_bytes_written"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.busy, other.busy), (self.ops_per_unit, other.ops_per_unit), (self.stalls, other.stalls)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+
     @property
     def seconds(self) -> float:
         return self.cycles / self.clock_hz

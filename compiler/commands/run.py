@@ -1,0 +1,189 @@
+"""`fastmamba run`: generate text with a compiled model (.fmb) on the simulator, with counters and an optional check.
+
+Place in the flow: the command-line face of `compiler.runner` over
+`simulator.runtime.SimulatorBackend`.  Reads the binary and its metadata
+(model directory, config, target, quantization plan), the model's tokenizer,
+and, with --check, the model's weights for the golden model
+(`compiler.quant.golden`).  stdout gets the text and the counters table, or
+one JSON object; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from compiler.commands.generate import _int_at_least
+from isa.errors import FastmambaError, InputError, ModelError
+
+HELP = "generate text with a compiled model (.fmb) on the simulator"
+DESCRIPTION = """\
+Continue --prompt with a binary from `fastmamba compile`, running its
+`prefill` and `decode` programs on the instruction-level simulator: full
+chunks of the prompt through prefill, the rest of it token by token through
+decode, then one decode run per generated token.  --greedy takes the device's
+argmax (`next_token`); otherwise tokens are drawn from softmax(logits /
+--temperature) among the --top-k largest.  Prints the prompt and its
+continuation, then per phase (prefill = the prompt, decode = the generated
+tokens fed back) the cycles, the time at the target's clock, tokens/s, the
+utilization of each unit and the DDR traffic.
+
+The model directory recorded in the binary (or --model) supplies the
+tokenizer and, for --check, the weights: --check runs the golden quantized
+model beside the device and compares the logits and every recurrent state
+after each program run, bit for bit; a difference exits with status 1 naming
+the first one."""
+
+PROGRESS_EVERY = 16
+"""Runs between progress lines on stderr."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("run", help=HELP, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("binary", metavar="MODEL.fmb", help="binary written by `fastmamba compile`")
+    p.add_argument("--prompt", metavar="TEXT", required=True, help="text to continue (not empty)")
+    p.add_argument("--max-new-tokens", metavar="N", required=True, help="number of tokens to generate (>= 0)")
+    p.add_argument("--greedy", action="store_true", help="take the device's most likely token instead of sampling")
+    p.add_argument("--temperature", metavar="T", default=None, help="sampling temperature (> 0; default 1)")
+    p.add_argument("--top-k", metavar="K", default=None, help="sample among the K most likely tokens (default 0: all)")
+    p.add_argument("--seed", metavar="S", default=None, help="random seed for sampling (default: unseeded)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (text, tokens, counters) instead")
+    p.add_argument("--check", action="store_true",
+                   help="compare every run with the golden model; exit 1 at the first difference")
+    p.add_argument("--model", metavar="DIR", default=None,
+                   help="model directory (default: the one recorded in the binary)")
+    p.add_argument("--target", metavar="NAME|FILE", default=None,
+                   help="target configuration (default: the one recorded in the binary); it must be the target "
+                        "the binary was built for")
+    p.set_defaults(run=run)
+
+
+def _positive_float(text: str, flag: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{flag} must be a number, not {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{flag} must be a positive number, not {text}")
+    return value
+
+
+def model_directory(meta: dict, given: str | None) -> Path | None:
+    """--model, else the directory recorded in the binary, else the bundled model if it was that; None if gone."""
+    if given is not None:
+        if not Path(given).is_dir():
+            raise InputError(f"--model {given}: no such directory")
+        return Path(given)
+    recorded = Path(meta["model"])
+    if recorded.is_dir():
+        return recorded
+    if meta.get("bundled") is True:  # compiled from the bundled model of a checkout that has moved since
+        from compiler.checkpoint import DEFAULT_MODEL_DIR
+
+        return DEFAULT_MODEL_DIR if DEFAULT_MODEL_DIR.is_dir() else None
+    return None
+
+
+def model_config(meta: dict):
+    from compiler.config import Mamba2Config
+
+    try:
+        return Mamba2Config(**meta["config"])
+    except TypeError as exc:
+        raise InputError(f"the binary's metadata: config: {exc}") from None
+
+
+def build_golden(meta: dict, config, model_dir: Path | None, target):
+    """The golden quantized model the binary was compiled to match: meta's plan, the directory's weights."""
+    from compiler.checkpoint import load_model
+    from compiler.quant.golden import GoldenMamba2
+    from compiler.quant.plan_io import plan_from_dict
+
+    if model_dir is None:
+        raise InputError(f"--check needs the model's weights, but the model directory recorded in the binary "
+                         f"({meta['model']}) does not exist: give --model DIR")
+    loaded, weights = load_model(model_dir)
+    if loaded != config:
+        differ = [k for k, v in config.to_dict().items() if loaded.to_dict().get(k) != v]
+        raise InputError(f"the model in {model_dir} is not the one the binary was compiled from "
+                         f"(config differs in {', '.join(differ)})")
+    try:
+        plan = plan_from_dict(meta["plan"])
+    except ValueError as exc:
+        raise InputError(f"the binary's metadata: {exc}") from None
+    try:
+        return GoldenMamba2(config, weights, plan, target)
+    except ValueError as exc:
+        raise InputError(f"cannot build the golden model from the binary's metadata: {exc}") from None
+
+
+def _progress(event) -> None:
+    if event.phase_runs % PROGRESS_EVERY == 0:
+        what = "prompt tokens" if event.phase == "prefill" else "tokens generated"
+        print(f"{event.phase}: {event.done}/{event.total} {what}, {event.phase_runs} runs, {event.cycles:,} cycles",
+              file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from compiler.runner import generate, read_meta
+    from compiler.tokenizer import check_ids, load_tokenizer
+    from isa.container import read_fmb
+    from isa.target import load_target
+    from simulator.runtime import SimulatorBackend
+
+    max_new = _int_at_least(args.max_new_tokens, "--max-new-tokens", 0)
+    seed = _int_at_least(args.seed, "--seed", 0) if args.seed is not None else None
+    top_k = _int_at_least(args.top_k, "--top-k", 0) if args.top_k is not None else 0
+    temperature = _positive_float(args.temperature, "--temperature") if args.temperature is not None else 1.0
+    if args.greedy and (args.temperature is not None or args.top_k is not None):
+        raise InputError("--temperature and --top-k shape sampling; --greedy does not sample")
+    if not args.prompt:
+        raise InputError("--prompt is empty: give at least one character to start from")
+
+    binary = read_fmb(args.binary)
+    try:
+        meta = read_meta(binary)
+    except InputError as exc:
+        raise InputError(f"{args.binary}: {exc}") from None
+    config = model_config(meta)
+    model_dir = model_directory(meta, args.model)
+    target = load_target(args.target if args.target is not None else meta["target"])
+    try:
+        tokenizer = load_tokenizer(config, model_dir)
+    except ModelError:
+        if model_dir is not None:
+            raise
+        raise InputError(f"the model directory recorded in the binary ({meta['model']}) does not exist and the model "
+                         f"is not byte-level: give --model DIR for its tokenizer") from None
+    ids = tokenizer.encode(args.prompt)
+    if not ids:
+        raise InputError("--prompt encodes to no tokens")
+    check_ids(ids, config, "--prompt")
+    golden = build_golden(meta, config, model_dir, target) if args.check else None
+    backend = SimulatorBackend(target)
+    backend.load(binary)
+
+    allowed = min(tokenizer.n_tokens, config.vocab_size)  # never sample ids the tokenizer cannot show
+    result = generate(backend, ids, max_new, greedy=args.greedy, temperature=temperature, top_k=top_k, seed=seed,
+                      allowed=allowed, check=golden, progress=None if args.json else _progress)
+    stream = tokenizer.stream()
+    text = "".join(stream.feed(t) for t in result.tokens) + stream.flush()
+
+    if args.json:
+        doc = {"binary": str(args.binary), "model": str(model_dir) if model_dir else meta["model"],
+               "target": target.name, "seq_len": meta["seq_len"], "greedy": args.greedy,
+               "prompt": args.prompt, "text": text, **result.to_dict()}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(args.prompt + text)
+        print()
+        print(result.format_table())
+        if result.check is not None and result.check.bit_exact:
+            print(f"\ncheck: bit exact with the golden model ({result.check.runs_checked} runs compared)")
+    if result.check is not None and not result.check.bit_exact:
+        raise FastmambaError(f"--check: not bit exact: {result.check.mismatch.describe()}")
+    return 0

@@ -174,8 +174,18 @@ class _SlotQueue:
             heappush(available, (-prio[n], n))
 
 
+def _better_soon(queue: _SlotQueue, t: int, hold: int, prio: Sequence[int]) -> int | None:
+    """When an operation of higher priority than the best available one gets its operands within `hold`
+    cycles of t: the cycle it does (the unit waits for it rather than start a long op of lower priority)."""
+    if hold <= 0 or not queue.available:
+        return None
+    best = -queue.available[0][0]
+    soon = [d for d, n in queue.waiting if d <= t + hold and prio[n] > best]
+    return min(soon) if soon else None
+
+
 def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, lookahead: int,
-                   durations: Sequence[int]) -> list[_Slotted]:
+                   durations: Sequence[int], hold: int = 0) -> list[_Slotted]:
     """Event-driven list scheduling: each bundle issues at the first cycle where some ready operation can.
 
     Per bundle the work is a few heap operations per slot: the next issue cycle is the least over the
@@ -222,7 +232,7 @@ def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, loo
         candidates = []
         for slot, queue in queues.items():
             queue.advance(t, prio)
-            if queue.available and (slot in DMA_SLOTS or unit_free[slot] <= t):
+            if queue.available and (slot in DMA_SLOTS or (unit_free[slot] <= t and _better_soon(queue, t, hold, prio) is None)):
                 candidates.append(queue.available[0])  # (-priority, node): its best
         taken = []
         n_dma = 0
@@ -233,6 +243,9 @@ def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, loo
                 n_dma += 1
             heappop(queues[instrs[n].slot].available)
             taken.append(n)
+        if not taken:  # every free unit holds for a better operation a few cycles away
+            t_prev = t
+            continue
         members = _issue_order(instrs, taken)
         for n in members:
             instr = instrs[n]
@@ -371,15 +384,20 @@ def _bundle(instrs: Sequence[Instruction], slotted: _Slotted, sem_of: dict[int, 
     return Bundle(tuple(ops), delay)
 
 
-def schedule(instrs: Sequence[Instruction], target, lookahead: int = 0, access: Sequence[tuple] | None = None) -> Schedule:
+def schedule(instrs: Sequence[Instruction], target, lookahead: int = 0, access: Sequence[tuple] | None = None,
+             hold: int | None = None) -> Schedule:
     """Bundles for `instrs` (program order, no ctl ops) on `target`, ending with ctl.halt.
 
-    `access`: the ops' (reads, writes) spans when not their instructions' own (see dependence_graph)."""
+    `access`: the ops' (reads, writes) spans when not their instructions' own (see dependence_graph).
+    `hold`: a compute unit stays idle up to this many cycles for an operation of higher priority than
+    the best available one (default: the largest compute latency of the target; 0: never)."""
+    if hold is None:
+        hold = max(target.lin_latency, target.conv_latency, target.ssm_latency, target.vec_latency)
     instrs = list(instrs)
     _check_input(instrs, target)
     graph = dependence_graph(instrs, access)
     durations = [costs.duration(i, target) for i in instrs]
-    slotted = _list_schedule(instrs, graph, target, lookahead, durations)
+    slotted = _list_schedule(instrs, graph, target, lookahead, durations, hold)
     slotted, sem_of = _synchronize(instrs, graph, slotted, target)
     delays, cycles = _retime(instrs, graph, slotted, sem_of, target, durations)
     bundles = [_bundle(instrs, s, sem_of, d) for s, d in zip(slotted, delays)]

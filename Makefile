@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fastmamba generate --prompt "ROMEO:" --max-new-tokens 200 --seed 0
+	$(BIN)/fastmamba demo --prompt "ROMEO:" --max-new-tokens 64
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -W error tests

@@ -33,7 +33,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 
 from compiler.pipeline import build_pipeline, mamba_context, print_ir
-from isa.errors import FastmambaError, InputError
+from isa.errors import FastmambaError, InputError, ModelError
 
 __all__ = ["CompileOptions", "CompileResult", "compile_model", "calibration_tokens", "DEFAULT_CALIBRATION_TEXT",
            "META_FORMAT", "quant_stages", "backend_stages"]
@@ -78,9 +78,12 @@ def backend_stages(o: CompileOptions) -> list[str]:
 
 def calibration_tokens(text_path: str | os.PathLike | None, tokenizer, count: int, vocab: int) -> tuple[np.ndarray, str]:
     """`count` calibration tokens from the start of a text (default: tinyshakespeare beside the repo), or
-    seeded random tokens when there is no text; and a description of where they came from."""
+    seeded random tokens when there is no text (or no tokenizer for the default text); and a description
+    of where they came from."""
     path = Path(text_path) if text_path else DEFAULT_CALIBRATION_TEXT
-    if text_path or path.is_file():
+    if text_path and tokenizer is None:
+        raise InputError(f"the model has no tokenizer (tokenizer.json) to encode the calibration text {path}")
+    if text_path or (path.is_file() and tokenizer is not None):
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -180,7 +183,10 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
         raise InputError(f"--seq-len must be at least 1, got {options.seq_len}")
     t0 = time.perf_counter()
     config, store = load_model(model)
-    tokenizer = load_tokenizer(config, model)
+    try:
+        tokenizer = load_tokenizer(config, model)
+    except ModelError:  # no tokenizer: calibration falls back to random tokens (unless a text is given)
+        tokenizer = None
     ids, origin = calibration_tokens(calibration_text, tokenizer, options.seq_len * options.calibration_windows,
                                      config.vocab_size)
     module = import_model(model, "prefill", options.seq_len).module

@@ -1,0 +1,59 @@
+"""Compile-time benchmark: `fastmamba compile` of a random-weight checkpoint of the 130M shape, stage by stage.
+
+    .venv/bin/python benchmarks/bench_compile.py [--shape 130m] [--seq-len 64] [--keep DIR]
+
+Writes the checkpoint (transformers layout, safetensors) to a temporary
+directory (or --keep), then runs the whole compile as the CLI does
+(compiler.compile.compile_model, default options: calibration on 4 windows of
+seed-0 random tokens, since the checkpoint has no tokenizer) and prints each
+stage's seconds, the total (target for 130M: under 2 minutes on the 2-core
+development machine) and the peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from shapes import SHAPES, RandomWeights  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", default="130m", choices=sorted(SHAPES))
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--keep", metavar="DIR", help="write the checkpoint here and keep it")
+    args = parser.parse_args()
+
+    import torch
+
+    from compiler.checkpoint import save_hf_layout
+    from compiler.compile import CompileOptions, compile_model
+
+    config = SHAPES[args.shape]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp) / f"mamba2-{args.shape}-random"
+        if not (folder / "config.json").exists():
+            weights = RandomWeights(config)
+            save_hf_layout(config, {k: torch.from_numpy(weights[k]) for k in weights}, folder)
+        start = time.perf_counter()
+        log = io.StringIO()
+        result = compile_model(folder, CompileOptions(seq_len=args.seq_len, time_passes=True), log=log)
+        total = time.perf_counter() - start
+        print(log.getvalue(), end="")
+        ops = {p.name: sum(len(b.ops) for b in p.bundles) for p in result.binary.programs}
+        print(f"{args.shape} L={args.seq_len}: compile {total:.1f} s, operations {ops}, "
+              f"image {len(result.binary.const_image):,} bytes, peak RSS "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

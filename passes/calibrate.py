@@ -142,7 +142,7 @@ def _function(module: builtin.ModuleOp, name: str) -> func.FuncOp:
 def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], tokens: np.ndarray, *, function: str = "prefill",
                      method: str = "max", percentile: float = 99.99, windows: int = 4, target: str = "vc709") -> dict:
     """Run `function` on up to `windows` consecutive windows of `tokens`; write and return the ranges per site."""
-    from compiler.interpreters.mamba_quant import run_function
+    from compiler.interpreters.mamba_quant import make_interpreter, run_function
 
     fn = _function(module, function)
     (length,) = fn.function_type.inputs.data[0].get_shape()
@@ -154,8 +154,9 @@ def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], token
     except ValueError as exc:
         raise InputError(f"calibrate: {exc}") from None
     listener = _Recorder(fn, recorder)
+    interpreter = make_interpreter(module, weights, target, (listener,), memo_offline=True)  # weights folded once
     for w in range(min(windows, len(tokens) // length)):
-        run_function(module, weights, function, tokens[w * length:(w + 1) * length], target=target, listeners=(listener,))
+        run_function(module, weights, function, tokens[w * length:(w + 1) * length], interpreter=interpreter)
     ranges = recorder.ranges()
     write_ranges(listener.sites, ranges)
     return ranges

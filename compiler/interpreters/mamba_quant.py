@@ -22,7 +22,7 @@ from compiler.quant import fixed, offline
 from compiler.quant.hadamard import rotate_blocks
 from isa.target import Target, load_target
 
-__all__ = ["MambaQuantFunctions", "run_function"]
+__all__ = ["MambaQuantFunctions", "run_function", "make_interpreter"]
 
 
 def _out_type(value) -> str:
@@ -35,9 +35,19 @@ def _out_type(value) -> str:
 class MambaQuantFunctions(InterpreterFunctions):
     """numpy implementations of the `mamba_quant` ops; hardware facts (NLA table, state width) from `target`."""
 
-    def __init__(self, target: str | Target = "vc709"):
+    def __init__(self, target: str | Target = "vc709", memo_offline: bool = False):
         super().__init__()
         self.target = load_target(target)
+        # memo_offline: offline weight expressions (pure functions of the weights) are computed once per op and
+        # reused by later calls of the same module (calibration runs a function on several windows).
+        self._memo: dict | None = {} if memo_offline else None
+
+    def _offline(self, op, compute):
+        if self._memo is None:
+            return compute()
+        if op not in self._memo:
+            self._memo[op] = compute()
+        return self._memo[op]
 
     @impl(mq.FillOp)
     def run_fill(self, interpreter: Interpreter, op: mq.FillOp, args: PythonValues) -> PythonValues:
@@ -45,11 +55,11 @@ class MambaQuantFunctions(InterpreterFunctions):
 
     @impl(mq.ScaleColumnsOp)
     def run_scale_columns(self, interpreter: Interpreter, op: mq.ScaleColumnsOp, args: PythonValues) -> PythonValues:
-        return (offline.scale_columns(*args),)
+        return self._offline(op, lambda: (offline.scale_columns(*args),))
 
     @impl(mq.RotateColumnsOp)
     def run_rotate_columns(self, interpreter: Interpreter, op: mq.RotateColumnsOp, args: PythonValues) -> PythonValues:
-        return (offline.rotate_columns(args[0], op.block.value.data),)
+        return self._offline(op, lambda: (offline.rotate_columns(args[0], op.block.value.data),))
 
     @impl(mq.QuantizeWeightOp)
     def run_quantize_weight(self, interpreter: Interpreter, op: mq.QuantizeWeightOp, args: PythonValues) -> PythonValues:
@@ -130,14 +140,22 @@ class MambaQuantFunctions(InterpreterFunctions):
                           out_scale=op.out_scale.value.data),)
 
 
-def run_function(module: ModuleOp, weights: Mapping[str, Any], name: str, *inputs: Any, target: str | Target = "vc709",
-                 listeners: tuple = ()) -> tuple[np.ndarray, ...]:
-    """Call function `name` of a module of `mamba` and `mamba_quant` ops on numpy `inputs`.
-
-    `listeners` are xDSL `Interpreter.Listener`s (the calibrate pass records values with one)."""
-    values = checked_inputs(module, name, inputs)
+def make_interpreter(module: ModuleOp, weights: Mapping[str, Any], target: str | Target = "vc709", listeners: tuple = (),
+                     memo_offline: bool = False) -> Interpreter:
+    """An interpreter of `module` with the func, mamba and mamba_quant implementations."""
     interpreter = Interpreter(module, listeners=tuple(listeners))
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(MambaFunctions(weights))
-    interpreter.register_implementations(MambaQuantFunctions(target))
+    interpreter.register_implementations(MambaQuantFunctions(target, memo_offline))
+    return interpreter
+
+
+def run_function(module: ModuleOp, weights: Mapping[str, Any], name: str, *inputs: Any, target: str | Target = "vc709",
+                 listeners: tuple = (), interpreter: Interpreter | None = None) -> tuple[np.ndarray, ...]:
+    """Call function `name` of a module of `mamba` and `mamba_quant` ops on numpy `inputs`.
+
+    `listeners` are xDSL `Interpreter.Listener`s (the calibrate pass records values with one); `interpreter`
+    (from make_interpreter) is reused instead of a new one, keeping its memo of offline weight expressions."""
+    values = checked_inputs(module, name, inputs)
+    interpreter = interpreter or make_interpreter(module, weights, target, listeners)
     return tuple(interpreter.call_op(name, tuple(values)))

@@ -60,8 +60,9 @@ class RangeRecorder:
         a = np.abs(np.asarray(value, np.float64))
         key = (site, quantity)
         self._max[key] = max(self._max[key], float(a.max()) if a.size else 0.0)
-        if linear:
+        if linear and self.method == "percentile":
             self._pct[key].append(float(np.percentile(a, self.percentile)) if a.size else 0.0)
+        if linear:
             cm = a.reshape(-1, a.shape[-1]).max(axis=0)
             self.channel_amax[key] = np.maximum(self.channel_amax[key], cm) if key in self.channel_amax else cm
 

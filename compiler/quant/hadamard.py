@@ -35,7 +35,7 @@ def rotate_blocks(x: np.ndarray, block: int) -> np.ndarray:
     if block == 1:
         return x.copy()
     h = sylvester(block).astype(np.float64) / np.sqrt(block)
-    y = (x.astype(np.float64).reshape(*x.shape[:-1], k // block, block) @ h).reshape(x.shape)
+    y = (x.astype(np.float64).reshape(-1, block) @ h).reshape(x.shape)  # one GEMM over all blocks
     return y.astype(x.dtype)
 
 

@@ -7,8 +7,9 @@ name, plus `func.func @<name>_constants` with the offline weight expressions
 its constant blocks are packed from.  The mapping onto the units (tiling,
 DMA, recurrent states in DDR) is compiler/backend/lowering.py.
 Options: `target`; `tile_kib` (the on-chip budget of one streamed weight tile
-or state chunk; 0 = 1/16 of the target's buffer); `prefetch` (weight tiles
-loaded ahead).
+or state chunk; 0 = automatic: 1/16 of the target's buffer, halved while the
+rings and the activations live at once would not fit); `prefetch` (weight
+tiles loaded ahead).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class LowerToAccelPass(ModulePass):
         if not fns:
             raise InputError("lower-to-accel: the module has no function to lower")
         for fn in fns:
-            program, constants = lower_function(fn, target, options)
+            program, constants = lower_function(fn, target, options, auto_tile=self.tile_kib == 0)
             op.body.block.insert_op_before(program, fn)
             op.body.block.insert_op_before(constants, fn)
             fn.detach()

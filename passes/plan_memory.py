@@ -5,7 +5,7 @@ symbolic memory of every instruction (its `mem` attribute) with addresses:
 constant blocks once in a shared image at DDR 0, each program's tensors after
 it, buffers placed by lifetime in the order a schedule on symbolic memory
 issues the ops (compiler/backend/memory.py).  Options: `target`; `lookahead`
-(how many ops an op may move up in that reordering; -1 keeps the lowering's order).  A buffer that
+(how many ops an op may move up in that reordering; 0 keeps the lowering's order).  A buffer that
 does not fit the target is an error naming it and the sizes.
 """
 

@@ -9,9 +9,10 @@ in program order, inclusive); this module places them in the target's
   double-buffers a streamed tensor (two aligned slots back to back, e.g. the
   weight tile being multiplied and the one being loaded).
 - `allocate(requests, target, align=...)` -> `BufferPlan`: `offsets[name]` is a
-  tuple of one offset per slot.  Placement is first fit in order of first
-  use (larger tensors first on ties), at offsets aligned to the larger of the
-  request's and the global alignment.
+  tuple of one offset per slot.  Placement is first fit at offsets aligned to
+  the larger of the request's and the global alignment, in two orders: by
+  first use (larger tensors first on ties) and greedy by size (largest first,
+  which leaves fewer holes when sizes vary); the plan with the lower peak wins.
 - A tensor that does not fit raises `BufferAllocationError` naming it, its
   size, the buffer size and the bytes live at that point.
 """
@@ -56,16 +57,37 @@ def _round_up(value: int, align: int) -> int:
     return -(-value // align) * align
 
 
+ORDERS = {
+    "first-use": lambda r: (r.first, -r.nbytes * r.slots, r.name),
+    "size": lambda r: (-r.nbytes * r.slots, r.first, r.name),
+}
+
+
 def allocate(requests: Sequence[BufferRequest], target, align: int = DEFAULT_ALIGN) -> BufferPlan:
     """Offsets for `requests` inside `target.buffer_bytes`; tensors live at once never overlap."""
     names = [r.name for r in requests]
     if len(set(names)) != len(names):
         raise ValueError("tensor names must be unique")
+    best, error = None, None
+    for key in ORDERS.values():
+        try:
+            plan = _first_fit(sorted(requests, key=key), target, align)
+        except BufferAllocationError as exc:
+            error = error or exc
+            continue
+        if best is None or plan.peak_bytes < best.peak_bytes:
+            best = plan
+    if best is None:
+        raise error
+    return best
+
+
+def _first_fit(requests: Sequence[BufferRequest], target, align: int) -> BufferPlan:
     capacity = int(target.buffer_bytes)
     placed: list[tuple[BufferRequest, int, int]] = []  # (request, start, stop)
     offsets: dict[str, tuple[int, ...]] = {}
     slot_bytes: dict[str, int] = {}
-    for req in sorted(requests, key=lambda r: (r.first, -r.nbytes * r.slots, r.name)):
+    for req in requests:
         a = max(align, req.align)
         slot = _round_up(req.nbytes, a)
         size = slot * req.slots

@@ -63,6 +63,9 @@ OFFLINE_OPS = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp,
                mq.SSMParamsOp)
 ELEMENT_BYTES = {"i8": 1, "i16": 2, "i32": 4, "f32": 4}
 STATE_RING = 2  # SSM state chunks: double-buffered
+SCRATCH_RING = 2  # f32 LIN tiles converted by their consumer tile by tile
+MIN_TILE_BYTES = 16 * 1024  # auto tiling stops halving the streamed-block budget here
+AUTO_TILE_MARGIN = 1.25  # room left for plan-memory's reordering when the tile budget is chosen automatically
 TILE_ALIGN = 16  # output channels of a weight tile: a multiple of this (the LIN unit's MAC tree count divides it)
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -252,12 +255,35 @@ class _Lowering:
     def _plan_joint(self, op: mq.QSSMScanOp) -> None:
         T, xw = _as2d(op.x)
         bw = _as2d(op.B)[1]
-        view = self.new_view(f"{self.name}.xbc", T, xw + 2 * bw, "i16")
+        source = self._conv_columns(op, xw, bw)
+        if source is not None:  # x, B, C are rewritten in place over the conv output's columns (same layout)
+            view = self.new_view(f"{self.name}.conv_out", T, xw + 2 * bw, "i16")
+            self.homes[source] = view
+        else:
+            view = self.new_view(f"{self.name}.xbc", T, xw + 2 * bw, "i16")
         for value, col in ((op.x, 0), (op.B, xw), (op.C, xw + bw)):
             if len(list(value.uses)) != 1 or not isinstance(value.owner, mq.VecOp):
                 raise LoweringError(f"{op.name}: x, B and C must each come from one mamba_quant.vec used only by "
                                     f"the scan (run fuse-elementwise)")
             self.homes[value] = view.at(0, col, T, _as2d(value)[1])
+
+    def _conv_columns(self, op: mq.QSSMScanOp, xw: int, bw: int) -> SSAValue | None:
+        """The i16 conv output whose columns x | B | C the scan's operands are computed from, one vec each,
+        when nothing else reads it (then each vec can write its slice in place), else None."""
+        source = None
+        for value, col in ((op.x, 0), (op.B, xw), (op.C, xw + bw)):
+            vec = value.owner
+            sl = vec.a.owner if isinstance(vec, mq.VecOp) else None
+            if not isinstance(sl, mamba.SliceOp) or sl.axis.value.data != 1 or sl.start.value.data != col:
+                return None
+            if dtype_of(value.type) != "i16" or dtype_of(sl.x.type) != "i16" or vec.b is not None:
+                return None
+            if source not in (None, sl.x) or not isinstance(sl.x.owner, mq.QConv1dOp):
+                return None
+            source = sl.x
+        if source is None or _as2d(source)[1] != xw + 2 * bw or len(list(source.uses)) != 3:
+            return None
+        return source
 
     def _plan_segments(self, op: mq.QLinearOp) -> None:
         users = [u.operation for u in op.result.uses]
@@ -314,12 +340,16 @@ class _Lowering:
 
     def _VecOp(self, op: mq.VecOp) -> None:
         rows, cols = _as2d(op.result)
+        a = self.view_of(op.a, op.name)
+        dst = self.homes.get(op.result) or self.new_view(f"{self.name}.v", rows, cols, dtype_of(op.result.type))
+        self._emit_vec(op, a, dst, rows, cols)
+        self.views[op.result] = dst
+
+    def _emit_vec(self, op: mq.VecOp, a: View, dst: View, rows: int, cols: int, where: str = "") -> None:
+        """One `vec` computing `op` on the [rows, cols] block at `a` into `dst` (b, if any, whole)."""
         ops = list(op.micro_ops)
         if len(ops) > 4:
             raise LoweringError(f"{op.name}: {len(ops)} micro-ops, the VEC unit chains at most 4")
-        a = self.view_of(op.a, op.name)
-        out = dtype_of(op.result.type)
-        dst = self.homes.get(op.result) or self.new_view(f"{self.name}.v", rows, cols, out)
         mem = {"a": "b:" + a.block, "dst": "b:" + dst.block}
         b_args = dict(b=0, b_type="f32", b_exp=0, b_mode="none", b_ld=cols)
         if op.b is not None:
@@ -330,12 +360,22 @@ class _Lowering:
                           b_ld=b.ld if mode == "full" else cols)
             mem["b"] = "b:" + b.block
         args = dict(dst=dst.offset, a=a.offset, rows=rows, cols=cols, a_ld=a.ld, dst_ld=dst.ld, a_type=a.dtype,
-                    a_exp=op.a_exp.value.data, group=op.group.value.data, eps=op.eps.value.data, out_type=out,
-                    out_scale=op.out_scale.value.data, **b_args)
+                    a_exp=op.a_exp.value.data, group=op.group.value.data, eps=op.eps.value.data,
+                    out_type=dtype_of(op.result.type), out_scale=op.out_scale.value.data, **b_args)
         for k in range(4):
             args[f"op{k}"] = ops[k] if k < len(ops) else "none"
-        self.emit("vec", args, mem, f"{op.name} {'+'.join(ops) or 'convert'}")
-        self.views[op.result] = dst
+        self.emit("vec", args, mem, f"{op.name} {'+'.join(ops) or 'convert'}{where}")
+
+    def _tile_consumer(self, value: SSAValue) -> mq.VecOp | None:
+        """The one vec reading `value` element by element (no b, no norm), which can then run per LIN tile on
+        a scratch tile instead of on the whole f32 result (which is then never stored)."""
+        uses = list(value.uses)
+        if len(uses) != 1 or uses[0].index != 0:
+            return None
+        vec = uses[0].operation
+        if not isinstance(vec, mq.VecOp) or vec.b is not None or "rmsnorm" in vec.micro_ops:
+            return None
+        return vec
 
     def _vec_operand(self, value: SSAValue, where: str) -> View:
         if value in self.views:
@@ -362,21 +402,34 @@ class _Lowering:
         if per_row * TILE_ALIGN > self.target.buffer_bytes // 4:
             raise LoweringError(f"{op.name} ({site}): a weight tile of {TILE_ALIGN} rows x {K} does not fit a quarter "
                                 f"of the on-chip buffer ({self.target.buffer_bytes} bytes)")
-        tiles = []  # (c0, c1, dst view)
+        tiles = []  # (c0, c1, dst view, the vec applied to the tile or None, that vec's destination)
         # The segment needed first is computed first (Mamba2's in_proj: xBC and dt before z, so the conv and
         # the scan overlap the z tiles).
         order = sorted(self.segments[op.result], key=lambda seg: min(
             (self.position.get(u.operation, len(self.position)) for u in seg[2].uses), default=len(self.position)))
         for s0, s1, value in order:
-            dst = self.homes.get(value) or self.new_view(f"{self.name}.{site}.out", T, s1 - s0, "f32")
-            self.views[value] = dst
+            consumer = self._tile_consumer(value)
+            if consumer is not None:  # f32 tiles in a scratch ring, converted by the consumer tile by tile
+                self.skip.add(consumer)
+                out = self.homes.get(consumer.result) or self.new_view(
+                    f"{self.name}.{site}.out", T, s1 - s0, dtype_of(consumer.result.type))
+                self.views[consumer.result] = out
+            else:
+                dst = self.homes.get(value) or self.new_view(f"{self.name}.{site}.out", T, s1 - s0, "f32")
+                self.views[value] = dst
             for c0 in range(s0, s1, n_max):
                 c1 = min(s1, c0 + n_max)
-                tiles.append((c0, c1, dst.at(0, c0 - s0, T, c1 - c0)))
+                if consumer is None:
+                    tiles.append((c0, c1, dst.at(0, c0 - s0, T, c1 - c0), None, None))
+                else:
+                    scratch = self.ring("lin_out", SCRATCH_RING, T * (c1 - c0) * 4)
+                    tiles.append((c0, c1, View(scratch, 0, c1 - c0, "f32", T, c1 - c0), consumer,
+                                  out.at(0, c0 - s0, T, c1 - c0)))
         act_scale = op.act_scale.value.data
         loaded = []
+
         def load(j: int) -> None:
-            c0, c1, _ = tiles[j]
+            c0, c1 = tiles[j][:2]
             n = c1 - c0
             nbytes = _round4(n * K) + 4 * n
             cname = self.const(f"{site}.t{j}", "lin_tile", (op.wq, op.wscale), nbytes, rows=[c0, c1],
@@ -385,13 +438,15 @@ class _Lowering:
                                           ring=("weight", self.opt.prefetch + 1)))
         for j in range(min(self.opt.prefetch, len(tiles))):
             load(j)
-        for j, (c0, c1, dst) in enumerate(tiles):
+        for j, (c0, c1, dst, consumer, out) in enumerate(tiles):
             n = c1 - c0
             self.emit("lin", dict(dst=dst.offset, src=a.offset, wgt=0, scale=_round4(n * K), m=T, k=K, n=n,
                                   src_ld=a.ld, dst_ld=dst.ld, src_type=a.dtype, hlog2=op.hlog2.value.data,
                                   qmul=op.qmul.value.data, qshift=op.qshift.value.data, acc=0, out="f32"),
                       {"dst": "b:" + dst.block, "src": "b:" + a.block, "wgt": "b:" + loaded[j],
                        "scale": "b:" + loaded[j]}, f"{op.name} {site} tile {j}")
+            if consumer is not None:
+                self._emit_vec(consumer, dst, out, T, n, f" ({site} tile {j})")
             if j + self.opt.prefetch < len(tiles):
                 load(j + self.opt.prefetch)
 
@@ -515,10 +570,42 @@ def _constants_function(name: str, fn: func.FuncOp, values: list[SSAValue]) -> f
     return out
 
 
-def lower_function(fn: func.FuncOp, target, options: LoweringOptions) -> tuple[ProgramOp, func.FuncOp]:
-    """The unscheduled, symbolic-memory program of `fn` and the function computing its constants."""
+def on_chip_estimate(low: "_Lowering") -> int:
+    """Bytes the program needs on chip at its busiest point in program order: the rings (live throughout)
+    plus the activations live at once (plan-memory's reordering may move that peak a little)."""
+    ring = sum(n for name, n in low.buffers.items() if "_ring" in name)
+    last: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for index, op in enumerate(low.ops):
+        mem = op.attributes.get(MEM_ATTR)
+        for ref in (mem.data.values() if isinstance(mem, DictionaryAttr) else ()):
+            kind, _, block = ref.data.partition(":")
+            if kind == "b" and "_ring" not in block:
+                first.setdefault(block, index)
+                last[block] = index
+    delta = [0] * (len(low.ops) + 1)
+    for block, start in first.items():
+        delta[start] += low.buffers[block]
+        delta[last[block] + 1] -= low.buffers[block]
+    live = peak = 0
+    for d in delta:
+        live += d
+        peak = max(peak, live)
+    return ring + peak
+
+
+def lower_function(fn: func.FuncOp, target, options: LoweringOptions, auto_tile: bool = False) -> tuple[ProgramOp, func.FuncOp]:
+    """The unscheduled, symbolic-memory program of `fn` and the function computing its constants.
+
+    auto_tile: halve the streamed-block budget (down to MIN_TILE_BYTES) while the estimated on-chip need
+    (on_chip_estimate, with a margin for plan-memory's reordering) exceeds the buffer."""
     low = _Lowering(fn, target, options)
     low.run()
+    while auto_tile and options.tile_bytes > MIN_TILE_BYTES and \
+            on_chip_estimate(low) * AUTO_TILE_MARGIN > target.buffer_bytes:
+        options = LoweringOptions(tile_bytes=options.tile_bytes // 2, prefetch=options.prefetch)
+        low = _Lowering(fn, target, options)
+        low.run()
     name = fn.sym_name.data
     const_fn = _constants_function(f"{name}_constants", fn, low.const_values)
     program = ProgramOp(name, 0, tuple(low.tensors.values()), low.ops)

@@ -158,18 +158,18 @@ def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, i
         raise InputError(f"{exc} (program {name})") from None
     except BufferAllocationError:
         plan = None
-    if ops and lookahead >= 0:
-        order = schedule_order([instruction_of(o) for o in ops], [_mem_of(o) for o in ops], target, lookahead)
+    for window in (lookahead, lookahead // 3) if ops and lookahead > 0 else ():
+        order = schedule_order([instruction_of(o) for o in ops], [_mem_of(o) for o in ops], target, window)
         reordered = [ops[n] for n in order]
         try:
             plan, first = _allocate(reordered, sizes, target)
-            for op in reordered:  # the program takes the scheduled order
-                op.detach()
-                program.body.block.add_op(op)
-            ops = reordered
         except BufferAllocationError:
-            if plan is None:
-                raise
+            continue  # less reordering keeps fewer buffers live at once
+        for op in reordered:  # the program takes the scheduled order
+            op.detach()
+            program.body.block.add_op(op)
+        ops = reordered
+        break
     if plan is None:
         plan, first = _allocate(ops, sizes, target)  # raises the error naming the buffer
     base = {f"b:{b}": plan.offsets[b][0] for b in first}

@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fastmamba demo --prompt "ROMEO:" --max-new-tokens 64
+	$(BIN)/fastmamba demo --max-new-tokens 64
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -W error tests

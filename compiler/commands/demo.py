@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+DEFAULT_PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
 HELP = "compile the bundled model and run a prompt on the simulator (the README's main command)"
 DESCRIPTION = """\
 Compile the bundled byte-level model (compiler/models/default) to an
@@ -22,7 +23,8 @@ exits 1).  --output keeps the binary."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompt", default="ROMEO:", metavar="TEXT", help="text to continue (default 'ROMEO:')")
+    p.add_argument("--prompt", default=DEFAULT_PROMPT, metavar="TEXT",
+                   help="text to continue (default: two lines of Romeo, longer than one prefill chunk)")
     p.add_argument("--max-new-tokens", default="64", metavar="N", help="tokens to generate (default 64)")
     p.add_argument("--seq-len", type=int, default=64, metavar="L", help="tokens of the prefill program (default 64)")
     p.add_argument("--no-check", action="store_true", help="skip the bit-exact comparison with the golden model")

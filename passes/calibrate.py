@@ -139,6 +139,39 @@ def _function(module: builtin.ModuleOp, name: str) -> func.FuncOp:
     return fn
 
 
+MEMO_LIMIT_BYTES = 1 << 30  # weights (f32) up to this size: their folded/rotated forms are kept across windows
+
+
+class _ReleaseDead(Interpreter.Listener):
+    """Drops each value from the interpreter's scope after its last use, so a large model's weights and their
+    folded and rotated copies are not all held until the function returns (the recorder has seen them)."""
+
+    def __init__(self, fn: func.FuncOp, interpreter: Interpreter):
+        self.interpreter = interpreter
+        self.dead_after: dict[Operation, list[SSAValue]] = {}
+        ops = list(fn.body.block.ops)
+        position = {op: n for n, op in enumerate(ops)}
+        for op in ops:
+            for value in op.results:
+                users = [u.operation for u in value.uses]
+                last = max(users, key=lambda u: position.get(u, -1)) if users else op
+                self.dead_after.setdefault(last, []).append(value)
+
+    def did_interpret_op(self, op: Operation, results) -> None:
+        scope = self.interpreter._ctx.local_scope  # xDSL keeps the function's values in this dict
+        for value in self.dead_after.get(op, ()):
+            if isinstance(scope, dict):
+                scope.pop(value, None)
+
+
+def _weight_bytes(fn: func.FuncOp) -> int:
+    total = 0
+    for op in fn.body.block.ops:
+        if isinstance(op, mamba.WeightOp):
+            total += 4 * int(np.prod(op.result.type.get_shape()))
+    return total
+
+
 def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], tokens: np.ndarray, *, function: str = "prefill",
                      method: str = "max", percentile: float = 99.99, windows: int = 4, target: str = "vc709") -> dict:
     """Run `function` on up to `windows` consecutive windows of `tokens`; write and return the ranges per site."""
@@ -154,8 +187,11 @@ def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], token
     except ValueError as exc:
         raise InputError(f"calibrate: {exc}") from None
     listener = _Recorder(fn, recorder)
-    interpreter = make_interpreter(module, weights, target, (listener,), memo_offline=True)  # weights folded once
-    for w in range(min(windows, len(tokens) // length)):
+    count = min(windows, len(tokens) // length)
+    memo = count > 1 and _weight_bytes(fn) <= MEMO_LIMIT_BYTES  # small models: weights folded and rotated once
+    interpreter = make_interpreter(module, weights, target, (listener,), memo_offline=memo)
+    interpreter.listeners = (*interpreter.listeners, _ReleaseDead(fn, interpreter))
+    for w in range(count):
         run_function(module, weights, function, tokens[w * length:(w + 1) * length], interpreter=interpreter)
     ranges = recorder.ranges()
     write_ranges(listener.sites, ranges)

@@ -1,6 +1,7 @@
 """Compile-time benchmark: `fastmamba compile` of a random-weight checkpoint of the 130M shape, stage by stage.
 
     .venv/bin/python benchmarks/bench_compile.py [--shape 130m] [--seq-len 64] [--keep DIR]
+    .venv/bin/python benchmarks/bench_compile.py --calibration-only --shape 2.7b --seq-len 16 --windows 1
 
 Writes the checkpoint (transformers layout, safetensors) to a temporary
 directory (or --keep), then runs the whole compile as the CLI does
@@ -8,6 +9,10 @@ directory (or --keep), then runs the whole compile as the CLI does
 seed-0 random tokens, since the checkpoint has no tokenizer) and prints each
 stage's seconds, the total (target for 130M: under 2 minutes on the 2-core
 development machine) and the peak resident memory.
+
+--calibration-only: the calibrate stage alone on the whole model, interpreting
+the IR with weights drawn on demand (no checkpoint is written): its time and
+peak memory for shapes whose checkpoint is too large to write here.
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ def main() -> None:
     parser.add_argument("--shape", default="130m", choices=sorted(SHAPES))
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--keep", metavar="DIR", help="write the checkpoint here and keep it")
+    parser.add_argument("--calibration-only", action="store_true", help="time the calibrate stage alone")
+    parser.add_argument("--windows", type=int, default=4, help="calibration windows (--calibration-only)")
     args = parser.parse_args()
+    if args.calibration_only:
+        calibration_only(args)
+        return
 
     import torch
 
@@ -53,6 +63,23 @@ def main() -> None:
         print(f"{args.shape} L={args.seq_len}: compile {total:.1f} s, operations {ops}, "
               f"image {len(result.binary.const_image):,} bytes, peak RSS "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+
+
+def calibration_only(args) -> None:
+    import numpy as np
+
+    from compiler.frontend.importer import import_model
+    from compiler.pipeline import run_pipeline
+    from passes.calibrate import calibrate_module
+
+    config = SHAPES[args.shape]
+    module = import_model(config, "prefill", args.seq_len).module
+    run_pipeline(module, "fold-norm-weights,insert-hadamard{block=0 head=true},dce")
+    tokens = np.random.default_rng(0).integers(0, config.vocab_size, args.windows * args.seq_len)
+    start = time.perf_counter()
+    ranges = calibrate_module(module, RandomWeights(config), tokens, windows=args.windows)
+    print(f"{args.shape} L={args.seq_len} x {args.windows} window(s): calibrate {time.perf_counter() - start:.1f} s, "
+          f"{len(ranges)} sites, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
 if __name__ == "__main__":

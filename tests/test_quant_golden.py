@@ -231,3 +231,18 @@ def test_apply_ranges_needs_every_site(tiny):
         apply_ranges(ir, ranges)
     with pytest.raises(InputError, match="no function @decode"):
         apply_ranges(ir, ranges, function="decode")
+
+
+def test_accelerator_scheme_is_fastmamba_with_the_int8_head(tiny):
+    """`fastmamba eval --schemes accelerator` measures what the compiled binary runs: fastmamba + W8A8 head."""
+    from compiler.quant.evaluate import quant_scheme_builders
+
+    config, store, _, tokens = tiny
+    builders = quant_scheme_builders(tokens[:4 * LENGTH])
+    ids = torch.from_numpy(tokens[None, 4 * LENGTH:5 * LENGTH])
+    acc, _ = builders["accelerator"](config, store)(ids)
+    fm, _ = builders["fastmamba"](config, store)(ids)
+    ranges = calibrate(config, store, tokens[:4 * LENGTH]).ranges()
+    plan = build_plan("fastmamba", config, NumpyWeights(store), ranges, head=True)
+    want, _ = GoldenMamba2(config, store, plan).prefill(ids)
+    assert torch.equal(acc, want) and not torch.equal(acc, fm)

@@ -3,7 +3,7 @@
 Place in the flow: a command-line leaf.  It measures a *scheme* (a way of
 running the model: today "fp32", the reference of compiler/reference.py) on
 the tail of a text file.  Later schemes (w8a8_rtn, w8a8_hadamard_linear,
-fastmamba) register a builder in `SCHEMES`; each one's result becomes a key
+fastmamba, accelerator) register a builder in `SCHEMES`; each one's result becomes a key
 of the `--json` object beside "fp32", measured by the same `measure`.
 """
 
@@ -68,7 +68,8 @@ def _fp32_scheme(config, weights) -> Prefill:
 # Scheme name -> builder (config, WeightStore) -> prefill function.  The order is the report's order.
 SCHEMES: dict[str, Callable[..., Prefill]] = {"fp32": _fp32_scheme}
 # With the quantized schemes, which need calibration text (compiler/quant/evaluate.py).
-ALL_SCHEMES = ("fp32", "w8a8_rtn", "w8a8_hadamard_linear", "fastmamba")
+DEFAULT_SCHEMES = ("fp32", "w8a8_rtn", "w8a8_hadamard_linear", "fastmamba")
+ALL_SCHEMES = (*DEFAULT_SCHEMES, "accelerator")  # accelerator: fastmamba + W8A8 head, as `fastmamba compile` runs it
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--text", metavar="FILE", required=True, help="text file whose tail is measured")
     p.add_argument("--tail-fraction", metavar="F", default="0.1", help="fraction of FILE at its end to measure, in (0, 1] (default 0.1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--schemes", metavar="LIST", default=",".join(ALL_SCHEMES),
-                   help=f"comma-separated schemes to measure (default: {','.join(ALL_SCHEMES)})")
+    p.add_argument("--schemes", metavar="LIST", default=",".join(DEFAULT_SCHEMES),
+                   help=f"comma-separated schemes to measure (default: {','.join(DEFAULT_SCHEMES)}; also: accelerator, "
+                        f"fastmamba with the LM head W8A8 as the compiled binary runs it)")
     p.add_argument("--calibration-bytes", metavar="N", type=int, default=4096,
                    help="bytes at the start of FILE (before the tail) to calibrate on (default 4096)")
     p.add_argument("--outliers", action="store_true", help="report the outlier-channel ratios of the linear inputs")

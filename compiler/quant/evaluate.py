@@ -8,6 +8,8 @@ paper's Table II ablation:
     w8a8_hadamard_linear   linear layers W8A8 after block Hadamard rotations (FastMamba-LQ)
     fastmamba              that, plus power-of-two fixed point conv1d and SSM with the NLA's
                            first-order exp and softplus (FastMamba)
+    accelerator            fastmamba with the LM head W8A8 too: what `fastmamba compile` puts on the
+                           accelerator (the LIN unit has no binary32 matmul)
 Hardware facts (Hadamard block limit, NLA table, state width) come from the target.
 """
 
@@ -25,9 +27,10 @@ from compiler.quant.hadamard import default_block
 from compiler.quant.plan import HEAD_SITE, conv_quant, linear_quant, ssm_quant
 from isa.target import Target, load_target
 
-__all__ = ["QUANT_SCHEMES", "calibrate", "build_plan", "quant_scheme_builders", "inject_outliers", "calibration_ids"]
+__all__ = ["QUANT_SCHEMES", "EVAL_SCHEMES", "calibrate", "build_plan", "quant_scheme_builders", "inject_outliers", "calibration_ids"]
 
 QUANT_SCHEMES = ("w8a8_rtn", "w8a8_hadamard_linear", "fastmamba")
+EVAL_SCHEMES = (*QUANT_SCHEMES, "accelerator")  # accelerator = fastmamba with head=True
 CALIBRATION_SEGMENT = 1024
 
 
@@ -106,11 +109,13 @@ def quant_scheme_builders(calibration_ids: np.ndarray, *, method: str = "max", p
     def builder(scheme: str) -> Callable:
         def build(config, weights):
             r, w = ranges(config, weights)
-            return GoldenMamba2(config, w, build_plan(scheme, config, w, r, target=target, fold_norms=fold_norms), target).prefill
+            base, head = ("fastmamba", True) if scheme == "accelerator" else (scheme, False)
+            plan = build_plan(base, config, w, r, target=target, fold_norms=fold_norms, head=head)
+            return GoldenMamba2(config, w, plan, target).prefill
 
         return build
 
-    return {scheme: builder(scheme) for scheme in QUANT_SCHEMES}
+    return {scheme: builder(scheme) for scheme in EVAL_SCHEMES}
 
 
 def inject_outliers(config: Mamba2Config, weights: Mapping[str, Any], channels: int = 4, factor: float = 32.0,

@@ -23,14 +23,12 @@ from typing import Any
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp
-from xdsl.interpreter import Interpreter
 from xdsl.ir import Operation, SSAValue
 
 from compiler.dialects.accel import ProgramOp
 from compiler.backend.lowering import CONSTS_ATTR
 from compiler.backend.memory import IMAGE_ATTR
-from compiler.interpreters.mamba import MambaFunctions
-from compiler.interpreters.mamba_quant import MambaQuantFunctions
+from compiler.interpreters.mamba_quant import make_interpreter
 from isa.errors import InputError
 
 __all__ = ["build_image", "pack_block"]
@@ -62,9 +60,7 @@ class _Evaluator:
     """Evaluates results of constants functions op by op, keeping only what the current block needs."""
 
     def __init__(self, module: ModuleOp, weights: Mapping[str, Any], target):
-        self.interpreter = Interpreter(module)
-        self.interpreter.register_implementations(MambaFunctions(weights))
-        self.interpreter.register_implementations(MambaQuantFunctions(target))
+        self.interpreter = make_interpreter(module, weights, target)
         self.memo: dict[SSAValue, np.ndarray] = {}
 
     def values(self, wanted: list[SSAValue]) -> list[np.ndarray]:

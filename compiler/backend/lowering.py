@@ -48,18 +48,17 @@ from xdsl.ir import Operation, SSAValue
 from compiler.dialects import mamba
 from compiler.dialects import mamba_quant as mq
 from compiler.dialects.accel import ProgramOp, op_of
+from compiler.quant.sites import WEIGHT_EXPRESSIONS, weight_name
 from isa.container import TensorDesc
 from isa.errors import InputError
 from isa.instructions import Instruction
 
-__all__ = ["LoweringOptions", "lower_function", "OFFLINE_OPS", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
+__all__ = ["LoweringOptions", "lower_function", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
            "ELEMENT_BYTES", "dtype_of"]
 
 MEM_ATTR = "mem"  # on an instruction op: address field -> "b:NAME" / "c:NAME" / "t:NAME"
 BUFFERS_ATTR = "buffers"  # on a program: name -> bytes
 CONSTS_ATTR = "consts"  # on a program: the constant blocks (dictionaries, see ConstBlock)
-OFFLINE_OPS = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp, mq.QuantizeWeightOp, mq.ToFixedOp,
-               mq.SSMParamsOp)
 ELEMENT_BYTES = {"i8": 1, "i16": 2, "i32": 4, "f32": 4}
 STATE_RING = 2  # SSM state chunks: double-buffered
 SCRATCH_RING = 2  # f32 LIN tiles converted by their consumer tile by tile
@@ -129,18 +128,6 @@ def _as2d(value: SSAValue) -> tuple[int, int]:
     if len(shape) != 2:
         raise LoweringError(f"expected a 1-D or 2-D tensor, got shape {list(shape)}")
     return shape
-
-
-def _source_weight(value: SSAValue) -> str | None:
-    """The checkpoint name an offline weight expression starts from (following first operands)."""
-    op = value.owner
-    while isinstance(op, OFFLINE_OPS):
-        if isinstance(op, mamba.WeightOp):
-            return op.weight_name.data
-        if not op.operands:
-            return None
-        op = op.operands[0].owner
-    return None
 
 
 def _layer_of(name: str | None) -> int:
@@ -304,7 +291,7 @@ class _Lowering:
     def run(self) -> None:
         self.plan()
         for op in list(self.fn.body.block.ops):
-            if op in self.skip or isinstance(op, OFFLINE_OPS):
+            if op in self.skip or isinstance(op, WEIGHT_EXPRESSIONS):
                 continue
             handler = getattr(self, "_" + type(op).__name__, None)
             if handler is None:
@@ -379,7 +366,7 @@ class _Lowering:
     def _vec_operand(self, value: SSAValue, where: str) -> View:
         if value in self.views:
             return self.views[value]
-        if isinstance(value.owner, OFFLINE_OPS):  # a weight operand (e.g. an unfolded norm weight): load it
+        if isinstance(value.owner, WEIGHT_EXPRESSIONS):  # a weight operand (e.g. an unfolded norm weight): load it
             rows, cols = _as2d(value)
             dtype = dtype_of(value.type)
             cname = self.const(f"{self.name}.vec_operand{self.count}", "array", (value,), rows * cols * 4, dtype=dtype)
@@ -394,7 +381,7 @@ class _Lowering:
         T, K = _as2d(op.a)
         if a.dtype not in ("i8", "i16"):
             raise LoweringError(f"{op.name}: LIN reads i8 or i16 activations, got {a.dtype}")
-        site = (_source_weight(op.wq) or f"linear{self.count}").removesuffix(".weight")
+        site = (weight_name(op.wq) or f"linear{self.count}").removesuffix(".weight")
         site = site.removeprefix("backbone.").replace(".mixer", "")
         per_row = K + 4  # int8 weights and the f32 rescale of one output channel
         n_max = max(TILE_ALIGN, (self.opt.tile_bytes // per_row) // TILE_ALIGN * TILE_ALIGN)
@@ -453,7 +440,7 @@ class _Lowering:
         x = self.view_of(op.x, op.name)
         T, C = _as2d(op.x)
         _, _, kw = _shape(op.weight)
-        layer = _layer_of(_source_weight(op.weight))
+        layer = _layer_of(weight_name(op.weight))
         fx = -self._input_exp(op.x, op.name)
         state = self.tensor(f"layers.{layer}.conv", "state", (kw - 1, C), "i16", exp=-fx)
         sbuf = self.buffer(f"{self.name}.l{layer}.conv_state", (kw - 1) * C * 2)
@@ -485,7 +472,7 @@ class _Lowering:
         H, P, N = _shape(op.new_state)
         G = _as2d(op.B)[1] // N
         hpg = H // G
-        layer = _layer_of(_source_weight(op.params))
+        layer = _layer_of(weight_name(op.params))
         xbc = self.homes[op.x]
         dt = self.view_of(op.dt_raw, op.name)
         fx, fb = (-self._input_exp(v, op.name) for v in (op.x, op.B))

@@ -20,7 +20,9 @@ from compiler.quant.plan import HEAD_SITE
 __all__ = ["HEAD_SITE", "WEIGHT_EXPRESSIONS", "weight_name", "site_of"]
 
 # Ops that only transform weights (evaluated offline).
-WEIGHT_EXPRESSIONS = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp, mq.QuantizeWeightOp)
+# The offline weight expressions: pure functions of named weights, evaluated when the constants are built.
+WEIGHT_EXPRESSIONS = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp, mq.QuantizeWeightOp, mq.ToFixedOp,
+                      mq.SSMParamsOp)
 
 
 def weight_name(value: SSAValue) -> str | None:

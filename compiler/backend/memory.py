@@ -121,7 +121,7 @@ def _mem_of(op) -> dict[str, str]:
     return {k: v.data for k, v in mem.data.items()} if isinstance(mem, DictionaryAttr) else {}
 
 
-def _allocate(ops, sizes: dict[str, int], target):
+def _allocate(ops, sizes: dict[str, int], target, program: str):
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for index, op in enumerate(ops):
@@ -132,7 +132,7 @@ def _allocate(ops, sizes: dict[str, int], target):
                 last[block] = index
     unknown = sorted(set(first) - set(sizes))
     if unknown:
-        raise InputError(f"plan-memory: names undeclared buffers: {', '.join(unknown[:3])}")
+        raise InputError(f"plan-memory: program {program} names undeclared buffers: {', '.join(unknown[:3])}")
     return allocate([BufferRequest(b, sizes[b], first[b], last[b]) for b in first], target), first
 
 
@@ -152,17 +152,14 @@ def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, i
     # -- on-chip buffers ---------------------------------------------------------------------------------------------
     sizes = {k: v.value.data for k, v in program.attributes[BUFFERS_ATTR].data.items()}
     ops = [op for op in program.body.block.ops if isinstance(op, AccelInstructionOp)]
-    try:
-        plan, first = _allocate(ops, sizes, target)  # the lowering's order: the fallback
-    except InputError as exc:
-        raise InputError(f"{exc} (program {name})") from None
-    except BufferAllocationError:
-        plan = None
-    for window in (lookahead, lookahead // 3) if ops and lookahead > 0 else ():
-        order = schedule_order([instruction_of(o) for o in ops], [_mem_of(o) for o in ops], target, window)
-        reordered = [ops[n] for n in order]
+    plan = first = None
+    windows = [w for w in (lookahead, lookahead // 3) if w > 0] if ops else []  # 0 would mean unlimited
+    if windows:
+        instrs, mems = [instruction_of(o) for o in ops], [_mem_of(o) for o in ops]
+    for window in windows:
+        reordered = [ops[n] for n in schedule_order(instrs, mems, target, window)]
         try:
-            plan, first = _allocate(reordered, sizes, target)
+            plan, first = _allocate(reordered, sizes, target, name)
         except BufferAllocationError:
             continue  # less reordering keeps fewer buffers live at once
         for op in reordered:  # the program takes the scheduled order
@@ -170,8 +167,8 @@ def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, i
             program.body.block.add_op(op)
         ops = reordered
         break
-    if plan is None:
-        plan, first = _allocate(ops, sizes, target)  # raises the error naming the buffer
+    if plan is None:  # the lowering's order; raises the error naming the buffer when that does not fit either
+        plan, first = _allocate(ops, sizes, target, name)
     base = {f"b:{b}": plan.offsets[b][0] for b in first}
     base.update({f"c:{c}": d for c, d in const_ddr.items()})
     base.update({f"t:{t}": d for t, d in tensor_ddr.items()})

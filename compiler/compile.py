@@ -104,6 +104,7 @@ class _Stages:
         self.index = 0
         self.timings: list[tuple[str, float]] = []
         self.ctx = mamba_context()
+        self.last_dump: Path | None = None
         if options.dump_dir:
             Path(options.dump_dir).mkdir(parents=True, exist_ok=True)
         self._dump("import")
@@ -111,15 +112,17 @@ class _Stages:
     def _base(self, spec: str) -> str:
         return spec.split("{", 1)[0]
 
-    def _dump(self, name: str) -> None:
+    def _dump(self, name: str, text: str | None = None) -> None:
         if self.options.dump_dir:
-            path = Path(self.options.dump_dir) / f"{self.index:02d}-{self._base(name)}.mlir"
-            path.write_text(print_ir(self.module))
+            self.last_dump = Path(self.options.dump_dir) / f"{self.index:02d}-{self._base(name)}.mlir"
+            self.last_dump.write_text(text if text is not None else print_ir(self.module))
         self.index += 1
 
     def run(self, spec: str, action: Callable[[ModuleOp], None] | None = None) -> None:
         name = self._base(spec)
-        before = print_ir(self.module) if action is None or self.options.dump_dir else None
+        # The input IR for a reproducer: the last dump when dumping (already written), else a copy of the module
+        # (printed only if the stage fails).
+        snapshot = self.module.clone() if action is None and not self.options.dump_dir else None
         start = time.perf_counter()
         try:
             if action is not None:
@@ -129,26 +132,31 @@ class _Stages:
                 p.apply(self.ctx, self.module)
             self.module.verify()
         except FastmambaError as exc:
-            raise InputError(f"{exc}{self._repro(spec, before)}") from None
+            raise InputError(f"{exc}{self._repro(spec, snapshot)}") from None
         except Exception as exc:  # a bug in a pass: still say where and how to reproduce
             raise InputError(f"pass {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                             f"{self._repro(spec, before)}") from None
+                             f"{self._repro(spec, snapshot)}") from None
         elapsed = time.perf_counter() - start
         self.timings.append((name, elapsed))
         if self.options.time_passes:
             self.log.write(f"  {name:<24} {elapsed:8.2f} s\n")
         pa = self.options.print_after
+        text = None
         if pa is True or (pa and name in pa):
-            self.log.write(f"// -----// IR Dump After {name} //----- //\n{print_ir(self.module)}")
-        self._dump(name)
+            text = print_ir(self.module)
+            self.log.write(f"// -----// IR Dump After {name} //----- //\n{text}")
+        self._dump(name, text)
 
-    def _repro(self, spec: str, before: str | None) -> str:
-        if before is None:
+    def _repro(self, spec: str, snapshot: ModuleOp | None) -> str:
+        if self.options.dump_dir:
+            folder, source = Path(self.options.dump_dir), self.last_dump
+        elif snapshot is not None:
+            folder, source = Path(os.environ.get("TMPDIR", "/tmp")), None
+        else:
             return ""
-        folder = Path(self.options.dump_dir) if self.options.dump_dir else Path(os.environ.get("TMPDIR", "/tmp"))
         path = folder / f"{self.index:02d}-{self._base(spec)}.failed-input.mlir"
         try:
-            path.write_text(before)
+            path.write_text(source.read_text() if source is not None else print_ir(snapshot))
         except OSError:
             return ""
         return f" (its input IR: {path}; reproduce: fastmamba opt {path} -p '{spec}')"

@@ -83,14 +83,14 @@ def ranges_by_calibration(config: Mamba2Config, calib_layers: int = 1, length: i
 
 def quantized_module(config: Mamba2Config, length: int, ranges: dict, decode: bool = True):
     """The module `fastmamba compile` lowers (prefill at `length`, and decode), quantized with `ranges`."""
-    from compiler.compile import _merge_decode
+    from compiler.compile import merge_decode
     from compiler.frontend.importer import import_model
     from compiler.pipeline import run_pipeline
     from passes.calibrate import apply_ranges
 
     module = import_model(config, "prefill", length).module
     if decode:
-        _merge_decode(module, import_model(config, "prefill", 1).module)
+        merge_decode(module, import_model(config, "prefill", 1).module)
     run_pipeline(module, "fold-norm-weights,insert-hadamard{block=0 head=true},dce")
     apply_ranges(module, ranges, function="prefill")
     if decode:

@@ -32,13 +32,14 @@ import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 
+from compiler.backend.lowering import DEFAULT_PREFETCH
 from compiler.pipeline import build_pipeline, mamba_context, print_ir
+from compiler.runner import META_FORMAT
 from isa.errors import FastmambaError, InputError, ModelError
 
 __all__ = ["CompileOptions", "CompileResult", "compile_model", "calibration_tokens", "DEFAULT_CALIBRATION_TEXT",
-           "META_FORMAT", "quant_stages", "backend_stages"]
+           "META_FORMAT", "quant_stages", "backend_stages", "merge_decode"]
 
-META_FORMAT = "fastmamba/1"
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CALIBRATION_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 CALIBRATION_WINDOWS = 4
@@ -50,7 +51,7 @@ class CompileOptions:
     target: str = "vc709"
     calibration_windows: int = CALIBRATION_WINDOWS
     tile_kib: int = 0
-    prefetch: int = 3
+    prefetch: int = DEFAULT_PREFETCH
     print_after: tuple[str, ...] | bool = ()  # pass names, or True for all
     dump_dir: str | None = None
     time_passes: bool = False
@@ -162,7 +163,7 @@ class _Stages:
         return f" (its input IR: {path}; reproduce: fastmamba opt {path} -p '{spec}')"
 
 
-def _merge_decode(prefill: ModuleOp, decode: ModuleOp) -> None:
+def merge_decode(prefill: ModuleOp, decode: ModuleOp) -> None:
     """Move decode's @prefill (a length-1 prefill) into `prefill`'s module as @decode."""
     fn = next(op for op in decode.body.block.ops if isinstance(op, func.FuncOp))
     fn.detach()
@@ -198,7 +199,7 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     ids, origin = calibration_tokens(calibration_text, tokenizer, options.seq_len * options.calibration_windows,
                                      config.vocab_size)
     module = import_model(model, "prefill", options.seq_len).module
-    _merge_decode(module, import_model(model, "prefill", 1).module)
+    merge_decode(module, import_model(model, "prefill", 1).module)
     weights = NumpyWeights(store)
     import_s = time.perf_counter() - t0
     if options.time_passes:

@@ -21,7 +21,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from compiler.backend.lowering import LoweringOptions, lower_function
+from compiler.backend.lowering import DEFAULT_PREFETCH, LoweringOptions, lower_function
 from isa.errors import InputError
 from isa.target import load_target
 
@@ -34,7 +34,7 @@ class LowerToAccelPass(ModulePass):
 
     target: str = "vc709"
     tile_kib: int = 0
-    prefetch: int = 3
+    prefetch: int = DEFAULT_PREFETCH
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = load_target(self.target)

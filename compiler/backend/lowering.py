@@ -53,13 +53,14 @@ from isa.container import TensorDesc
 from isa.errors import InputError
 from isa.instructions import Instruction
 
-__all__ = ["LoweringOptions", "lower_function", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
+__all__ = ["LoweringOptions", "lower_function", "DEFAULT_PREFETCH", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
            "ELEMENT_BYTES", "dtype_of"]
 
 MEM_ATTR = "mem"  # on an instruction op: address field -> "b:NAME" / "c:NAME" / "t:NAME"
 BUFFERS_ATTR = "buffers"  # on a program: name -> bytes
 CONSTS_ATTR = "consts"  # on a program: the constant blocks (dictionaries, see ConstBlock)
 ELEMENT_BYTES = {"i8": 1, "i16": 2, "i32": 4, "f32": 4}
+DEFAULT_PREFETCH = 3  # weight tiles in flight ahead of the one being multiplied
 STATE_RING = 2  # SSM state chunks: double-buffered
 SCRATCH_RING = 2  # f32 LIN tiles converted by their consumer tile by tile
 MIN_TILE_BYTES = 16 * 1024  # auto tiling stops halving the streamed-block budget here
@@ -75,7 +76,7 @@ class LoweringError(InputError):
 @dataclass(frozen=True)
 class LoweringOptions:
     tile_bytes: int  # the on-chip budget of one streamed block (weight tile, state chunk)
-    prefetch: int = 3  # weight tiles loaded ahead of the tile being multiplied
+    prefetch: int = DEFAULT_PREFETCH  # weight tiles loaded ahead of the tile being multiplied
 
 
 def dtype_of(typ) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from compiler.backend.lowering import DEFAULT_PREFETCH
 from compiler.compile import CALIBRATION_WINDOWS, CompileOptions, backend_stages, compile_model, quant_stages
 from isa.errors import InputError
 
@@ -59,7 +60,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help=f"windows of --seq-len tokens to calibrate on (default {CALIBRATION_WINDOWS})")
     p.add_argument("--tile-kib", type=int, default=0, metavar="KIB",
                    help="on-chip budget of one streamed weight tile or state chunk (0: 1/16 of the buffer)")
-    p.add_argument("--prefetch", type=int, default=3, metavar="N", help="weight tiles loaded ahead (default 3)")
+    p.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH, metavar="N",
+                   help=f"weight tiles loaded ahead (default {DEFAULT_PREFETCH})")
 
 
 def options_of(args: argparse.Namespace, **extra) -> CompileOptions:

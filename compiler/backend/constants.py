@@ -51,8 +51,7 @@ def pack_block(kind: str, arrays: list[np.ndarray], params: Mapping[str, Any]) -
         return np.ascontiguousarray(np.asarray(w)[:, 0, :].T).astype("<i2").tobytes()
     if kind == "array":
         (v,) = arrays
-        return np.ascontiguousarray(np.asarray(v).astype(_NUMPY[params["dtype"]])).astype(
-            np.dtype(_NUMPY[params["dtype"]]).newbyteorder("<")).tobytes()
+        return np.asarray(v).astype(np.dtype(_NUMPY[params["dtype"]]).newbyteorder("<")).tobytes()  # row-major
     raise InputError(f"unknown constant block kind {kind!r}")
 
 

@@ -77,6 +77,16 @@ class ToVec(RewritePattern):
             self.count[0] += 1
 
 
+def _chain(first: mq.VecOp, op: mq.VecOp, a) -> mq.VecOp:
+    """One pass doing `first`'s micro-ops then `op`'s on `a` (first's input, or a slice of it): the one `b`
+    and the one rmsnorm group of the two, op's output type and scale."""
+    norm = next((v for v in (first, op) if "rmsnorm" in v.micro_ops), op)
+    b, b_exp = (first.b, first.b_exp.value.data) if first.b is not None else (op.b, op.b_exp.value.data)
+    out = mq.int_type_name(op.result.type.element_type) or "f32"
+    return mq.VecOp(a, b, first.micro_ops + op.micro_ops, a_exp=first.a_exp.value.data, b_exp=b_exp,
+                    group=norm.group.value.data, eps=norm.eps.value.data, out_type=out, out_scale=op.out_scale.value.data)
+
+
 @dataclass
 class MergeVec(RewritePattern):
     count: list[int] = field(default_factory=lambda: [0])
@@ -93,12 +103,7 @@ class MergeVec(RewritePattern):
         if len(norms) > 1 and (norms[0].group.value.data != norms[1].group.value.data
                                or norms[0].eps.value.data != norms[1].eps.value.data):
             return
-        norm = norms[0] if norms else op
-        b, b_exp = (first.b, first.b_exp.value.data) if first.b is not None else (op.b, op.b_exp.value.data)
-        out = mq.int_type_name(op.result.type.element_type) or "f32"
-        merged = mq.VecOp(first.a, b, ops, a_exp=first.a_exp.value.data, b_exp=b_exp, group=norm.group.value.data,
-                          eps=norm.eps.value.data, out_type=out, out_scale=op.out_scale.value.data)
-        rewriter.replace(op, merged)
+        rewriter.replace(op, _chain(first, op, first.a))
         rewriter.erase(first)
         self.count[0] += 1
 
@@ -131,10 +136,7 @@ class MergeThroughSlice(RewritePattern):
         if len(first.micro_ops) + len(op.micro_ops) > 4 or not _slices_into_vecs(first):
             return
         part = mamba.SliceOp(first.a, sl.axis.value.data, sl.start.value.data, sl.size.value.data)
-        out = mq.int_type_name(op.result.type.element_type) or "f32"
-        merged = mq.VecOp(part.result, op.b, first.micro_ops + op.micro_ops, a_exp=first.a_exp.value.data,
-                          b_exp=op.b_exp.value.data, group=op.group.value.data, eps=op.eps.value.data, out_type=out,
-                          out_scale=op.out_scale.value.data)
+        merged = _chain(first, op, part.result)
         rewriter.replace(op, [part, merged], [merged.result])
         self.count[0] += 1
 

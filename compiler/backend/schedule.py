@@ -179,9 +179,17 @@ def _better_soon(queue: _SlotQueue, t: int, hold: int, prio: Sequence[int]) -> i
     cycles of t: the cycle it does (the unit waits for it rather than start a long op of lower priority)."""
     if hold <= 0 or not queue.available:
         return None
-    best = -queue.available[0][0]
-    soon = [d for d, n in queue.waiting if d <= t + hold and prio[n] > best]
-    return min(soon) if soon else None
+    best, limit, waiting = -queue.available[0][0], t + hold, queue.waiting
+    found, stack = None, [0] if waiting else []
+    while stack:  # the heap's entries with data <= limit: prune each subtree whose root is later
+        i = stack.pop()
+        d, n = waiting[i]
+        if d > limit:
+            continue
+        if prio[n] > best and (found is None or d < found):
+            found = d
+        stack.extend(c for c in (2 * i + 1, 2 * i + 2) if c < len(waiting))
+    return found
 
 
 def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, lookahead: int,

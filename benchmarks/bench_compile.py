@@ -68,13 +68,14 @@ def main() -> None:
 def calibration_only(args) -> None:
     import numpy as np
 
+    from compiler.compile import around_calibration
     from compiler.frontend.importer import import_model
     from compiler.pipeline import run_pipeline
     from passes.calibrate import calibrate_module
 
     config = SHAPES[args.shape]
     module = import_model(config, "prefill", args.seq_len).module
-    run_pipeline(module, "fold-norm-weights,insert-hadamard{block=0 head=true},dce")
+    run_pipeline(module, around_calibration()[0])
     tokens = np.random.default_rng(0).integers(0, config.vocab_size, args.windows * args.seq_len)
     start = time.perf_counter()
     ranges = calibrate_module(module, RandomWeights(config), tokens, windows=args.windows)

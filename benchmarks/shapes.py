@@ -60,13 +60,14 @@ class RandomWeights(Mapping[str, np.ndarray]):
 
 def ranges_by_calibration(config: Mamba2Config, calib_layers: int = 1, length: int = 8, seed: int = 0) -> dict:
     """Ranges of every site of `config`, measured on a `calib_layers`-layer model of the same widths."""
+    from compiler.compile import around_calibration
     from compiler.frontend.importer import import_model
     from compiler.pipeline import run_pipeline
     from passes.calibrate import calibrate_module
 
     small = replace(config, n_layer=min(calib_layers, config.n_layer))
     module = import_model(small, "prefill", length).module
-    run_pipeline(module, "fold-norm-weights,insert-hadamard{block=0 head=true},dce")
+    run_pipeline(module, around_calibration()[0])
     tokens = np.random.default_rng(seed).integers(0, config.vocab_size, length)
     measured = calibrate_module(module, RandomWeights(small, seed), tokens, windows=1)
     out = {}
@@ -83,7 +84,7 @@ def ranges_by_calibration(config: Mamba2Config, calib_layers: int = 1, length: i
 
 def quantized_module(config: Mamba2Config, length: int, ranges: dict, decode: bool = True):
     """The module `fastmamba compile` lowers (prefill at `length`, and decode), quantized with `ranges`."""
-    from compiler.compile import merge_decode
+    from compiler.compile import around_calibration, merge_decode
     from compiler.frontend.importer import import_model
     from compiler.pipeline import run_pipeline
     from passes.calibrate import apply_ranges
@@ -91,9 +92,10 @@ def quantized_module(config: Mamba2Config, length: int, ranges: dict, decode: bo
     module = import_model(config, "prefill", length).module
     if decode:
         merge_decode(module, import_model(config, "prefill", 1).module)
-    run_pipeline(module, "fold-norm-weights,insert-hadamard{block=0 head=true},dce")
+    before, after = around_calibration()
+    run_pipeline(module, before)
     apply_ranges(module, ranges, function="prefill")
     if decode:
         apply_ranges(module, ranges, function="decode")
-    run_pipeline(module, 'assign-scales{head="int8"},approximate-nonlinear,fuse-elementwise')
+    run_pipeline(module, after)
     return module

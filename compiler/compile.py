@@ -5,7 +5,7 @@ Place in the flow: the top of the compiler, run by `fastmamba compile` and
 
     import          torch.export of the prefill graph at --seq-len and at length 1 (the decode step:
                     a prefill of one token from the carried states), raised to `mamba`, one module
-    fold-norm-weights, insert-hadamard{block=0}, dce
+    fold-norm-weights, insert-hadamard{block=0 head=true}, dce
     calibrate       ranges recorded by interpreting @prefill on calibration tokens, copied onto @decode
     assign-scales{head="int8"}, approximate-nonlinear, fuse-elementwise
     lower-to-accel, plan-memory, schedule-vliw
@@ -38,7 +38,7 @@ from compiler.runner import META_FORMAT
 from isa.errors import FastmambaError, InputError, ModelError
 
 __all__ = ["CompileOptions", "CompileResult", "compile_model", "calibration_tokens", "DEFAULT_CALIBRATION_TEXT",
-           "META_FORMAT", "quant_stages", "backend_stages", "merge_decode"]
+           "META_FORMAT", "quant_stages", "around_calibration", "backend_stages", "merge_decode"]
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CALIBRATION_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -69,6 +69,13 @@ class CompileResult:
 def quant_stages() -> list[str]:
     return ["fold-norm-weights", "insert-hadamard{block=0 head=true}", "dce", "calibrate",
             'assign-scales{head="int8"}', "approximate-nonlinear", "fuse-elementwise"]
+
+
+def around_calibration() -> tuple[str, str]:
+    """The quantization stages before and after calibrate, as pipeline specs (for code that calibrates itself)."""
+    stages = quant_stages()
+    cut = stages.index("calibrate")
+    return ",".join(stages[:cut]), ",".join(stages[cut + 1:])
 
 
 def backend_stages(o: CompileOptions) -> list[str]:

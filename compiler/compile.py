@@ -96,7 +96,9 @@ def calibration_tokens(text_path: str | os.PathLike | None, tokenizer, count: in
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read calibration text {path}: {exc.strerror}") from None
-        ids = list(data) if tokenizer.is_byte_level else tokenizer.encode(data.decode("utf-8", errors="replace"))
+        from compiler.quant.evaluate import calibration_ids
+
+        ids, _ = calibration_ids(data, 0, len(data), tokenizer)
         if len(ids) < count:
             raise InputError(f"calibration text {path} holds {len(ids)} tokens, {count} are needed")
         return np.asarray(ids[:count], np.int64), f"the first {count} tokens of {path}"

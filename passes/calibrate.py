@@ -229,6 +229,7 @@ class CalibratePass(ModulePass):
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
         from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
+        from compiler.quant.evaluate import calibration_ids
         from compiler.tokenizer import load_tokenizer
         from compiler.weights import NumpyWeights
 
@@ -242,6 +243,6 @@ class CalibratePass(ModulePass):
         model_dir = self.model or DEFAULT_MODEL_DIR
         config, store = load_model(model_dir)
         tokenizer = load_tokenizer(config, model_dir)
-        ids = list(data) if tokenizer.is_byte_level else tokenizer.encode(data.decode("utf-8", errors="replace"))
-        calibrate_module(op, NumpyWeights(store), np.asarray(ids), function=self.function, method=self.method,
+        ids, _ = calibration_ids(data, 0, len(data), tokenizer)
+        calibrate_module(op, NumpyWeights(store), ids, function=self.function, method=self.method,
                          percentile=self.percentile, windows=self.windows, target=self.target)

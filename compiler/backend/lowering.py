@@ -332,17 +332,19 @@ class _Lowering:
         self._emit_vec(op, a, dst, rows, cols)
         self.views[op.result] = dst
 
-    def _emit_vec(self, op: mq.VecOp, a: View, dst: View, rows: int, cols: int, where: str = "") -> None:
-        """One `vec` computing `op` on the [rows, cols] block at `a` into `dst` (b, if any, whole)."""
+    def _emit_vec(self, op: mq.VecOp, a: View, dst: View, rows: int, cols: int, where: str = "",
+                  b: View | None = None) -> None:
+        """One `vec` computing `op` on the [rows, cols] block at `a` into `dst`; its b operand, if any, whole
+        or (`b` given) the [rows, cols] block at `b`."""
         ops = list(op.micro_ops)
         if len(ops) > 4:
             raise LoweringError(f"{op.name}: {len(ops)} micro-ops, the VEC unit chains at most 4")
         mem = {"a": "b:" + a.block, "dst": "b:" + dst.block}
         b_args = dict(b=0, b_type="f32", b_exp=0, b_mode="none", b_ld=cols)
         if op.b is not None:
-            b = self._vec_operand(op.b, op.name)
             b_rows, _ = _as2d(op.b)
             mode = "row" if len(_shape(op.b)) == 1 or (b_rows == 1 and rows > 1) else "full"
+            b = b or self._vec_operand(op.b, op.name)
             b_args = dict(b=b.offset, b_type=b.dtype, b_exp=op.b_exp.value.data, b_mode=mode,
                           b_ld=b.ld if mode == "full" else cols)
             mem["b"] = "b:" + b.block
@@ -353,16 +355,22 @@ class _Lowering:
             args[f"op{k}"] = ops[k] if k < len(ops) else "none"
         self.emit("vec", args, mem, f"{op.name} {'+'.join(ops) or 'convert'}{where}")
 
-    def _tile_consumer(self, value: SSAValue) -> mq.VecOp | None:
-        """The one vec reading `value` element by element (no b, no norm), which can then run per LIN tile on
-        a scratch tile instead of on the whole f32 result (which is then never stored)."""
+    def _tile_consumer(self, value: SSAValue) -> tuple[mq.VecOp, int] | None:
+        """The one vec reading `value` element by element (no norm) and its operand index, which can then run
+        per LIN tile on a scratch tile instead of on the whole f32 result (which is then never stored): as
+        its a operand with no b, or as its whole b operand (e.g. the residual add) when its a is on chip."""
         uses = list(value.uses)
-        if len(uses) != 1 or uses[0].index != 0:
+        if len(uses) != 1:
             return None
-        vec = uses[0].operation
-        if not isinstance(vec, mq.VecOp) or vec.b is not None or "rmsnorm" in vec.micro_ops:
+        vec, index = uses[0].operation, uses[0].index
+        if not isinstance(vec, mq.VecOp) or "rmsnorm" in vec.micro_ops:
             return None
-        return vec
+        if index == 0 and vec.b is None:
+            return vec, 0
+        if index == 1 and vec.a is not value and vec.a in self.views and _shape(vec.a) == _shape(value) \
+                and _shape(vec.result) == _shape(value):
+            return vec, 1
+        return None
 
     def _vec_operand(self, value: SSAValue, where: str) -> View:
         if value in self.views:
@@ -395,7 +403,7 @@ class _Lowering:
         order = sorted(self.segments[op.result], key=lambda seg: min(
             (self.position.get(u.operation, len(self.position)) for u in seg[2].uses), default=len(self.position)))
         for s0, s1, value in order:
-            consumer = self._tile_consumer(value)
+            consumer, operand = self._tile_consumer(value) or (None, 0)
             if consumer is not None:  # f32 tiles in a scratch ring, converted by the consumer tile by tile
                 self.skip.add(consumer)
                 out = self.homes.get(consumer.result) or self.new_view(
@@ -410,7 +418,7 @@ class _Lowering:
                     tiles.append((c0, c1, dst.at(0, c0 - s0, T, c1 - c0), None, None))
                 else:
                     scratch = self.ring("lin_out", SCRATCH_RING, T * (c1 - c0) * 4)
-                    tiles.append((c0, c1, View(scratch, 0, c1 - c0, "f32", T, c1 - c0), consumer,
+                    tiles.append((c0, c1, View(scratch, 0, c1 - c0, "f32", T, c1 - c0), (consumer, operand),
                                   out.at(0, c0 - s0, T, c1 - c0)))
         act_scale = op.act_scale.value.data
         loaded = []
@@ -433,7 +441,12 @@ class _Lowering:
                       {"dst": "b:" + dst.block, "src": "b:" + a.block, "wgt": "b:" + loaded[j],
                        "scale": "b:" + loaded[j]}, f"{op.name} {site} tile {j}")
             if consumer is not None:
-                self._emit_vec(consumer, dst, out, T, n, f" ({site} tile {j})")
+                vec, operand = consumer
+                if operand == 0:
+                    self._emit_vec(vec, dst, out, T, n, f" ({site} tile {j})")
+                else:
+                    a_tile = self.views[vec.a].at(0, c0 - s0, T, n)
+                    self._emit_vec(vec, a_tile, out, T, n, f" ({site} tile {j})", b=dst)
             if j + self.opt.prefetch < len(tiles):
                 load(j + self.opt.prefetch)
 

@@ -9,7 +9,9 @@ DMA, recurrent states in DDR) is compiler/backend/lowering.py.
 Options: `target`; `tile_kib` (the on-chip budget of one streamed weight tile
 or state chunk; 0 = automatic: 1/16 of the target's buffer, halved while the
 rings and the activations live at once would not fit); `prefetch` (weight
-tiles loaded ahead).
+tiles loaded ahead); `fuse_front` (default true: each layer's in_proj, conv
+and scan lowered together so the scan starts after a few in_proj tiles;
+false: op by op, the scan after the whole conv).
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ class LowerToAccelPass(ModulePass):
     target: str = "vc709"
     tile_kib: int = 0
     prefetch: int = DEFAULT_PREFETCH
+    fuse_front: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = load_target(self.target)
         if self.prefetch < 1 or self.tile_kib < 0:
             raise InputError("lower-to-accel: prefetch must be >= 1 and tile_kib >= 0")
         tile = self.tile_kib * 1024 or target.buffer_bytes // DEFAULT_TILE_FRACTION
-        options = LoweringOptions(tile_bytes=tile, prefetch=self.prefetch)
+        options = LoweringOptions(tile_bytes=tile, prefetch=self.prefetch, fuse_front=self.fuse_front)
         fns = [f for f in op.body.block.ops if isinstance(f, func.FuncOp) and not f.sym_name.data.endswith("_constants")]
         if not fns:
             raise InputError("lower-to-accel: the module has no function to lower")

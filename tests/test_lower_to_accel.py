@@ -100,15 +100,34 @@ def test_small_tiles_and_chunks_give_the_same_result():
     _, weights, module, ids = quantized("groups2", 6)
     drop_head(module)
     other = parse_ir(print_ir(module))
+    unfused = parse_ir(print_ir(module))
     run_pipeline(module, "lower-to-accel,plan-memory,schedule-vliw")
     run_pipeline(other, "lower-to-accel{tile_kib=1 prefetch=1},plan-memory,schedule-vliw")
+    run_pipeline(unfused, "lower-to-accel{fuse_front=false},plan-memory,schedule-vliw")
     assert print_ir(other).count("accel.lin ") > print_ir(module).count("accel.lin ")
     assert print_ir(other).count("accel.ssm ") > print_ir(module).count("accel.ssm ")
+    assert print_ir(module).count("accel.conv ") > print_ir(unfused).count("accel.conv ") == 2  # per channel range
     _, a = simulate(module, weights, ids)
-    _, b = simulate(other, weights, ids)
-    assert np.array_equal(a.outputs["logits"], b.outputs["logits"])
-    for key in a.states:
-        assert np.array_equal(a.states[key], b.states[key])
+    for variant in (other, unfused):
+        _, b = simulate(variant, weights, ids)
+        assert np.array_equal(a.outputs["logits"], b.outputs["logits"])
+        for key in a.states:
+            assert np.array_equal(a.states[key], b.states[key])
+
+
+def test_fused_front_starts_the_scan_before_in_proj_ends():
+    """With the fused front, a layer's first SSM op comes before its in_proj's last tiles (B|C, dt and the
+    first x chunk are computed first); op by op, every SSM op follows every in_proj tile."""
+    _, _, module, _ = quantized("tiny", 12, n_layer=1)
+    drop_head(module)
+    unfused = parse_ir(print_ir(module))
+    run_pipeline(module, "lower-to-accel{tile_kib=4}")
+    run_pipeline(unfused, "lower-to-accel{tile_kib=4 fuse_front=false}")
+    for mod, before in ((module, True), (unfused, False)):
+        ops = [(o.name, o.debug_text or "") for o in next(p for p in mod.walk() if isinstance(p, ProgramOp)).body.block.ops]
+        first_ssm = next(n for n, (name, _) in enumerate(ops) if name == "accel.ssm")
+        last_in_proj = max(n for n, (name, d) in enumerate(ops) if name == "accel.lin" and "in_proj" in d)
+        assert (first_ssm < last_in_proj) == before
 
 
 def test_states_carry_from_run_to_run():
@@ -195,3 +214,31 @@ def test_lin_tile_packing_matches_the_qlinear_rescale():
     assert np.frombuffer(data[8:], "<f4").tolist() == want.tolist()
     conv = pack_block("conv_w", [np.arange(6).reshape(3, 1, 2)], {})
     assert np.frombuffer(conv, "<i2").tolist() == [0, 2, 4, 1, 3, 5]
+    conv = pack_block("conv_w", [np.arange(6).reshape(3, 1, 2)], {"rows": [1, 3]})  # channels 1 and 2
+    assert np.frombuffer(conv, "<i2").tolist() == [2, 4, 3, 5]
+    bias = pack_block("array", [np.array([7, 8, 9])], {"dtype": "i32", "rows": [2, 3]})
+    assert np.frombuffer(bias, "<i4").tolist() == [9]
+
+
+def test_plan_memory_keeps_a_buffer_until_its_last_reader_completes():
+    """`one`'s last reader (a long vec) still runs when the next vec, issued as soon as the unit is free,
+    writes `two`: giving `two` one's dead space would make it wait for that reader; plan-memory does not."""
+    from xdsl.dialects.builtin import DictionaryAttr
+    from test_schedule_vliw import vec
+
+    def vec_op(a: str, dst: str, rows: int, cols: int):
+        op = op_of(vec(0, 0, rows, cols))
+        op.attributes[MEM_ATTR] = DictionaryAttr({"a": StringAttr(a), "dst": StringAttr(dst)})
+        return op
+
+    ops = [_ld("b:one", "c:w", 4096), _ld("b:four", "c:v", 16), vec_op("b:one", "b:three", 64, 64),
+           vec_op("b:four", "b:two", 1, 16)]
+    program = _program("p", ops, {"one": 4096, "two": 4096, "three": 4096, "four": 16}, [("w", 4096), ("v", 16)])
+    plan_memory(ModuleOp([program]), VC709)
+    base = {}
+    for op in program.body.block.ops:
+        instr = instruction_of(op)
+        if instr.op == "vec":
+            base.setdefault("one" if instr["rows"] == 64 else "four", instr["a"])
+            base.setdefault("three" if instr["rows"] == 64 else "two", instr["dst"])
+    assert not base["one"] <= base["two"] < base["one"] + 4096 and not base["two"] <= base["one"] < base["two"] + 4096

@@ -115,12 +115,11 @@ def test_graph_of_a_reused_buffer_stays_linear():
 
 
 def reference_list_schedule(instrs, target, lookahead=0) -> list[list[int]]:
-    """Each bundle: at the first cycle some ready op can issue, the highest-priority ready op per free slot."""
+    """Each bundle: at the first cycle some ready op can issue, the highest-priority ready op per free slot
+    (priorities as the scheduler ranks ops; test_priorities_follow_true_dependences checks those)."""
     graph = all_pairs_graph(instrs)
     dur = [costs.duration(i, target) for i in instrs]
-    prio = {}
-    for n in reversed(range(len(instrs))):
-        prio[n] = dur[n] + max((prio[s] for s in graph.successors(n)), default=0)
+    prio = sched_mod._priorities(dependence_graph(instrs), dur)  # the rule under test is the scheduling, not this
     finish, unit_free, queue, channel = {}, defaultdict(int), [], 0
     depth = target.dma_queue_depth
 
@@ -235,3 +234,25 @@ def test_the_benchmark_model_runs_as_modelled_with_weights_streamed():
     graph = dependence_graph(prog)
     assert graph.number_of_edges() <= 6 * len(prog)
     assert bench.main(["--layers", "2", "--tokens", "16", "--simulate"]) == 0
+
+
+def test_priorities_follow_true_dependences():
+    """Two LIN ops ready together: P feeds a VEC op; Q only starts a chain of anti- and output dependences
+    (its weight slot reloaded for two more tiles writing the same output).  P has the longer chain of
+    results waiting for it and goes first, though Q comes first in program order and its ordering chain
+    is longer."""
+    ZERO, OUT0, SLOT_Q, SLOT_P, X, Y, V = 0x0, 0x1000, 0x5000, 0x6000, 0x7000, 0xB000, 0xF000
+    tile = 64 * 64
+    prog = [lin(OUT0, ZERO, ZERO, 64, 64, 64),  # keeps LIN busy while both tiles load
+            ld(SLOT_Q, 0, 1, tile), lin(Y, ZERO, SLOT_Q, 64, 64, 64),
+            ld(SLOT_Q, tile, 1, tile), lin(Y, ZERO, SLOT_Q, 64, 64, 64),
+            ld(SLOT_Q, 2 * tile, 1, tile), lin(Y, ZERO, SLOT_Q, 64, 64, 64),
+            ld(SLOT_P, 3 * tile, 1, tile), lin(X, ZERO, SLOT_P, 64, 64, 64),
+            vec(V, X, 64, 64, a_type="i32")]
+    p_lin, q_lin = 8, 2
+    dur = [costs.duration(i, VC709) for i in prog]
+    assert dur[q_lin] + 2 * (dur[3] + dur[4]) > dur[p_lin] + dur[9]  # the ordering chain is the longer one
+    prio = sched_mod._priorities(dependence_graph(prog), dur)
+    assert prio[p_lin] == dur[p_lin] + dur[9] and prio[q_lin] == dur[q_lin]
+    lins = [n for bundle in schedule(prog, VC709).sources for n in bundle if n is not None and prog[n].op == "lin"]
+    assert lins[:3] == [0, p_lin, q_lin]

@@ -9,6 +9,8 @@ lower-to-accel) and which of its results it packs:
   (as the qlinear op defines its rescale);
 - `conv_w` (w [C, 1, K]): i16 taps as [K, C] (the CONV unit's layout);
 - `array` (v) {dtype}: the tensor as is, row-major, of that dtype.
+`conv_w` and `array` take an optional `rows` [r0, r1) too: only those
+channels (conv_w) or first-axis rows (array), for an op on a channel range.
 Blocks are evaluated one at a time (results shared by consecutive blocks,
 such as one linear's quantized weight, are kept until a block needs other
 ones), so a large model's image is built without holding every weight's
@@ -48,11 +50,18 @@ def pack_block(kind: str, arrays: list[np.ndarray], params: Mapping[str, Any]) -
         return body + scale.astype("<f4").tobytes()
     if kind == "conv_w":
         (w,) = arrays
-        return np.ascontiguousarray(np.asarray(w)[:, 0, :].T).astype("<i2").tobytes()
+        return np.ascontiguousarray(_rows(np.asarray(w), params)[:, 0, :].T).astype("<i2").tobytes()
     if kind == "array":
         (v,) = arrays
-        return np.asarray(v).astype(np.dtype(_NUMPY[params["dtype"]]).newbyteorder("<")).tobytes()  # row-major
+        return _rows(np.asarray(v), params).astype(np.dtype(_NUMPY[params["dtype"]]).newbyteorder("<")).tobytes()  # row-major
     raise InputError(f"unknown constant block kind {kind!r}")
+
+
+def _rows(array: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+    if "rows" not in params:
+        return array
+    r0, r1 = params["rows"]
+    return array[r0:r1]
 
 
 class _Evaluator:

@@ -23,10 +23,16 @@ Mapping (T tokens, per layer):
 - `qlinear`: weight-stationary tiles along the output channels (each tile
   [n_t, K] int8 + its n_t f32 rescales, one DMA, `prefetch` tiles ahead), one
   `lin` per tile over all T tokens; tiles never straddle a `mamba.slice` of
-  the result, each slice is its own buffer.
+  the result, each slice is its own buffer; an element-wise vec reading a
+  slice (the int16 conversions, the residual add) runs per tile.
 - `qconv1d` -> `ld` state, weights, bias; one `conv` (upd = 1); `st` state.
 - `qssm_scan` -> per chunk of heads (state bytes within the tile budget, at
   B/C group boundaries): `ld` state chunk, `ssm`, `st` state chunk.
+- the mixer front (option fuse_front, default): in_proj's xBC and dt tiles,
+  the conv and the scan as one unit (`_Front`): B|C and dt first, then x
+  head chunk by head chunk, each chunk's conv (a channel range: its state
+  moved with strided DMA), SiLU and SSM op right after its tiles, so the
+  scan runs beside in_proj instead of after it.
 - the head: a `qlinear` on the last position; `st` logits and the
   `vec.argmax` next token.
 Recurrent states live in DDR as the program's `state` tensors
@@ -37,8 +43,10 @@ from them (zero for a new sequence).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsl.dialects import func
@@ -77,6 +85,7 @@ class LoweringError(InputError):
 class LoweringOptions:
     tile_bytes: int  # the on-chip budget of one streamed block (weight tile, state chunk)
     prefetch: int = DEFAULT_PREFETCH  # weight tiles loaded ahead of the tile being multiplied
+    fuse_front: bool = True  # a layer's in_proj, conv and scan lowered as one unit (_Front); False: op by op
 
 
 def dtype_of(typ) -> str:
@@ -107,6 +116,38 @@ class View:
     def at(self, row: int = 0, col: int = 0, rows: int | None = None, cols: int | None = None) -> "View":
         return View(self.block, self.offset + (row * self.ld + col) * self.esize, self.ld, self.dtype,
                     self.rows - row if rows is None else rows, self.cols - col if cols is None else cols)
+
+
+@dataclass(frozen=True)
+class _Front:
+    """A layer's mixer front lowered as one unit, so that the scan starts early.
+
+    in_proj's xBC columns are computed B and C first, then dt, then x head chunk by head chunk; the
+    depthwise conv runs per channel range as soon as its columns are there (B|C, then each x chunk), and
+    each chunk's SiLU and SSM op follow its conv.  Every SSM op gets its own [T, h P + 2 g N] buffer (its
+    x columns, then its groups' B and C, SiLU'd into it from the B|C conv output), so that no op waits
+    for a neighbour's columns of a shared, pitched buffer."""
+
+    seg: SSAValue  # the linear's xBC slice (converted by `convert`, read by the conv)
+    dt_seg: SSAValue  # the linear's dt slice
+    convert: mq.VecOp
+    conv: mq.QConv1dOp
+    scan: mq.QSSMScanOp
+    chunks: list[tuple[int, int]]  # (first head, heads) of each SSM op
+
+
+@dataclass
+class _Tile:
+    """One weight tile of a linear: output columns [c0, c1), its LIN op's destination, and optionally the
+    vec converting it (vec, operand index) into `out` (column `col` of the vec's result)."""
+
+    c0: int
+    c1: int
+    col: int
+    dst: View
+    consumer: tuple | None = None
+    out: View | None = None
+    after: Callable[[], None] | None = None  # emits what waits for this tile (a mixer front's next steps)
 
 
 @dataclass
@@ -159,6 +200,7 @@ class _Lowering:
         self.homes: dict[SSAValue, View] = {}  # preassigned destinations (joint x/B/C, slices of a linear)
         self.segments: dict[SSAValue, list[tuple[int, int, SSAValue]]] = {}  # linear result -> (c0, c1, value)
         self.skip: set[Operation] = set()
+        self.fronts: dict[SSAValue, _Front] = {}  # the linear slice feeding a conv -> its layer's front
         self.state_store: dict[SSAValue, str] = {}  # new-state value -> DDR state tensor
         self.count = 0
         self.rings: dict[str, int] = {}
@@ -228,7 +270,8 @@ class _Lowering:
         self.position = {op: n for n, op in enumerate(self.fn.body.block.ops)}
         for op in self.fn.body.block.ops:
             if isinstance(op, mq.QSSMScanOp):
-                self._plan_joint(op)
+                if not (self.opt.fuse_front and self._plan_front(op)):
+                    self._plan_joint(op)
             elif isinstance(op, mq.QLinearOp):
                 self._plan_segments(op)
         ret = self.fn.body.block.last_op
@@ -238,6 +281,44 @@ class _Lowering:
             while isinstance(op, (mq.VecOp, mq.DequantizeOp)) and not (isinstance(op, mq.VecOp) and op.micro_ops):
                 self.skip.add(op)
                 op = op.operands[0].owner
+
+    def _plan_front(self, op: mq.QSSMScanOp) -> bool:
+        """Plan the mixer front of `op`'s layer as one unit (see _Front) when the IR has its shape: the
+        scan's x, B, C are column slices of one conv's output, each through one vec; the conv reads one
+        slice of a linear's result through one converting vec, and the scan's dt is another slice of that
+        result through one vec.  False (nothing planned) otherwise."""
+        T, xw = _as2d(op.x)
+        bw = _as2d(op.B)[1]
+        source = self._conv_columns(op, xw, bw)
+        if source is None:
+            return False
+        conv = source.owner
+        segs = {}
+        for value in (conv.x, op.dt_raw):
+            vec = value.owner
+            seg = vec.a if isinstance(vec, mq.VecOp) else None
+            lin = seg.owner.x.owner if seg is not None and isinstance(seg.owner, mamba.SliceOp) else None
+            if not isinstance(lin, mq.QLinearOp) or lin.result not in self.segments or len(list(value.uses)) != 1 \
+                    or seg not in [v for _, _, v in self.segments[lin.result]] or self._tile_consumer(seg) != (vec, 0):
+                return False
+            segs[value] = (lin, seg)
+        (lin, seg), (dt_lin, dt_seg) = segs[conv.x], segs[op.dt_raw]
+        if lin is not dt_lin:
+            return False
+        H, P, N = _shape(op.new_state)
+        self.fronts[seg] = _Front(seg, dt_seg, conv.x.owner, conv, op, self._scan_chunks(H, P, N, bw // N))
+        self.skip.update({conv, op})
+        for value in (op.x, op.B, op.C):
+            self.skip.update({value.owner, value.owner.a.owner})
+        return True
+
+    def _scan_chunks(self, H: int, P: int, N: int, G: int) -> list[tuple[int, int]]:
+        """(first head, heads) of each SSM op of a scan: state bytes within the tile budget, at B/C group
+        boundaries (a chunk within one group, or whole groups)."""
+        hpg = H // G
+        limit = max(1, self.opt.tile_bytes // (P * N * 4))
+        hc = max(c for c in range(1, min(limit, H) + 1) if hpg % c == 0 or (c % hpg == 0))
+        return [(h0, min(hc, H - h0)) for h0 in range(0, H, hc)]
 
     def _plan_joint(self, op: mq.QSSMScanOp) -> None:
         T, xw = _as2d(op.x)
@@ -397,34 +478,24 @@ class _Lowering:
         if per_row * TILE_ALIGN > self.target.buffer_bytes // 4:
             raise LoweringError(f"{op.name} ({site}): a weight tile of {TILE_ALIGN} rows x {K} does not fit a quarter "
                                 f"of the on-chip buffer ({self.target.buffer_bytes} bytes)")
-        tiles = []  # (c0, c1, dst view, the vec applied to the tile or None, that vec's destination)
         # The segment needed first is computed first (Mamba2's in_proj: xBC and dt before z, so the conv and
-        # the scan overlap the z tiles).
+        # the scan overlap the z tiles); a mixer front orders its own columns (see _Front).
         order = sorted(self.segments[op.result], key=lambda seg: min(
             (self.position.get(u.operation, len(self.position)) for u in seg[2].uses), default=len(self.position)))
+        fronts = [self.fronts[value] for _, _, value in order if value in self.fronts]
+        dt_segs = {front.dt_seg for front in fronts}
+        tiles: list[_Tile] = []
         for s0, s1, value in order:
-            consumer, operand = self._tile_consumer(value) or (None, 0)
-            if consumer is not None:  # f32 tiles in a scratch ring, converted by the consumer tile by tile
-                self.skip.add(consumer)
-                out = self.homes.get(consumer.result) or self.new_view(
-                    f"{self.name}.{site}.out", T, s1 - s0, dtype_of(consumer.result.type))
-                self.views[consumer.result] = out
-            else:
-                dst = self.homes.get(value) or self.new_view(f"{self.name}.{site}.out", T, s1 - s0, "f32")
-                self.views[value] = dst
-            for c0 in range(s0, s1, n_max):
-                c1 = min(s1, c0 + n_max)
-                if consumer is None:
-                    tiles.append((c0, c1, dst.at(0, c0 - s0, T, c1 - c0), None, None))
-                else:
-                    scratch = self.ring("lin_out", SCRATCH_RING, T * (c1 - c0) * 4)
-                    tiles.append((c0, c1, View(scratch, 0, c1 - c0, "f32", T, c1 - c0), (consumer, operand),
-                                  out.at(0, c0 - s0, T, c1 - c0)))
+            if value in self.fronts:
+                dt = next(seg for seg in order if seg[2] is self.fronts[value].dt_seg)
+                self._front_tiles(self.fronts[value], s0, dt, T, n_max, site, tiles)
+            elif value not in dt_segs:
+                self._segment_tiles(s0, s1, value, T, n_max, site, tiles)
         act_scale = op.act_scale.value.data
         loaded = []
 
         def load(j: int) -> None:
-            c0, c1 = tiles[j][:2]
+            c0, c1 = tiles[j].c0, tiles[j].c1
             n = c1 - c0
             nbytes = _round4(n * K) + 4 * n
             cname = self.const(f"{site}.t{j}", "lin_tile", (op.wq, op.wscale), nbytes, rows=[c0, c1],
@@ -433,46 +504,151 @@ class _Lowering:
                                           ring=("weight", self.opt.prefetch + 1)))
         for j in range(min(self.opt.prefetch, len(tiles))):
             load(j)
-        for j, (c0, c1, dst, consumer, out) in enumerate(tiles):
-            n = c1 - c0
+        for j, tile in enumerate(tiles):
+            n, dst = tile.c1 - tile.c0, tile.dst
             self.emit("lin", dict(dst=dst.offset, src=a.offset, wgt=0, scale=_round4(n * K), m=T, k=K, n=n,
                                   src_ld=a.ld, dst_ld=dst.ld, src_type=a.dtype, hlog2=op.hlog2.value.data,
                                   qmul=op.qmul.value.data, qshift=op.qshift.value.data, acc=0, out="f32"),
                       {"dst": "b:" + dst.block, "src": "b:" + a.block, "wgt": "b:" + loaded[j],
                        "scale": "b:" + loaded[j]}, f"{op.name} {site} tile {j}")
-            if consumer is not None:
-                vec, operand = consumer
+            if tile.consumer is not None:
+                vec, operand = tile.consumer
                 if operand == 0:
-                    self._emit_vec(vec, dst, out, T, n, f" ({site} tile {j})")
+                    self._emit_vec(vec, dst, tile.out, T, n, f" ({site} tile {j})")
                 else:
-                    a_tile = self.views[vec.a].at(0, c0 - s0, T, n)
-                    self._emit_vec(vec, a_tile, out, T, n, f" ({site} tile {j})", b=dst)
+                    a_tile = self.views[vec.a].at(0, tile.col, T, n)
+                    self._emit_vec(vec, a_tile, tile.out, T, n, f" ({site} tile {j})", b=dst)
             if j + self.opt.prefetch < len(tiles):
                 load(j + self.opt.prefetch)
+            if tile.after is not None:
+                tile.after()
+
+    def _segment_tiles(self, s0: int, s1: int, value: SSAValue, T: int, n_max: int, site: str,
+                       tiles: list["_Tile"], out: View | None = None, after=None) -> None:
+        """The weight tiles of a linear's columns [s0, s1) (the slice `value`): into the slice's buffer, or
+        (when one vec reads the slice element by element) into a scratch ring converted tile by tile into
+        `out` (default: a new buffer for the vec's result).  `after` runs once the last tile is done."""
+        consumer, operand = self._tile_consumer(value) or (None, 0)
+        if consumer is not None:  # f32 tiles in a scratch ring, converted by the consumer tile by tile
+            self.skip.add(consumer)
+            if out is None:
+                out = self.homes.get(consumer.result) or self.new_view(
+                    f"{self.name}.{site}.out", T, s1 - s0, dtype_of(consumer.result.type))
+                self.views[consumer.result] = out
+        else:
+            out = self.homes.get(value) or self.new_view(f"{self.name}.{site}.out", T, s1 - s0, "f32")
+            self.views[value] = out
+        for c0 in range(s0, s1, n_max):
+            c1 = min(s1, c0 + n_max)
+            block = out.at(0, c0 - s0, T, c1 - c0)
+            if consumer is None:
+                tiles.append(_Tile(c0, c1, c0 - s0, block))
+            else:
+                scratch = self.ring("lin_out", SCRATCH_RING, T * (c1 - c0) * 4)
+                tiles.append(_Tile(c0, c1, c0 - s0, View(scratch, 0, c1 - c0, "f32", T, c1 - c0),
+                                   (consumer, operand), block))
+        tiles[-1].after = after
+
+    def _front_tiles(self, front: _Front, s0: int, dt: tuple, T: int, n_max: int, site: str,
+                     tiles: list["_Tile"]) -> None:
+        """A mixer front's tiles (B|C, dt, then x chunk by chunk, see _Front) with its conv, SiLU and SSM
+        ops emitted after the tiles they need; the conv's weights and state are loaded now."""
+        conv, scan = front.conv, front.scan
+        xw, GN = _as2d(scan.x)[1], _as2d(scan.B)[1]
+        H, P, N = _shape(scan.new_state)
+        G, C = GN // N, xw + 2 * GN
+        hpg = H // G
+        layer = _layer_of(weight_name(conv.weight))
+        conv_state = self._conv_state(conv, layer, C)
+        ranges = [(xw, C)] + [(h0 * P, (h0 + h) * P) for h0, h in front.chunks]
+        loads = {r: self._conv_loads(conv, layer, conv_state, *r) for r in ranges}
+        bc_in = self.new_view(f"{self.name}.l{layer}.bc_in", T, 2 * GN, "i16")
+        bc = self.new_view(f"{self.name}.l{layer}.bc_conv", T, 2 * GN, "i16")
+        scanner = _Scanner(self, scan, layer, front.chunks)
+        vec_of = {value: value.owner for value in (scan.x, scan.B, scan.C)}
+        ready: list[tuple[View, int, int]] = []  # each chunk's x|B|C buffer and its B and C offsets
+
+        def conv_bc() -> None:
+            self._emit_conv(conv, layer, conv_state, loads[(xw, C)], bc_in, bc, xw, C)
+            scanner.load(0)
+
+        def chunk_front(c: int, x_in: View) -> None:
+            h0, h = front.chunks[c]
+            g0, g1 = h0 // hpg, (h0 + h - 1) // hpg + 1
+            gc = g1 - g0
+            buf = self.new_view(f"{self.name}.l{layer}.xbc{c}", T, h * P + 2 * gc * N, "i16")
+            x = buf.at(0, 0, T, h * P)
+            self._emit_conv(conv, layer, conv_state, loads[(h0 * P, (h0 + h) * P)], x_in, x, h0 * P, (h0 + h) * P)
+            self._emit_vec(vec_of[scan.x], x, x, T, h * P, f" (heads {h0}+{h})")
+            for k, value in enumerate((scan.B, scan.C)):
+                self._emit_vec(vec_of[value], bc.at(0, k * GN + g0 * N, T, gc * N), buf.at(0, h * P + k * gc * N),
+                               T, gc * N, f" (heads {h0}+{h})")
+            ready.append((buf, h * P, h * P + gc * N))
+            # a chunk's SSM op follows the next chunk's tiles in program order: by then the op before it has
+            # (nearly) left the SSM unit, so it does not hold plan-memory's bounded reordering window
+            if c > 0:
+                scanner.scan(c - 1, *ready[c - 1])
+            if c + 1 == len(front.chunks):
+                scanner.scan(c, *ready[c])
+                scanner.finish()
+
+        self.skip.add(front.convert)
+        self._segment_tiles(s0 + xw, s0 + C, front.seg, T, n_max, site, tiles, out=bc_in, after=conv_bc)
+        self._segment_tiles(*dt, T, n_max, site, tiles)
+        for c, (h0, h) in enumerate(front.chunks):
+            x_in = self.new_view(f"{self.name}.l{layer}.x_in", T, h * P, "i16")
+            self._segment_tiles(s0 + h0 * P, s0 + (h0 + h) * P, front.seg, T, n_max, site, tiles, out=x_in,
+                                after=lambda c=c, x_in=x_in: chunk_front(c, x_in))
+
+    def _conv_state(self, op: mq.QConv1dOp, layer: int, C: int) -> str:
+        """The conv's DDR state tensor `layers.{layer}.conv` [kw-1, C] i16."""
+        kw = _shape(op.weight)[2]
+        fx = -self._input_exp(op.x, op.name)
+        return self.tensor(f"layers.{layer}.conv", "state", (kw - 1, C), "i16", exp=-fx)
+
+    def _conv_loads(self, op: mq.QConv1dOp, layer: int, state: str, c0: int, c1: int) -> tuple[str, str, str]:
+        """Load the conv's state, taps and bias of channels [c0, c1) (all channels: whole blocks)."""
+        C, kw = _shape(op.weight)[0], _shape(op.weight)[2]
+        whole = (c0, c1) == (0, C)
+        tag, rows = ("", {}) if whole else (f"[{c0}:{c1}]", {"rows": [c0, c1]})
+        sbuf = self.buffer(f"{self.name}.l{layer}.conv_state", (kw - 1) * (c1 - c0) * 2)
+        self.emit("ld", self._state_dma(kw - 1, c0, c1, C), {"buf": "b:" + sbuf, "ddr": "t:" + state},
+                  f"layer {layer} conv state{tag}")
+        w = self.load_const(self.const(f"layers.{layer}.conv.w{tag}", "conv_w", (op.weight,), kw * (c1 - c0) * 2, **rows),
+                            f"{self.name}.l{layer}.conv_w", f"layer {layer} conv weights{tag}")
+        bias = self.load_const(self.const(f"layers.{layer}.conv.b{tag}", "array", (op.bias,), (c1 - c0) * 4,
+                                          dtype="i32", **rows),
+                               f"{self.name}.l{layer}.conv_b", f"layer {layer} conv bias{tag}")
+        return sbuf, w, bias
+
+    @staticmethod
+    def _state_dma(rows: int, c0: int, c1: int, C: int) -> dict:
+        """The DMA fields moving channels [c0, c1) of a [rows, C] i16 DDR state to a [rows, c1 - c0] buffer."""
+        return dict(buf=0, ddr=2 * c0, rows=rows, row_bytes=2 * (c1 - c0), ddr_stride=2 * C, buf_stride=2 * (c1 - c0),
+                    sem=0)
+
+    def _emit_conv(self, op: mq.QConv1dOp, layer: int, state: str, loads: tuple[str, str, str], x: View, dst: View,
+                   c0: int, c1: int) -> None:
+        """The conv of channels [c0, c1) (with its state update), then its state stored back."""
+        sbuf, w, bias = loads
+        kw, C = _shape(op.weight)[2], _shape(op.weight)[0]
+        tag = "" if (c0, c1) == (0, C) else f"[{c0}:{c1}]"
+        self.emit("conv", dict(dst=dst.offset, src=x.offset, state=0, wgt=0, bias=0, t=x.rows, c=c1 - c0, kw=kw,
+                               src_ld=x.ld, dst_ld=dst.ld, shift=op.shift.value.data, out_type=dst.dtype, upd=1),
+                  {"dst": "b:" + dst.block, "src": "b:" + x.block, "state": "b:" + sbuf, "wgt": "b:" + w,
+                   "bias": "b:" + bias}, f"{op.name} layer {layer}{tag}")
+        self.emit("st", self._state_dma(kw - 1, c0, c1, C), {"buf": "b:" + sbuf, "ddr": "t:" + state},
+                  f"layer {layer} conv state{tag}")
 
     def _QConv1dOp(self, op: mq.QConv1dOp) -> None:
         x = self.view_of(op.x, op.name)
         T, C = _as2d(op.x)
-        _, _, kw = _shape(op.weight)
         layer = _layer_of(weight_name(op.weight))
-        fx = -self._input_exp(op.x, op.name)
-        state = self.tensor(f"layers.{layer}.conv", "state", (kw - 1, C), "i16", exp=-fx)
-        sbuf = self.buffer(f"{self.name}.l{layer}.conv_state", (kw - 1) * C * 2)
-        nbytes = (kw - 1) * C * 2
-        dma = dict(rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=0)
-        self.emit("ld", dict(buf=0, ddr=0, **dma), {"buf": "b:" + sbuf, "ddr": "t:" + state}, f"layer {layer} conv state")
-        w = self.load_const(self.const(f"layers.{layer}.conv.w", "conv_w", (op.weight,), kw * C * 2),
-                            f"{self.name}.l{layer}.conv_w", f"layer {layer} conv weights")
-        bias = self.load_const(self.const(f"layers.{layer}.conv.b", "array", (op.bias,), C * 4, dtype="i32"),
-                               f"{self.name}.l{layer}.conv_b", f"layer {layer} conv bias")
-        out = dtype_of(op.result.type)
-        dst = self.homes.get(op.result) or self.new_view(f"{self.name}.l{layer}.conv_out", T, C, out)
-        self.emit("conv", dict(dst=dst.offset, src=x.offset, state=0, wgt=0, bias=0, t=T, c=C, kw=kw, src_ld=x.ld,
-                               dst_ld=dst.ld, shift=op.shift.value.data, out_type=out, upd=1),
-                  {"dst": "b:" + dst.block, "src": "b:" + x.block, "state": "b:" + sbuf, "wgt": "b:" + w,
-                   "bias": "b:" + bias}, f"{op.name} layer {layer}")
-        self.emit("st", dict(ddr=0, buf=0, **dma), {"buf": "b:" + sbuf, "ddr": "t:" + state},
-                  f"layer {layer} conv state")
+        state = self._conv_state(op, layer, C)
+        loads = self._conv_loads(op, layer, state, 0, C)
+        dst = self.homes.get(op.result) or self.new_view(f"{self.name}.l{layer}.conv_out", T, C,
+                                                          dtype_of(op.result.type))
+        self._emit_conv(op, layer, state, loads, x, dst, 0, C)
         self.views[op.result] = dst
 
     def _input_exp(self, value: SSAValue, where: str) -> int:
@@ -482,52 +658,17 @@ class _Lowering:
         return -_pow2_exp(owner.out_scale.value.data)
 
     def _QSSMScanOp(self, op: mq.QSSMScanOp) -> None:
-        T, _ = _as2d(op.x)
         H, P, N = _shape(op.new_state)
         G = _as2d(op.B)[1] // N
-        hpg = H // G
         layer = _layer_of(weight_name(op.params))
         xbc = self.homes[op.x]
-        dt = self.view_of(op.dt_raw, op.name)
-        fx, fb = (-self._input_exp(v, op.name) for v in (op.x, op.B))
-        fh = op.dt_frac.value.data + fx + fb - op.dbx_shift.value.data
-        state = self.tensor(f"layers.{layer}.ssm", "state", (H, P, N), "i32", exp=-fh)
-        params = self.load_const(self.const(f"layers.{layer}.ssm.params", "array", (op.params,), H * 16, dtype="i32"),
-                                 f"{self.name}.l{layer}.ssm_params", f"layer {layer} ssm params")
-        y = self.homes.get(op.y) or self.new_view(f"{self.name}.l{layer}.y", T, H * P, "i32")
-        head_bytes = P * N * 4
-        limit = max(1, self.opt.tile_bytes // head_bytes)
-        hc = max(c for c in range(1, min(limit, H) + 1) if hpg % c == 0 or (c % hpg == 0))
-        xw = H * P
-        chunks = [(h0, min(hc, H - h0)) for h0 in range(0, H, hc)]
-        buffers: list[str] = []
-
-        def load(c: int) -> None:  # the state chunk c, loaded one chunk ahead of its scan (double buffering)
-            h0, h = chunks[c]
-            nbytes = h * head_bytes
-            buffers.append(self.ring("ssm_state", STATE_RING, nbytes))
-            self.emit("ld", dict(buf=0, ddr=h0 * head_bytes, rows=1, row_bytes=nbytes, ddr_stride=nbytes,
-                                 buf_stride=nbytes, sem=0),
-                      {"buf": "b:" + buffers[c], "ddr": "t:" + state}, f"layer {layer} ssm state heads {h0}+{h}")
-
-        load(0)
+        chunks = self._scan_chunks(H, P, N, G)
+        scanner = _Scanner(self, op, layer, chunks)
+        scanner.load(0)
         for c, (h0, h) in enumerate(chunks):
-            if c + 1 < len(chunks):
-                load(c + 1)
-            g0 = h0 // hpg
-            nbytes = h * head_bytes
-            xv = xbc.at(0, h0 * P)
-            self.emit("ssm", dict(
-                y=y.offset + h0 * P * 4, xbc=xv.offset, dt=dt.offset + h0 * 2, params=h0 * 16, state=0, t=T, h=h, p=P,
-                n=N, hpg=min(hpg, h), xbc_ld=xbc.ld, b_off=xw + g0 * N - h0 * P, c_off=xw + G * N + g0 * N - h0 * P,
-                dt_ld=dt.ld, y_ld=y.ld, dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data,
-                dbx_shift=op.dbx_shift.value.data, y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data),
-                {"y": "b:" + y.block, "xbc": "b:" + xbc.block, "dt": "b:" + dt.block, "params": "b:" + params,
-                 "state": "b:" + buffers[c]}, f"{op.name} layer {layer} heads {h0}+{h}")
-            self.emit("st", dict(ddr=h0 * head_bytes, buf=0, rows=1, row_bytes=nbytes, ddr_stride=nbytes,
-                                 buf_stride=nbytes, sem=0),
-                      {"buf": "b:" + buffers[c], "ddr": "t:" + state}, f"layer {layer} ssm state heads {h0}+{h}")
-        self.views[op.y] = y
+            g0 = h0 // (H // G)
+            scanner.scan(c, xbc.at(0, h0 * P), b_off=H * P + g0 * N - h0 * P, c_off=H * P + G * N + g0 * N - h0 * P)
+        scanner.finish()
 
     def _ReturnOp(self, op: func.ReturnOp) -> None:
         logits = self.view_of(op.arguments[0], "func.return")
@@ -543,6 +684,61 @@ class _Lowering:
         self.tensor("next_token", "output", (1,), "i32")
         self.emit("st", dict(ddr=0, buf=0, rows=1, row_bytes=4, ddr_stride=4, buf_stride=4, sem=0),
                   {"buf": "b:" + tok, "ddr": "t:next_token"}, "next token")
+
+
+class _Scanner:
+    """Emits one scan's SSM ops chunk by chunk: each chunk's state loaded one chunk ahead (a ring of
+    STATE_RING), scanned, stored back to the DDR state tensor `layers.{layer}.ssm`."""
+
+    def __init__(self, low: _Lowering, op: mq.QSSMScanOp, layer: int, chunks: list[tuple[int, int]]):
+        self.low, self.op, self.layer, self.chunks = low, op, layer, chunks
+        T = _as2d(op.x)[0]
+        H, self.P, self.N = _shape(op.new_state)
+        self.hpg = H // (_as2d(op.B)[1] // self.N)
+        fx, fb = (-low._input_exp(v, op.name) for v in (op.x, op.B))
+        fh = op.dt_frac.value.data + fx + fb - op.dbx_shift.value.data
+        self.state = low.tensor(f"layers.{layer}.ssm", "state", (H, self.P, self.N), "i32", exp=-fh)
+        self.params = low.load_const(
+            low.const(f"layers.{layer}.ssm.params", "array", (op.params,), H * 16, dtype="i32"),
+            f"{low.name}.l{layer}.ssm_params", f"layer {layer} ssm params")
+        self.y = low.homes.get(op.y) or low.new_view(f"{low.name}.l{layer}.y", T, H * self.P, "i32")
+        self.buffers: list[str] = []
+
+    def _state_dma(self, c: int, op: str) -> None:
+        h0, h = self.chunks[c]
+        head_bytes = self.P * self.N * 4
+        nbytes = h * head_bytes
+        if op == "ld":
+            self.buffers.append(self.low.ring("ssm_state", STATE_RING, nbytes))
+        self.low.emit(op, dict(buf=0, ddr=h0 * head_bytes, rows=1, row_bytes=nbytes, ddr_stride=nbytes,
+                               buf_stride=nbytes, sem=0),
+                      {"buf": "b:" + self.buffers[c], "ddr": "t:" + self.state},
+                      f"layer {self.layer} ssm state heads {h0}+{h}")
+
+    def load(self, c: int) -> None:
+        """Load chunk c's state (once; nothing past the last chunk)."""
+        if len(self.buffers) == c < len(self.chunks):
+            self._state_dma(c, "ld")
+
+    def scan(self, c: int, xbc: View, b_off: int, c_off: int) -> None:
+        """The SSM op of chunk c reading x at `xbc` (B and C at those element offsets in its rows)."""
+        op, (h0, h) = self.op, self.chunks[c]
+        self.load(c)
+        if c > 0:  # the previous chunk's state goes back now, not right after its op (waiting for it would hold
+            self._state_dma(c - 1, "st")  # plan-memory's bounded reordering window), before its slot is reused
+        self.load(c + 1)
+        dt, y = self.low.view_of(op.dt_raw, op.name).at(0, h0), self.y.at(0, h0 * self.P)
+        self.low.emit("ssm", dict(
+            y=y.offset, xbc=xbc.offset, dt=dt.offset, params=h0 * 16, state=0, t=y.rows, h=h, p=self.P, n=self.N,
+            hpg=min(self.hpg, h), xbc_ld=xbc.ld, b_off=b_off, c_off=c_off, dt_ld=dt.ld, y_ld=y.ld,
+            dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data, dbx_shift=op.dbx_shift.value.data,
+            y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data),
+            {"y": "b:" + y.block, "xbc": "b:" + xbc.block, "dt": "b:" + dt.block, "params": "b:" + self.params,
+             "state": "b:" + self.buffers[c]}, f"{op.name} layer {self.layer} heads {h0}+{h}")
+
+    def finish(self) -> None:
+        self._state_dma(len(self.chunks) - 1, "st")
+        self.low.views[self.op.y] = self.y
 
 
 def _round4(n: int) -> int:
@@ -603,7 +799,7 @@ def lower_function(fn: func.FuncOp, target, options: LoweringOptions, auto_tile:
     low.run()
     while auto_tile and options.tile_bytes > MIN_TILE_BYTES and \
             on_chip_estimate(low) * AUTO_TILE_MARGIN > target.buffer_bytes:
-        options = LoweringOptions(tile_bytes=options.tile_bytes // 2, prefetch=options.prefetch)
+        options = dataclasses.replace(options, tile_bytes=options.tile_bytes // 2)
         low = _Lowering(fn, target, options)
         low.run()
     name = fn.sym_name.data

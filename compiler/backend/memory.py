@@ -14,7 +14,9 @@ tiles of in_proj are written after its scan, but should run beside it), so
 the program is first scheduled with every block in its own memory space (no
 false dependence; `lookahead` bounds how far an op may move up, which bounds
 the buffers live at once) and reordered to that schedule's issue order.  Then
-every buffer's lifetime is [first, last] index in that order and
+every buffer's lifetime is [first, last] index in that order (last: the last
+op issued before the buffer's last user completes, so that a long op's
+operands are not reused under it) and
 compiler/backend/buffer_alloc.py places them (first fit, reusing dead space;
 a buffer that does not fit is an error naming it).  If the reordered program
 does not fit, the lowering's order is allocated instead.
@@ -24,6 +26,7 @@ Each instruction's address fields are then offset + the base of the block its
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, i64
@@ -31,6 +34,7 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, Module
 from compiler.backend.buffer_alloc import DEFAULT_ALIGN, BufferAllocationError, BufferRequest, allocate
 from compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, MEM_ATTR
 from compiler.dialects.accel import AccelInstructionOp, ProgramOp, instruction_of, op_of, tensor_attr
+from isa import costs
 from isa.container import TensorDesc
 from isa.errors import InputError
 from isa.instructions import Instruction
@@ -75,12 +79,24 @@ def _symbolic_access(instr: Instruction, mem: dict[str, str]) -> tuple[tuple, tu
     return tuple(reads), tuple(writes)
 
 
-def schedule_order(instrs: list[Instruction], mems: list[dict[str, str]], target, lookahead: int) -> list[int]:
-    """The issue order of the ops scheduled on symbolic memory (a valid order: it keeps every dependence)."""
+def schedule_order(instrs: list[Instruction], mems: list[dict[str, str]], target,
+                   lookahead: int) -> tuple[list[int], list[int]]:
+    """The issue order of the ops scheduled on symbolic memory (a valid order: it keeps every dependence),
+    and for each position of that order the last position issued before its op completes."""
     from compiler.backend.schedule import schedule
 
     result = schedule(instrs, target, lookahead, access=[_symbolic_access(i, m) for i, m in zip(instrs, mems)])
-    return [n for sources in result.sources for n in sources if n is not None]
+    order, starts = [], []
+    t = 0
+    for bundle, sources in zip(result.bundles, result.sources):
+        for n in sources:
+            if n is not None:
+                order.append(n)
+                starts.append(t)
+        t += bundle.delay + 1
+    ends = [max(k, bisect_left(starts, starts[k] + costs.duration(instrs[n], target)) - 1)
+            for k, n in enumerate(order)]
+    return order, ends
 
 
 def plan_memory(module: ModuleOp, target, lookahead: int = DEFAULT_LOOKAHEAD) -> MemoryPlan:
@@ -121,7 +137,9 @@ def _mem_of(op) -> dict[str, str]:
     return {k: v.data for k, v in mem.data.items()} if isinstance(mem, DictionaryAttr) else {}
 
 
-def _allocate(ops, sizes: dict[str, int], target, program: str):
+def _allocate(ops, sizes: dict[str, int], target, program: str, ends: list[int] | None = None):
+    """Place the buffers by lifetime: from the first op using one to the last (to `ends[index]`, the last op
+    issued while that op still runs, when given: space an op still reads or writes is not reused under it)."""
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for index, op in enumerate(ops):
@@ -129,7 +147,7 @@ def _allocate(ops, sizes: dict[str, int], target, program: str):
             kind, _, block = ref.partition(":")
             if kind == "b":
                 first.setdefault(block, index)
-                last[block] = index
+                last[block] = max(last.get(block, 0), ends[index] if ends else index)
     unknown = sorted(set(first) - set(sizes))
     if unknown:
         raise InputError(f"plan-memory: program {program} names undeclared buffers: {', '.join(unknown[:3])}")
@@ -157,9 +175,10 @@ def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, i
     if windows:
         instrs, mems = [instruction_of(o) for o in ops], [_mem_of(o) for o in ops]
     for window in windows:
-        reordered = [ops[n] for n in schedule_order(instrs, mems, target, window)]
+        order, ends = schedule_order(instrs, mems, target, window)
+        reordered = [ops[n] for n in order]
         try:
-            plan, first = _allocate(reordered, sizes, target, name)
+            plan, first = _allocate(reordered, sizes, target, name, ends)
         except BufferAllocationError:
             continue  # less reordering keeps fewer buffers live at once
         for op in reordered:  # the program takes the scheduled order

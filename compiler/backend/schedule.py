@@ -140,11 +140,16 @@ def _issue_order(instrs: Sequence[Instruction], members) -> list[int]:
 
 
 def _priorities(graph: nx.DiGraph, durations: Sequence[int]) -> list[int]:
-    """Each node's critical path: its duration plus the longest chain of durations after it (O(V + E))."""
+    """Each node's critical path: its duration plus the longest chain of durations after it along the flow
+    of data, true dependences only (O(V + E)).  Anti- and output dependences order ops but pass no data:
+    through a ring of reused buffers, or the disjoint column blocks of one pitched buffer (whose spans
+    overlap), they would chain every tile to all later ones and rank tiles by that chain, not by what
+    waits for their results."""
     prio = [0] * len(durations)
     succ = graph.succ
     for node in range(len(durations) - 1, -1, -1):  # edges go forward in program order
-        prio[node] = durations[node] + max((prio[s] for s in succ[node]), default=0)
+        prio[node] = durations[node] + max((prio[s] for s, e in succ[node].items() if "RAW" in e["kinds"]),
+                                           default=0)
     return prio
 
 

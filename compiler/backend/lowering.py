@@ -73,6 +73,8 @@ STATE_RING = 2  # SSM state chunks: double-buffered
 SCRATCH_RING = 2  # f32 LIN tiles converted by their consumer tile by tile
 MIN_TILE_BYTES = 16 * 1024  # auto tiling stops halving the streamed-block budget here
 AUTO_TILE_MARGIN = 1.25  # room left for plan-memory's reordering when the tile budget is chosen automatically
+ROW_BLOCKS = 4  # a row-wise norm feeding a linear, and that linear's first tile, run in this many row blocks
+MIN_BLOCK_ROWS = 8  # ... when each block has at least this many rows
 TILE_ALIGN = 16  # output channels of a weight tile: a multiple of this (the LIN unit's MAC tree count divides it)
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -410,7 +412,14 @@ class _Lowering:
         rows, cols = _as2d(op.result)
         a = self.view_of(op.a, op.name)
         dst = self.homes.get(op.result) or self.new_view(f"{self.name}.v", rows, cols, dtype_of(op.result.type))
-        self._emit_vec(op, a, dst, rows, cols)
+        blocks = _row_blocks(rows) if "rmsnorm" in op.micro_ops and (
+            op.b is None or _shape(op.b) == (rows, cols)) else [(0, rows)]
+        for r0, r1 in blocks:  # a norm feeds a linear: its first rows let the first tile start (see _QLinearOp)
+            b = None
+            if op.b is not None and len(blocks) > 1:
+                b = self._vec_operand(op.b, op.name).at(r0, 0, r1 - r0, cols)
+            self._emit_vec(op, a.at(r0, 0, r1 - r0, cols), dst.at(r0, 0, r1 - r0, cols), r1 - r0, cols,
+                           "" if len(blocks) == 1 else f" rows {r0}:{r1}", b=b)
         self.views[op.result] = dst
 
     def _emit_vec(self, op: mq.VecOp, a: View, dst: View, rows: int, cols: int, where: str = "",
@@ -506,11 +515,15 @@ class _Lowering:
             load(j)
         for j, tile in enumerate(tiles):
             n, dst = tile.c1 - tile.c0, tile.dst
-            self.emit("lin", dict(dst=dst.offset, src=a.offset, wgt=0, scale=_round4(n * K), m=T, k=K, n=n,
-                                  src_ld=a.ld, dst_ld=dst.ld, src_type=a.dtype, hlog2=op.hlog2.value.data,
-                                  qmul=op.qmul.value.data, qshift=op.qshift.value.data, acc=0, out="f32"),
-                      {"dst": "b:" + dst.block, "src": "b:" + a.block, "wgt": "b:" + loaded[j],
-                       "scale": "b:" + loaded[j]}, f"{op.name} {site} tile {j}")
+            # the first tile by row blocks: it starts on the first rows of its input (a norm, see _VecOp)
+            for r0, r1 in (_row_blocks(T) if j == 0 else [(0, T)]):
+                src, out = a.at(r0, 0, r1 - r0, K), dst.at(r0, 0, r1 - r0, n)
+                self.emit("lin", dict(dst=out.offset, src=src.offset, wgt=0, scale=_round4(n * K), m=r1 - r0, k=K,
+                                      n=n, src_ld=a.ld, dst_ld=dst.ld, src_type=a.dtype, hlog2=op.hlog2.value.data,
+                                      qmul=op.qmul.value.data, qshift=op.qshift.value.data, acc=0, out="f32"),
+                          {"dst": "b:" + dst.block, "src": "b:" + a.block, "wgt": "b:" + loaded[j],
+                           "scale": "b:" + loaded[j]}, f"{op.name} {site} tile {j}" + (
+                              f" rows {r0}:{r1}" if r1 - r0 < T else ""))
             if tile.consumer is not None:
                 vec, operand = tile.consumer
                 if operand == 0:
@@ -739,6 +752,14 @@ class _Scanner:
     def finish(self) -> None:
         self._state_dma(len(self.chunks) - 1, "st")
         self.low.views[self.op.y] = self.y
+
+
+def _row_blocks(rows: int) -> list[tuple[int, int]]:
+    """Row ranges a norm and the first weight tile after it are split into (ROW_BLOCKS, or one when short)."""
+    if rows < ROW_BLOCKS * MIN_BLOCK_ROWS:
+        return [(0, rows)]
+    step = -(-rows // ROW_BLOCKS)
+    return [(r, min(rows, r + step)) for r in range(0, rows, step)]
 
 
 def _round4(n: int) -> int:

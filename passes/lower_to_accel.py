@@ -9,7 +9,9 @@ DMA, recurrent states in DDR) is compiler/backend/lowering.py.
 Options: `target`; `tile_kib` (the on-chip budget of one streamed weight tile
 or state chunk; 0 = automatic: 1/16 of the target's buffer, halved while the
 rings and the activations live at once would not fit); `prefetch` (weight
-tiles loaded ahead); `fuse_front` (default true: each layer's in_proj, conv
+tiles loaded ahead; with automatic tiles every function takes the smallest
+budget any of them needs, so a prefill and its decode step share their
+constant blocks); `fuse_front` (default true: each layer's in_proj, conv
 and scan lowered together so the scan starts after a few in_proj tiles;
 false: op by op, the scan after the whole conv).
 """
@@ -23,7 +25,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from compiler.backend.lowering import DEFAULT_PREFETCH, LoweringOptions, lower_function
+from compiler.backend.lowering import DEFAULT_PREFETCH, LoweringOptions, lower_functions
 from isa.errors import InputError
 from isa.target import load_target
 
@@ -48,8 +50,7 @@ class LowerToAccelPass(ModulePass):
         fns = [f for f in op.body.block.ops if isinstance(f, func.FuncOp) and not f.sym_name.data.endswith("_constants")]
         if not fns:
             raise InputError("lower-to-accel: the module has no function to lower")
-        for fn in fns:
-            program, constants = lower_function(fn, target, options, auto_tile=self.tile_kib == 0)
+        for fn, (program, constants) in zip(fns, lower_functions(fns, target, options, auto_tile=self.tile_kib == 0)):
             op.body.block.insert_op_before(program, fn)
             op.body.block.insert_op_before(constants, fn)
             fn.detach()

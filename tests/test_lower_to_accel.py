@@ -37,8 +37,8 @@ from simulator.runtime import SimulatorBackend
 VC709 = load_target("vc709")
 
 
-def quantized(name: str, length: int, seed: int = 3, n_layer: int = 2):
-    hf = random_hf_model(make_config(name, n_layer=n_layer), seed=seed)
+def quantized(name: str, length: int, seed: int = 3, n_layer: int = 2, **overrides):
+    hf = random_hf_model(make_config(name, n_layer=n_layer, **overrides), seed=seed)
     config, store = load_model(hf)
     weights = NumpyWeights(store)
     module = import_model(hf, "prefill", length).module
@@ -242,3 +242,30 @@ def test_plan_memory_keeps_a_buffer_until_its_last_reader_completes():
             base.setdefault("one" if instr["rows"] == 64 else "four", instr["a"])
             base.setdefault("three" if instr["rows"] == 64 else "two", instr["dst"])
     assert not base["one"] <= base["two"] < base["one"] + 4096 and not base["two"] <= base["one"] < base["two"] + 4096
+
+
+def test_programs_tile_alike_and_share_constant_blocks():
+    """A long prefill needs smaller automatic tiles than the one-token step; both take the smaller, so
+    every weight tile is one constant block of the image that both programs read."""
+    from compiler.backend.lowering import LoweringOptions, lower_functions
+
+    wide = dict(n_layer=1, d_model=256, headdim=32, d_state=32)  # in_proj tiles narrower than its slices
+    _, _, long, _ = quantized("tiny", 64, **wide)
+    _, _, short, _ = quantized("tiny", 1, **wide)
+    fns = []
+    for module, name in ((long, "prefill"), (short, "decode")):
+        drop_head(module)
+        fn = next(o for o in module.body.block.ops if isinstance(o, func.FuncOp))
+        fn.sym_name = StringAttr(name)
+        fn.detach()
+        fns.append(fn)
+    target = Target(buffer_bytes=512 * 1024)  # the prefill's activations halve its tiles, the step's do not
+    options = LoweringOptions(tile_bytes=target.buffer_bytes // 16)
+    alone = [lower_functions([fn], target, options, auto_tile=True)[0][0] for fn in fns]
+    together = [program for program, _ in lower_functions(fns, target, options, auto_tile=True)]
+
+    def tiles(program):
+        return {c.data["name"].data: c.data["bytes"].value.data for c in program.attributes["consts"].data
+}
+    assert tiles(alone[0]) != tiles(alone[1])
+    assert tiles(together[0]) == tiles(together[1]) == tiles(alone[0])

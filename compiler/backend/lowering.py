@@ -61,7 +61,7 @@ from isa.container import TensorDesc
 from isa.errors import InputError
 from isa.instructions import Instruction
 
-__all__ = ["LoweringOptions", "lower_function", "DEFAULT_PREFETCH", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
+__all__ = ["LoweringOptions", "lower_functions", "DEFAULT_PREFETCH", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
            "ELEMENT_BYTES", "dtype_of"]
 
 MEM_ATTR = "mem"  # on an instruction op: address field -> "b:NAME" / "c:NAME" / "t:NAME"
@@ -507,7 +507,7 @@ class _Lowering:
             c0, c1 = tiles[j].c0, tiles[j].c1
             n = c1 - c0
             nbytes = _round4(n * K) + 4 * n
-            cname = self.const(f"{site}.t{j}", "lin_tile", (op.wq, op.wscale), nbytes, rows=[c0, c1],
+            cname = self.const(f"{site}[{c0}:{c1}]", "lin_tile", (op.wq, op.wscale), nbytes, rows=[c0, c1],
                                act_scale=act_scale)
             loaded.append(self.load_const(cname, "", f"{op.name} {site} tile {j} weights",
                                           ring=("weight", self.opt.prefetch + 1)))
@@ -811,11 +811,22 @@ def on_chip_estimate(low: "_Lowering") -> int:
     return ring + peak
 
 
-def lower_function(fn: func.FuncOp, target, options: LoweringOptions, auto_tile: bool = False) -> tuple[ProgramOp, func.FuncOp]:
-    """The unscheduled, symbolic-memory program of `fn` and the function computing its constants.
+def lower_functions(fns: list[func.FuncOp], target, options: LoweringOptions,
+                    auto_tile: bool = False) -> list[tuple[ProgramOp, func.FuncOp]]:
+    """The unscheduled, symbolic-memory program of each of `fns` and the function computing its constants.
 
-    auto_tile: halve the streamed-block budget (down to MIN_TILE_BYTES) while the estimated on-chip need
-    (on_chip_estimate, with a margin for plan-memory's reordering) exceeds the buffer."""
+    auto_tile: each function's streamed-block budget is halved (down to
+    MIN_TILE_BYTES) while its estimated on-chip need (on_chip_estimate, with a margin for plan-memory's
+    reordering) exceeds the buffer, and all take the smallest budget any needs: the programs then tile
+    alike and share the constant image's blocks (a prefill and its decode step)."""
+    lowered = [_fit(fn, target, options, auto_tile) for fn in fns]
+    budget = min((low.opt.tile_bytes for low in lowered), default=options.tile_bytes)
+    lowered = [low if low.opt.tile_bytes == budget else
+               _fit(low.fn, target, dataclasses.replace(low.opt, tile_bytes=budget), False) for low in lowered]
+    return [_finish(low) for low in lowered]
+
+
+def _fit(fn: func.FuncOp, target, options: LoweringOptions, auto_tile: bool) -> _Lowering:
     low = _Lowering(fn, target, options)
     low.run()
     while auto_tile and options.tile_bytes > MIN_TILE_BYTES and \
@@ -823,6 +834,11 @@ def lower_function(fn: func.FuncOp, target, options: LoweringOptions, auto_tile:
         options = dataclasses.replace(options, tile_bytes=options.tile_bytes // 2)
         low = _Lowering(fn, target, options)
         low.run()
+    return low
+
+
+def _finish(low: _Lowering) -> tuple[ProgramOp, func.FuncOp]:
+    fn = low.fn
     name = fn.sym_name.data
     const_fn = _constants_function(f"{name}_constants", fn, low.const_values)
     program = ProgramOp(name, 0, tuple(low.tensors.values()), low.ops)

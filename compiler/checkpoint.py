@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -261,10 +261,11 @@ def load_model(source: Any) -> tuple[Mamba2Config, WeightStore]:
 # --- writers ------------------------------------------------------------------------------------------------------
 
 
-def _tensors_to_save(config: Mamba2Config, weights: Mapping[str, torch.Tensor], rename: Mapping[str, str]) -> dict[str, torch.Tensor]:
-    expected = expected_shapes(config)
+def _tensors_to_save(config: Mamba2Config, weights: Mapping[str, torch.Tensor], rename: Mapping[str, str],
+                     names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+    """Private contiguous copies of the config's tensors (or of `names` of them) under their saved names."""
     out = {}
-    for name in expected:
+    for name in expected_shapes(config) if names is None else names:
         if name not in weights:
             raise ModelError(f"missing tensor {name}")
         # contiguous private copies: safetensors refuses shared or strided storage
@@ -272,16 +273,57 @@ def _tensors_to_save(config: Mamba2Config, weights: Mapping[str, torch.Tensor], 
     return out
 
 
-def save_hf_layout(config: Mamba2Config, weights: Mapping[str, torch.Tensor], directory: str | os.PathLike) -> Path:
-    """Write config.json + model.safetensors as transformers' save_pretrained does."""
+def save_hf_layout(config: Mamba2Config, weights: Mapping[str, torch.Tensor], directory: str | os.PathLike,
+                   shard_bytes: int | None = None) -> Path:
+    """Write config.json + model.safetensors as transformers' save_pretrained does.
+
+    shard_bytes: instead, shards `model-0000k-of-0000n.safetensors` of at most that many bytes (a larger
+    tensor alone in its shard) and `model.safetensors.index.json`, as save_pretrained(max_shard_size=...)
+    does; `weights` is then read one shard at a time, so a model larger than memory can be written from a
+    lazy mapping."""
     from safetensors.torch import save as save_safetensors
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cfg = {"architectures": ["Mamba2ForCausalLM"], **config.to_transformers_dict()}
-    write_atomic(directory / "model.safetensors", save_safetensors(_tensors_to_save(config, weights, {}), metadata={"format": "pt"}))
+    if shard_bytes is None:
+        write_atomic(directory / "model.safetensors",
+                     save_safetensors(_tensors_to_save(config, weights, {}), metadata={"format": "pt"}))
+    else:
+        _save_shards(config, weights, directory, shard_bytes)
     write_atomic(directory / "config.json", json.dumps(cfg, indent=2) + "\n")
     return directory
+
+
+def _save_shards(config: Mamba2Config, weights: Mapping[str, torch.Tensor], directory: Path, shard_bytes: int) -> None:
+    from safetensors.torch import save as save_safetensors
+
+    written: list[Path] = []
+    shard_of: dict[str, int] = {}
+    shard: dict[str, torch.Tensor] = {}
+    size = total = 0
+
+    def flush() -> None:
+        written.append(directory / f".shard-{len(written) + 1:05d}.tmp")
+        write_atomic(written[-1], save_safetensors(shard, metadata={"format": "pt"}))
+        shard_of.update({name: len(written) for name in shard})
+        shard.clear()
+
+    for name in expected_shapes(config):
+        tensor = _tensors_to_save(config, weights, {}, names=(name,))[name]
+        nbytes = tensor.numel() * tensor.element_size()
+        if shard and size + nbytes > shard_bytes:
+            flush()
+            size = 0
+        shard[name] = tensor
+        size += nbytes
+        total += nbytes
+    flush()
+    files = [f"model-{k:05d}-of-{len(written):05d}.safetensors" for k in range(1, len(written) + 1)]
+    for path, file in zip(written, files):
+        path.replace(directory / file)
+    index = {"metadata": {"total_size": total}, "weight_map": {n: files[k - 1] for n, k in shard_of.items()}}
+    write_atomic(directory / "model.safetensors.index.json", json.dumps(index, indent=2) + "\n")
 
 
 def save_mamba_ssm_layout(config: Mamba2Config, weights: Mapping[str, torch.Tensor], directory: str | os.PathLike,

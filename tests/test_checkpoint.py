@@ -198,6 +198,33 @@ def test_save_hf_layout_is_read_by_transformers(tiny_model, tmp_path):
     assert load_model(directory)[0] == config
 
 
+def test_save_hf_layout_in_shards_is_read_by_transformers(tiny_model, tmp_path):
+    """Shards of at most 20 KB: several files, each tensor read once, and transformers reads the result."""
+    import transformers
+
+    config, model = tiny_model
+    _, weights = load_model(model)
+    reads = []
+
+    class Counting(dict):
+        def __getitem__(self, name):
+            reads.append(name)
+            return super().__getitem__(name)
+
+    directory = save_hf_layout(config, Counting(weights.items()), tmp_path / "ours", shard_bytes=20_000)
+    index = json.loads((directory / "model.safetensors.index.json").read_text())
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) > 2 and files[-1] == f"model-{len(files):05d}-of-{len(files):05d}.safetensors"
+    assert sorted(reads) == sorted(index["weight_map"]) and not list(directory.glob("*.tmp"))
+    for file in files:  # within the limit, or one tensor larger than it alone
+        names = [n for n, f in index["weight_map"].items() if f == file]
+        assert len(names) == 1 or sum(weights[n].numel() * weights[n].element_size() for n in names) <= 20_000
+    reread = transformers.Mamba2ForCausalLM.from_pretrained(directory).eval()
+    tokens = random_tokens(config, batch=1, length=9)
+    assert torch.equal(hf_logits(reread, tokens), hf_logits(model, tokens))
+    assert_same_weights(load_model(directory)[1], model)
+
+
 def test_sharded_safetensors(tiny_model, tmp_path):
     config, model = tiny_model
     state = {k: v.contiguous().clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}

@@ -18,21 +18,16 @@ program (inputs, outputs, recurrent states).
 Mapping (T tokens, per layer):
 - embedding: `ld` the token ids, `ldg` the rows of the f32 table -> residual u.
 - `mamba_quant.vec` -> one `vec` (row pitches let it read and write column
-  slices); the x, B and C operands of a scan are written into one joint
-  [T, d_inner + 2 G N] buffer, as the SSM unit reads them.
+  slices); a row-wise norm feeding a linear runs in ROW_BLOCKS row blocks.
 - `qlinear`: weight-stationary tiles along the output channels (each tile
   [n_t, K] int8 + its n_t f32 rescales, one DMA, `prefetch` tiles ahead), one
-  `lin` per tile over all T tokens; tiles never straddle a `mamba.slice` of
-  the result, each slice is its own buffer; an element-wise vec reading a
-  slice (the int16 conversions, the residual add) runs per tile.
-- `qconv1d` -> `ld` state, weights, bias; one `conv` (upd = 1); `st` state.
-- `qssm_scan` -> per chunk of heads (state bytes within the tile budget, at
-  B/C group boundaries): `ld` state chunk, `ssm`, `st` state chunk.
-- the mixer front (option fuse_front, default): in_proj's xBC and dt tiles,
-  the conv and the scan as one unit (`_Front`): B|C and dt first, then x
-  head chunk by head chunk, each chunk's conv (a channel range: its state
-  moved with strided DMA), SiLU and SSM op right after its tiles, so the
-  scan runs beside in_proj instead of after it.
+  `lin` per tile over all T tokens (the first tile in row blocks); tiles never
+  straddle a `mamba.slice` of the result, each slice is its own buffer; an
+  element-wise vec reading a slice (the int16 conversions, the residual add)
+  runs per tile.
+- `qconv1d`, `qssm_scan` and the fused mixer front (in_proj's xBC and dt
+  tiles, the conv and the scan as one unit, option fuse_front):
+  compiler/backend/lower_mixer.py.
 - the head: a `qlinear` on the last position; `st` logits and the
   `vec.argmax` next token.
 Recurrent states live in DDR as the program's `state` tensors
@@ -44,8 +39,6 @@ from them (zero for a new sequence).
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,12 +46,13 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr, f64, i64
 from xdsl.ir import Operation, SSAValue
 
+from compiler.backend.lower_base import ELEMENT_BYTES, LoweringError, View, as2d, dtype_of, shape_of
+from compiler.backend.lower_mixer import Front, MixerLowering
 from compiler.dialects import mamba
 from compiler.dialects import mamba_quant as mq
 from compiler.dialects.accel import ProgramOp, op_of
 from compiler.quant.sites import WEIGHT_EXPRESSIONS, weight_name
 from isa.container import TensorDesc
-from isa.errors import InputError
 from isa.instructions import Instruction
 
 __all__ = ["LoweringOptions", "lower_functions", "DEFAULT_PREFETCH", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
@@ -67,75 +61,20 @@ __all__ = ["LoweringOptions", "lower_functions", "DEFAULT_PREFETCH", "MEM_ATTR",
 MEM_ATTR = "mem"  # on an instruction op: address field -> "b:NAME" / "c:NAME" / "t:NAME"
 BUFFERS_ATTR = "buffers"  # on a program: name -> bytes
 CONSTS_ATTR = "consts"  # on a program: the constant blocks (dictionaries, see ConstBlock)
-ELEMENT_BYTES = {"i8": 1, "i16": 2, "i32": 4, "f32": 4}
 DEFAULT_PREFETCH = 3  # weight tiles in flight ahead of the one being multiplied
-STATE_RING = 2  # SSM state chunks: double-buffered
 SCRATCH_RING = 2  # f32 LIN tiles converted by their consumer tile by tile
 MIN_TILE_BYTES = 16 * 1024  # auto tiling stops halving the streamed-block budget here
 AUTO_TILE_MARGIN = 1.25  # room left for plan-memory's reordering when the tile budget is chosen automatically
 ROW_BLOCKS = 4  # a row-wise norm feeding a linear, and that linear's first tile, run in this many row blocks
 MIN_BLOCK_ROWS = 8  # ... when each block has at least this many rows
 TILE_ALIGN = 16  # output channels of a weight tile: a multiple of this (the LIN unit's MAC tree count divides it)
-_LAYER = re.compile(r"layers\.(\d+)\.")
-
-
-class LoweringError(InputError):
-    """IR the accelerator lowering does not support (names the op)."""
 
 
 @dataclass(frozen=True)
 class LoweringOptions:
     tile_bytes: int  # the on-chip budget of one streamed block (weight tile, state chunk)
     prefetch: int = DEFAULT_PREFETCH  # weight tiles loaded ahead of the tile being multiplied
-    fuse_front: bool = True  # a layer's in_proj, conv and scan lowered as one unit (_Front); False: op by op
-
-
-def dtype_of(typ) -> str:
-    """The element type name (i8, i16, i32, f32) of a tensor type."""
-    name = mq.int_type_name(typ.element_type)
-    if name is not None:
-        return name
-    if str(typ.element_type) == "f32":
-        return "f32"
-    raise LoweringError(f"unsupported element type {typ.element_type}")
-
-
-@dataclass(frozen=True)
-class View:
-    """A 2-D row-major tensor in a buffer: block, byte offset, row pitch (elements), element type."""
-
-    block: str
-    offset: int
-    ld: int
-    dtype: str
-    rows: int
-    cols: int
-
-    @property
-    def esize(self) -> int:
-        return ELEMENT_BYTES[self.dtype]
-
-    def at(self, row: int = 0, col: int = 0, rows: int | None = None, cols: int | None = None) -> "View":
-        return View(self.block, self.offset + (row * self.ld + col) * self.esize, self.ld, self.dtype,
-                    self.rows - row if rows is None else rows, self.cols - col if cols is None else cols)
-
-
-@dataclass(frozen=True)
-class _Front:
-    """A layer's mixer front lowered as one unit, so that the scan starts early.
-
-    in_proj's xBC columns are computed B and C first, then dt, then x head chunk by head chunk; the
-    depthwise conv runs per channel range as soon as its columns are there (B|C, then each x chunk), and
-    each chunk's SiLU and SSM op follow its conv.  Every SSM op gets its own [T, h P + 2 g N] buffer (its
-    x columns, then its groups' B and C, SiLU'd into it from the B|C conv output), so that no op waits
-    for a neighbour's columns of a shared, pitched buffer."""
-
-    seg: SSAValue  # the linear's xBC slice (converted by `convert`, read by the conv)
-    dt_seg: SSAValue  # the linear's dt slice
-    convert: mq.VecOp
-    conv: mq.QConv1dOp
-    scan: mq.QSSMScanOp
-    chunks: list[tuple[int, int]]  # (first head, heads) of each SSM op
+    fuse_front: bool = True  # a layer's in_proj, conv and scan lowered as one unit (Front); False: op by op
 
 
 @dataclass
@@ -161,34 +100,7 @@ class _Const:
     params: dict = field(default_factory=dict)
 
 
-def _shape(value: SSAValue) -> tuple[int, ...]:
-    return tuple(value.type.get_shape())
-
-
-def _as2d(value: SSAValue) -> tuple[int, int]:
-    shape = _shape(value)
-    if len(shape) == 1:
-        return 1, shape[0]
-    if len(shape) != 2:
-        raise LoweringError(f"expected a 1-D or 2-D tensor, got shape {list(shape)}")
-    return shape
-
-
-def _layer_of(name: str | None) -> int:
-    m = _LAYER.search(name or "")
-    if m is None:
-        raise LoweringError(f"cannot tell the layer of weight {name!r}")
-    return int(m.group(1))
-
-
-def _pow2_exp(scale: float) -> int:
-    e = math.log2(scale)
-    if e != round(e):
-        raise LoweringError(f"a fixed-point format needs a power-of-two scale, got {scale}")
-    return int(round(e))
-
-
-class _Lowering:
+class _Lowering(MixerLowering):
     def __init__(self, fn: func.FuncOp, target, options: LoweringOptions):
         self.fn, self.target, self.opt = fn, target, options
         self.name = fn.sym_name.data
@@ -202,7 +114,7 @@ class _Lowering:
         self.homes: dict[SSAValue, View] = {}  # preassigned destinations (joint x/B/C, slices of a linear)
         self.segments: dict[SSAValue, list[tuple[int, int, SSAValue]]] = {}  # linear result -> (c0, c1, value)
         self.skip: set[Operation] = set()
-        self.fronts: dict[SSAValue, _Front] = {}  # the linear slice feeding a conv -> its layer's front
+        self.fronts: dict[SSAValue, Front] = {}  # the linear slice feeding a conv -> its layer's front
         self.state_store: dict[SSAValue, str] = {}  # new-state value -> DDR state tensor
         self.count = 0
         self.rings: dict[str, int] = {}
@@ -284,80 +196,9 @@ class _Lowering:
                 self.skip.add(op)
                 op = op.operands[0].owner
 
-    def _plan_front(self, op: mq.QSSMScanOp) -> bool:
-        """Plan the mixer front of `op`'s layer as one unit (see _Front) when the IR has its shape: the
-        scan's x, B, C are column slices of one conv's output, each through one vec; the conv reads one
-        slice of a linear's result through one converting vec, and the scan's dt is another slice of that
-        result through one vec.  False (nothing planned) otherwise."""
-        T, xw = _as2d(op.x)
-        bw = _as2d(op.B)[1]
-        source = self._conv_columns(op, xw, bw)
-        if source is None:
-            return False
-        conv = source.owner
-        segs = {}
-        for value in (conv.x, op.dt_raw):
-            vec = value.owner
-            seg = vec.a if isinstance(vec, mq.VecOp) else None
-            lin = seg.owner.x.owner if seg is not None and isinstance(seg.owner, mamba.SliceOp) else None
-            if not isinstance(lin, mq.QLinearOp) or lin.result not in self.segments or len(list(value.uses)) != 1 \
-                    or seg not in [v for _, _, v in self.segments[lin.result]] or self._tile_consumer(seg) != (vec, 0):
-                return False
-            segs[value] = (lin, seg)
-        (lin, seg), (dt_lin, dt_seg) = segs[conv.x], segs[op.dt_raw]
-        if lin is not dt_lin:
-            return False
-        H, P, N = _shape(op.new_state)
-        self.fronts[seg] = _Front(seg, dt_seg, conv.x.owner, conv, op, self._scan_chunks(H, P, N, bw // N))
-        self.skip.update({conv, op})
-        for value in (op.x, op.B, op.C):
-            self.skip.update({value.owner, value.owner.a.owner})
-        return True
-
-    def _scan_chunks(self, H: int, P: int, N: int, G: int) -> list[tuple[int, int]]:
-        """(first head, heads) of each SSM op of a scan: state bytes within the tile budget, at B/C group
-        boundaries (a chunk within one group, or whole groups)."""
-        hpg = H // G
-        limit = max(1, self.opt.tile_bytes // (P * N * 4))
-        hc = max(c for c in range(1, min(limit, H) + 1) if hpg % c == 0 or (c % hpg == 0))
-        return [(h0, min(hc, H - h0)) for h0 in range(0, H, hc)]
-
-    def _plan_joint(self, op: mq.QSSMScanOp) -> None:
-        T, xw = _as2d(op.x)
-        bw = _as2d(op.B)[1]
-        source = self._conv_columns(op, xw, bw)
-        if source is not None:  # x, B, C are rewritten in place over the conv output's columns (same layout)
-            view = self.new_view(f"{self.name}.conv_out", T, xw + 2 * bw, "i16")
-            self.homes[source] = view
-        else:
-            view = self.new_view(f"{self.name}.xbc", T, xw + 2 * bw, "i16")
-        for value, col in ((op.x, 0), (op.B, xw), (op.C, xw + bw)):
-            if len(list(value.uses)) != 1 or not isinstance(value.owner, mq.VecOp):
-                raise LoweringError(f"{op.name}: x, B and C must each come from one mamba_quant.vec used only by "
-                                    f"the scan (run fuse-elementwise)")
-            self.homes[value] = view.at(0, col, T, _as2d(value)[1])
-
-    def _conv_columns(self, op: mq.QSSMScanOp, xw: int, bw: int) -> SSAValue | None:
-        """The i16 conv output whose columns x | B | C the scan's operands are computed from, one vec each,
-        when nothing else reads it (then each vec can write its slice in place), else None."""
-        source = None
-        for value, col in ((op.x, 0), (op.B, xw), (op.C, xw + bw)):
-            vec = value.owner
-            sl = vec.a.owner if isinstance(vec, mq.VecOp) else None
-            if not isinstance(sl, mamba.SliceOp) or sl.axis.value.data != 1 or sl.start.value.data != col:
-                return None
-            if dtype_of(value.type) != "i16" or dtype_of(sl.x.type) != "i16" or vec.b is not None:
-                return None
-            if source not in (None, sl.x) or not isinstance(sl.x.owner, mq.QConv1dOp):
-                return None
-            source = sl.x
-        if source is None or _as2d(source)[1] != xw + 2 * bw or len(list(source.uses)) != 3:
-            return None
-        return source
-
     def _plan_segments(self, op: mq.QLinearOp) -> None:
         users = [u.operation for u in op.result.uses]
-        M = _shape(op.result)[1]
+        M = shape_of(op.result)[1]
         if users and all(isinstance(u, mamba.SliceOp) and u.axis.value.data == 1 for u in users):
             spans = sorted((u.start.value.data, u.start.value.data + u.size.value.data, u.result) for u in users)
             covered = 0
@@ -385,8 +226,8 @@ class _Lowering:
             handler(op)
 
     def _EmbeddingOp(self, op: mamba.EmbeddingOp) -> None:
-        (T,) = _shape(op.tokens)
-        V, D = _shape(op.table)
+        (T,) = shape_of(op.tokens)
+        V, D = shape_of(op.table)
         self.tensor("tokens", "input", (T,), "i32")
         ids = self.buffer(f"{self.name}.tokens", 4 * T)
         self.emit("ld", dict(buf=0, ddr=0, rows=1, row_bytes=4 * T, ddr_stride=4 * T, buf_stride=4 * T, sem=0),
@@ -401,7 +242,7 @@ class _Lowering:
     def _SliceOp(self, op: mamba.SliceOp) -> None:
         src = self.view_of(op.x, op.name)
         start, size = op.start.value.data, op.size.value.data
-        if len(_shape(op.x)) != 2:
+        if len(shape_of(op.x)) != 2:
             raise LoweringError(f"{op.name}: only 2-D slices are supported")
         if op.axis.value.data == 0:
             self.views[op.result] = src.at(start, 0, size, src.cols)
@@ -409,11 +250,11 @@ class _Lowering:
             self.views[op.result] = src.at(0, start, src.rows, size)
 
     def _VecOp(self, op: mq.VecOp) -> None:
-        rows, cols = _as2d(op.result)
+        rows, cols = as2d(op.result)
         a = self.view_of(op.a, op.name)
         dst = self.homes.get(op.result) or self.new_view(f"{self.name}.v", rows, cols, dtype_of(op.result.type))
         blocks = _row_blocks(rows) if "rmsnorm" in op.micro_ops and (
-            op.b is None or _shape(op.b) == (rows, cols)) else [(0, rows)]
+            op.b is None or shape_of(op.b) == (rows, cols)) else [(0, rows)]
         for r0, r1 in blocks:  # a norm feeds a linear: its first rows let the first tile start (see _QLinearOp)
             b = None
             if op.b is not None and len(blocks) > 1:
@@ -432,8 +273,8 @@ class _Lowering:
         mem = {"a": "b:" + a.block, "dst": "b:" + dst.block}
         b_args = dict(b=0, b_type="f32", b_exp=0, b_mode="none", b_ld=cols)
         if op.b is not None:
-            b_rows, _ = _as2d(op.b)
-            mode = "row" if len(_shape(op.b)) == 1 or (b_rows == 1 and rows > 1) else "full"
+            b_rows, _ = as2d(op.b)
+            mode = "row" if len(shape_of(op.b)) == 1 or (b_rows == 1 and rows > 1) else "full"
             b = b or self._vec_operand(op.b, op.name)
             b_args = dict(b=b.offset, b_type=b.dtype, b_exp=op.b_exp.value.data, b_mode=mode,
                           b_ld=b.ld if mode == "full" else cols)
@@ -457,8 +298,8 @@ class _Lowering:
             return None
         if index == 0 and vec.b is None:
             return vec, 0
-        if index == 1 and vec.a is not value and vec.a in self.views and _shape(vec.a) == _shape(value) \
-                and _shape(vec.result) == _shape(value):
+        if index == 1 and vec.a is not value and vec.a in self.views and shape_of(vec.a) == shape_of(value) \
+                and shape_of(vec.result) == shape_of(value):
             return vec, 1
         return None
 
@@ -466,7 +307,7 @@ class _Lowering:
         if value in self.views:
             return self.views[value]
         if isinstance(value.owner, WEIGHT_EXPRESSIONS):  # a weight operand (e.g. an unfolded norm weight): load it
-            rows, cols = _as2d(value)
+            rows, cols = as2d(value)
             dtype = dtype_of(value.type)
             cname = self.const(f"{self.name}.vec_operand{self.count}", "array", (value,), rows * cols * 4, dtype=dtype)
             buf = self.load_const(cname, f"{self.name}.operand", where)
@@ -477,7 +318,7 @@ class _Lowering:
 
     def _QLinearOp(self, op: mq.QLinearOp) -> None:
         a = self.view_of(op.a, op.name)
-        T, K = _as2d(op.a)
+        T, K = as2d(op.a)
         if a.dtype not in ("i8", "i16"):
             raise LoweringError(f"{op.name}: LIN reads i8 or i16 activations, got {a.dtype}")
         site = (weight_name(op.wq) or f"linear{self.count}").removesuffix(".weight")
@@ -488,7 +329,7 @@ class _Lowering:
             raise LoweringError(f"{op.name} ({site}): a weight tile of {TILE_ALIGN} rows x {K} does not fit a quarter "
                                 f"of the on-chip buffer ({self.target.buffer_bytes} bytes)")
         # The segment needed first is computed first (Mamba2's in_proj: xBC and dt before z, so the conv and
-        # the scan overlap the z tiles); a mixer front orders its own columns (see _Front).
+        # the scan overlap the z tiles); a mixer front orders its own columns (see Front).
         order = sorted(self.segments[op.result], key=lambda seg: min(
             (self.position.get(u.operation, len(self.position)) for u in seg[2].uses), default=len(self.position)))
         fronts = [self.fronts[value] for _, _, value in order if value in self.fronts]
@@ -562,130 +403,9 @@ class _Lowering:
                                    (consumer, operand), block))
         tiles[-1].after = after
 
-    def _front_tiles(self, front: _Front, s0: int, dt: tuple, T: int, n_max: int, site: str,
-                     tiles: list["_Tile"]) -> None:
-        """A mixer front's tiles (B|C, dt, then x chunk by chunk, see _Front) with its conv, SiLU and SSM
-        ops emitted after the tiles they need; the conv's weights and state are loaded now."""
-        conv, scan = front.conv, front.scan
-        xw, GN = _as2d(scan.x)[1], _as2d(scan.B)[1]
-        H, P, N = _shape(scan.new_state)
-        G, C = GN // N, xw + 2 * GN
-        hpg = H // G
-        layer = _layer_of(weight_name(conv.weight))
-        conv_state = self._conv_state(conv, layer, C)
-        ranges = [(xw, C)] + [(h0 * P, (h0 + h) * P) for h0, h in front.chunks]
-        loads = {r: self._conv_loads(conv, layer, conv_state, *r) for r in ranges}
-        bc_in = self.new_view(f"{self.name}.l{layer}.bc_in", T, 2 * GN, "i16")
-        bc = self.new_view(f"{self.name}.l{layer}.bc_conv", T, 2 * GN, "i16")
-        scanner = _Scanner(self, scan, layer, front.chunks)
-        vec_of = {value: value.owner for value in (scan.x, scan.B, scan.C)}
-        ready: list[tuple[View, int, int]] = []  # each chunk's x|B|C buffer and its B and C offsets
-
-        def conv_bc() -> None:
-            self._emit_conv(conv, layer, conv_state, loads[(xw, C)], bc_in, bc, xw, C)
-            scanner.load(0)
-
-        def chunk_front(c: int, x_in: View) -> None:
-            h0, h = front.chunks[c]
-            g0, g1 = h0 // hpg, (h0 + h - 1) // hpg + 1
-            gc = g1 - g0
-            buf = self.new_view(f"{self.name}.l{layer}.xbc{c}", T, h * P + 2 * gc * N, "i16")
-            x = buf.at(0, 0, T, h * P)
-            self._emit_conv(conv, layer, conv_state, loads[(h0 * P, (h0 + h) * P)], x_in, x, h0 * P, (h0 + h) * P)
-            self._emit_vec(vec_of[scan.x], x, x, T, h * P, f" (heads {h0}+{h})")
-            for k, value in enumerate((scan.B, scan.C)):
-                self._emit_vec(vec_of[value], bc.at(0, k * GN + g0 * N, T, gc * N), buf.at(0, h * P + k * gc * N),
-                               T, gc * N, f" (heads {h0}+{h})")
-            ready.append((buf, h * P, h * P + gc * N))
-            # a chunk's SSM op follows the next chunk's tiles in program order: by then the op before it has
-            # (nearly) left the SSM unit, so it does not hold plan-memory's bounded reordering window
-            if c > 0:
-                scanner.scan(c - 1, *ready[c - 1])
-            if c + 1 == len(front.chunks):
-                scanner.scan(c, *ready[c])
-                scanner.finish()
-
-        self.skip.add(front.convert)
-        self._segment_tiles(s0 + xw, s0 + C, front.seg, T, n_max, site, tiles, out=bc_in, after=conv_bc)
-        self._segment_tiles(*dt, T, n_max, site, tiles)
-        for c, (h0, h) in enumerate(front.chunks):
-            x_in = self.new_view(f"{self.name}.l{layer}.x_in", T, h * P, "i16")
-            self._segment_tiles(s0 + h0 * P, s0 + (h0 + h) * P, front.seg, T, n_max, site, tiles, out=x_in,
-                                after=lambda c=c, x_in=x_in: chunk_front(c, x_in))
-
-    def _conv_state(self, op: mq.QConv1dOp, layer: int, C: int) -> str:
-        """The conv's DDR state tensor `layers.{layer}.conv` [kw-1, C] i16."""
-        kw = _shape(op.weight)[2]
-        fx = -self._input_exp(op.x, op.name)
-        return self.tensor(f"layers.{layer}.conv", "state", (kw - 1, C), "i16", exp=-fx)
-
-    def _conv_loads(self, op: mq.QConv1dOp, layer: int, state: str, c0: int, c1: int) -> tuple[str, str, str]:
-        """Load the conv's state, taps and bias of channels [c0, c1) (all channels: whole blocks)."""
-        C, kw = _shape(op.weight)[0], _shape(op.weight)[2]
-        whole = (c0, c1) == (0, C)
-        tag, rows = ("", {}) if whole else (f"[{c0}:{c1}]", {"rows": [c0, c1]})
-        sbuf = self.buffer(f"{self.name}.l{layer}.conv_state", (kw - 1) * (c1 - c0) * 2)
-        self.emit("ld", self._state_dma(kw - 1, c0, c1, C), {"buf": "b:" + sbuf, "ddr": "t:" + state},
-                  f"layer {layer} conv state{tag}")
-        w = self.load_const(self.const(f"layers.{layer}.conv.w{tag}", "conv_w", (op.weight,), kw * (c1 - c0) * 2, **rows),
-                            f"{self.name}.l{layer}.conv_w", f"layer {layer} conv weights{tag}")
-        bias = self.load_const(self.const(f"layers.{layer}.conv.b{tag}", "array", (op.bias,), (c1 - c0) * 4,
-                                          dtype="i32", **rows),
-                               f"{self.name}.l{layer}.conv_b", f"layer {layer} conv bias{tag}")
-        return sbuf, w, bias
-
-    @staticmethod
-    def _state_dma(rows: int, c0: int, c1: int, C: int) -> dict:
-        """The DMA fields moving channels [c0, c1) of a [rows, C] i16 DDR state to a [rows, c1 - c0] buffer."""
-        return dict(buf=0, ddr=2 * c0, rows=rows, row_bytes=2 * (c1 - c0), ddr_stride=2 * C, buf_stride=2 * (c1 - c0),
-                    sem=0)
-
-    def _emit_conv(self, op: mq.QConv1dOp, layer: int, state: str, loads: tuple[str, str, str], x: View, dst: View,
-                   c0: int, c1: int) -> None:
-        """The conv of channels [c0, c1) (with its state update), then its state stored back."""
-        sbuf, w, bias = loads
-        kw, C = _shape(op.weight)[2], _shape(op.weight)[0]
-        tag = "" if (c0, c1) == (0, C) else f"[{c0}:{c1}]"
-        self.emit("conv", dict(dst=dst.offset, src=x.offset, state=0, wgt=0, bias=0, t=x.rows, c=c1 - c0, kw=kw,
-                               src_ld=x.ld, dst_ld=dst.ld, shift=op.shift.value.data, out_type=dst.dtype, upd=1),
-                  {"dst": "b:" + dst.block, "src": "b:" + x.block, "state": "b:" + sbuf, "wgt": "b:" + w,
-                   "bias": "b:" + bias}, f"{op.name} layer {layer}{tag}")
-        self.emit("st", self._state_dma(kw - 1, c0, c1, C), {"buf": "b:" + sbuf, "ddr": "t:" + state},
-                  f"layer {layer} conv state{tag}")
-
-    def _QConv1dOp(self, op: mq.QConv1dOp) -> None:
-        x = self.view_of(op.x, op.name)
-        T, C = _as2d(op.x)
-        layer = _layer_of(weight_name(op.weight))
-        state = self._conv_state(op, layer, C)
-        loads = self._conv_loads(op, layer, state, 0, C)
-        dst = self.homes.get(op.result) or self.new_view(f"{self.name}.l{layer}.conv_out", T, C,
-                                                          dtype_of(op.result.type))
-        self._emit_conv(op, layer, state, loads, x, dst, 0, C)
-        self.views[op.result] = dst
-
-    def _input_exp(self, value: SSAValue, where: str) -> int:
-        owner = value.owner
-        if not isinstance(owner, mq.VecOp) or dtype_of(value.type) == "f32":
-            raise LoweringError(f"{where}: the integer input must come from a mamba_quant.vec (run fuse-elementwise)")
-        return -_pow2_exp(owner.out_scale.value.data)
-
-    def _QSSMScanOp(self, op: mq.QSSMScanOp) -> None:
-        H, P, N = _shape(op.new_state)
-        G = _as2d(op.B)[1] // N
-        layer = _layer_of(weight_name(op.params))
-        xbc = self.homes[op.x]
-        chunks = self._scan_chunks(H, P, N, G)
-        scanner = _Scanner(self, op, layer, chunks)
-        scanner.load(0)
-        for c, (h0, h) in enumerate(chunks):
-            g0 = h0 // (H // G)
-            scanner.scan(c, xbc.at(0, h0 * P), b_off=H * P + g0 * N - h0 * P, c_off=H * P + G * N + g0 * N - h0 * P)
-        scanner.finish()
-
     def _ReturnOp(self, op: func.ReturnOp) -> None:
         logits = self.view_of(op.arguments[0], "func.return")
-        rows, V = _as2d(op.arguments[0])
+        rows, V = as2d(op.arguments[0])
         if rows != 1 or logits.dtype != "f32":
             raise LoweringError(f"the program must return the f32 logits of one position, got {rows} x {V} {logits.dtype}")
         self.tensor("logits", "output", (1, V), "f32")
@@ -697,61 +417,6 @@ class _Lowering:
         self.tensor("next_token", "output", (1,), "i32")
         self.emit("st", dict(ddr=0, buf=0, rows=1, row_bytes=4, ddr_stride=4, buf_stride=4, sem=0),
                   {"buf": "b:" + tok, "ddr": "t:next_token"}, "next token")
-
-
-class _Scanner:
-    """Emits one scan's SSM ops chunk by chunk: each chunk's state loaded one chunk ahead (a ring of
-    STATE_RING), scanned, stored back to the DDR state tensor `layers.{layer}.ssm`."""
-
-    def __init__(self, low: _Lowering, op: mq.QSSMScanOp, layer: int, chunks: list[tuple[int, int]]):
-        self.low, self.op, self.layer, self.chunks = low, op, layer, chunks
-        T = _as2d(op.x)[0]
-        H, self.P, self.N = _shape(op.new_state)
-        self.hpg = H // (_as2d(op.B)[1] // self.N)
-        fx, fb = (-low._input_exp(v, op.name) for v in (op.x, op.B))
-        fh = op.dt_frac.value.data + fx + fb - op.dbx_shift.value.data
-        self.state = low.tensor(f"layers.{layer}.ssm", "state", (H, self.P, self.N), "i32", exp=-fh)
-        self.params = low.load_const(
-            low.const(f"layers.{layer}.ssm.params", "array", (op.params,), H * 16, dtype="i32"),
-            f"{low.name}.l{layer}.ssm_params", f"layer {layer} ssm params")
-        self.y = low.homes.get(op.y) or low.new_view(f"{low.name}.l{layer}.y", T, H * self.P, "i32")
-        self.buffers: list[str] = []
-
-    def _state_dma(self, c: int, op: str) -> None:
-        h0, h = self.chunks[c]
-        head_bytes = self.P * self.N * 4
-        nbytes = h * head_bytes
-        if op == "ld":
-            self.buffers.append(self.low.ring("ssm_state", STATE_RING, nbytes))
-        self.low.emit(op, dict(buf=0, ddr=h0 * head_bytes, rows=1, row_bytes=nbytes, ddr_stride=nbytes,
-                               buf_stride=nbytes, sem=0),
-                      {"buf": "b:" + self.buffers[c], "ddr": "t:" + self.state},
-                      f"layer {self.layer} ssm state heads {h0}+{h}")
-
-    def load(self, c: int) -> None:
-        """Load chunk c's state (once; nothing past the last chunk)."""
-        if len(self.buffers) == c < len(self.chunks):
-            self._state_dma(c, "ld")
-
-    def scan(self, c: int, xbc: View, b_off: int, c_off: int) -> None:
-        """The SSM op of chunk c reading x at `xbc` (B and C at those element offsets in its rows)."""
-        op, (h0, h) = self.op, self.chunks[c]
-        self.load(c)
-        if c > 0:  # the previous chunk's state goes back now, not right after its op (waiting for it would hold
-            self._state_dma(c - 1, "st")  # plan-memory's bounded reordering window), before its slot is reused
-        self.load(c + 1)
-        dt, y = self.low.view_of(op.dt_raw, op.name).at(0, h0), self.y.at(0, h0 * self.P)
-        self.low.emit("ssm", dict(
-            y=y.offset, xbc=xbc.offset, dt=dt.offset, params=h0 * 16, state=0, t=y.rows, h=h, p=self.P, n=self.N,
-            hpg=min(self.hpg, h), xbc_ld=xbc.ld, b_off=b_off, c_off=c_off, dt_ld=dt.ld, y_ld=y.ld,
-            dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data, dbx_shift=op.dbx_shift.value.data,
-            y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data),
-            {"y": "b:" + y.block, "xbc": "b:" + xbc.block, "dt": "b:" + dt.block, "params": "b:" + self.params,
-             "state": "b:" + self.buffers[c]}, f"{op.name} layer {self.layer} heads {h0}+{h}")
-
-    def finish(self) -> None:
-        self._state_dma(len(self.chunks) - 1, "st")
-        self.low.views[self.op.y] = self.y
 
 
 def _row_blocks(rows: int) -> list[tuple[int, int]]:

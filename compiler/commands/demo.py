@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from compiler.checkpoint import DEFAULT_MODEL_DIR
     from compiler.commands import run as run_cmd
+    from compiler.commands.generate import _int_at_least
     from compiler.commands.compile import summary
     from compiler.compile import CompileOptions, compile_model
     from isa.container import write_fmb
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seq_len < 1:
         raise InputError(f"--seq-len must be at least 1, got {args.seq_len}")
+    max_new = _int_at_least(args.max_new_tokens, "--max-new-tokens", 0)
     start = time.perf_counter()
     if not args.json:
         print(f"compiling {DEFAULT_MODEL_DIR} (prefill of {args.seq_len} tokens, decode) ...", file=sys.stderr, flush=True)
@@ -54,7 +56,5 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"compiled in {time.perf_counter() - start:.1f} s -> {path if args.output else 'a temporary binary'}\n"
                   f"{summary(result)}\n", file=sys.stderr, flush=True)
-        ns = argparse.Namespace(binary=str(path), prompt=args.prompt, max_new_tokens=args.max_new_tokens, greedy=True,
-                                temperature=None, top_k=None, seed=None, json=args.json, check=not args.no_check,
-                                model=None, target=None)
-        return run_cmd.run(ns)
+        return run_cmd.run_binary(str(path), args.prompt, max_new, run_cmd.Sampling(greedy=True),
+                                  as_json=args.json, check=not args.no_check)

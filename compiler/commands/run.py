@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from compiler.commands.generate import _int_at_least
@@ -128,30 +129,46 @@ def _progress(event) -> None:
               file=sys.stderr, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    from compiler.runner import generate, read_meta
-    from compiler.tokenizer import check_ids, load_tokenizer
-    from isa.container import read_fmb
-    from isa.target import load_target
-    from simulator.runtime import SimulatorBackend
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen: the device's argmax (greedy) or a draw (temperature, top-k, seed)."""
 
+    greedy: bool = True
+    temperature: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+
+
+def run(args: argparse.Namespace) -> int:
     max_new = _int_at_least(args.max_new_tokens, "--max-new-tokens", 0)
     seed = _int_at_least(args.seed, "--seed", 0) if args.seed is not None else None
     top_k = _int_at_least(args.top_k, "--top-k", 0) if args.top_k is not None else 0
     temperature = _positive_float(args.temperature, "--temperature") if args.temperature is not None else 1.0
     if args.greedy and (args.temperature is not None or args.top_k is not None):
         raise InputError("--temperature and --top-k shape sampling; --greedy does not sample")
-    if not args.prompt:
-        raise InputError("--prompt is empty: give at least one character to start from")
+    return run_binary(args.binary, args.prompt, max_new, Sampling(args.greedy, temperature, top_k, seed),
+                      as_json=args.json, check=args.check, model=args.model, target=args.target)
 
-    binary = read_fmb(args.binary)
+
+def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_json: bool = False,
+               check: bool = False, model: str | None = None, target: str | None = None) -> int:
+    """Generate from the binary at `path` and print the text and counters (as `fastmamba run` does)."""
+    from compiler.runner import generate, read_meta
+    from compiler.tokenizer import check_ids, load_tokenizer
+    from isa.container import read_fmb
+    from isa.target import load_target
+    from simulator.runtime import SimulatorBackend
+
+    if not prompt:
+        raise InputError("--prompt is empty: give at least one character to start from")
+    binary = read_fmb(path)
     try:
         meta = read_meta(binary)
     except InputError as exc:
-        raise InputError(f"{args.binary}: {exc}") from None
+        raise InputError(f"{path}: {exc}") from None
     config = model_config(meta)
-    model_dir = model_directory(meta, args.model)
-    target = load_target(args.target if args.target is not None else meta["target"])
+    model_dir = model_directory(meta, model)
+    target = load_target(target if target is not None else meta["target"])
     try:
         tokenizer = load_tokenizer(config, model_dir)
     except ModelError:
@@ -159,27 +176,28 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise InputError(f"the model directory recorded in the binary ({meta['model']}) does not exist and the model "
                          f"is not byte-level: give --model DIR for its tokenizer") from None
-    ids = tokenizer.encode(args.prompt)
+    ids = tokenizer.encode(prompt)
     if not ids:
         raise InputError("--prompt encodes to no tokens")
     check_ids(ids, config, "--prompt")
-    golden = build_golden(meta, config, model_dir, target) if args.check else None
+    golden = build_golden(meta, config, model_dir, target) if check else None
     backend = SimulatorBackend(target)
     backend.load(binary)
 
     allowed = min(tokenizer.n_tokens, config.vocab_size)  # never sample ids the tokenizer cannot show
-    result = generate(backend, ids, max_new, greedy=args.greedy, temperature=temperature, top_k=top_k, seed=seed,
-                      allowed=allowed, check=golden, progress=None if args.json else _progress)
+    result = generate(backend, ids, max_new, greedy=sampling.greedy, temperature=sampling.temperature,
+                      top_k=sampling.top_k, seed=sampling.seed,
+                      allowed=allowed, check=golden, progress=None if as_json else _progress)
     stream = tokenizer.stream()
     text = "".join(stream.feed(t) for t in result.tokens) + stream.flush()
 
-    if args.json:
-        doc = {"binary": str(args.binary), "model": str(model_dir) if model_dir else meta["model"],
-               "target": target.name, "seq_len": meta["seq_len"], "greedy": args.greedy,
-               "prompt": args.prompt, "text": text, **result.to_dict()}
+    if as_json:
+        doc = {"binary": str(path), "model": str(model_dir) if model_dir else meta["model"],
+               "target": target.name, "seq_len": meta["seq_len"], "greedy": sampling.greedy,
+               "prompt": prompt, "text": text, **result.to_dict()}
         print(json.dumps(doc, indent=2))
     else:
-        print(args.prompt + text)
+        print(prompt + text)
         print()
         print(result.format_table())
         if result.check is not None and result.check.bit_exact:

@@ -359,8 +359,9 @@ def _program_section(prog: Program) -> bytes:
     return b"".join(parts)
 
 
-def dump_fmb(binary: Binary, target=None) -> bytes:
-    """Serialize a Binary (validated first; against `target` too when given)."""
+def _fmb_parts(binary: Binary, target=None) -> list[bytes]:
+    """The serialized file as consecutive parts (validated first): header and section table, then each
+    section and its padding.  The constant image is one part as it is, not copied."""
     validate_binary(binary, target)
     sections = [(_KIND["const_image"], binary.const_image)] + [(_KIND["program"], _program_section(p)) for p in binary.programs]
     if binary.meta:
@@ -370,22 +371,25 @@ def dump_fmb(binary: Binary, target=None) -> bytes:
             raise ContainerError("meta is not encodable as UTF-8") from None
     table_end = FILE_HEADER.size + SECTION_ENTRY.size * len(sections)
     offset = table_end + _pad(table_end)
-    entries, body = [], bytearray()
+    entries, body = [], []
     for kind, data in sections:
-        entries.append(SECTION_ENTRY.pack(kind=kind, offset=offset + len(body), length=len(data)))
-        body += data
-        body += bytes(_pad(len(body)))
-    file_size = offset + len(body)
-    header = FILE_HEADER.pack(magic=MAGIC, version=FORMAT_VERSION, section_count=len(sections), file_size=file_size,
+        entries.append(SECTION_ENTRY.pack(kind=kind, offset=offset, length=len(data)))
+        body += [data, bytes(_pad(len(data)))]
+        offset += len(data) + _pad(len(data))
+    header = FILE_HEADER.pack(magic=MAGIC, version=FORMAT_VERSION, section_count=len(sections), file_size=offset,
                               target_digest=binary.target_digest)
-    out = header + b"".join(entries) + bytes(_pad(table_end)) + bytes(body)
-    assert len(out) == file_size
-    return out
+    return [header, *entries, bytes(_pad(table_end)), *body]
+
+
+def dump_fmb(binary: Binary, target=None) -> bytes:
+    """Serialize a Binary (validated first; against `target` too when given)."""
+    return b"".join(_fmb_parts(binary, target))
 
 
 def write_fmb(path: str | os.PathLike, binary: Binary, target=None) -> None:
-    """Write a Binary to `path` atomically (nothing is left behind when it is invalid)."""
-    write_atomic(path, dump_fmb(binary, target))
+    """Write a Binary to `path` atomically (nothing is left behind when it is invalid), part by part: the
+    constant image is not copied into one serialized buffer first (it is gigabytes for large models)."""
+    write_atomic(path, _fmb_parts(binary, target))
 
 
 # ---------------------------------------------------------------------------

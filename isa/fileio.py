@@ -14,10 +14,11 @@ from pathlib import Path
 from isa.errors import InputError
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write `data` to `path` all at once, or leave `path` untouched."""
+def write_atomic(path: str | os.PathLike, data: bytes | str | list[bytes]) -> None:
+    """Write `data` (or the concatenation of a list of parts) to `path` all at once, or leave `path`
+    untouched."""
     path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
+    parts = data if isinstance(data, list) else [data.encode() if isinstance(data, str) else data]
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise InputError(f"output directory does not exist: {directory}")
@@ -28,7 +29,8 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            for part in parts:
+                f.write(part)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -52,7 +52,9 @@ def test_round_trip():
 def test_file_round_trip_and_atomic_write(tmp_path):
     path = tmp_path / "p.fmb"
     write_fmb(path, small_binary())
-    assert read_fmb(path) == small_binary()
+    assert read_fmb(path) == small_binary() and path.read_bytes() == SMALL  # written part by part, same bytes
+    write_fmb(path, _with_meta(META))
+    assert path.read_bytes() == dump_fmb(_with_meta(META))
     bad = Binary((Program("main", 4, ()),), b"12345678")
     with pytest.raises(ContainerError, match="smaller than the constant image"):
         write_fmb(tmp_path / "q.fmb", bad)

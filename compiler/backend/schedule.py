@@ -9,7 +9,8 @@ sequence's, run with no hazard on the machine of docs/ACCELERATOR.md, fast.
 Three phases:
 1. **List scheduling** (`_list_schedule`): the dependence graph
    (compiler.backend.depgraph), priorities by critical path (the longest
-   occupancy + latency chain to the end), bundle by bundle the highest-
+   occupancy + latency chain to the end along true dependences), bundle by
+   bundle the highest-
    priority ready operation per free slot, with the target's units, DDR
    channel (in issue order, bytes per cycle, latency) and DMA queue
    modelled from isa.costs.  An operation is ready once every predecessor

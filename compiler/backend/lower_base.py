@@ -15,7 +15,8 @@ from xdsl.ir import SSAValue
 from compiler.dialects import mamba_quant as mq
 from isa.errors import InputError
 
-__all__ = ["LoweringError", "ELEMENT_BYTES", "View", "dtype_of", "shape_of", "as2d", "layer_of", "pow2_exp"]
+__all__ = ["LoweringError", "ELEMENT_BYTES", "View", "dtype_of", "shape_of", "as2d", "layer_of", "pow2_exp",
+           "contiguous_dma"]
 
 ELEMENT_BYTES = {"i8": 1, "i16": 2, "i32": 4, "f32": 4}
 _LAYER = re.compile(r"layers\.(\d+)\.")
@@ -84,3 +85,8 @@ def pow2_exp(scale: float) -> int:
     if e != round(e):
         raise LoweringError(f"a fixed-point format needs a power-of-two scale, got {scale}")
     return int(round(e))
+
+
+def contiguous_dma(nbytes: int, ddr: int = 0, buf: int = 0) -> dict:
+    """The fields of an `ld`/`st` moving `nbytes` contiguous bytes (one row) between `ddr` and `buf`."""
+    return dict(buf=buf, ddr=ddr, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=0)

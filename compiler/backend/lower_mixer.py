@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from xdsl.ir import SSAValue
 
-from compiler.backend.lower_base import LoweringError, View, as2d, dtype_of, layer_of, pow2_exp, shape_of
+from compiler.backend.lower_base import (LoweringError, View, as2d, contiguous_dma, dtype_of, layer_of, pow2_exp,
+                                         shape_of)
 from compiler.dialects import mamba
 from compiler.dialects import mamba_quant as mq
 from compiler.quant.sites import weight_name
@@ -236,7 +237,6 @@ class MixerLowering:
         xbc = self.homes[op.x]
         chunks = self._scan_chunks(H, P, N, G)
         scanner = Scanner(self, op, layer, chunks)
-        scanner.load(0)
         for c, (h0, h) in enumerate(chunks):
             g0 = h0 // (H // G)
             scanner.scan(c, xbc.at(0, h0 * P), b_off=H * P + g0 * N - h0 * P, c_off=H * P + G * N + g0 * N - h0 * P)
@@ -267,8 +267,7 @@ class Scanner:
         nbytes = h * head_bytes
         if op == "ld":
             self.buffers.append(self.low.ring("ssm_state", STATE_RING, nbytes))
-        self.low.emit(op, dict(buf=0, ddr=h0 * head_bytes, rows=1, row_bytes=nbytes, ddr_stride=nbytes,
-                               buf_stride=nbytes, sem=0),
+        self.low.emit(op, contiguous_dma(nbytes, ddr=h0 * head_bytes),
                       {"buf": "b:" + self.buffers[c], "ddr": "t:" + self.state},
                       f"layer {self.layer} ssm state heads {h0}+{h}")
 

@@ -46,7 +46,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr, f64, i64
 from xdsl.ir import Operation, SSAValue
 
-from compiler.backend.lower_base import ELEMENT_BYTES, LoweringError, View, as2d, dtype_of, shape_of
+from compiler.backend.lower_base import ELEMENT_BYTES, LoweringError, View, as2d, contiguous_dma, dtype_of, shape_of
 from compiler.backend.lower_mixer import Front, MixerLowering
 from compiler.dialects import mamba
 from compiler.dialects import mamba_quant as mq
@@ -115,7 +115,6 @@ class _Lowering(MixerLowering):
         self.segments: dict[SSAValue, list[tuple[int, int, SSAValue]]] = {}  # linear result -> (c0, c1, value)
         self.skip: set[Operation] = set()
         self.fronts: dict[SSAValue, Front] = {}  # the linear slice feeding a conv -> its layer's front
-        self.state_store: dict[SSAValue, str] = {}  # new-state value -> DDR state tensor
         self.count = 0
         self.rings: dict[str, int] = {}
 
@@ -163,8 +162,7 @@ class _Lowering(MixerLowering):
     def load_const(self, cname: str, hint: str, debug: str, ring: tuple[str, int] | None = None) -> str:
         nbytes = self.consts[cname].nbytes
         buf = self.ring(ring[0], ring[1], nbytes) if ring else self.buffer(hint, nbytes)
-        self.emit("ld", dict(buf=0, ddr=0, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=0),
-                  {"buf": "b:" + buf, "ddr": "c:" + cname}, debug)
+        self.emit("ld", contiguous_dma(nbytes), {"buf": "b:" + buf, "ddr": "c:" + cname}, debug)
         return buf
 
     def tensor(self, name: str, role: str, shape: tuple[int, ...], dtype: str, exp: int = 0) -> str:
@@ -230,8 +228,7 @@ class _Lowering(MixerLowering):
         V, D = shape_of(op.table)
         self.tensor("tokens", "input", (T,), "i32")
         ids = self.buffer(f"{self.name}.tokens", 4 * T)
-        self.emit("ld", dict(buf=0, ddr=0, rows=1, row_bytes=4 * T, ddr_stride=4 * T, buf_stride=4 * T, sem=0),
-                  {"buf": "b:" + ids, "ddr": "t:tokens"}, "embedding tokens")
+        self.emit("ld", contiguous_dma(4 * T), {"buf": "b:" + ids, "ddr": "t:tokens"}, "embedding tokens")
         cname = self.const("embedding", "array", (op.table,), V * D * 4, dtype="f32")
         u = self.new_view(f"{self.name}.u", T, D, "f32")
         self.emit("ldg", dict(buf=0, ddr=0, idx=0, rows=T, row_bytes=4 * D, ddr_stride=4 * D, buf_stride=4 * D,
@@ -332,8 +329,7 @@ class _Lowering(MixerLowering):
         # the scan overlap the z tiles); a mixer front orders its own columns (see Front).
         order = sorted(self.segments[op.result], key=lambda seg: min(
             (self.position.get(u.operation, len(self.position)) for u in seg[2].uses), default=len(self.position)))
-        fronts = [self.fronts[value] for _, _, value in order if value in self.fronts]
-        dt_segs = {front.dt_seg for front in fronts}
+        dt_segs = {self.fronts[value].dt_seg for _, _, value in order if value in self.fronts}
         tiles: list[_Tile] = []
         for s0, s1, value in order:
             if value in self.fronts:
@@ -409,14 +405,13 @@ class _Lowering(MixerLowering):
         if rows != 1 or logits.dtype != "f32":
             raise LoweringError(f"the program must return the f32 logits of one position, got {rows} x {V} {logits.dtype}")
         self.tensor("logits", "output", (1, V), "f32")
-        self.emit("st", dict(ddr=0, buf=logits.offset, rows=1, row_bytes=4 * V, ddr_stride=4 * V, buf_stride=4 * V, sem=0),
-                  {"buf": "b:" + logits.block, "ddr": "t:logits"}, "logits")
+        self.emit("st", contiguous_dma(4 * V, buf=logits.offset), {"buf": "b:" + logits.block, "ddr": "t:logits"},
+                  "logits")
         tok = self.buffer(f"{self.name}.next_token", 4)
         self.emit("vec.argmax", dict(dst=0, a=logits.offset, rows=1, cols=V), {"dst": "b:" + tok, "a": "b:" + logits.block},
                   "next token")
         self.tensor("next_token", "output", (1,), "i32")
-        self.emit("st", dict(ddr=0, buf=0, rows=1, row_bytes=4, ddr_stride=4, buf_stride=4, sem=0),
-                  {"buf": "b:" + tok, "ddr": "t:next_token"}, "next token")
+        self.emit("st", contiguous_dma(4), {"buf": "b:" + tok, "ddr": "t:next_token"}, "next token")
 
 
 def _row_blocks(rows: int) -> list[tuple[int, int]]:

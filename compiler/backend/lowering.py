@@ -447,21 +447,30 @@ def _constants_function(name: str, fn: func.FuncOp, values: list[SSAValue]) -> f
     return out
 
 
+def buffer_lifetimes(ops, ends: list[int] | None = None) -> tuple[dict[str, int], dict[str, int]]:
+    """Per on-chip buffer (`b:` in the ops' `mem` attributes) the index of the first op using it and of the
+    last, or with `ends` the largest ends[index] over the ops using it."""
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for index, op in enumerate(ops):
+        mem = op.attributes.get(MEM_ATTR)
+        for ref in (mem.data.values() if isinstance(mem, DictionaryAttr) else ()):
+            kind, _, block = ref.data.partition(":")
+            if kind == "b":
+                first.setdefault(block, index)
+                last[block] = max(last.get(block, 0), ends[index] if ends else index)
+    return first, last
+
+
 def on_chip_estimate(low: "_Lowering") -> int:
     """Bytes the program needs on chip at its busiest point in program order: the rings (live throughout)
     plus the activations live at once (plan-memory's reordering may move that peak a little)."""
     ring = sum(n for name, n in low.buffers.items() if "_ring" in name)
-    last: dict[str, int] = {}
-    first: dict[str, int] = {}
-    for index, op in enumerate(low.ops):
-        mem = op.attributes.get(MEM_ATTR)
-        for ref in (mem.data.values() if isinstance(mem, DictionaryAttr) else ()):
-            kind, _, block = ref.data.partition(":")
-            if kind == "b" and "_ring" not in block:
-                first.setdefault(block, index)
-                last[block] = index
+    first, last = buffer_lifetimes(low.ops)
     delta = [0] * (len(low.ops) + 1)
     for block, start in first.items():
+        if "_ring" in block:
+            continue
         delta[start] += low.buffers[block]
         delta[last[block] + 1] -= low.buffers[block]
     live = peak = 0

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, i64
 
 from compiler.backend.buffer_alloc import DEFAULT_ALIGN, BufferAllocationError, BufferRequest, allocate
-from compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, MEM_ATTR
+from compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, MEM_ATTR, buffer_lifetimes
 from compiler.dialects.accel import AccelInstructionOp, ProgramOp, instruction_of, op_of, tensor_attr
 from isa import costs
 from isa.container import TensorDesc
@@ -140,14 +140,7 @@ def _mem_of(op) -> dict[str, str]:
 def _allocate(ops, sizes: dict[str, int], target, program: str, ends: list[int] | None = None):
     """Place the buffers by lifetime: from the first op using one to the last (to `ends[index]`, the last op
     issued while that op still runs, when given: space an op still reads or writes is not reused under it)."""
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for index, op in enumerate(ops):
-        for ref in _mem_of(op).values():
-            kind, _, block = ref.partition(":")
-            if kind == "b":
-                first.setdefault(block, index)
-                last[block] = max(last.get(block, 0), ends[index] if ends else index)
+    first, last = buffer_lifetimes(ops, ends)
     unknown = sorted(set(first) - set(sizes))
     if unknown:
         raise InputError(f"plan-memory: program {program} names undeclared buffers: {', '.join(unknown[:3])}")

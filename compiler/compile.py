@@ -146,16 +146,19 @@ class _Stages:
         except Exception as exc:  # a bug in a pass: still say where and how to reproduce
             raise InputError(f"pass {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                              f"{self._repro(spec, snapshot)}") from None
-        elapsed = time.perf_counter() - start
-        self.timings.append((name, elapsed))
-        if self.options.time_passes:
-            self.log.write(f"  {name:<24} {elapsed:8.2f} s\n")
+        self.record(name, time.perf_counter() - start)
         pa = self.options.print_after
         text = None
         if pa is True or (pa and name in pa):
             text = print_ir(self.module)
             self.log.write(f"// -----// IR Dump After {name} //----- //\n{text}")
         self._dump(name, text)
+
+    def record(self, name: str, seconds: float) -> None:
+        """Keep a stage's time (and print it with --time-passes)."""
+        self.timings.append((name, seconds))
+        if self.options.time_passes:
+            self.log.write(f"  {name:<24} {seconds:8.2f} s\n")
 
     def _repro(self, spec: str, snapshot: ModuleOp | None) -> str:
         if self.options.dump_dir:
@@ -191,7 +194,6 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     from compiler.quant.plan_io import plan_to_dict
     from compiler.tokenizer import load_tokenizer
     from compiler.weights import NumpyWeights
-    from isa.container import Binary
     from isa.target import load_target
     from passes.calibrate import apply_ranges, calibrate_module
 
@@ -210,11 +212,8 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     module = import_model(model, "prefill", options.seq_len).module
     merge_decode(module, import_model(model, "prefill", 1).module)
     weights = NumpyWeights(store)
-    import_s = time.perf_counter() - t0
-    if options.time_passes:
-        log.write(f"  {'import':<24} {import_s:8.2f} s\n")
     stages = _Stages(module, options, log)
-    stages.timings.append(("import", import_s))
+    stages.record("import", time.perf_counter() - t0)
     ranges: dict = {}
 
     def calibrate(m: ModuleOp) -> None:
@@ -232,11 +231,8 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     meta = {"format": META_FORMAT, "model": str(Path(model).resolve()), "bundled": _is_bundled(model),
             "config": config.to_dict() if hasattr(config, "to_dict") else dict(config.__dict__),
             "seq_len": options.seq_len, "target": options.target, "calibration": origin, "plan": plan_to_dict(plan)}
-    binary = emit_binary(module, target, image)
-    binary = Binary(binary.programs, binary.const_image, binary.target_digest, meta=json.dumps(meta, sort_keys=True))
-    stages.timings.append(("emit", time.perf_counter() - start))
-    if options.time_passes:
-        log.write(f"  {'emit':<24} {stages.timings[-1][1]:8.2f} s\n")
+    binary = emit_binary(module, target, image, meta=json.dumps(meta, sort_keys=True))
+    stages.record("emit", time.perf_counter() - start)
     return CompileResult(binary, module, plan, meta, stages.timings)
 
 

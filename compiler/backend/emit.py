@@ -39,10 +39,11 @@ def program_of(program: ProgramOp) -> Program:
     return Program(program.program_name, program.ddr_bytes, tuple(bundles), program.tensor_descs, debug)
 
 
-def emit_binary(module: ModuleOp, target, const_image: bytes = b"") -> Binary:
-    """The binary of every `accel.program` in `module`, for `target`, validated."""
+def emit_binary(module: ModuleOp, target, const_image: bytes = b"", meta: str = "") -> Binary:
+    """The binary of every `accel.program` in `module`, for `target`, with optional metadata (JSON text),
+    validated."""
     programs = tuple(program_of(p) for p in module.walk() if isinstance(p, ProgramOp))
-    binary = Binary(programs, const_image, target.digest())
+    binary = Binary(programs, const_image, target.digest(), meta=meta)
     validate_binary(binary, target)
     return binary
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +53,7 @@ PHASES = ("prefill", "decode")
 META_KEYS: Mapping[str, type] = {"model": str, "config": dict, "seq_len": int, "target": str, "plan": dict}
 """Keys every compiled binary's meta holds (besides "format"), with their JSON types."""
 
-_STATE_NAME = re.compile(r"layers\.(\d+)\.(conv|ssm)")
-_STATE_DTYPES = {"conv": "i16", "ssm": "i32"}
+_STATE_KINDS = {"conv": ("i16", 2), "ssm": ("i32", 3)}  # kind -> dtype, rank
 
 
 # ---------------------------------------------------------------------------
@@ -105,14 +103,14 @@ def interface(binary: Binary) -> Interface:
     vocab = shapes[0][1]
     states = {t.name: t for t in decode.tensors if t.role == "state"}
     n_layer = len(states) // 2
-    expected = [f"layers.{i}.{kind}" for i in range(n_layer) for kind in ("conv", "ssm")]
+    kinds = {f"layers.{i}.{kind}": kind for i in range(n_layer) for kind in _STATE_KINDS}
+    expected = list(kinds)
     if not states or sorted(states) != sorted(expected):
         raise InputError(f"not a compiled model: program decode's states must be layers.{{i}}.conv and layers.{{i}}.ssm "
                          f"for i = 0..n_layer-1, got {', '.join(sorted(states)) or 'none'}")
-    for name in expected:
-        kind = _STATE_NAME.fullmatch(name).group(2)
-        desc = _tensor(decode, name, "state", _STATE_DTYPES[kind], None)
-        rank = 2 if kind == "conv" else 3
+    for name, kind in kinds.items():
+        dtype, rank = _STATE_KINDS[kind]
+        desc = _tensor(decode, name, "state", dtype, None)
         if len(desc.shape) != rank:
             raise InputError(f"not a compiled model: state {name} has shape {desc.shape}, not rank {rank}")
         _tensor(prefill, name, "state", desc.dtype, desc.shape)

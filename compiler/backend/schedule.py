@@ -10,10 +10,9 @@ Three phases:
 1. **List scheduling** (`_list_schedule`): the dependence graph
    (compiler.backend.depgraph), priorities by critical path (the longest
    occupancy + latency chain to the end along true dependences), bundle by
-   bundle the highest-
-   priority ready operation per free slot, with the target's units, DDR
-   channel (in issue order, bytes per cycle, latency) and DMA queue
-   modelled from isa.costs.  An operation is ready once every predecessor
+   bundle the highest-priority ready operation per free slot, with the
+   target's units, DDR channel (in issue order, bytes per cycle, latency)
+   and DMA queue modelled from isa.costs.  An operation is ready once every predecessor
    sits in an earlier bundle; its earliest cycle is when they complete.
    Event-driven: each bundle issues at the first cycle where some ready
    operation can (operands complete, unit free, room in the DMA queue), and

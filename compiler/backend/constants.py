@@ -41,12 +41,10 @@ _NUMPY = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "f32": np.float32}
 def pack_block(kind: str, arrays: list[np.ndarray], params: Mapping[str, Any]) -> bytes:
     """The bytes of one constant block."""
     if kind == "lin_tile":
-        wq, wscale = arrays
-        r0, r1 = params["rows"]
-        w = np.asarray(wq[r0:r1], np.int64)
-        body = w.astype(np.int8).tobytes()
+        wq, wscale = (_rows(np.asarray(a), params) for a in arrays)
+        body = wq.astype(np.int8).tobytes()
         body += bytes(-len(body) % 4)
-        scale = (np.float64(params["act_scale"]) * np.asarray(wscale[r0:r1], np.float64)).astype(np.float32)
+        scale = (np.float64(params["act_scale"]) * wscale.astype(np.float64)).astype(np.float32)
         return body + scale.astype("<f4").tobytes()
     if kind == "conv_w":
         (w,) = arrays

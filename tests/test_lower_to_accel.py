@@ -246,7 +246,7 @@ def test_plan_memory_keeps_a_buffer_until_its_last_reader_completes():
 
 def test_programs_tile_alike_and_share_constant_blocks():
     """A long prefill needs smaller automatic tiles than the one-token step; both take the smaller, so
-    every weight tile is one constant block of the image that both programs read."""
+    every constant block (weight tiles, per-range conv taps) is one block of the image both programs read."""
     from compiler.backend.lowering import LoweringOptions, lower_functions
 
     wide = dict(n_layer=1, d_model=256, headdim=32, d_state=32)  # in_proj tiles narrower than its slices
@@ -264,8 +264,7 @@ def test_programs_tile_alike_and_share_constant_blocks():
     alone = [lower_functions([fn], target, options, auto_tile=True)[0][0] for fn in fns]
     together = [program for program, _ in lower_functions(fns, target, options, auto_tile=True)]
 
-    def tiles(program):
-        return {c.data["name"].data: c.data["bytes"].value.data for c in program.attributes["consts"].data
-}
-    assert tiles(alone[0]) != tiles(alone[1])
-    assert tiles(together[0]) == tiles(together[1]) == tiles(alone[0])
+    def blocks(program):  # constant block name -> bytes
+        return {c.data["name"].data: c.data["bytes"].value.data for c in program.attributes["consts"].data}
+    assert blocks(alone[0]) != blocks(alone[1])
+    assert blocks(together[0]) == blocks(together[1]) == blocks(alone[0])

@@ -25,6 +25,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -69,17 +70,22 @@ def main() -> None:
 SHARD_BYTES = 2 * 1024**3  # the checkpoint is written in shards of this size (transformers' layout)
 
 
-class _Torch(dict):
+class _Torch(Mapping):
     """RandomWeights as torch tensors, each drawn when read (the writer reads one shard at a time)."""
 
     def __init__(self, weights):
-        super().__init__((k, None) for k in weights)
         self.weights = weights
 
     def __getitem__(self, name):
         import torch
 
         return torch.from_numpy(self.weights[name])
+
+    def __iter__(self):
+        return iter(self.weights)
+
+    def __len__(self):
+        return len(self.weights)
 
 
 def calibration_only(args) -> None:

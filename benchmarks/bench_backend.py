@@ -44,11 +44,11 @@ PAPER_DECODE_TOKENS_PER_S = 5.68  # FastMamba on the VC709, Mamba2-2.7B (arXiv 2
 
 
 def compile_and_run(config, length: int, ranges: dict, target, zero_image: bool) -> dict:
-    from compiler.backend.constants import build_image
-    from compiler.backend.emit import emit_binary
-    from compiler.compile import CompileOptions, backend_stages
-    from compiler.pipeline import run_pipeline
-    from simulator.runtime import SimulatorBackend
+    from fastmamba.compiler.backend.constants import build_image
+    from fastmamba.compiler.backend.emit import emit_binary
+    from fastmamba.compiler.compile import CompileOptions, backend_stages
+    from fastmamba.compiler.pipeline import run_pipeline
+    from fastmamba.simulator.runtime import SimulatorBackend
 
     times = {}
     t = time.perf_counter()
@@ -60,8 +60,8 @@ def compile_and_run(config, length: int, ranges: dict, target, zero_image: bool)
         times[spec.split("{")[0]] = time.perf_counter() - t
     t = time.perf_counter()
     if zero_image:
-        from compiler.backend.memory import IMAGE_ATTR
-        from compiler.dialects.accel import ProgramOp
+        from fastmamba.compiler.backend.memory import IMAGE_ATTR
+        from fastmamba.compiler.dialects.accel import ProgramOp
 
         prog = next(p for p in module.walk() if isinstance(p, ProgramOp))
         image = bytes(int(prog.attributes[IMAGE_ATTR].value.data))
@@ -86,8 +86,8 @@ def _utilization(stats) -> dict:
 
 
 def prefill(args) -> None:
-    from compiler.backend.roofline import roofline
-    from isa.target import load_target
+    from fastmamba.compiler.backend.roofline import roofline
+    from fastmamba.isa.target import load_target
 
     target = load_target(args.target)
     config = SHAPES[args.shape]
@@ -113,8 +113,8 @@ def prefill(args) -> None:
 
 
 def decode(args) -> None:
-    from compiler.backend.roofline import roofline
-    from isa.target import load_target
+    from fastmamba.compiler.backend.roofline import roofline
+    from fastmamba.isa.target import load_target
 
     target = load_target(args.target)
     config = SHAPES[args.shape]

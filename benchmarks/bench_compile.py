@@ -46,8 +46,8 @@ def main() -> None:
         calibration_only(args)
         return
 
-    from compiler.checkpoint import save_hf_layout
-    from compiler.compile import CompileOptions, compile_model
+    from fastmamba.compiler.checkpoint import save_hf_layout
+    from fastmamba.compiler.compile import CompileOptions, compile_model
 
     config = SHAPES[args.shape]
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,10 +91,10 @@ class _Torch(Mapping):
 def calibration_only(args) -> None:
     import numpy as np
 
-    from compiler.compile import around_calibration
-    from compiler.frontend.importer import import_model
-    from compiler.pipeline import run_pipeline
-    from passes.calibrate import calibrate_module
+    from fastmamba.compiler.compile import around_calibration
+    from fastmamba.compiler.frontend.importer import import_model
+    from fastmamba.compiler.pipeline import run_pipeline
+    from fastmamba.passes.calibrate import calibrate_module
 
     config = SHAPES[args.shape]
     module = import_model(config, "prefill", args.seq_len).module

@@ -32,8 +32,8 @@ SHAPES = {
 def _write_random_checkpoint(shape: dict, directory: Path) -> None:
     import torch
 
-    from compiler.checkpoint import expected_shapes, save_hf_layout
-    from compiler.config import Mamba2Config
+    from fastmamba.compiler.checkpoint import expected_shapes, save_hf_layout
+    from fastmamba.compiler.config import Mamba2Config
 
     config = Mamba2Config(**shape)
     gen = torch.Generator().manual_seed(0)
@@ -52,9 +52,9 @@ def _peak_rss_mb() -> int:
 def _child(case: str, seq_len: int, directory: str | None) -> None:
     """Import both programs; print one JSON line of timings and peak memory."""
     t0 = time.perf_counter()
-    from compiler.config import Mamba2Config
-    from compiler.frontend.importer import import_model
-    from compiler.pipeline import print_ir
+    from fastmamba.compiler.config import Mamba2Config
+    from fastmamba.compiler.frontend.importer import import_model
+    from fastmamba.compiler.pipeline import print_ir
 
     t_libs = time.perf_counter() - t0
     source = directory if directory else Mamba2Config(**SHAPES[case])

@@ -21,11 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model  # noqa: E402
-from compiler.commands.eval import measure, text_tail  # noqa: E402
-from compiler.quant.evaluate import inject_outliers, quant_scheme_builders  # noqa: E402
-from compiler.reference import Mamba2Reference, one_thread  # noqa: E402
-from compiler.tokenizer import load_tokenizer  # noqa: E402
+from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR, load_model  # noqa: E402
+from fastmamba.compiler.commands.eval import measure, text_tail  # noqa: E402
+from fastmamba.compiler.quant.evaluate import inject_outliers, quant_scheme_builders  # noqa: E402
+from fastmamba.compiler.reference import Mamba2Reference, one_thread  # noqa: E402
+from fastmamba.compiler.tokenizer import load_tokenizer  # noqa: E402
 
 
 def table(config, weights, tokenizer, tail, calib, fold_norms: bool) -> dict:

@@ -40,11 +40,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compiler.backend.schedule import schedule  # noqa: E402
-from isa.instructions import OPS, Instruction  # noqa: E402
-from isa.target import load_target  # noqa: E402
-from simulator.effects import MachineState  # noqa: E402
-from simulator.engine import simulate  # noqa: E402
+from fastmamba.compiler.backend.schedule import schedule  # noqa: E402
+from fastmamba.isa.instructions import OPS, Instruction  # noqa: E402
+from fastmamba.isa.target import load_target  # noqa: E402
+from fastmamba.simulator.effects import MachineState  # noqa: E402
+from fastmamba.simulator.engine import simulate  # noqa: E402
 
 D_MODEL, D_INNER, HEADS, HEAD_DIM, D_STATE, KW = 768, 1536, 24, 64, 16, 4
 CONV_CH = D_INNER + 2 * D_STATE  # x, B, C (one group)

@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from isa.instructions import Bundle, Instruction  # noqa: E402
-from isa.target import load_target  # noqa: E402
-from simulator.effects import MachineState  # noqa: E402
-from simulator.engine import simulate  # noqa: E402
+from fastmamba.isa.instructions import Bundle, Instruction  # noqa: E402
+from fastmamba.isa.target import load_target  # noqa: E402
+from fastmamba.simulator.effects import MachineState  # noqa: E402
+from fastmamba.simulator.engine import simulate  # noqa: E402
 
 HALT = Bundle((Instruction("ctl.halt"),))
 DDR_BYTES = 4096

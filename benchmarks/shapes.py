@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from compiler.checkpoint import expected_shapes
-from compiler.config import Mamba2Config
+from fastmamba.compiler.checkpoint import expected_shapes
+from fastmamba.compiler.config import Mamba2Config
 
 SHAPES = {
     "130m": Mamba2Config(d_model=768, n_layer=24, vocab_size=50280, d_state=128, headdim=64, expand=2, ngroups=1),
@@ -60,10 +60,10 @@ class RandomWeights(Mapping[str, np.ndarray]):
 
 def ranges_by_calibration(config: Mamba2Config, calib_layers: int = 1, length: int = 8, seed: int = 0) -> dict:
     """Ranges of every site of `config`, measured on a `calib_layers`-layer model of the same widths."""
-    from compiler.compile import around_calibration
-    from compiler.frontend.importer import import_model
-    from compiler.pipeline import run_pipeline
-    from passes.calibrate import calibrate_module
+    from fastmamba.compiler.compile import around_calibration
+    from fastmamba.compiler.frontend.importer import import_model
+    from fastmamba.compiler.pipeline import run_pipeline
+    from fastmamba.passes.calibrate import calibrate_module
 
     small = replace(config, n_layer=min(calib_layers, config.n_layer))
     module = import_model(small, "prefill", length).module
@@ -84,10 +84,10 @@ def ranges_by_calibration(config: Mamba2Config, calib_layers: int = 1, length: i
 
 def quantized_module(config: Mamba2Config, length: int, ranges: dict, decode: bool = True):
     """The module `fastmamba compile` lowers (prefill at `length`, and decode), quantized with `ranges`."""
-    from compiler.compile import around_calibration, merge_decode
-    from compiler.frontend.importer import import_model
-    from compiler.pipeline import run_pipeline
-    from passes.calibrate import apply_ranges
+    from fastmamba.compiler.compile import around_calibration, merge_decode
+    from fastmamba.compiler.frontend.importer import import_model
+    from fastmamba.compiler.pipeline import run_pipeline
+    from fastmamba.passes.calibrate import apply_ranges
 
     module = import_model(config, "prefill", length).module
     if decode:

@@ -44,9 +44,9 @@ from typing import Any
 
 import torch
 
-from compiler.config import Mamba2Config
-from isa.errors import InputError, ModelError
-from isa.fileio import write_atomic
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.isa.errors import InputError, ModelError
+from fastmamba.isa.fileio import write_atomic
 
 __all__ = [
     "DEFAULT_MODEL_DIR",

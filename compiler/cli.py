@@ -12,20 +12,20 @@ import argparse
 import importlib
 import sys
 
-from isa.errors import FastmambaError
+from fastmamba.isa.errors import FastmambaError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = (
-    "compiler.commands.demo",
-    "compiler.commands.compile",
-    "compiler.commands.import_cmd",
-    "compiler.commands.opt",
-    "compiler.commands.generate",
-    "compiler.commands.eval",
-    "compiler.commands.asm",
-    "compiler.commands.disasm",
-    "compiler.commands.sim",
-    "compiler.commands.run",
+    "fastmamba.compiler.commands.demo",
+    "fastmamba.compiler.commands.compile",
+    "fastmamba.compiler.commands.import_cmd",
+    "fastmamba.compiler.commands.opt",
+    "fastmamba.compiler.commands.generate",
+    "fastmamba.compiler.commands.eval",
+    "fastmamba.compiler.commands.asm",
+    "fastmamba.compiler.commands.disasm",
+    "fastmamba.compiler.commands.sim",
+    "fastmamba.compiler.commands.run",
 )
 
 PROG = "fastmamba"

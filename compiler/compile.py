@@ -32,10 +32,10 @@ import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 
-from compiler.backend.lowering import DEFAULT_PREFETCH
-from compiler.pipeline import build_pipeline, mamba_context, print_ir
-from compiler.runner import META_FORMAT
-from isa.errors import FastmambaError, InputError, ModelError
+from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
+from fastmamba.compiler.pipeline import build_pipeline, mamba_context, print_ir
+from fastmamba.compiler.runner import META_FORMAT
+from fastmamba.isa.errors import FastmambaError, InputError, ModelError
 
 __all__ = ["CompileOptions", "CompileResult", "compile_model", "calibration_tokens", "DEFAULT_CALIBRATION_TEXT",
            "META_FORMAT", "quant_stages", "around_calibration", "backend_stages", "merge_decode"]
@@ -96,7 +96,7 @@ def calibration_tokens(text_path: str | os.PathLike | None, tokenizer, count: in
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read calibration text {path}: {exc.strerror}") from None
-        from compiler.quant.evaluate import calibration_ids
+        from fastmamba.compiler.quant.evaluate import calibration_ids
 
         ids, _ = calibration_ids(data, 0, len(data), tokenizer)
         if len(ids) < count:
@@ -186,16 +186,16 @@ def merge_decode(prefill: ModuleOp, decode: ModuleOp) -> None:
 def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOptions(), *,
                   calibration_text: str | os.PathLike | None = None, log: TextIO | None = None) -> CompileResult:
     """Compile the model at `model` (a checkpoint directory); the binary is returned, not written."""
-    from compiler.backend.constants import build_image
-    from compiler.backend.emit import emit_binary
-    from compiler.checkpoint import load_model
-    from compiler.frontend.importer import import_model
-    from compiler.quant.evaluate import build_plan
-    from compiler.quant.plan_io import plan_to_dict
-    from compiler.tokenizer import load_tokenizer
-    from compiler.weights import NumpyWeights
-    from isa.target import load_target
-    from passes.calibrate import apply_ranges, calibrate_module
+    from fastmamba.compiler.backend.constants import build_image
+    from fastmamba.compiler.backend.emit import emit_binary
+    from fastmamba.compiler.checkpoint import load_model
+    from fastmamba.compiler.frontend.importer import import_model
+    from fastmamba.compiler.quant.evaluate import build_plan
+    from fastmamba.compiler.quant.plan_io import plan_to_dict
+    from fastmamba.compiler.tokenizer import load_tokenizer
+    from fastmamba.compiler.weights import NumpyWeights
+    from fastmamba.isa.target import load_target
+    from fastmamba.passes.calibrate import apply_ranges, calibrate_module
 
     log = log or sys.stderr
     target = load_target(options.target)
@@ -237,7 +237,7 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
 
 
 def _is_bundled(model) -> bool:
-    from compiler.checkpoint import DEFAULT_MODEL_DIR
+    from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR
 
     try:
         return Path(model).resolve() == Path(DEFAULT_MODEL_DIR).resolve()

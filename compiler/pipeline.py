@@ -22,10 +22,10 @@ from xdsl.passes import ModulePass, PassPipeline
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
-from compiler.dialects.accel import Accel
-from compiler.dialects.mamba import Mamba
-from compiler.dialects.mamba_quant import MambaQuant
-from isa.errors import InputError
+from fastmamba.compiler.dialects.accel import Accel
+from fastmamba.compiler.dialects.mamba import Mamba
+from fastmamba.compiler.dialects.mamba_quant import MambaQuant
+from fastmamba.isa.errors import InputError
 
 __all__ = ["PASSES", "register_pass", "mamba_context", "parse_ir", "print_ir", "build_pipeline", "run_pipeline"]
 
@@ -40,15 +40,15 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _lazy("xdsl.transforms.canonicalize", "CanonicalizePass"),
     "dce": _lazy("xdsl.transforms.dead_code_elimination", "DeadCodeElimination"),
     "cse": _lazy("xdsl.transforms.common_subexpression_elimination", "CommonSubexpressionElimination"),
-    "fold-norm-weights": _lazy("passes.fold_norm_weights", "FoldNormWeightsPass"),
-    "insert-hadamard": _lazy("passes.insert_hadamard", "InsertHadamardPass"),
-    "calibrate": _lazy("passes.calibrate", "CalibratePass"),
-    "assign-scales": _lazy("passes.assign_scales", "AssignScalesPass"),
-    "approximate-nonlinear": _lazy("passes.approximate_nonlinear", "ApproximateNonlinearPass"),
-    "fuse-elementwise": _lazy("passes.fuse_elementwise", "FuseElementwisePass"),
-    "lower-to-accel": _lazy("passes.lower_to_accel", "LowerToAccelPass"),
-    "plan-memory": _lazy("passes.plan_memory", "PlanMemoryPass"),
-    "schedule-vliw": _lazy("passes.schedule_vliw", "ScheduleVliwPass"),
+    "fold-norm-weights": _lazy("fastmamba.passes.fold_norm_weights", "FoldNormWeightsPass"),
+    "insert-hadamard": _lazy("fastmamba.passes.insert_hadamard", "InsertHadamardPass"),
+    "calibrate": _lazy("fastmamba.passes.calibrate", "CalibratePass"),
+    "assign-scales": _lazy("fastmamba.passes.assign_scales", "AssignScalesPass"),
+    "approximate-nonlinear": _lazy("fastmamba.passes.approximate_nonlinear", "ApproximateNonlinearPass"),
+    "fuse-elementwise": _lazy("fastmamba.passes.fuse_elementwise", "FuseElementwisePass"),
+    "lower-to-accel": _lazy("fastmamba.passes.lower_to_accel", "LowerToAccelPass"),
+    "plan-memory": _lazy("fastmamba.passes.plan_memory", "PlanMemoryPass"),
+    "schedule-vliw": _lazy("fastmamba.passes.schedule_vliw", "ScheduleVliwPass"),
 }
 
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from compiler.checkpoint import WeightStore, head_weight_name
-from compiler.config import Mamba2Config
-from isa.errors import InputError
+from fastmamba.compiler.checkpoint import WeightStore, head_weight_name
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.isa.errors import InputError
 
 __all__ = ["LayerState", "Mamba2Reference", "one_thread"]
 

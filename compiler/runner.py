@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from isa.container import Binary, TensorDesc
-from isa.errors import FastmambaError, InputError
+from fastmamba.isa.container import Binary, TensorDesc
+from fastmamba.isa.errors import FastmambaError, InputError
 
 __all__ = ["META_FORMAT", "PHASES", "Interface", "interface", "read_meta", "zero_states", "PhaseStats", "Mismatch",
            "CheckResult", "RunEvent", "GenerationResult", "generate", "sample"]
@@ -138,7 +138,7 @@ def read_meta(binary: Binary) -> dict[str, Any]:
 
 def zero_states(iface: Interface) -> dict[str, np.ndarray]:
     """The states that start a sequence."""
-    from simulator.runtime import numpy_dtype
+    from fastmamba.simulator.runtime import numpy_dtype
 
     return {t.name: np.zeros(t.shape, numpy_dtype(t.dtype)) for t in iface.states}
 
@@ -156,7 +156,7 @@ class PhaseStats:
     counters: Any = None  # simulator.stats.Stats, the sum; None before the first run
 
     def add(self, program: str, tokens: int, stats) -> None:
-        from simulator.stats import Stats
+        from fastmamba.simulator.stats import Stats
 
         if self.counters is None:
             self.counters = Stats(stats.clock_hz)
@@ -187,12 +187,12 @@ class PhaseStats:
 
     def utilization(self) -> dict[str, float]:
         """Busy cycles / cycles per unit."""
-        from simulator.stats import UNITS
+        from fastmamba.simulator.stats import UNITS
 
         return {u: self.counters.utilization(u) if self.counters else 0.0 for u in UNITS}
 
     def to_dict(self) -> dict[str, Any]:
-        from simulator.stats import STALL_CAUSES, UNITS
+        from fastmamba.simulator.stats import STALL_CAUSES, UNITS
 
         c = self.counters
         return {
@@ -333,7 +333,7 @@ class GenerationResult:
 
     def format_table(self) -> str:
         """Counters of both phases side by side."""
-        from simulator.stats import UNITS
+        from fastmamba.simulator.stats import UNITS
 
         p, d = self.prefill, self.decode
         rows = [("programs run", *(", ".join(f"{n} {k}" for k, n in ph.programs.items()) or "none" for ph in (p, d))),

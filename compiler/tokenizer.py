@@ -13,8 +13,8 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
-from compiler.config import Mamba2Config
-from isa.errors import InputError, ModelError
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.isa.errors import InputError, ModelError
 
 __all__ = ["ByteTokenizer", "JsonTokenizer", "load_tokenizer", "BYTE_VOCAB_MAX"]
 

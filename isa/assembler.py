@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isa.container import (
+from fastmamba.isa.container import (
     DIGEST_BYTES,
     NAME_PATTERN,
     TENSOR_DTYPES,
@@ -29,9 +29,9 @@ from isa.container import (
     TensorDesc,
     validate_binary,
 )
-from isa.disassembler import NOP
-from isa.errors import FastmambaError, InputError
-from isa.instructions import Bundle, Instruction, InstructionError
+from fastmamba.isa.disassembler import NOP
+from fastmamba.isa.errors import FastmambaError, InputError
+from fastmamba.isa.instructions import Bundle, Instruction, InstructionError
 
 MAX_IMAGE_BYTES = 1 << 32
 """Largest constant image the assembler builds when no target bounds it (the target's DDR size does otherwise)."""
@@ -148,7 +148,7 @@ def _keyvalues(text: str, allowed: tuple[str, ...], what: str, sep: str = r"\s")
 # ---------------------------------------------------------------------------
 def parse_instruction(text: str) -> Instruction:
     """`mnemonic field=value, ...` to an Instruction (AsmError without location on failure)."""
-    from isa.instructions import OPS  # the live table
+    from fastmamba.isa.instructions import OPS  # the live table
 
     text = text.strip()
     name, _, rest = text.partition(" ")

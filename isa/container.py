@@ -27,10 +27,10 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from isa.encoding import DecodeError, decode_bundles, encode_bundles
-from isa.errors import FastmambaError, InputError
-from isa.fileio import write_atomic
-from isa.instructions import Bundle, InstructionError
+from fastmamba.isa.encoding import DecodeError, decode_bundles, encode_bundles
+from fastmamba.isa.errors import FastmambaError, InputError
+from fastmamba.isa.fileio import write_atomic
+from fastmamba.isa.instructions import Bundle, InstructionError
 
 MAGIC = b"\x89FMB\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -316,7 +316,7 @@ def _check_static_addresses(prog: Program, where: str, target) -> None:
                 limit = limits[region.space]
                 bad = stop > limit or start % region.align
                 if bad:
-                    from isa.disassembler import format_instruction  # the disassembler imports this module
+                    from fastmamba.isa.disassembler import format_instruction  # the disassembler imports this module
 
                     problem = (f"not aligned to {region.align} bytes" if start % region.align
                                else f"outside the {region.space.upper()} ({limit} bytes)")

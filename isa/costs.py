@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Mapping
 
-from isa.instructions import OPS, Instruction
+from fastmamba.isa.instructions import OPS, Instruction
 
 DMA_SLOTS = ("LD", "ST")
 COMPUTE_SLOTS = ("LIN", "CONV", "SSM", "VEC")

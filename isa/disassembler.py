@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import struct
 
-from isa.container import Binary, Program, TensorDesc
-from isa.instructions import Bundle, Instruction
+from fastmamba.isa.container import Binary, Program, TensorDesc
+from fastmamba.isa.instructions import Bundle, Instruction
 
 DATA_LINE_BYTES = 64
 """Constant-image bytes per `.data` line; all-zero runs of this size are left out."""

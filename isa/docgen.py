@@ -1,4 +1,4 @@
-"""Generate docs/ISA.md and docs/FMB.md from the tables in `isa/`: `python -m isa.docgen`.
+"""Generate docs/ISA.md and docs/FMB.md from the tables in `isa/`: `python -m fastmamba.isa.docgen`.
 
 Place in the flow: documentation only.  The instruction set comes from
 `isa.instructions` (slots, ops, fields), the bundle format from
@@ -12,13 +12,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import isa.instructions as instructions
-from isa import container, encoding
-from isa.assembler import SYNTAX_DOC
-from isa.fileio import write_atomic
+import fastmamba.isa.instructions as instructions
+from fastmamba.isa import container, encoding
+from fastmamba.isa.assembler import SYNTAX_DOC
+from fastmamba.isa.fileio import write_atomic
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
-REGENERATE = "python -m isa.docgen"
+REGENERATE = "python -m fastmamba.isa.docgen"
 
 EXAMPLE = """\
 # Wait for two loads signalled on semaphore 0, then stop.  Inputs in DDR after the constant image.

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping, Sequence
 
-import isa.instructions as instructions
-from isa.errors import FastmambaError
-from isa.instructions import BUNDLE_DELAY_BITS, OPCODE_BITS, SLOTS, Bundle, Instruction, InstructionError, OpSpec
+import fastmamba.isa.instructions as instructions
+from fastmamba.isa.errors import FastmambaError
+from fastmamba.isa.instructions import BUNDLE_DELAY_BITS, OPCODE_BITS, SLOTS, Bundle, Instruction, InstructionError, OpSpec
 
 WORD_BYTES = 8
 SLOT_MASK_BITS = 8

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from isa.errors import InputError
+from fastmamba.isa.errors import InputError
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str | list[bytes]) -> None:

@@ -27,7 +27,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Callable, Mapping
 
-from isa.errors import FastmambaError
+from fastmamba.isa.errors import FastmambaError
 
 SLOTS: tuple[str, ...] = ("LD", "ST", "LIN", "CONV", "SSM", "VEC", "CTL")
 

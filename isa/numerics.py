@@ -1,7 +1,7 @@
 """The accelerator's arithmetic, written once: rounding, saturation, and each unit's math.
 
 Place in the flow: bottom of `isa/` (imports numpy only, plus `isa.target`
-for the `python -m isa.numerics` report).  The simulator's unit semantics
+for the `python -m fastmamba.isa.numerics` report).  The simulator's unit semantics
 (`simulator/units/*`) call these functions on views of the machine's memory;
 docs/NUMERICS.md states the same rules in words and formulas so the compiler's
 golden model can be written from the document alone (it does not import this
@@ -394,7 +394,7 @@ def argmax(a) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# The approximation report: python -m isa.numerics
+# The approximation report: python -m fastmamba.isa.numerics
 # ---------------------------------------------------------------------------
 def approximation_errors(frac: int = 12, segments: int = 8, bits: int = 16, points: int = 200_001) -> dict:
     """Max abs / rel errors of exp_q and softplus_q against the real functions (float64), on a grid."""
@@ -417,7 +417,7 @@ def approximation_errors(frac: int = 12, segments: int = 8, bits: int = 16, poin
 
 
 def _main() -> None:
-    from isa.target import load_target
+    from fastmamba.isa.target import load_target
 
     target = load_target("vc709")
     segments, bits = target.nla_segments, target.nla_bits

@@ -23,8 +23,8 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from isa.errors import InputError
-from isa.instructions import OPS
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.instructions import OPS
 
 
 # Ranges the numeric contract (docs/NUMERICS.md) is written for.

@@ -21,8 +21,8 @@ from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriter, PatternRewriteWalker, RewritePattern
 
-from compiler.dialects import mamba
-from compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba_quant as mq
 
 
 class TableSSM(RewritePattern):

@@ -36,11 +36,11 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriter, PatternRewriteWalker, RewritePattern
 from xdsl.transforms.dead_code_elimination import dce
 
-from compiler.dialects import mamba
-from compiler.dialects import mamba_quant as mq
-from compiler.quant.plan import conv_quant, linear_quant, ssm_quant
-from isa.errors import InputError
-from isa.target import Target, load_target
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.quant.plan import conv_quant, linear_quant, ssm_quant
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.target import Target, load_target
 
 RANGE_ATTR = "mamba_quant.range"
 

@@ -34,12 +34,12 @@ from xdsl.interpreter import Interpreter
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
-from compiler.dialects import mamba
-from compiler.dialects import mamba_quant as mq
-from compiler.quant.calibration import RangeRecorder
-from compiler.quant.golden import ssm_f32
-from compiler.quant.sites import site_of
-from isa.errors import InputError
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.quant.calibration import RangeRecorder
+from fastmamba.compiler.quant.golden import ssm_f32
+from fastmamba.compiler.quant.sites import site_of
+from fastmamba.isa.errors import InputError
 
 RANGE_ATTR = "mamba_quant.range"
 
@@ -175,7 +175,7 @@ def _weight_bytes(fn: func.FuncOp) -> int:
 def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], tokens: np.ndarray, *, function: str = "prefill",
                      method: str = "max", percentile: float = 99.99, windows: int = 4, target: str = "vc709") -> dict:
     """Run `function` on up to `windows` consecutive windows of `tokens`; write and return the ranges per site."""
-    from compiler.interpreters.mamba_quant import make_interpreter, run_function
+    from fastmamba.compiler.interpreters.mamba_quant import make_interpreter, run_function
 
     fn = _function(module, function)
     (length,) = fn.function_type.inputs.data[0].get_shape()
@@ -228,10 +228,10 @@ class CalibratePass(ModulePass):
     target: str = "vc709"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
-        from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
-        from compiler.quant.evaluate import calibration_ids
-        from compiler.tokenizer import load_tokenizer
-        from compiler.weights import NumpyWeights
+        from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
+        from fastmamba.compiler.quant.evaluate import calibration_ids
+        from fastmamba.compiler.tokenizer import load_tokenizer
+        from fastmamba.compiler.weights import NumpyWeights
 
         if not self.text:
             raise InputError("calibrate: give the calibration text: calibrate{text=\"FILE\"}")

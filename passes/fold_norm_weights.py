@@ -27,8 +27,8 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-from compiler.dialects import mamba
-from compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba_quant as mq
 
 _LINEAR = (mamba.LinearOp, mamba.LMHeadOp)
 

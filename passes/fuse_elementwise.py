@@ -30,8 +30,8 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriter, PatternRewriteWalker, RewritePattern
 from xdsl.transforms.dead_code_elimination import dce
 
-from compiler.dialects import mamba
-from compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba_quant as mq
 
 FUSED_ATTR = "mamba_quant.fused"
 

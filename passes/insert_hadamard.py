@@ -25,10 +25,10 @@ from xdsl.ir import Operation
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 from xdsl.rewriter import InsertPoint
 
-from compiler.dialects import mamba
-from compiler.dialects import mamba_quant as mq
-from compiler.quant.hadamard import check_block, default_block
-from isa.target import load_target
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.quant.hadamard import check_block, default_block
+from fastmamba.isa.target import load_target
 
 
 @dataclass

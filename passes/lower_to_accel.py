@@ -25,9 +25,9 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from compiler.backend.lowering import DEFAULT_PREFETCH, LoweringOptions, lower_functions
-from isa.errors import InputError
-from isa.target import load_target
+from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH, LoweringOptions, lower_functions
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.target import load_target
 
 DEFAULT_TILE_FRACTION = 16  # tile_kib = 0: a streamed block may take 1/16 of the on-chip buffer
 

@@ -17,8 +17,8 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from compiler.backend.memory import DEFAULT_LOOKAHEAD, plan_memory
-from isa.target import load_target
+from fastmamba.compiler.backend.memory import DEFAULT_LOOKAHEAD, plan_memory
+from fastmamba.isa.target import load_target
 
 
 @dataclass(frozen=True)

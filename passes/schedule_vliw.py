@@ -21,9 +21,9 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from compiler.backend.schedule import schedule
-from compiler.dialects.accel import AccelInstructionOp, BundleOp, ProgramOp, instruction_of, op_of
-from isa.target import load_target
+from fastmamba.compiler.backend.schedule import schedule
+from fastmamba.compiler.dialects.accel import AccelInstructionOp, BundleOp, ProgramOp, instruction_of, op_of
+from fastmamba.isa.target import load_target
 
 
 @dataclass(frozen=True)

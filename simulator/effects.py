@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from isa.errors import FastmambaError
+from fastmamba.isa.errors import FastmambaError
 
 
 class SimulationError(FastmambaError):

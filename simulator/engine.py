@@ -40,9 +40,9 @@ import math
 from collections import deque
 from typing import Mapping, Sequence
 
-from isa.instructions import Bundle
-from simulator.effects import MachineState, SimulationError
-from simulator.stats import DMA_UNITS, Stats
+from fastmamba.isa.instructions import Bundle
+from fastmamba.simulator.effects import MachineState, SimulationError
+from fastmamba.simulator.stats import DMA_UNITS, Stats
 
 CTL_SLOT = "CTL"
 WAIT_OP = "ctl.wait"
@@ -53,7 +53,7 @@ NO_SEMAPHORE = 0
 
 def instruction_text(instr) -> str:
     """The assembly text of an operation, as error messages and traces quote it."""
-    from isa.disassembler import format_instruction
+    from fastmamba.isa.disassembler import format_instruction
 
     return format_instruction(instr)
 
@@ -228,7 +228,7 @@ class Engine:
 
     def __init__(self, target, semantics: Mapping | None = None, trace=None):
         if semantics is None:
-            from simulator.semantics import SEMANTICS
+            from fastmamba.simulator.semantics import SEMANTICS
 
             semantics = SEMANTICS
         self.target = target

@@ -23,11 +23,11 @@ from typing import Mapping, Protocol
 
 import numpy as np
 
-from isa.container import TENSOR_DTYPES, Binary, Program, TensorDesc, read_fmb
-from isa.errors import InputError
-from simulator.effects import MachineState
-from simulator.stats import Stats
-from simulator.trace import Trace
+from fastmamba.isa.container import TENSOR_DTYPES, Binary, Program, TensorDesc, read_fmb
+from fastmamba.isa.errors import InputError
+from fastmamba.simulator.effects import MachineState
+from fastmamba.simulator.stats import Stats
+from fastmamba.simulator.trace import Trace
 
 WRITABLE_ROLES = ("input", "state")
 READ_ROLES = ("output", "state")
@@ -103,7 +103,7 @@ class SimulatorBackend:
         return self._binary
 
     def run(self, program: str, inputs: Mapping[str, np.ndarray] | None = None, *, trace: bool = False) -> RunResult:
-        from simulator.engine import Engine
+        from fastmamba.simulator.engine import Engine
 
         binary = self.binary
         prog = binary.program(program)

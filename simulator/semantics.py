@@ -25,9 +25,9 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from isa.instructions import Region
-from isa.numerics import NUMPY_DTYPES
-from simulator.effects import MachineState, Range, SimulationError
+from fastmamba.isa.instructions import Region
+from fastmamba.isa.numerics import NUMPY_DTYPES
+from fastmamba.simulator.effects import MachineState, Range, SimulationError
 
 READ_ACCESS = ("r", "rw")
 WRITE_ACCESS = ("w", "rw")
@@ -136,7 +136,7 @@ def remember_last_check(check):
 
 
 def _build() -> Mapping[str, object]:
-    from simulator.units import conv, dma, lin, ssm, vec
+    from fastmamba.simulator.units import conv, dma, lin, ssm, vec
 
     return MappingProxyType({
         "ld": dma.LOAD,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from isa.instructions import SLOTS
+from fastmamba.isa.instructions import SLOTS
 
 UNITS: tuple[str, ...] = tuple(s for s in SLOTS if s != "CTL")
 DMA_UNITS: tuple[str, ...] = ("LD", "ST")

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 
-from isa.fileio import write_atomic
-from simulator.stats import UNITS
+from fastmamba.isa.fileio import write_atomic
+from fastmamba.simulator.stats import UNITS
 
 DDR_TRACK = "DDR"
 TRACKS: tuple[str, ...] = UNITS + (DDR_TRACK,)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from compiler.checkpoint import save_mamba_ssm_layout
-from compiler.config import Mamba2Config
+from fastmamba.compiler.checkpoint import save_mamba_ssm_layout
+from fastmamba.compiler.config import Mamba2Config
 
 # A few small shapes that differ in every dimension the reference handles.
 TINY = dict(d_model=32, n_layer=2, vocab_size=256, d_state=8, headdim=16, expand=2, ngroups=1, d_conv=4, chunk_size=8)

@@ -14,11 +14,11 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
-from compiler.dialects.accel import (
+from fastmamba.compiler.dialects.accel import (
     INSTRUCTION_OPS, Accel, BundleOp, ProgramOp, instruction_of, op_of, tensor_attr, tensor_of,
 )
-from isa.container import TensorDesc
-from isa.instructions import OPS, Instruction, InstructionError
+from fastmamba.isa.container import TensorDesc
+from fastmamba.isa.instructions import OPS, Instruction, InstructionError
 
 
 def _print(op) -> str:

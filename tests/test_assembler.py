@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import isa.instructions as instructions
-from isa.assembler import AsmError, assemble, assemble_file, parse_bundle, parse_instruction
-from isa.container import TENSOR_DTYPES, TENSOR_ROLES, Binary, Program, TensorDesc, dump_fmb
-from isa.disassembler import disassemble, format_bundle, format_f32, format_instruction
-from isa.errors import InputError
-from isa.instructions import SLOTS, Bundle, FieldSpec, Instruction, OpSpec
+import fastmamba.isa.instructions as instructions
+from fastmamba.isa.assembler import AsmError, assemble, assemble_file, parse_bundle, parse_instruction
+from fastmamba.isa.container import TENSOR_DTYPES, TENSOR_ROLES, Binary, Program, TensorDesc, dump_fmb
+from fastmamba.isa.disassembler import disassemble, format_bundle, format_f32, format_instruction
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.instructions import SLOTS, Bundle, FieldSpec, Instruction, OpSpec
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.backend.buffer_alloc import BufferAllocationError, BufferRequest, allocate
-from isa.target import load_target
+from fastmamba.compiler.backend.buffer_alloc import BufferAllocationError, BufferRequest, allocate
+from fastmamba.isa.target import load_target
 
 VC709 = load_target("vc709")
 

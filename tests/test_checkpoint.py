@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from compiler.checkpoint import (
+from fastmamba.compiler.checkpoint import (
     DEFAULT_MODEL_DIR,
     expected_shapes,
     head_weight_name,
@@ -23,9 +23,9 @@ from compiler.checkpoint import (
     save_hf_layout,
     save_mamba_ssm_layout,
 )
-from compiler.config import Mamba2Config
-from compiler.reference import Mamba2Reference
-from isa.errors import InputError, ModelError
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.compiler.reference import Mamba2Reference
+from fastmamba.isa.errors import InputError, ModelError
 from model_factory import make_config, random_hf_model, random_tokens, save_hf_dir, save_mamba_ssm_dir
 
 # mamba_ssm's config.json of state-spaces/mamba2-130m, and its published tensor shapes.
@@ -342,7 +342,7 @@ def test_bad_torch_bin(tiny_model, tmp_path):
 
 
 def test_default_model_dir_is_inside_the_package():
-    import compiler
+    import fastmamba.compiler
 
-    assert DEFAULT_MODEL_DIR.parent.parent.resolve() == type(DEFAULT_MODEL_DIR)(compiler.__file__).parent.resolve()
+    assert DEFAULT_MODEL_DIR.parent.parent.resolve() == type(DEFAULT_MODEL_DIR)(fastmamba.compiler.__file__).parent.resolve()
     assert DEFAULT_MODEL_DIR.name == "default"

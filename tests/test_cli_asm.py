@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from compiler.cli import main
-from isa.container import Binary, Program, TensorDesc, dump_fmb, read_fmb
-from isa.instructions import Bundle, Instruction
+from fastmamba.compiler.cli import main
+from fastmamba.isa.container import Binary, Program, TensorDesc, dump_fmb, read_fmb
+from fastmamba.isa.instructions import Bundle, Instruction
 
 BINARY = Binary((Program("main", 64, (Bundle((Instruction("ctl.wait", {"sem": 1, "count": 1}),), 2),
                                       Bundle((Instruction("ctl.halt", {}),))),
@@ -72,7 +72,7 @@ def test_disasm_help(capsys):
 # --- asm (needs the target configurations of isa.target) ---------------------------
 @pytest.fixture
 def load_target():
-    return pytest.importorskip("isa.target", reason="isa/target.py not written yet").load_target
+    return pytest.importorskip("fastmamba.isa.target", reason="isa/target.py not written yet").load_target
 
 SOURCE = """\
 .data addr=0x0 dtype=i8 values=[1, 2, 3, 4]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from compiler.cli import main
-from isa.container import read_fmb
+from fastmamba.compiler.cli import main
+from fastmamba.isa.container import read_fmb
 
 
 def test_demo_compiles_runs_and_checks(tmp_path, capsys):

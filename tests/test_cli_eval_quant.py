@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from compiler.cli import main
+from fastmamba.compiler.cli import main
 from model_factory import make_config, random_hf_model, save_hf_dir
 
 SCHEMES = ["fp32", "w8a8_rtn", "w8a8_hadamard_linear", "fastmamba"]

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import compiler.commands.eval as eval_command
-from compiler.checkpoint import DEFAULT_MODEL_DIR
-from compiler.cli import main
+import fastmamba.compiler.commands.eval as eval_command
+from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR
+from fastmamba.compiler.cli import main
 from model_factory import make_config, random_hf_model, save_hf_dir, save_mamba_ssm_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,8 +267,8 @@ def test_large_vocabulary_without_tokenizer_json(tmp_path, capsys):
 
 
 def test_command_line_entry_point_has_no_traceback(tmp_path):
-    """The real process: `python -m compiler`, as the `fastmamba` script runs it."""
-    proc = subprocess.run([sys.executable, "-m", "compiler", "eval", "--model", str(tmp_path), "--text", str(tmp_path / "t")],
+    """The real process: `python -m fastmamba`, as the `fastmamba` script runs it."""
+    proc = subprocess.run([sys.executable, "-m", "fastmamba", "eval", "--model", str(tmp_path), "--text", str(tmp_path / "t")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"fastmamba eval: error: --text file not found: {tmp_path / 't'}"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from compiler.cli import main
-from compiler.pipeline import parse_ir
+from fastmamba.compiler.cli import main
+from fastmamba.compiler.pipeline import parse_ir
 from model_factory import make_config, random_hf_model, save_hf_dir
 
 

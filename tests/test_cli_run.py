@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-import compiler.commands.run as run_command
-from compiler.cli import main
-from isa.container import write_fmb
+import fastmamba.compiler.commands.run as run_command
+from fastmamba.compiler.cli import main
+from fastmamba.isa.container import write_fmb
 from toy_compiled import CONFIG, TARGET, ToyGolden, greedy_continuation, meta, toy_binary
 
 PROMPT = "ROMEO:"  # 6 bytes: one prefill chunk of 4, two decode runs
@@ -102,7 +102,7 @@ def test_check_with_the_real_golden_model(tmp_path, capsys):
     """The toy's programs are not the model its metadata names, and the golden model (float plan) says so."""
     import torch
 
-    from compiler.checkpoint import expected_shapes, save_hf_layout
+    from fastmamba.compiler.checkpoint import expected_shapes, save_hf_layout
 
     gen = torch.Generator().manual_seed(0)
     weights = {name: torch.rand(shape, generator=gen) for name, shape in expected_shapes(CONFIG).items()}

@@ -12,10 +12,10 @@ import json
 import numpy as np
 import pytest
 
-from compiler.cli import main
-from isa.container import Binary, Program, TensorDesc, write_fmb
-from isa.instructions import Bundle, Instruction
-from isa.target import load_target
+from fastmamba.compiler.cli import main
+from fastmamba.isa.container import Binary, Program, TensorDesc, write_fmb
+from fastmamba.isa.instructions import Bundle, Instruction
+from fastmamba.isa.target import load_target
 
 TARGET = load_target("vc709")
 IDLE = 5

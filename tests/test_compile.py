@@ -15,14 +15,14 @@ import json
 import numpy as np
 import pytest
 
-from compiler.checkpoint import load_model
-from compiler.cli import main
-from compiler.quant.golden import GoldenMamba2
-from compiler.quant.plan_io import plan_from_dict
-from isa.container import read_fmb
-from isa.target import load_target
+from fastmamba.compiler.checkpoint import load_model
+from fastmamba.compiler.cli import main
+from fastmamba.compiler.quant.golden import GoldenMamba2
+from fastmamba.compiler.quant.plan_io import plan_from_dict
+from fastmamba.isa.container import read_fmb
+from fastmamba.isa.target import load_target
 from model_factory import make_config, random_hf_model, save_hf_dir
-from simulator.runtime import SimulatorBackend
+from fastmamba.simulator.runtime import SimulatorBackend
 
 LENGTH = 6
 

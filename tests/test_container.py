@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isa.container import (
+from fastmamba.isa.container import (
     FILE_HEADER,
     MAGIC,
     PROGRAM_HEADER,
@@ -23,8 +23,8 @@ from isa.container import (
     read_fmb,
     write_fmb,
 )
-from isa.errors import FastmambaError, InputError
-from isa.instructions import Bundle, Instruction
+from fastmamba.isa.errors import FastmambaError, InputError
+from fastmamba.isa.instructions import Bundle, Instruction
 
 DIGEST = bytes(range(32))
 
@@ -278,9 +278,9 @@ def test_overwrites(at, chunk):
 
 # --- static address checks against a target (lead) -------------------------------------------
 def _one_op_binary(op, ddr_size=4096):
-    from isa.container import Binary, Program
-    from isa.instructions import Bundle, Instruction
-    from isa.target import load_target
+    from fastmamba.isa.container import Binary, Program
+    from fastmamba.isa.instructions import Bundle, Instruction
+    from fastmamba.isa.target import load_target
 
     t = load_target("vc709")
     prog = Program(name="main", ddr_size=ddr_size, bundles=(Bundle((op,)), Bundle((Instruction("ctl.halt"),))))
@@ -288,7 +288,7 @@ def _one_op_binary(op, ddr_size=4096):
 
 
 def _ld(**kw):
-    from isa.instructions import Instruction
+    from fastmamba.isa.instructions import Instruction
 
     args = dict(buf=0, ddr=0, rows=4, row_bytes=64, ddr_stride=64, buf_stride=64, sem=0)
     args.update(kw)
@@ -296,7 +296,7 @@ def _ld(**kw):
 
 
 def test_static_addresses_inside_memories_pass():
-    from isa.container import dump_fmb, load_fmb
+    from fastmamba.isa.container import dump_fmb, load_fmb
 
     binary, target = _one_op_binary(_ld(ddr=4096 - 256))
     assert load_fmb(dump_fmb(binary), target).programs[0].bundles[0].ops[0]["ddr"] == 4096 - 256
@@ -310,7 +310,7 @@ def test_static_addresses_inside_memories_pass():
     ],
 )
 def test_static_addresses_outside_memories_are_rejected(op_kwargs, message):
-    from isa.container import dump_fmb, load_fmb
+    from fastmamba.isa.container import dump_fmb, load_fmb
 
     binary, target = _one_op_binary(_ld(**op_kwargs))
     data = dump_fmb(binary)
@@ -320,8 +320,8 @@ def test_static_addresses_outside_memories_are_rejected(op_kwargs, message):
 
 
 def test_misaligned_operand_is_rejected():
-    from isa.container import dump_fmb, load_fmb
-    from isa.instructions import Instruction
+    from fastmamba.isa.container import dump_fmb, load_fmb
+    from fastmamba.isa.instructions import Instruction
 
     lin = Instruction("lin", dict(dst=2, src=0, wgt=64, scale=0, m=1, k=4, n=4, src_ld=4, dst_ld=4, src_type="i8",
                                   hlog2=0, qmul=1, qshift=0, acc=0, out="i32"))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import isa.instructions as instructions
-from isa import container, docgen
-from isa.assembler import assemble
+import fastmamba.isa.instructions as instructions
+from fastmamba.isa import container, docgen
+from fastmamba.isa.assembler import assemble
 
 
 def test_committed_docs_are_current():

@@ -7,14 +7,14 @@ import pytest
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 
-from compiler.backend.emit import emit_binary, write_binary
-from compiler.dialects.accel import ProgramOp, op_of
-from isa.container import TensorDesc, read_fmb
-from isa.errors import InputError
-from isa.instructions import Instruction
-from isa.target import load_target
-from passes.schedule_vliw import ScheduleVliwPass
-from simulator.runtime import SimulatorBackend
+from fastmamba.compiler.backend.emit import emit_binary, write_binary
+from fastmamba.compiler.dialects.accel import ProgramOp, op_of
+from fastmamba.isa.container import TensorDesc, read_fmb
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.instructions import Instruction
+from fastmamba.isa.target import load_target
+from fastmamba.passes.schedule_vliw import ScheduleVliwPass
+from fastmamba.simulator.runtime import SimulatorBackend
 
 VC709 = load_target("vc709")
 M, K, N, TILE = 8, 128, 128, 32

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import isa.instructions as instructions
-from isa.encoding import (
+import fastmamba.isa.instructions as instructions
+from fastmamba.isa.encoding import (
     DELAY_SHIFT,
     DecodeError,
     decode_bundles,
@@ -19,7 +19,7 @@ from isa.encoding import (
     encode_instruction,
     layouts,
 )
-from isa.instructions import SLOTS, Bundle, FieldSpec, Instruction, OpSpec
+from fastmamba.isa.instructions import SLOTS, Bundle, FieldSpec, Instruction, OpSpec
 
 SETTINGS = settings(max_examples=200, deadline=None)
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from isa.instructions import Bundle, FieldSpec, Instruction, OpSpec
-from isa.target import load_target
-from simulator.effects import Footprint, MachineState, Range, SimulationError
-from simulator.engine import simulate
-from simulator.trace import TRACKS, Trace
+from fastmamba.isa.instructions import Bundle, FieldSpec, Instruction, OpSpec
+from fastmamba.isa.target import load_target
+from fastmamba.simulator.effects import Footprint, MachineState, Range, SimulationError
+from fastmamba.simulator.engine import simulate
+from fastmamba.simulator.trace import TRACKS, Trace
 
 
 # vc709 with a short DMA latency and a shallow queue, so the hand-worked cycle counts stay small.

@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from simulator.effects import Range
-from simulator.engine import _find_hazard, _InFlight, _InFlightSet
+from fastmamba.simulator.effects import Range
+from fastmamba.simulator.engine import _find_hazard, _InFlight, _InFlightSet
 
 
 def _random_ranges(rng: random.Random, count: int, spaces=("buf", "ddr")) -> tuple[Range, ...]:

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.cli import main
-from isa.assembler import assemble
-from isa.target import load_target
-from simulator.effects import SimulationError
-from simulator.runtime import SimulatorBackend
+from fastmamba.compiler.cli import main
+from fastmamba.isa.assembler import assemble
+from fastmamba.isa.target import load_target
+from fastmamba.simulator.effects import SimulationError
+from fastmamba.simulator.runtime import SimulatorBackend
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ssm_step.s"
 TARGET = load_target("vc709")
@@ -146,8 +146,8 @@ def float_error_bounds(x, B, C, dt_raw, params, state) -> tuple[np.ndarray, np.n
 # ---------------------------------------------------------------------------
 def _shipped_inputs() -> dict[str, np.ndarray]:
     """The example's own data, read from its binary's constant image (descriptor by descriptor)."""
-    from isa.assembler import assemble_file
-    from simulator.runtime import numpy_dtype
+    from fastmamba.isa.assembler import assemble_file
+    from fastmamba.simulator.runtime import numpy_dtype
 
     binary = assemble_file(EXAMPLE, TARGET)
     prog = binary.program("main")

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.cli import main
-from isa.assembler import assemble, assemble_file
-from isa.target import load_target
-from simulator.effects import SimulationError
-from simulator.runtime import SimulatorBackend, numpy_dtype
+from fastmamba.compiler.cli import main
+from fastmamba.isa.assembler import assemble, assemble_file
+from fastmamba.isa.target import load_target
+from fastmamba.simulator.effects import SimulationError
+from fastmamba.simulator.runtime import SimulatorBackend, numpy_dtype
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TARGET = load_target("vc709")

@@ -11,15 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from compiler.checkpoint import load_model
-from compiler.frontend import custom_ops
-from compiler.frontend.canonical import canonical_form
-from compiler.frontend.export import export_program, torch_mlir_text
-from compiler.frontend.importer import import_model
-from compiler.frontend.raise_torch import parse_torch_module, raise_to_mamba
-from compiler.pipeline import print_ir
-from compiler.reference import Mamba2Reference
-from isa.errors import InputError, ModelError
+from fastmamba.compiler.checkpoint import load_model
+from fastmamba.compiler.frontend import custom_ops
+from fastmamba.compiler.frontend.canonical import canonical_form
+from fastmamba.compiler.frontend.export import export_program, torch_mlir_text
+from fastmamba.compiler.frontend.importer import import_model
+from fastmamba.compiler.frontend.raise_torch import parse_torch_module, raise_to_mamba
+from fastmamba.compiler.pipeline import print_ir
+from fastmamba.compiler.reference import Mamba2Reference
+from fastmamba.isa.errors import InputError, ModelError
 from model_factory import make_config, random_hf_model, random_tokens
 
 

@@ -1,4 +1,4 @@
-"""isa.costs agrees with the simulator's unit footprints (occupancy, latency, DDR bytes) and DMA channel timing.
+"""fastmamba.isa.costs agrees with the simulator's unit footprints (occupancy, latency, DDR bytes) and DMA channel timing.
 
 Random valid instructions of every operation (operands laid out in disjoint,
 aligned slots so the footprint's checks pass) are costed both ways.  When the
@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from isa import costs
-from isa.instructions import MICRO_OPS, OPS, Bundle, Instruction
-from isa.numerics import MICRO_OPS_WITH_B
-from isa.target import load_target
-from simulator.effects import MachineState
-from simulator.engine import simulate
-from simulator.semantics import SEMANTICS
+from fastmamba.isa import costs
+from fastmamba.isa.instructions import MICRO_OPS, OPS, Bundle, Instruction
+from fastmamba.isa.numerics import MICRO_OPS_WITH_B
+from fastmamba.isa.target import load_target
+from fastmamba.simulator.effects import MachineState
+from fastmamba.simulator.engine import simulate
+from fastmamba.simulator.semantics import SEMANTICS
 
 VC709 = load_target("vc709")
 # A second target with other rates and latencies, so a formula that ignores a parameter shows.

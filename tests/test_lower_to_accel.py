@@ -15,24 +15,24 @@ import pytest
 from xdsl.dialects import func
 from xdsl.dialects.builtin import FunctionType, IntegerAttr, ModuleOp, StringAttr, i64
 
-from compiler.backend.constants import build_image, pack_block
-from compiler.backend.emit import emit_binary
-from compiler.backend.lowering import BUFFERS_ATTR, MEM_ATTR, LoweringError
-from compiler.backend.memory import plan_memory
-from compiler.checkpoint import load_model
-from compiler.dialects import mamba
-from compiler.dialects.accel import ProgramOp, instruction_of, op_of
-from compiler.frontend.importer import import_model
-from compiler.interpreters.mamba_quant import run_function
-from compiler.pipeline import parse_ir, print_ir, run_pipeline
-from compiler.weights import NumpyWeights
-from isa.container import TensorDesc
-from isa.errors import FastmambaError
-from isa.instructions import Instruction
-from isa.target import Target, load_target
+from fastmamba.compiler.backend.constants import build_image, pack_block
+from fastmamba.compiler.backend.emit import emit_binary
+from fastmamba.compiler.backend.lowering import BUFFERS_ATTR, MEM_ATTR, LoweringError
+from fastmamba.compiler.backend.memory import plan_memory
+from fastmamba.compiler.checkpoint import load_model
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects.accel import ProgramOp, instruction_of, op_of
+from fastmamba.compiler.frontend.importer import import_model
+from fastmamba.compiler.interpreters.mamba_quant import run_function
+from fastmamba.compiler.pipeline import parse_ir, print_ir, run_pipeline
+from fastmamba.compiler.weights import NumpyWeights
+from fastmamba.isa.container import TensorDesc
+from fastmamba.isa.errors import FastmambaError
+from fastmamba.isa.instructions import Instruction
+from fastmamba.isa.target import Target, load_target
 from model_factory import make_config, random_hf_model
-from passes.calibrate import calibrate_module
-from simulator.runtime import SimulatorBackend
+from fastmamba.passes.calibrate import calibrate_module
+from fastmamba.simulator.runtime import SimulatorBackend
 
 VC709 = load_target("vc709")
 
@@ -247,7 +247,7 @@ def test_plan_memory_keeps_a_buffer_until_its_last_reader_completes():
 def test_programs_tile_alike_and_share_constant_blocks():
     """A long prefill needs smaller automatic tiles than the one-token step; both take the smaller, so
     every constant block (weight tiles, per-range conv taps) is one block of the image both programs read."""
-    from compiler.backend.lowering import LoweringOptions, lower_functions
+    from fastmamba.compiler.backend.lowering import LoweringOptions, lower_functions
 
     wide = dict(n_layer=1, d_model=256, headdim=32, d_state=32)  # in_proj tiles narrower than its slices
     _, _, long, _ = quantized("tiny", 64, **wide)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from compiler.frontend.importer import import_model
-from compiler.pipeline import parse_ir, print_ir
-from isa.errors import InputError
+from fastmamba.compiler.frontend.importer import import_model
+from fastmamba.compiler.pipeline import parse_ir, print_ir
+from fastmamba.isa.errors import InputError
 from model_factory import make_config
 
 GOOD = """\

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
-from compiler.frontend.importer import import_model
-from compiler.interpreters.mamba import run_function
-from compiler.reference import Mamba2Reference
-from compiler.weights import NumpyWeights
+from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
+from fastmamba.compiler.frontend.importer import import_model
+from fastmamba.compiler.interpreters.mamba import run_function
+from fastmamba.compiler.reference import Mamba2Reference
+from fastmamba.compiler.weights import NumpyWeights
 from model_factory import make_config, random_hf_model, random_tokens, save_hf_dir, save_mamba_ssm_dir
 from xdsl.utils.exceptions import InterpretationError
 
@@ -76,7 +76,7 @@ def test_bad_inputs_are_reported():
 
 
 def test_softplus_follows_torch_threshold():
-    from compiler.interpreters.mamba import MambaFunctions
+    from fastmamba.compiler.interpreters.mamba import MambaFunctions
 
     x = np.array([-30.0, -1.0, 0.0, 19.9, 20.0, 25.0], np.float32)
     got = MambaFunctions.run_softplus(MambaFunctions({}), None, None, (x,))[0]

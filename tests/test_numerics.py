@@ -1,4 +1,4 @@
-"""isa.numerics against plain-Python references of docs/NUMERICS.md: rounding, tables, exp/softplus, Hadamard."""
+"""fastmamba.isa.numerics against plain-Python references of docs/NUMERICS.md: rounding, tables, exp/softplus, Hadamard."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from isa import numerics as nm
-from isa.target import load_target
+from fastmamba.isa import numerics as nm
+from fastmamba.isa.target import load_target
 
 TARGET = load_target("vc709")
 S, BITS = TARGET.nla_segments, TARGET.nla_bits

@@ -1,4 +1,4 @@
-"""isa.numerics' shortcuts for the common cases (no np.clip wrapper, exp = 0, scale = 1, an empty chain)
+"""fastmamba.isa.numerics' shortcuts for the common cases (no np.clip wrapper, exp = 0, scale = 1, an empty chain)
 give the bits of the general formulas of docs/NUMERICS.md §1 and §6, extreme values included."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isa import numerics
+from fastmamba.isa import numerics
 
 EXTREMES = np.array([np.inf, -np.inf, np.nan, 3.4e38, -3.4e38, 1e-45, -0.0, 0.0, 2.5, -2.5, 3.5, 127.5, -128.5],
                     np.float32)

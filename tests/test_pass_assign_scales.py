@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from compiler.interpreters.mamba_quant import run_function
-from compiler.pipeline import parse_ir, print_ir, run_pipeline
-from isa.errors import InputError
+from fastmamba.compiler.interpreters.mamba_quant import run_function
+from fastmamba.compiler.pipeline import parse_ir, print_ir, run_pipeline
+from fastmamba.isa.errors import InputError
 
 LINEAR = """
 builtin.module {

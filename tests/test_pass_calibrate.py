@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.pipeline import parse_ir, print_ir, run_pipeline
-from compiler.quant.plan import HEAD_SITE
-from isa.errors import InputError
-from passes.calibrate import RANGE_ATTR, calibrate_module
+from fastmamba.compiler.pipeline import parse_ir, print_ir, run_pipeline
+from fastmamba.compiler.quant.plan import HEAD_SITE
+from fastmamba.isa.errors import InputError
+from fastmamba.passes.calibrate import RANGE_ATTR, calibrate_module
 
 IR = """
 builtin.module {
@@ -106,7 +106,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
 
 
 def test_cli_calibrates_with_a_model_directory(tmp_path, capsys):
-    from compiler.cli import main
+    from fastmamba.compiler.cli import main
     from model_factory import make_config, random_hf_model, save_hf_dir
 
     model = save_hf_dir(random_hf_model(make_config("tiny"), seed=4), tmp_path / "m")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.interpreters.mamba_quant import run_function
-from compiler.pipeline import parse_ir, print_ir, run_pipeline
+from fastmamba.compiler.interpreters.mamba_quant import run_function
+from fastmamba.compiler.pipeline import parse_ir, print_ir, run_pipeline
 
 IR = """
 builtin.module {
@@ -74,7 +74,7 @@ def test_nothing_to_fold_leaves_the_ir_unchanged():
 
 
 def test_cli_opt_runs_the_pass(tmp_path, capsys):
-    from compiler.cli import main
+    from fastmamba.compiler.cli import main
 
     path = tmp_path / "in.mlir"
     path.write_text(IR)

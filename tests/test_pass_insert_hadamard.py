@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.interpreters.mamba_quant import run_function
-from compiler.pipeline import parse_ir, print_ir, run_pipeline
-from compiler.quant.hadamard import default_block, rotate_blocks, sylvester
-from isa.errors import InputError
+from fastmamba.compiler.interpreters.mamba_quant import run_function
+from fastmamba.compiler.pipeline import parse_ir, print_ir, run_pipeline
+from fastmamba.compiler.quant.hadamard import default_block, rotate_blocks, sylvester
+from fastmamba.isa.errors import InputError
 
 IR = """
 builtin.module {
@@ -113,7 +113,7 @@ def test_verifier_rejects_a_block_not_dividing_the_width():
 
 
 def test_cli_bad_block_is_one_line(tmp_path, capsys):
-    from compiler.cli import main
+    from fastmamba.compiler.cli import main
 
     path = tmp_path / "in.mlir"
     path.write_text(IR)

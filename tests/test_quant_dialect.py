@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from compiler.pipeline import parse_ir, print_ir
-from isa.errors import InputError
+from fastmamba.compiler.pipeline import parse_ir, print_ir
+from fastmamba.isa.errors import InputError
 
 GOOD = """
 builtin.module {

@@ -12,8 +12,8 @@ import inspect
 import numpy as np
 import pytest
 
-from compiler.quant import fixed
-from isa import numerics
+from fastmamba.compiler.quant import fixed
+from fastmamba.isa import numerics
 
 SEG, BITS = 8, 16
 
@@ -89,7 +89,7 @@ def test_ssm_agrees_with_isa_numerics(state_bits, dbx_shift):
             rng.integers(-(1 << 30), 1 << 30, (h, p, n)))
     extra = {"state_bits": state_bits} if "state_bits" in inspect.signature(numerics.ssm_scan).parameters else {}
     if not extra and state_bits != 32:
-        pytest.skip("isa.numerics has no state_bits yet")
+        pytest.skip("fastmamba.isa.numerics has no state_bits yet")
     y, st = fixed.ssm_scan_q(*args, state_bits=state_bits, block=5, **kw)
     y_ref, st_ref = numerics.ssm_scan(*args, **kw, **extra)
     assert np.array_equal(y, y_ref) and np.array_equal(st, st_ref)

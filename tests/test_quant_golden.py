@@ -18,19 +18,19 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.checkpoint import load_model
-from compiler.dialects import mamba_quant as mq
-from compiler.frontend.importer import import_model
-from compiler.interpreters.mamba_quant import run_function
-from compiler.pipeline import parse_ir, print_ir, run_pipeline
-from compiler.quant.evaluate import build_plan, calibrate, inject_outliers
-from compiler.quant.golden import GoldenMamba2, LayerPlan, QuantPlan
-from compiler.quant.plan import HEAD_SITE
-from compiler.reference import Mamba2Reference
-from compiler.weights import NumpyWeights
+from fastmamba.compiler.checkpoint import load_model
+from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.frontend.importer import import_model
+from fastmamba.compiler.interpreters.mamba_quant import run_function
+from fastmamba.compiler.pipeline import parse_ir, print_ir, run_pipeline
+from fastmamba.compiler.quant.evaluate import build_plan, calibrate, inject_outliers
+from fastmamba.compiler.quant.golden import GoldenMamba2, LayerPlan, QuantPlan
+from fastmamba.compiler.quant.plan import HEAD_SITE
+from fastmamba.compiler.reference import Mamba2Reference
+from fastmamba.compiler.weights import NumpyWeights
 from model_factory import make_config, random_hf_model
-from isa.errors import InputError
-from passes.calibrate import RANGE_ATTR, apply_ranges, calibrate_module
+from fastmamba.isa.errors import InputError
+from fastmamba.passes.calibrate import RANGE_ATTR, apply_ranges, calibrate_module
 
 LENGTH = 12
 
@@ -235,7 +235,7 @@ def test_apply_ranges_needs_every_site(tiny):
 
 def test_accelerator_scheme_is_fastmamba_with_the_int8_head(tiny):
     """`fastmamba eval --schemes accelerator` measures what the compiled binary runs: fastmamba + W8A8 head."""
-    from compiler.quant.evaluate import quant_scheme_builders
+    from fastmamba.compiler.quant.evaluate import quant_scheme_builders
 
     config, store, _, tokens = tiny
     builders = quant_scheme_builders(tokens[:4 * LENGTH])

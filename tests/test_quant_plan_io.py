@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from compiler.checkpoint import load_model
-from compiler.quant.evaluate import build_plan, calibrate
-from compiler.quant.golden import GoldenMamba2, LayerPlan, QuantPlan
-from compiler.quant.plan_io import plan_from_dict, plan_to_dict
-from compiler.weights import NumpyWeights
+from fastmamba.compiler.checkpoint import load_model
+from fastmamba.compiler.quant.evaluate import build_plan, calibrate
+from fastmamba.compiler.quant.golden import GoldenMamba2, LayerPlan, QuantPlan
+from fastmamba.compiler.quant.plan_io import plan_from_dict, plan_to_dict
+from fastmamba.compiler.weights import NumpyWeights
 from model_factory import make_config, random_hf_model
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compiler.checkpoint import load_model
-from compiler.reference import LayerState, Mamba2Reference, one_thread
-from isa.errors import InputError
+from fastmamba.compiler.checkpoint import load_model
+from fastmamba.compiler.reference import LayerState, Mamba2Reference, one_thread
+from fastmamba.isa.errors import InputError
 from model_factory import CONFIGS, make_config, random_hf_model, random_tokens
 
 # (config, sequence length): none of the lengths is a multiple of the config's chunk_size.

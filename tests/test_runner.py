@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from compiler.runner import (
+from fastmamba.compiler.runner import (
     Interface,
     generate,
     interface,
@@ -16,10 +16,10 @@ from compiler.runner import (
     sample,
     zero_states,
 )
-from isa.container import Binary, Program, TensorDesc
-from isa.errors import FastmambaError, InputError
-from simulator.runtime import SimulatorBackend
-from simulator.stats import UNITS
+from fastmamba.isa.container import Binary, Program, TensorDesc
+from fastmamba.isa.errors import FastmambaError, InputError
+from fastmamba.simulator.runtime import SimulatorBackend
+from fastmamba.simulator.stats import UNITS
 from toy_compiled import (
     CONV_SHAPE,
     SSM_SHAPE,

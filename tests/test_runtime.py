@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from isa.container import Binary, Program, TensorDesc
-from isa.errors import InputError
-from isa.instructions import Bundle, FieldSpec, Instruction, OpSpec
-from simulator.effects import Footprint, Range
-from simulator.runtime import ExecutionBackend, RunResult, SimulatorBackend
+from fastmamba.isa.container import Binary, Program, TensorDesc
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.instructions import Bundle, FieldSpec, Instruction, OpSpec
+from fastmamba.simulator.effects import Footprint, Range
+from fastmamba.simulator.runtime import ExecutionBackend, RunResult, SimulatorBackend
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.backend import schedule as sched_mod
-from compiler.backend.depgraph import accesses, conflicts, dependence_graph
-from compiler.backend.schedule import schedule
-from isa import costs
+from fastmamba.compiler.backend import schedule as sched_mod
+from fastmamba.compiler.backend.depgraph import accesses, conflicts, dependence_graph
+from fastmamba.compiler.backend.schedule import schedule
+from fastmamba.isa import costs
 from test_schedule_vliw import VC709, check_equivalent, ld, lin, run, st_, vec
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_schedule.py"

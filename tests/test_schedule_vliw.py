@@ -18,15 +18,15 @@ from hypothesis import strategies as st
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 
-from compiler.backend.depgraph import dependence_graph
-from compiler.backend.schedule import ScheduleError, schedule, sequential
-from compiler.dialects.accel import BundleOp, ProgramOp, instruction_of, op_of
-from isa import costs
-from isa.instructions import Instruction
-from isa.target import load_target
-from passes.schedule_vliw import ScheduleVliwPass
-from simulator.effects import MachineState
-from simulator.engine import simulate
+from fastmamba.compiler.backend.depgraph import dependence_graph
+from fastmamba.compiler.backend.schedule import ScheduleError, schedule, sequential
+from fastmamba.compiler.dialects.accel import BundleOp, ProgramOp, instruction_of, op_of
+from fastmamba.isa import costs
+from fastmamba.isa.instructions import Instruction
+from fastmamba.isa.target import load_target
+from fastmamba.passes.schedule_vliw import ScheduleVliwPass
+from fastmamba.simulator.effects import MachineState
+from fastmamba.simulator.engine import simulate
 
 VC709 = load_target("vc709")
 
@@ -207,8 +207,8 @@ def test_store_then_overwrite_is_synchronized():
 
 def test_waits_keep_it_correct_when_memory_is_slower_than_planned():
     """Scheduled for vc709, run with DDR 10x slower: still equal; without its waits the simulator objects."""
-    from isa.instructions import Bundle
-    from simulator.effects import SimulationError
+    from fastmamba.isa.instructions import Bundle
+    from fastmamba.simulator.effects import SimulationError
 
     slow_ddr = dataclasses.replace(VC709, name="slow", ddr_gbytes_per_s=1.5, dma_latency=640)
     prog = [ld(0x000, 0x000, 4, 256), vec(0x400, 0x000, 4, 256), st_(0x1000, 0x400, 4, 256),
@@ -311,7 +311,7 @@ def test_pass_schedules_accel_programs_and_keeps_debug_text():
     assert all(isinstance(b, BundleOp) for b in bundles)
     texts = sorted(o.debug_text for b in bundles for o in b.instruction_ops if o.debug_text)
     assert texts == sorted(f"op{n}" for n in range(len(prog)))
-    from isa.instructions import Bundle
+    from fastmamba.isa.instructions import Bundle
 
     ir_bundles = [Bundle(tuple(instruction_of(o) for o in b.instruction_ops), b.delay_cycles) for b in bundles]
     assert ir_bundles == list(schedule(prog, VC709).bundles)
@@ -320,8 +320,8 @@ def test_pass_schedules_accel_programs_and_keeps_debug_text():
 
 
 def test_opt_command_schedules_an_accel_file(tmp_path, capsys):
-    from compiler.cli import main as cli_main
-    from compiler.pipeline import print_ir
+    from fastmamba.compiler.cli import main as cli_main
+    from fastmamba.compiler.pipeline import print_ir
 
     prog, _, size = tiled_matmul(16, 128, 128, 64)
     ops = [op_of(i, f"op{n}") for n, i in enumerate(prog)] + [op_of(Instruction("ctl.halt", {}))]

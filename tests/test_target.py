@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from isa.errors import InputError
-from isa.target import PRESETS, Target, load_target
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.target import PRESETS, Target, load_target
 
 
 def test_vc709_preset_matches_the_paper():

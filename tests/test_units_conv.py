@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from isa.instructions import Instruction
-from isa.target import load_target
-from simulator.effects import MachineState, SimulationError
-from simulator.semantics import SEMANTICS
+from fastmamba.isa.instructions import Instruction
+from fastmamba.isa.target import load_target
+from fastmamba.simulator.effects import MachineState, SimulationError
+from fastmamba.simulator.semantics import SEMANTICS
 from buffer_io import get, put
 
 TARGET = load_target("vc709")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isa.instructions import Bundle, Instruction
-from isa.target import load_target
-from simulator.effects import MachineState, Range, SimulationError
-from simulator.engine import simulate
-from simulator.semantics import SEMANTICS
+from fastmamba.isa.instructions import Bundle, Instruction
+from fastmamba.isa.target import load_target
+from fastmamba.simulator.effects import MachineState, Range, SimulationError
+from fastmamba.simulator.engine import simulate
+from fastmamba.simulator.semantics import SEMANTICS
 
 TARGET = load_target("vc709")
 

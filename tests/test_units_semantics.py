@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from isa.instructions import OPS, Instruction
-from isa.target import load_target
-from simulator.effects import MachineState, Range, SimulationError
-from simulator.semantics import SEMANTICS, region_ranges, view
+from fastmamba.isa.instructions import OPS, Instruction
+from fastmamba.isa.target import load_target
+from fastmamba.simulator.effects import MachineState, Range, SimulationError
+from fastmamba.simulator.semantics import SEMANTICS, region_ranges, view
 
 TARGET = load_target("vc709")
 

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from isa.instructions import Bundle, Instruction
-from isa.target import load_target
-from simulator.effects import MachineState, Range, SimulationError
-from simulator.engine import simulate
-from simulator.semantics import SEMANTICS
+from fastmamba.isa.instructions import Bundle, Instruction
+from fastmamba.isa.target import load_target
+from fastmamba.simulator.effects import MachineState, Range, SimulationError
+from fastmamba.simulator.engine import simulate
+from fastmamba.simulator.semantics import SEMANTICS
 
 from buffer_io import get, put
 

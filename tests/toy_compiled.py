@@ -20,12 +20,12 @@ import json
 
 import numpy as np
 
-from isa.costs import duration
+from fastmamba.isa.costs import duration
 
-from compiler.config import Mamba2Config
-from isa.container import Binary, Program, TensorDesc
-from isa.instructions import Bundle, Instruction
-from isa.target import load_target
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.isa.container import Binary, Program, TensorDesc
+from fastmamba.isa.instructions import Bundle, Instruction
+from fastmamba.isa.target import load_target
 
 TARGET = load_target("vc709")
 VOCAB = 256
@@ -103,8 +103,8 @@ def program(name: str, n: int, n_layer: int = 1) -> Program:
 
 
 def meta(seq_len: int, model: str = "/nonexistent/toy-model", n_layer: int = 1, **overrides) -> dict:
-    from compiler.quant.golden import LayerPlan, QuantPlan
-    from compiler.quant.plan_io import plan_to_dict
+    from fastmamba.compiler.quant.golden import LayerPlan, QuantPlan
+    from fastmamba.compiler.quant.plan_io import plan_to_dict
 
     config = Mamba2Config(**{**CONFIG.to_dict(), "n_layer": n_layer})
     doc = {"format": "fastmamba/1", "model": model, "bundled": False, "config": config.to_dict(), "seq_len": seq_len,

@@ -1,4 +1,4 @@
-"""compiler.backend: the machinery between a sequence of accelerator instructions and a binary.
+"""fastmamba.compiler.backend: the machinery between a sequence of accelerator instructions and a binary.
 
 Helpers of the back-end passes, each one job: the dependence graph of a
 straight-line instruction sequence (`depgraph`), the VLIW list scheduler with

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from isa.errors import FastmambaError
+from fastmamba.isa.errors import FastmambaError
 
 DEFAULT_ALIGN = 64  # a cache line of the on-chip buffer's AXI port; any power of two works
 

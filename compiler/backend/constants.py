@@ -27,11 +27,11 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp
 from xdsl.ir import Operation, SSAValue
 
-from compiler.dialects.accel import ProgramOp
-from compiler.backend.lowering import CONSTS_ATTR
-from compiler.backend.memory import IMAGE_ATTR
-from compiler.interpreters.mamba_quant import make_interpreter
-from isa.errors import InputError
+from fastmamba.compiler.dialects.accel import ProgramOp
+from fastmamba.compiler.backend.lowering import CONSTS_ATTR
+from fastmamba.compiler.backend.memory import IMAGE_ATTR
+from fastmamba.compiler.interpreters.mamba_quant import make_interpreter
+from fastmamba.isa.errors import InputError
 
 __all__ = ["build_image", "pack_block"]
 

@@ -33,7 +33,7 @@ from typing import Sequence
 
 import networkx as nx
 
-from isa.instructions import Instruction
+from fastmamba.isa.instructions import Instruction
 
 READS = ("r", "rw")
 WRITES = ("w", "rw")

@@ -15,10 +15,10 @@ import os
 
 from xdsl.dialects.builtin import ModuleOp
 
-from compiler.dialects.accel import BundleOp, ProgramOp, instruction_of
-from isa.container import Binary, Program, validate_binary, write_fmb
-from isa.errors import InputError
-from isa.instructions import Bundle
+from fastmamba.compiler.dialects.accel import BundleOp, ProgramOp, instruction_of
+from fastmamba.isa.container import Binary, Program, validate_binary, write_fmb
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.instructions import Bundle
 
 DEBUG_SEPARATOR = "; "
 

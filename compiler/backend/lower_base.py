@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from xdsl.ir import SSAValue
 
-from compiler.dialects import mamba_quant as mq
-from isa.errors import InputError
+from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.isa.errors import InputError
 
 __all__ = ["LoweringError", "ELEMENT_BYTES", "View", "dtype_of", "shape_of", "as2d", "layer_of", "pow2_exp",
            "contiguous_dma"]

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from xdsl.ir import SSAValue
 
-from compiler.backend.lower_base import (LoweringError, View, as2d, contiguous_dma, dtype_of, layer_of, pow2_exp,
+from fastmamba.compiler.backend.lower_base import (LoweringError, View, as2d, contiguous_dma, dtype_of, layer_of, pow2_exp,
                                          shape_of)
-from compiler.dialects import mamba
-from compiler.dialects import mamba_quant as mq
-from compiler.quant.sites import weight_name
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.quant.sites import weight_name
 
 __all__ = ["MixerLowering", "Front", "STATE_RING"]
 

@@ -46,14 +46,14 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr, f64, i64
 from xdsl.ir import Operation, SSAValue
 
-from compiler.backend.lower_base import ELEMENT_BYTES, LoweringError, View, as2d, contiguous_dma, dtype_of, shape_of
-from compiler.backend.lower_mixer import Front, MixerLowering
-from compiler.dialects import mamba
-from compiler.dialects import mamba_quant as mq
-from compiler.dialects.accel import ProgramOp, op_of
-from compiler.quant.sites import WEIGHT_EXPRESSIONS, weight_name
-from isa.container import TensorDesc
-from isa.instructions import Instruction
+from fastmamba.compiler.backend.lower_base import ELEMENT_BYTES, LoweringError, View, as2d, contiguous_dma, dtype_of, shape_of
+from fastmamba.compiler.backend.lower_mixer import Front, MixerLowering
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.dialects.accel import ProgramOp, op_of
+from fastmamba.compiler.quant.sites import WEIGHT_EXPRESSIONS, weight_name
+from fastmamba.isa.container import TensorDesc
+from fastmamba.isa.instructions import Instruction
 
 __all__ = ["LoweringOptions", "lower_functions", "DEFAULT_PREFETCH", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
            "ELEMENT_BYTES", "dtype_of"]

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, i64
 
-from compiler.backend.buffer_alloc import DEFAULT_ALIGN, BufferAllocationError, BufferRequest, allocate
-from compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, MEM_ATTR, buffer_lifetimes
-from compiler.dialects.accel import AccelInstructionOp, ProgramOp, instruction_of, op_of, tensor_attr
-from isa import costs
-from isa.container import TensorDesc
-from isa.errors import InputError
-from isa.instructions import Instruction
+from fastmamba.compiler.backend.buffer_alloc import DEFAULT_ALIGN, BufferAllocationError, BufferRequest, allocate
+from fastmamba.compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, MEM_ATTR, buffer_lifetimes
+from fastmamba.compiler.dialects.accel import AccelInstructionOp, ProgramOp, instruction_of, op_of, tensor_attr
+from fastmamba.isa import costs
+from fastmamba.isa.container import TensorDesc
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.instructions import Instruction
 
 __all__ = ["MemoryPlan", "plan_memory", "IMAGE_ATTR", "PEAK_ATTR"]
 
@@ -83,7 +83,7 @@ def schedule_order(instrs: list[Instruction], mems: list[dict[str, str]], target
                    lookahead: int) -> tuple[list[int], list[int]]:
     """The issue order of the ops scheduled on symbolic memory (a valid order: it keeps every dependence),
     and for each position of that order the last position issued before its op completes."""
-    from compiler.backend.schedule import schedule
+    from fastmamba.compiler.backend.schedule import schedule
 
     result = schedule(instrs, target, lookahead, access=[_symbolic_access(i, m) for i, m in zip(instrs, mems)])
     order, starts = [], []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compiler.config import Mamba2Config
+from fastmamba.compiler.config import Mamba2Config
 
 __all__ = ["Roofline", "roofline"]
 

@@ -57,10 +57,10 @@ from typing import Sequence
 
 import networkx as nx
 
-from compiler.backend.depgraph import dependence_graph
-from isa import costs
-from isa.errors import FastmambaError
-from isa.instructions import BUNDLE_DELAY_BITS, SLOTS, Bundle, Instruction
+from fastmamba.compiler.backend.depgraph import dependence_graph
+from fastmamba.isa import costs
+from fastmamba.isa.errors import FastmambaError
+from fastmamba.isa.instructions import BUNDLE_DELAY_BITS, SLOTS, Bundle, Instruction
 
 DMA_SLOTS = costs.DMA_SLOTS
 SEM_FIELD = "sem"

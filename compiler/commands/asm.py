@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from isa.assembler import assemble_file
-from isa.container import dump_fmb
-from isa.fileio import write_atomic
+from fastmamba.isa.assembler import assemble_file
+from fastmamba.isa.container import dump_fmb
+from fastmamba.isa.fileio import write_atomic
 
 HELP = "assemble an assembly file (.s) into an instruction binary (.fmb)"
 DESCRIPTION = """\
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from isa.target import load_target
+    from fastmamba.isa.target import load_target
 
     target = load_target(args.target)
     binary = assemble_file(args.source, target)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from compiler.backend.lowering import DEFAULT_PREFETCH
-from compiler.compile import CALIBRATION_WINDOWS, CompileOptions, backend_stages, compile_model, quant_stages
-from isa.errors import InputError
+from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
+from fastmamba.compiler.compile import CALIBRATION_WINDOWS, CompileOptions, backend_stages, compile_model, quant_stages
+from fastmamba.isa.errors import InputError
 
 
 
@@ -74,7 +74,7 @@ def options_of(args: argparse.Namespace, **extra) -> CompileOptions:
 
 
 def model_dir(args: argparse.Namespace) -> str:
-    from compiler.checkpoint import DEFAULT_MODEL_DIR
+    from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR
 
     return str(args.model or DEFAULT_MODEL_DIR)
 
@@ -90,8 +90,8 @@ def summary(result) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from isa.container import write_fmb
-    from isa.target import load_target
+    from fastmamba.isa.container import write_fmb
+    from fastmamba.isa.target import load_target
 
     print_after = True if args.print_ir_after_all else tuple(n for n in args.print_ir_after.split(",") if n)
     options = options_of(args, print_after=print_after, dump_dir=args.dump_dir, time_passes=args.time_passes)

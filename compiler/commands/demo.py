@@ -34,14 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compiler.checkpoint import DEFAULT_MODEL_DIR
-    from compiler.commands import run as run_cmd
-    from compiler.commands.generate import _int_at_least
-    from compiler.commands.compile import summary
-    from compiler.compile import CompileOptions, compile_model
-    from isa.container import write_fmb
-    from isa.errors import InputError
-    from isa.target import load_target
+    from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR
+    from fastmamba.compiler.commands import run as run_cmd
+    from fastmamba.compiler.commands.generate import _int_at_least
+    from fastmamba.compiler.commands.compile import summary
+    from fastmamba.compiler.compile import CompileOptions, compile_model
+    from fastmamba.isa.container import write_fmb
+    from fastmamba.isa.errors import InputError
+    from fastmamba.isa.target import load_target
 
     if args.seq_len < 1:
         raise InputError(f"--seq-len must be at least 1, got {args.seq_len}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from isa.container import read_fmb
-from isa.disassembler import disassemble
-from isa.fileio import write_atomic
+from fastmamba.isa.container import read_fmb
+from fastmamba.isa.disassembler import disassemble
+from fastmamba.isa.fileio import write_atomic
 
 HELP = "print an instruction binary (.fmb) as assembly text"
 DESCRIPTION = """\

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from isa.errors import InputError
+from fastmamba.isa.errors import InputError
 
 HELP = "bits per byte and perplexity of a model on the tail of a text file"
 DESCRIPTION = """\
@@ -60,7 +60,7 @@ Prefill = Callable[..., tuple]
 
 
 def _fp32_scheme(config, weights) -> Prefill:
-    from compiler.reference import Mamba2Reference
+    from fastmamba.compiler.reference import Mamba2Reference
 
     return Mamba2Reference(config, weights).prefill
 
@@ -187,9 +187,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise InputError(f"cannot read --text {text_path}: {exc.strerror}") from None
 
-    from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
-    from compiler.reference import one_thread
-    from compiler.tokenizer import load_tokenizer
+    from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
+    from fastmamba.compiler.reference import one_thread
+    from fastmamba.compiler.tokenizer import load_tokenizer
 
     wanted = [name for name in args.schemes.split(",") if name]
     unknown = sorted(set(wanted) - set(ALL_SCHEMES))
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(config, model_dir)
     tail = text_tail(data, fraction)
 
-    from compiler.quant.evaluate import calibration_ids, inject_outliers, quant_scheme_builders
+    from fastmamba.compiler.quant.evaluate import calibration_ids, inject_outliers, quant_scheme_builders
 
     if args.inject_outliers:
         weights = inject_outliers(config, weights, channels=args.inject_outliers)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 
-from isa.errors import InputError
+from fastmamba.isa.errors import InputError
 
 HELP = "continue a prompt with the FP32 reference model"
 DESCRIPTION = """\
@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
-    from compiler.reference import Mamba2Reference, one_thread
-    from compiler.tokenizer import check_ids, load_tokenizer
+    from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
+    from fastmamba.compiler.reference import Mamba2Reference, one_thread
+    from fastmamba.compiler.tokenizer import check_ids, load_tokenizer
 
     model_dir = args.model if args.model is not None else DEFAULT_MODEL_DIR
     config, weights = load_model(model_dir)

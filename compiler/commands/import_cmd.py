@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from compiler.checkpoint import DEFAULT_MODEL_DIR
-from compiler.frontend.canonical import PROGRAMS
-from compiler.frontend.importer import DEFAULT_SEQ_LEN, import_model
-from compiler.pipeline import print_ir
-from isa.fileio import write_atomic
+from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR
+from fastmamba.compiler.frontend.canonical import PROGRAMS
+from fastmamba.compiler.frontend.importer import DEFAULT_SEQ_LEN, import_model
+from fastmamba.compiler.pipeline import print_ir
+from fastmamba.isa.fileio import write_atomic
 
 HELP = "import a Mamba2 model and print its prefill or decode program as mamba IR"
 DESCRIPTION = """\

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from compiler.pipeline import PASSES, parse_ir, print_ir, run_pipeline
-from isa.errors import InputError
-from isa.fileio import write_atomic
+from fastmamba.compiler.pipeline import PASSES, parse_ir, print_ir, run_pipeline
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.fileio import write_atomic
 
 HELP = "run passes on a mamba IR file and print the result"
 DESCRIPTION = """\

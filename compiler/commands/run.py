@@ -17,8 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.commands.generate import _int_at_least
-from isa.errors import FastmambaError, InputError, ModelError
+from fastmamba.compiler.commands.generate import _int_at_least
+from fastmamba.isa.errors import FastmambaError, InputError, ModelError
 
 HELP = "generate text with a compiled model (.fmb) on the simulator"
 DESCRIPTION = """\
@@ -83,14 +83,14 @@ def model_directory(meta: dict, given: str | None) -> Path | None:
     if recorded.is_dir():
         return recorded
     if meta.get("bundled") is True:  # compiled from the bundled model of a checkout that has moved since
-        from compiler.checkpoint import DEFAULT_MODEL_DIR
+        from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR
 
         return DEFAULT_MODEL_DIR if DEFAULT_MODEL_DIR.is_dir() else None
     return None
 
 
 def model_config(meta: dict):
-    from compiler.config import Mamba2Config
+    from fastmamba.compiler.config import Mamba2Config
 
     try:
         return Mamba2Config(**meta["config"])
@@ -100,9 +100,9 @@ def model_config(meta: dict):
 
 def build_golden(meta: dict, config, model_dir: Path | None, target):
     """The golden quantized model the binary was compiled to match: meta's plan, the directory's weights."""
-    from compiler.checkpoint import load_model
-    from compiler.quant.golden import GoldenMamba2
-    from compiler.quant.plan_io import plan_from_dict
+    from fastmamba.compiler.checkpoint import load_model
+    from fastmamba.compiler.quant.golden import GoldenMamba2
+    from fastmamba.compiler.quant.plan_io import plan_from_dict
 
     if model_dir is None:
         raise InputError(f"--check needs the model's weights, but the model directory recorded in the binary "
@@ -153,11 +153,11 @@ def run(args: argparse.Namespace) -> int:
 def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_json: bool = False,
                check: bool = False, model: str | None = None, target: str | None = None) -> int:
     """Generate from the binary at `path` and print the text and counters (as `fastmamba run` does)."""
-    from compiler.runner import generate, read_meta
-    from compiler.tokenizer import check_ids, load_tokenizer
-    from isa.container import read_fmb
-    from isa.target import load_target
-    from simulator.runtime import SimulatorBackend
+    from fastmamba.compiler.runner import generate, read_meta
+    from fastmamba.compiler.tokenizer import check_ids, load_tokenizer
+    from fastmamba.isa.container import read_fmb
+    from fastmamba.isa.target import load_target
+    from fastmamba.simulator.runtime import SimulatorBackend
 
     if not prompt:
         raise InputError("--prompt is empty: give at least one character to start from")

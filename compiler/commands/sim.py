@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from isa.errors import InputError
-from isa.fileio import write_atomic
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.fileio import write_atomic
 
 HELP = "run a program of an instruction binary (.fmb) on the simulator"
 DESCRIPTION = """\
@@ -103,9 +103,9 @@ def _save_npy(directory: Path, name: str, array: np.ndarray) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from isa.container import read_fmb
-    from isa.target import load_target
-    from simulator.runtime import SimulatorBackend
+    from fastmamba.isa.container import read_fmb
+    from fastmamba.isa.target import load_target
+    from fastmamba.simulator.runtime import SimulatorBackend
 
     target = load_target(args.target)
     inputs = parse_inputs(args.input)

@@ -56,8 +56,8 @@ from xdsl.irdl import (
 from xdsl.traits import NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from isa.container import TENSOR_DTYPES, TENSOR_ROLES, TensorDesc
-from isa.instructions import OPS, SLOTS, FieldSpec, Instruction, InstructionError, OpSpec
+from fastmamba.isa.container import TENSOR_DTYPES, TENSOR_ROLES, TensorDesc
+from fastmamba.isa.instructions import OPS, SLOTS, FieldSpec, Instruction, InstructionError, OpSpec
 
 __all__ = [
     "Accel", "AccelInstructionOp", "ProgramOp", "BundleOp", "INSTRUCTION_OPS", "instruction_of", "op_of",
@@ -237,7 +237,7 @@ class BundleOp(IRDLOperation):
         return [op for op in self.body.block.ops if isinstance(op, AccelInstructionOp)]
 
     def verify_(self) -> None:
-        from isa.instructions import BUNDLE_DELAY_BITS
+        from fastmamba.isa.instructions import BUNDLE_DELAY_BITS
 
         if not 0 <= self.delay_cycles < (1 << BUNDLE_DELAY_BITS):
             raise VerifyException(f"{self.name}: delay {self.delay_cycles} outside [0, {(1 << BUNDLE_DELAY_BITS) - 1}]")

@@ -62,8 +62,8 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from compiler.dialects.mamba import tensor_type
-from isa.instructions import OPS as ISA_OPS
+from fastmamba.compiler.dialects.mamba import tensor_type
+from fastmamba.isa.instructions import OPS as ISA_OPS
 
 __all__ = [
     "MambaQuant", "FillOp", "ScaleColumnsOp", "RotateColumnsOp", "QuantizeWeightOp", "HadamardOp", "QuantizeOp",

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compiler.config import Mamba2Config
-from compiler.frontend import custom_ops as ops
-from isa.errors import ModelError
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.compiler.frontend import custom_ops as ops
+from fastmamba.isa.errors import ModelError
 
 __all__ = ["canonical_form", "PrefillProgram", "DecodeProgram", "PROGRAMS", "check_model_tree"]
 
@@ -78,7 +78,7 @@ def _mixer_forward(self, h: torch.Tensor, conv_state: torch.Tensor | None = None
 # --- the model tree ---------------------------------------------------------------------------------------------
 
 _HF_MODULE = "transformers.models.mamba2.modeling_mamba2"
-_SKELETON_MODULE = "compiler.frontend.skeleton"
+_SKELETON_MODULE = "fastmamba.compiler.frontend.skeleton"
 _KINDS = {
     "Mamba2Mixer": "mixer", "Mamba2RMSNorm": "rmsnorm", "MambaRMSNormGated": "gated_rmsnorm",
     "Mixer": "mixer", "RMSNorm": "rmsnorm", "GatedRMSNorm": "gated_rmsnorm",

@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compiler.config import Mamba2Config
-from compiler.frontend.canonical import DecodeProgram, PrefillProgram, canonical_form
-from isa.errors import InputError, ModelError
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.compiler.frontend.canonical import DecodeProgram, PrefillProgram, canonical_form
+from fastmamba.isa.errors import InputError, ModelError
 
 __all__ = ["WEIGHT_OP", "WEIGHT_ATTR", "export_program", "torch_mlir_text", "example_inputs"]
 

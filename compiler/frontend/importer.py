@@ -17,12 +17,12 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from compiler.config import Mamba2Config
-from compiler.frontend.canonical import PROGRAMS, check_model_tree
-from compiler.frontend.export import export_program, torch_mlir_text
-from compiler.frontend.raise_torch import parse_torch_module, raise_to_mamba
-from compiler.frontend.skeleton import Mamba2Skeleton
-from isa.errors import InputError
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.compiler.frontend.canonical import PROGRAMS, check_model_tree
+from fastmamba.compiler.frontend.export import export_program, torch_mlir_text
+from fastmamba.compiler.frontend.raise_torch import parse_torch_module, raise_to_mamba
+from fastmamba.compiler.frontend.skeleton import Mamba2Skeleton
+from fastmamba.isa.errors import InputError
 
 __all__ = ["Imported", "import_model", "DEFAULT_SEQ_LEN"]
 
@@ -40,7 +40,7 @@ class Imported:
 def _tree_and_weights(source: Any):
     if isinstance(source, Mamba2Config):
         return source, None, Mamba2Skeleton(source)
-    from compiler.checkpoint import load_model
+    from fastmamba.compiler.checkpoint import load_model
 
     if isinstance(source, (str, os.PathLike)):
         config, weights = load_model(source)

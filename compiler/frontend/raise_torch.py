@@ -30,9 +30,9 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import ParseError, VerifyException
 
-from compiler.dialects import mamba
-from compiler.frontend.export import WEIGHT_ATTR, WEIGHT_OP
-from isa.errors import InputError, ModelError
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.frontend.export import WEIGHT_ATTR, WEIGHT_OP
+from fastmamba.isa.errors import InputError, ModelError
 
 __all__ = ["parse_torch_module", "raise_to_mamba", "weight_value_name"]
 

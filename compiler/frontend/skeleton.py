@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from compiler.config import Mamba2Config
+from fastmamba.compiler.config import Mamba2Config
 
 __all__ = ["Mamba2Skeleton", "load_weights"]
 

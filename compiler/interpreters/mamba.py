@@ -20,7 +20,7 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, PythonValues, im
 from xdsl.interpreters.func import FuncFunctions
 from xdsl.utils.exceptions import InterpretationError
 
-from compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba
 
 __all__ = ["MambaFunctions", "run_function", "numpy_dtype"]
 

@@ -16,11 +16,11 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, InterpreterFunctions, PythonValues, impl, register_impls
 from xdsl.interpreters.func import FuncFunctions
 
-from compiler.dialects import mamba_quant as mq
-from compiler.interpreters.mamba import MambaFunctions, checked_inputs, numpy_dtype
-from compiler.quant import fixed, offline
-from compiler.quant.hadamard import rotate_blocks
-from isa.target import Target, load_target
+from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.interpreters.mamba import MambaFunctions, checked_inputs, numpy_dtype
+from fastmamba.compiler.quant import fixed, offline
+from fastmamba.compiler.quant.hadamard import rotate_blocks
+from fastmamba.isa.target import Target, load_target
 
 __all__ = ["MambaQuantFunctions", "run_function", "make_interpreter"]
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from compiler.quant.hadamard import rotate_blocks
-from compiler.quant.plan import HEAD_SITE, is_linear_site
+from fastmamba.compiler.quant.hadamard import rotate_blocks
+from fastmamba.compiler.quant.plan import HEAD_SITE, is_linear_site
 
 __all__ = ["RangeRecorder", "channel_outlier_ratio", "LINEAR_QUANTITIES"]
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from compiler.config import Mamba2Config
-from compiler.quant.calibration import RangeRecorder
-from compiler.quant.golden import GoldenMamba2, LayerPlan, QuantPlan, as_numpy_weights
-from compiler.quant.hadamard import default_block
-from compiler.quant.plan import HEAD_SITE, conv_quant, linear_quant, ssm_quant
-from isa.target import Target, load_target
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.compiler.quant.calibration import RangeRecorder
+from fastmamba.compiler.quant.golden import GoldenMamba2, LayerPlan, QuantPlan, as_numpy_weights
+from fastmamba.compiler.quant.hadamard import default_block
+from fastmamba.compiler.quant.plan import HEAD_SITE, conv_quant, linear_quant, ssm_quant
+from fastmamba.isa.target import Target, load_target
 
 __all__ = ["QUANT_SCHEMES", "EVAL_SCHEMES", "calibrate", "build_plan", "quant_scheme_builders", "inject_outliers", "calibration_ids"]
 

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from compiler.quant.hadamard import sylvester
+from fastmamba.compiler.quant.hadamard import sylvester
 
 __all__ = [
     "INT_RANGES", "rshift_round", "saturate", "quantize_float", "exp2_table", "exp_q", "softplus_q",

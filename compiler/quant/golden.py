@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from compiler.config import Mamba2Config
-from compiler.quant import fixed, offline
-from compiler.quant.plan import HEAD_SITE, ConvQuant, LinearQuant, SSMQuant
-from isa.target import Target, load_target
+from fastmamba.compiler.config import Mamba2Config
+from fastmamba.compiler.quant import fixed, offline
+from fastmamba.compiler.quant.plan import HEAD_SITE, ConvQuant, LinearQuant, SSMQuant
+from fastmamba.isa.target import Target, load_target
 
 __all__ = ["LayerPlan", "QuantPlan", "GoldenMamba2", "as_numpy_weights", "head_name", "ssm_f32"]
 

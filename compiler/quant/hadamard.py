@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from isa.errors import InputError
+from fastmamba.isa.errors import InputError
 
 __all__ = ["sylvester", "rotate_blocks", "check_block", "default_block"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.quant.hadamard import rotate_blocks
+from fastmamba.compiler.quant.hadamard import rotate_blocks
 
 __all__ = ["scale_columns", "rotate_columns", "quantize_weight"]
 

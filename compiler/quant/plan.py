@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.quant.fixed import INT_RANGES, requant_params
+from fastmamba.compiler.quant.fixed import INT_RANGES, requant_params
 
 __all__ = ["HEAD_SITE", "is_linear_site", "LinearQuant", "ConvQuant", "SSMQuant", "linear_quant", "conv_quant", "ssm_quant", "pow2_frac"]
 

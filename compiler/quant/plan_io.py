@@ -19,8 +19,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from compiler.quant.golden import LayerPlan, QuantPlan
-from compiler.quant.plan import ConvQuant, LinearQuant, SSMQuant
+from fastmamba.compiler.quant.golden import LayerPlan, QuantPlan
+from fastmamba.compiler.quant.plan import ConvQuant, LinearQuant, SSMQuant
 
 __all__ = ["FORMAT", "plan_to_dict", "plan_from_dict"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from xdsl.ir import Operation, SSAValue
 
-from compiler.dialects import mamba
-from compiler.dialects import mamba_quant as mq
-from compiler.quant.plan import HEAD_SITE
+from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.quant.plan import HEAD_SITE
 
 __all__ = ["HEAD_SITE", "WEIGHT_EXPRESSIONS", "weight_name", "site_of"]
 

@@ -7,10 +7,10 @@ the arithmetic is `isa.numerics.conv` (docs/NUMERICS.md §3), the cost
 
 from __future__ import annotations
 
-from isa import costs, numerics
-from isa.target import CONV_KERNEL_MIN
-from simulator.effects import Footprint, MachineState, SimulationError
-from simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
+from fastmamba.isa import costs, numerics
+from fastmamba.isa.target import CONV_KERNEL_MIN
+from fastmamba.simulator.effects import Footprint, MachineState, SimulationError
+from fastmamba.simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
                                 remember_last_check, view)
 
 

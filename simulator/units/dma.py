@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from isa import costs
-from simulator.effects import Footprint, MachineState, Range, SimulationError
-from simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
+from fastmamba.isa import costs
+from fastmamba.simulator.effects import Footprint, MachineState, Range, SimulationError
+from fastmamba.simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
                                 remember_last_check, view)
 
 

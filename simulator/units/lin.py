@@ -7,9 +7,9 @@ the arithmetic is `isa.numerics.lin` (docs/NUMERICS.md §2), the cost
 
 from __future__ import annotations
 
-from isa import costs, numerics
-from simulator.effects import Footprint, MachineState, SimulationError
-from simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
+from fastmamba.isa import costs, numerics
+from fastmamba.simulator.effects import Footprint, MachineState, SimulationError
+from fastmamba.simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
                                 remember_last_check, view)
 
 

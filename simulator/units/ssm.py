@@ -8,9 +8,9 @@ cycles plus ssm_latency, §9), 3*t*h*p*n multiplies.
 
 from __future__ import annotations
 
-from isa import costs, numerics
-from simulator.effects import Footprint, MachineState, SimulationError
-from simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
+from fastmamba.isa import costs, numerics
+from fastmamba.simulator.effects import Footprint, MachineState, SimulationError
+from fastmamba.simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
                                 remember_last_check, view)
 
 MULTIPLIES_PER_ELEMENT = 3  # dA * state, (dt * x) * B, C * state

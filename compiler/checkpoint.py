@@ -45,7 +45,8 @@ from typing import Any
 import torch
 
 from fastmamba.compiler.config import Mamba2Config
-from fastmamba.isa.errors import InputError, ModelError
+from fastmamba.isa.errors import InputError
+from fastmamba.compiler.errors import ModelError
 from fastmamba.isa.fileio import write_atomic
 
 __all__ = [

@@ -35,7 +35,8 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
 from fastmamba.compiler.pipeline import build_pipeline, mamba_context, print_ir
 from fastmamba.compiler.runner import META_FORMAT
-from fastmamba.isa.errors import FastmambaError, InputError, ModelError
+from fastmamba.isa.errors import FastmambaError, InputError
+from fastmamba.compiler.errors import ModelError
 
 __all__ = ["CompileOptions", "CompileResult", "compile_model", "calibration_tokens", "DEFAULT_CALIBRATION_TEXT",
            "META_FORMAT", "quant_stages", "around_calibration", "backend_stages", "merge_decode"]

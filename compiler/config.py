@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from fastmamba.isa.errors import ModelError
+from fastmamba.compiler.errors import ModelError
 
 __all__ = ["Mamba2Config"]
 

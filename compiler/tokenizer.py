@@ -14,7 +14,8 @@ import codecs
 from pathlib import Path
 
 from fastmamba.compiler.config import Mamba2Config
-from fastmamba.isa.errors import InputError, ModelError
+from fastmamba.isa.errors import InputError
+from fastmamba.compiler.errors import ModelError
 
 __all__ = ["ByteTokenizer", "JsonTokenizer", "load_tokenizer", "BYTE_VOCAB_MAX"]
 

@@ -1,7 +1,8 @@
 """User-facing error types shared by every layer of fastmamba.
 
 They live in `isa`, the bottom of the dependency order, so the simulator and
-the compiler can both raise them.  The command line turns any of them into a
+the compiler can both raise them (the compiler's `ModelError`, for models, is
+in `fastmamba.compiler.errors`).  The command line turns any of them into a
 one-line message and a non-zero exit; everything else is a bug and keeps its
 traceback.
 """
@@ -13,7 +14,3 @@ class FastmambaError(Exception):
 
 class InputError(FastmambaError):
     """A missing or unreadable file, a bad flag value, a wrong shape."""
-
-
-class ModelError(FastmambaError):
-    """An unsupported model or config value, or a missing/extra/mis-shaped tensor."""

@@ -25,7 +25,8 @@ from fastmamba.compiler.checkpoint import (
 )
 from fastmamba.compiler.config import Mamba2Config
 from fastmamba.compiler.reference import Mamba2Reference
-from fastmamba.isa.errors import InputError, ModelError
+from fastmamba.isa.errors import InputError
+from fastmamba.compiler.errors import ModelError
 from model_factory import make_config, random_hf_model, random_tokens, save_hf_dir, save_mamba_ssm_dir
 
 # mamba_ssm's config.json of state-spaces/mamba2-130m, and its published tensor shapes.

@@ -19,7 +19,8 @@ from fastmamba.compiler.frontend.importer import import_model
 from fastmamba.compiler.frontend.raise_torch import parse_torch_module, raise_to_mamba
 from fastmamba.compiler.pipeline import print_ir
 from fastmamba.compiler.reference import Mamba2Reference
-from fastmamba.isa.errors import InputError, ModelError
+from fastmamba.isa.errors import InputError
+from fastmamba.compiler.errors import ModelError
 from model_factory import make_config, random_hf_model, random_tokens
 
 

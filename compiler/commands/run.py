@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastmamba.compiler.commands.generate import _int_at_least
-from fastmamba.isa.errors import FastmambaError, InputError, ModelError
+from fastmamba.isa.errors import FastmambaError, InputError
+from fastmamba.compiler.errors import ModelError
 
 HELP = "generate text with a compiled model (.fmb) on the simulator"
 DESCRIPTION = """\

@@ -30,7 +30,7 @@ from torch import nn
 
 from fastmamba.compiler.config import Mamba2Config
 from fastmamba.compiler.frontend import custom_ops as ops
-from fastmamba.isa.errors import ModelError
+from fastmamba.compiler.errors import ModelError
 
 __all__ = ["canonical_form", "PrefillProgram", "DecodeProgram", "PROGRAMS", "check_model_tree"]
 

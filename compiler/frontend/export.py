@@ -22,7 +22,8 @@ from torch import nn
 
 from fastmamba.compiler.config import Mamba2Config
 from fastmamba.compiler.frontend.canonical import DecodeProgram, PrefillProgram, canonical_form
-from fastmamba.isa.errors import InputError, ModelError
+from fastmamba.isa.errors import InputError
+from fastmamba.compiler.errors import ModelError
 
 __all__ = ["WEIGHT_OP", "WEIGHT_ATTR", "export_program", "torch_mlir_text", "example_inputs"]
 

@@ -32,7 +32,8 @@ from xdsl.utils.exceptions import ParseError, VerifyException
 
 from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.frontend.export import WEIGHT_ATTR, WEIGHT_OP
-from fastmamba.isa.errors import InputError, ModelError
+from fastmamba.isa.errors import InputError
+from fastmamba.compiler.errors import ModelError
 
 __all__ = ["parse_torch_module", "raise_to_mamba", "weight_value_name"]
 

@@ -6,19 +6,18 @@
 prefill: for each length L, the 130M shape (random weights) compiled as
 `fastmamba compile` does (ranges measured on a one-layer model of the same
 widths, every layer given them), run on the simulator from zero states;
-printed: simulated cycles, the roofline bound (compiler/backend/roofline.py,
-DESIGN §9) and their ratio (target <= 1.15), the time of each compile stage.
-The head's weights (d_model x vocab int8: 38.6 MB for the 130M shape) can only
-be used once the last layer is done and do not fit on chip, so their DDR time
-(`head_ddr`, 643,584 cycles for 130M) follows the layers: a serial floor the
-bound does not see.  `ratio_without_head_stream` = (cycles - head_ddr) /
-(bound - the head's LIN cycles) judges the rest of the program.
+printed: simulated cycles, every term of the roofline bound
+(compiler/backend/roofline.py, docs/ARCHITECTURE.md): the layers' LIN, SSM,
+CONV and DDR cycles, the head's LIN cycles and its weight stream beyond the
+on-chip buffer (38.6 MB of head weights for the 130M shape follow the last
+layer), the bound = max(layer terms) + max(head terms), the ratio cycles /
+bound (target <= 1.15), the time of each compile stage.
 
-decode: the one-token program of the 2.7B shape; tokens/s at the target clock
-against the DDR bound (weights only, DESIGN §9) and against the bound of all
-the DDR traffic a step needs (weights plus reading and writing the recurrent
-states), beside the paper's 5.68 tokens/s on the board.  Also the peak
-resident memory of the compile (ru_maxrss).
+decode: the one-token program of the 2.7B shape; printed: the terms of the
+decode bound (DDR cycles of the layers' weights, the head's weights and the
+recurrent states read and written back), tokens/s at the target clock against
+the bound's tokens/s, beside the paper's 5.68 tokens/s on the board; also
+the peak resident memory of the compile (ru_maxrss).
 
 Timing does not depend on the data, but the run is functional too: the
 constant image holds the packed random weights (--zero-image skips packing).
@@ -92,24 +91,24 @@ def prefill(args) -> None:
     target = load_target(args.target)
     config = SHAPES[args.shape]
     ranges = ranges_by_calibration(config)
-    rows = []
     for length in [int(x) for x in args.lengths.split(",")]:
         run = compile_and_run(config, length, ranges, target, args.zero_image)
         roof = roofline(config, length, target)
         cycles = run["stats"].cycles
-        head_ddr = config.d_model * config.vocab_size / target.dma_bytes_per_cycle
-        head_lin = config.d_model * config.vocab_size / target.lin_macs_per_cycle
-        row = {"L": length, "cycles": cycles, "bound": roof.bound, "limiter": roof.limiter,
-               "ratio": round(cycles / roof.bound, 4), "head_ddr": round(head_ddr),
-               "ratio_without_head_stream": round((cycles - head_ddr) / (roof.bound - head_lin), 4),
+        row = {"L": length, "cycles": cycles, "bound": round(roof.prefill), "ratio": round(cycles / roof.prefill, 4),
+               "terms": _terms(roof, ("lin", "ssm", "conv", "ddr", "head_lin", "head_ddr")), "limiter": roof.limiter,
                "ms_at_clock": round(cycles / target.clock_hz * 1e3, 3), "bundles": run["bundles"],
                "operations": run["operations"], "utilization": _utilization(run["stats"]),
                "compile_s": {k: round(v, 2) for k, v in run["times"].items()}}
-        rows.append(row)
         print(json.dumps(row) if args.json else
-              f"L={length:4d}  cycles {cycles:>10,}  bound {roof.bound:>12,.0f} ({roof.limiter})  ratio {row['ratio']:.3f}"
-              f" (without the head's stream {row['ratio_without_head_stream']:.3f})  {row['ms_at_clock']} ms  ops {row['operations']}  "
-              f"util {row['utilization']}  stages {row['compile_s']}", flush=True)
+              f"L={length:4d}  cycles {cycles:>10,}  bound {roof.prefill:>12,.0f} = max(LIN {roof.lin:,.0f}, "
+              f"SSM {roof.ssm:,.0f}, CONV {roof.conv:,.0f}, DDR {roof.ddr:,.0f}) + max(head LIN {roof.head_lin:,.0f}, "
+              f"head DDR beyond the buffer {roof.head_ddr:,.0f})  ratio {row['ratio']:.3f}  {row['ms_at_clock']} ms  "
+              f"ops {row['operations']}  util {row['utilization']}  stages {row['compile_s']}", flush=True)
+
+
+def _terms(roof, names) -> dict:
+    return {name: round(getattr(roof, name)) for name in names}
 
 
 def decode(args) -> None:
@@ -123,13 +122,14 @@ def decode(args) -> None:
     roof = roofline(config, 1, target)
     cycles = run["stats"].cycles
     tps = target.clock_hz / cycles
-    weights_bound = target.clock_hz / roof.ddr
-    traffic_bound = target.clock_hz / (roof.ddr + 2 * roof.state_bytes / target.dma_bytes_per_cycle)
-    row = {"shape": args.shape, "cycles": cycles, "tokens_per_s": round(tps, 3),
-           "ddr_bound_tokens_per_s": round(weights_bound, 3), "fraction_of_ddr_bound": round(tps / weights_bound, 4),
-           "traffic_bound_tokens_per_s": round(traffic_bound, 3),
-           "fraction_of_traffic_bound": round(tps / traffic_bound, 4), "paper_tokens_per_s": PAPER_DECODE_TOKENS_PER_S,
-           "weight_bytes": roof.weight_bytes, "state_bytes_each_way": roof.state_bytes,
+    bound_tps = target.clock_hz / roof.decode
+    per = target.dma_bytes_per_cycle
+    terms = {"weights_ddr": round(roof.ddr), "head_ddr": round(roof.head_bytes / per),
+             "state_ddr": round(roof.state_ddr)}
+    row = {"shape": args.shape, "cycles": cycles, "bound": round(roof.decode), "terms": terms,
+           "tokens_per_s": round(tps, 3), "bound_tokens_per_s": round(bound_tps, 3),
+           "fraction_of_bound": round(tps / bound_tps, 4), "paper_tokens_per_s": PAPER_DECODE_TOKENS_PER_S,
+           "weight_bytes": roof.weight_bytes, "head_bytes": roof.head_bytes, "state_bytes": roof.state_bytes,
            "operations": run["operations"], "bundles": run["bundles"], "utilization": _utilization(run["stats"]),
            "compile_s": {k: round(v, 2) for k, v in run["times"].items()},
            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}

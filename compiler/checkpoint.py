@@ -103,7 +103,8 @@ class WeightStore(Mapping[str, torch.Tensor]):
     store holds only validated names: exactly `expected_shapes(config)`.
     """
 
-    def __init__(self, entries: Mapping[str, tuple[tuple[int, ...], torch.dtype, Callable[[], torch.Tensor]]], origin: str):
+    def __init__(self, entries: Mapping[str, tuple[tuple[int, ...], torch.dtype, Callable[[], torch.Tensor]]],
+                 origin: str):
         self._entries = dict(entries)
         self.origin = origin  # where the weights come from, for messages
 

@@ -85,7 +85,8 @@ def backend_stages(o: CompileOptions) -> list[str]:
             f"schedule-vliw{{{t}}}"]
 
 
-def calibration_tokens(text_path: str | os.PathLike | None, tokenizer, count: int, vocab: int) -> tuple[np.ndarray, str]:
+def calibration_tokens(text_path: str | os.PathLike | None, tokenizer, count: int, vocab: int) -> tuple[np.ndarray,
+                                                                                                        str]:
     """`count` calibration tokens from the start of a text (default: tinyshakespeare beside the repo), or
     seeded random tokens when there is no text (or no tokenizer for the default text); and a description
     of where they came from."""

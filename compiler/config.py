@@ -83,7 +83,8 @@ class Mamba2Config:
     chunk_size: int = 256
 
     def __post_init__(self) -> None:
-        for key in ("d_model", "n_layer", "vocab_size", "d_state", "headdim", "expand", "ngroups", "d_conv", "chunk_size"):
+        for key in ("d_model", "n_layer", "vocab_size", "d_state", "headdim", "expand", "ngroups", "d_conv",
+                    "chunk_size"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ModelError(f"config value {key}={value!r} must be a positive integer")
@@ -97,8 +98,10 @@ class Mamba2Config:
         if self.nheads is None:
             object.__setattr__(self, "nheads", derived)
         elif self.nheads != derived:
-            _require(False, "nheads", self.nheads, f"must equal d_inner / headdim = {d_inner} / {self.headdim} = {derived}")
-        _require(self.nheads % self.ngroups == 0, "ngroups", self.ngroups, f"nheads={self.nheads} is not a multiple of it")
+            _require(False, "nheads", self.nheads,
+                     f"must equal d_inner / headdim = {d_inner} / {self.headdim} = {derived}")
+        _require(self.nheads % self.ngroups == 0, "ngroups", self.ngroups,
+                 f"nheads={self.nheads} is not a multiple of it")
         for key in ("tie_embeddings", "use_conv_bias"):
             if not isinstance(getattr(self, key), bool):
                 raise ModelError(f"config value {key}={getattr(self, key)!r} must be true or false")
@@ -138,7 +141,8 @@ class Mamba2Config:
         _require(model_type == "mamba2", "model_type", model_type, "only mamba2 is supported")
         act = d.get("hidden_act", "silu")
         _require(act == "silu", "hidden_act", act, "only silu is supported")
-        _require(d.get("use_bias", False) is False, "use_bias", d.get("use_bias"), "in_proj/out_proj biases are not supported")
+        _require(d.get("use_bias", False) is False, "use_bias", d.get("use_bias"),
+                 "in_proj/out_proj biases are not supported")
         limit = d.get("time_step_limit", (0.0, math.inf))
         _require(_is_default_dt_limit(limit), "time_step_limit", limit, "only (0, inf), i.e. no dt clamp, is supported")
         eps = d.get("layer_norm_epsilon", 1e-5)
@@ -190,22 +194,29 @@ class Mamba2Config:
         unknown = sorted(set(ssm) - cls._SSM_CFG_KNOWN)
         if unknown:
             raise ModelError(f"unsupported config key ssm_cfg.{unknown[0]}")
-        _require(not d.get("d_intermediate", 0), "d_intermediate", d.get("d_intermediate"), "MLP blocks are not supported")
-        _require(not d.get("attn_layer_idx"), "attn_layer_idx", d.get("attn_layer_idx"), "attention layers are not supported")
+        _require(not d.get("d_intermediate", 0), "d_intermediate", d.get("d_intermediate"),
+                 "MLP blocks are not supported")
+        _require(not d.get("attn_layer_idx"), "attn_layer_idx", d.get("attn_layer_idx"),
+                 "attention layers are not supported")
         _require(d.get("rms_norm", True) is True, "rms_norm", d.get("rms_norm"), "only RMSNorm is supported")
-        _require(ssm.get("rmsnorm", True) is True, "ssm_cfg.rmsnorm", ssm.get("rmsnorm"), "the gated RMSNorm is required")
+        _require(ssm.get("rmsnorm", True) is True, "ssm_cfg.rmsnorm", ssm.get("rmsnorm"),
+                 "the gated RMSNorm is required")
         _require(ssm.get("norm_before_gate", False) is False, "ssm_cfg.norm_before_gate", ssm.get("norm_before_gate"),
                  "only gating before the norm is supported")
-        _require(ssm.get("D_has_hdim", False) is False, "ssm_cfg.D_has_hdim", ssm.get("D_has_hdim"), "only one D per head is supported")
-        _require(ssm.get("bias", False) is False, "ssm_cfg.bias", ssm.get("bias"), "in_proj/out_proj biases are not supported")
+        _require(ssm.get("D_has_hdim", False) is False, "ssm_cfg.D_has_hdim", ssm.get("D_has_hdim"),
+                 "only one D per head is supported")
+        _require(ssm.get("bias", False) is False, "ssm_cfg.bias", ssm.get("bias"),
+                 "in_proj/out_proj biases are not supported")
         limit = ssm.get("dt_limit", (0.0, math.inf))
-        _require(_is_default_dt_limit(limit), "ssm_cfg.dt_limit", limit, "only (0, inf), i.e. no dt clamp, is supported")
+        _require(_is_default_dt_limit(limit), "ssm_cfg.dt_limit", limit,
+                 "only (0, inf), i.e. no dt clamp, is supported")
         act = ssm.get("activation", "silu")
         _require(act in ("silu", "swish"), "ssm_cfg.activation", act, "only silu is supported")
         d_model = _get_int(d, "d_model")
         expand = _get_int(ssm, "expand", 2, "ssm_cfg.")
         d_ssm = ssm.get("d_ssm")
-        _require(d_ssm is None or d_ssm == expand * d_model, "ssm_cfg.d_ssm", d_ssm, "only d_ssm = d_inner is supported")
+        _require(d_ssm is None or d_ssm == expand * d_model, "ssm_cfg.d_ssm", d_ssm,
+                 "only d_ssm = d_inner is supported")
         vocab = _get_int(d, "vocab_size")
         pad = _get_int(d, "pad_vocab_size_multiple", 8)
         vocab += (-vocab) % pad  # MambaLMHeadModel pads the vocabulary

@@ -136,14 +136,16 @@ class Mamba2Reference:
         if len(states) != c.n_layer:
             raise InputError(f"expected {c.n_layer} layer states, got {len(states)}")
         for s in states:
-            if tuple(s.conv.shape) != (batch, c.conv_dim, c.d_conv - 1) or tuple(s.ssm.shape) != (batch, c.nheads, c.headdim, c.d_state):
+            if tuple(s.conv.shape) != (batch, c.conv_dim, c.d_conv - 1) or tuple(s.ssm.shape) != (batch, c.nheads,
+                                                                                                  c.headdim, c.d_state):
                 raise InputError(f"layer state shapes {list(s.conv.shape)}, {list(s.ssm.shape)} do not fit batch {batch}")
             if s.conv.dtype != self.dtype or s.ssm.dtype != self.dtype:
                 raise InputError(f"layer states must be {self.dtype}, got {s.conv.dtype} and {s.ssm.dtype}")
 
     # --- entry points -------------------------------------------------
     @torch.no_grad()
-    def prefill(self, tokens: torch.Tensor, states: list[LayerState] | None = None) -> tuple[torch.Tensor, list[LayerState]]:
+    def prefill(self, tokens: torch.Tensor, states: list[LayerState] | None = None) -> tuple[torch.Tensor,
+                                                                                             list[LayerState]]:
         """Logits [batch, L, vocab] for every position of `tokens` [batch, L] and the states after them.
 
         `states` continues a sequence (as from an earlier prefill or decode

@@ -295,7 +295,8 @@ class _Checker:
             diff = _difference(device, golden)
             if diff is not None:
                 self.result.bit_exact = False
-                self.result.mismatch = Mismatch(step, program, (start, start + len(ids)), name, diff[1], diff[0], diff[2])
+                self.result.mismatch = Mismatch(step, program, (start, start + len(ids)), name, diff[1], diff[0],
+                                                diff[2])
                 return
 
 

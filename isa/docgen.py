@@ -83,7 +83,8 @@ def render_isa() -> str:
         "",
     ]
     lines += _table(("bit", "slot", "operations"), [
-        (i, f"`{s}`", ", ".join(f"`{o.name}`" for o in ops.values() if o.slot == s) or "-") for i, s in enumerate(slots)])
+        (i, f"`{s}`", ", ".join(f"`{o.name}`" for o in ops.values() if o.slot == s) or "-") for i,
+                                                    s in enumerate(slots)])
     lines += [
         "",
         "## Encoding",

@@ -224,7 +224,8 @@ def _decode_op(data: bytes, pos: int, get: Callable[[int], OpLayout | None],
     return layout, _trusted_instruction(layout.spec.name, args)
 
 
-def decode_instruction(data: bytes, offset: int = 0, ops: Mapping[str, OpSpec] | None = None) -> tuple[Instruction, int]:
+def decode_instruction(data: bytes, offset: int = 0, ops: Mapping[str, OpSpec] | None = None) -> tuple[Instruction,
+                                                                                                       int]:
     """Decode the operation starting at byte `offset`; return it and the offset just past it."""
     layout, instr = _decode_op(data, offset, layouts(ops).by_opcode.get, None)
     return instr, offset + layout.nbytes

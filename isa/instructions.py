@@ -212,7 +212,8 @@ class Bundle:
             raise InstructionError(f"bundle issues more than one operation in slot(s) {', '.join(dup)}")
         ops = tuple(sorted(ops, key=lambda o: SLOTS.index(o.slot)))
         object.__setattr__(self, "ops", ops)
-        if isinstance(self.delay, bool) or not isinstance(self.delay, int) or not 0 <= self.delay < (1 << BUNDLE_DELAY_BITS):
+        if isinstance(self.delay, bool) or not isinstance(self.delay,
+                                                          int) or not 0 <= self.delay < (1 << BUNDLE_DELAY_BITS):
             raise InstructionError(f"bundle delay {self.delay!r} outside [0, {(1 << BUNDLE_DELAY_BITS) - 1}]")
 
     def op_in(self, slot: str) -> Instruction | None:
@@ -267,7 +268,8 @@ class Region:
         return (self.base, self.base + (self.rows - 1) * self.stride + self.row_bytes)
 
 
-def _dense(space: str, fld: str, instr: "Instruction", rows: int, cols: int, dtype: str, access: str, ld: int | None = None) -> Region:
+def _dense(space: str, fld: str, instr: "Instruction", rows: int, cols: int, dtype: str, access: str,
+           ld: int | None = None) -> Region:
     size = DTYPE_BYTES[dtype]
     pitch = cols if ld is None else ld
     return Region(space, fld, int(instr[fld]), rows, cols * size, pitch * size, access, size)
@@ -518,7 +520,8 @@ OPS: Mapping[str, OpSpec] = _table(
             _f("a_exp", 8, "power-of-two scale of an integer a: value = a * 2^a_exp", "s"),
             _dtype("b_type", "element type of b"),
             _f("b_exp", 8, "power-of-two scale of an integer b", "s"),
-            _f("b_mode", 2, "second operand: none, full [rows, cols], row [cols] broadcast", "enum", ("none", "full", "row")),
+            _f("b_mode", 2, "second operand: none, full [rows, cols], row [cols] broadcast", "enum", ("none", "full",
+                                                                                                      "row")),
             _f("op0", 4, "first micro-op", "enum", MICRO_OPS),
             _f("op1", 4, "second micro-op", "enum", MICRO_OPS),
             _f("op2", 4, "third micro-op", "enum", MICRO_OPS),
@@ -549,7 +552,8 @@ OPS: Mapping[str, OpSpec] = _table(
         "Hold this bundle (and every later one) until semaphore `sem` is at least `count`, then subtract `count`.",
         _no_regions,
     ),
-    OpSpec("ctl.halt", 0x71, "CTL", (), "End of program: completes once every operation in flight has completed.", _no_regions),
+    OpSpec("ctl.halt", 0x71, "CTL", (), "End of program: completes once every operation in flight has completed.",
+           _no_regions),
 )
 
 BY_OPCODE: Mapping[int, OpSpec] = MappingProxyType({s.opcode: s for s in OPS.values()})

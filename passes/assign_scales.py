@@ -169,7 +169,8 @@ class AssignScalesPass(ModulePass):
             raise InputError(f"assign-scales: activations must be 'static' or 'dynamic', got {self.activations!r}")
         if self.head not in ("f32", "int8"):
             raise InputError(f"assign-scales: head must be 'f32' or 'int8', got {self.head!r}")
-        patterns: list[RewritePattern] = [QuantizeLinear(self.granularity, self.activations == "dynamic", self.head == "int8")]
+        patterns: list[RewritePattern] = [QuantizeLinear(self.granularity, self.activations == "dynamic",
+                                                         self.head == "int8")]
         if self.conv_ssm:
             patterns += [QuantizeConv(), QuantizeSSM(load_target(self.target))]
         PatternRewriteWalker(GreedyRewritePatternApplier(patterns), apply_recursively=False).rewrite_module(op)

@@ -21,8 +21,10 @@ The LM head's input is recorded too (site "lm_head", "x" and "xr"), for assign-s
 
 from __future__ import annotations
 
+import os
 import types
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,26 +144,33 @@ def _function(module: builtin.ModuleOp, name: str) -> func.FuncOp:
 MEMO_LIMIT_BYTES = 1 << 30  # weights (f32) up to this size: their folded/rotated forms are kept across windows
 
 
-class _ReleaseDead(Interpreter.Listener):
-    """Drops each value from the interpreter's scope after its last use, so a large model's weights and their
-    folded and rotated copies are not all held until the function returns (the recorder has seen them)."""
+def _last_uses(fn: func.FuncOp) -> dict[Operation, list[SSAValue]]:
+    """op -> the values (arguments and results) whose last use it is: dropped once it has run, so that a large
+    model's weights and their folded and rotated copies are not all held until the function returns."""
+    ops = list(fn.body.block.ops)
+    position = {op: n for n, op in enumerate(ops)}
+    dead_after: dict[Operation, list[SSAValue]] = {}
+    for value in [*fn.body.block.args, *(r for op in ops for r in op.results)]:
+        users = [u.operation for u in value.uses]
+        last = max(users, key=lambda u: position.get(u, -1)) if users else value.owner
+        if isinstance(last, Operation):
+            dead_after.setdefault(last, []).append(value)
+    return dead_after
 
-    def __init__(self, fn: func.FuncOp, interpreter: Interpreter):
-        self.interpreter = interpreter
-        self.dead_after: dict[Operation, list[SSAValue]] = {}
-        ops = list(fn.body.block.ops)
-        position = {op: n for n, op in enumerate(ops)}
-        for op in ops:
-            for value in op.results:
-                users = [u.operation for u in value.uses]
-                last = max(users, key=lambda u: position.get(u, -1)) if users else op
-                self.dead_after.setdefault(last, []).append(value)
 
-    def did_interpret_op(self, op: Operation, results) -> None:
-        scope = self.interpreter._ctx.local_scope  # xDSL keeps the function's values in this dict
-        for value in self.dead_after.get(op, ()):
-            if isinstance(scope, dict):
-                scope.pop(value, None)
+def _interpret(interpreter: Interpreter, fn: func.FuncOp, inputs: tuple, dead_after) -> None:
+    """Run `fn`'s body op by op through the public `Interpreter.run_op` (its listeners see every op), keeping the
+    values in a dict of our own that drops each after its last use; the function's results are not needed."""
+    values: dict[SSAValue, Any] = dict(zip(fn.body.block.args, inputs))
+    for op in fn.body.block.ops:
+        if isinstance(op, func.ReturnOp):
+            break
+        if op.regions:
+            raise InputError(f"calibrate: @{fn.sym_name.data} holds {op.name}, an op with regions")
+        results = interpreter.run_op(op, tuple(values[v] for v in op.operands))
+        values.update(zip(op.results, results))
+        for value in dead_after.get(op, ()):
+            values.pop(value, None)
 
 
 def _weight_bytes(fn: func.FuncOp) -> int:
@@ -172,10 +181,12 @@ def _weight_bytes(fn: func.FuncOp) -> int:
     return total
 
 
-def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], tokens: np.ndarray, *, function: str = "prefill",
-                     method: str = "max", percentile: float = 99.99, windows: int = 4, target: str = "vc709") -> dict:
+def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], tokens: np.ndarray, *,
+                     function: str = "prefill", method: str = "max", percentile: float = 99.99, windows: int = 4,
+                     target: str | Target = "vc709") -> dict:
     """Run `function` on up to `windows` consecutive windows of `tokens`; write and return the ranges per site."""
-    from fastmamba.compiler.interpreters.mamba_quant import make_interpreter, run_function
+    from fastmamba.compiler.interpreters.mamba import checked_inputs
+    from fastmamba.compiler.interpreters.mamba_quant import make_interpreter
 
     fn = _function(module, function)
     (length,) = fn.function_type.inputs.data[0].get_shape()
@@ -190,9 +201,10 @@ def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], token
     count = min(windows, len(tokens) // length)
     memo = count > 1 and _weight_bytes(fn) <= MEMO_LIMIT_BYTES  # small models: weights folded and rotated once
     interpreter = make_interpreter(module, weights, target, (listener,), memo_offline=memo)
-    interpreter.listeners = (*interpreter.listeners, _ReleaseDead(fn, interpreter))
+    dead_after = _last_uses(fn)
     for w in range(count):
-        run_function(module, weights, function, tokens[w * length:(w + 1) * length], interpreter=interpreter)
+        inputs = checked_inputs(module, function, (tokens[w * length:(w + 1) * length],))
+        _interpret(interpreter, fn, tuple(inputs), dead_after)
     ranges = recorder.ranges()
     write_ranges(listener.sites, ranges)
     return ranges
@@ -213,36 +225,106 @@ def apply_ranges(module: builtin.ModuleOp, ranges: Mapping[str, Mapping[str, flo
     return len(sites)
 
 
+def recorded_ranges(module: builtin.ModuleOp, function: str = "prefill") -> dict[str, dict[str, float]]:
+    """The ranges the ops of `function` carry (site -> quantity -> value): what calibrate_module returned when it
+    wrote them (the IR holds them as f64, exactly)."""
+    out: dict[str, dict[str, float]] = {}
+    for op, site in sites_of(_find_function(module, function, "recorded_ranges")).items():
+        attr = op.attributes.get(RANGE_ATTR)
+        if isinstance(attr, builtin.DictionaryAttr):
+            out[site] = {q: float(v.value.data) for q, v in attr.data.items() if isinstance(v, builtin.FloatAttr)}
+    return out
+
+
+# Models an in-process caller (fastmamba compile) has loaded already: resolved directory -> (config, weights,
+# tokenizer or None).  The calibrate pass takes them from here instead of reading the checkpoint again.
+_LOADED: dict[Path, tuple[Any, Mapping[str, Any], Any]] = {}
+
+
+@contextmanager
+def loaded_model(model_dir: str | os.PathLike, config, weights: Mapping[str, Any], tokenizer):
+    """While active, calibrate{model=model_dir} uses these (the same checkpoint, already read) instead of loading
+    it: the weights converted for calibration are then the ones the caller packs afterwards."""
+    key = Path(model_dir).resolve()
+    _LOADED[key] = (config, weights, tokenizer)
+    try:
+        yield
+    finally:
+        _LOADED.pop(key, None)
+
+
+def _load(model_dir: str | os.PathLike):
+    from fastmamba.compiler.checkpoint import load_model
+    from fastmamba.compiler.errors import ModelError
+    from fastmamba.compiler.tokenizer import load_tokenizer
+    from fastmamba.compiler.weights import NumpyWeights
+
+    key = Path(model_dir).resolve()
+    if key in _LOADED:
+        return _LOADED[key]
+    config, store = load_model(model_dir)
+    try:
+        tokenizer = load_tokenizer(config, model_dir)
+    except ModelError:
+        tokenizer = None
+    return config, NumpyWeights(store), tokenizer
+
+
 @dataclass(frozen=True)
 class CalibratePass(ModulePass):
-    """Record activation ranges on the linear, conv and SSM ops by interpreting the IR on calibration text."""
+    """Record activation ranges on the linear, conv and SSM ops by interpreting the IR on calibration tokens.
+
+    The tokens: the start of `text` (a file, encoded with the model's tokenizer), or with random=true `seed`'s
+    uniform tokens over the vocabulary; windows x the function's length of them must be there.  `model`: the
+    checkpoint directory (default the bundled model).  `copy_to`: other functions (the decode step) whose ops
+    take the recorded ranges site by site.  The target is the module's (set-target)."""
 
     name = "calibrate"
 
     text: str = ""
+    random: bool = False
+    seed: int = 0
     model: str = ""
     method: str = "max"
     percentile: float = 99.99
     windows: int = 4
     function: str = "prefill"
-    target: str = "vc709"
+    copy_to: tuple[str, ...] = ()
 
-    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
-        from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
-        from fastmamba.compiler.quant.evaluate import calibration_ids
-        from fastmamba.compiler.tokenizer import load_tokenizer
-        from fastmamba.compiler.weights import NumpyWeights
-
+    def tokens(self, length: int, config, tokenizer) -> np.ndarray:
+        """The windows x length calibration tokens the options name."""
+        count = self.windows * length
+        if self.random:
+            if self.text:
+                raise InputError("calibrate: give text or random=true, not both")
+            return np.random.default_rng(self.seed).integers(0, config.vocab_size, count)
         if not self.text:
-            raise InputError("calibrate: give the calibration text: calibrate{text=\"FILE\"}")
+            raise InputError('calibrate: give the calibration text: calibrate{text="FILE"} (or random=true)')
         path = Path(self.text)
+        if tokenizer is None:
+            raise InputError(f"calibrate: the model has no tokenizer (tokenizer.json) to encode {path}")
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"calibrate: cannot read {path}: {exc.strerror}") from None
-        model_dir = self.model or DEFAULT_MODEL_DIR
-        config, store = load_model(model_dir)
-        tokenizer = load_tokenizer(config, model_dir)
+        from fastmamba.compiler.quant.evaluate import calibration_ids
+
         ids, _ = calibration_ids(data, 0, len(data), tokenizer)
-        calibrate_module(op, NumpyWeights(store), ids, function=self.function, method=self.method,
-                         percentile=self.percentile, windows=self.windows, target=self.target)
+        if len(ids) < count:
+            raise InputError(f"calibrate: calibration text {path} holds {len(ids)} tokens, {count} are needed "
+                             f"({self.windows} windows of {length})")
+        return np.asarray(ids[:count], np.int64)
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR
+
+        if self.windows < 1:
+            raise InputError(f"calibrate: windows must be at least 1, got {self.windows}")
+        fn = _function(op, self.function)
+        (length,) = fn.function_type.inputs.data[0].get_shape()
+        config, weights, tokenizer = _load(self.model or DEFAULT_MODEL_DIR)
+        ranges = calibrate_module(op, weights, self.tokens(length, config, tokenizer), function=self.function,
+                                  method=self.method, percentile=self.percentile, windows=self.windows,
+                                  target=module_target(op, self.name))
+        for other in self.copy_to:
+            apply_ranges(op, ranges, function=other)

@@ -84,7 +84,8 @@ def _chain(first: mq.VecOp, op: mq.VecOp, a) -> mq.VecOp:
     b, b_exp = (first.b, first.b_exp.value.data) if first.b is not None else (op.b, op.b_exp.value.data)
     out = mq.int_type_name(op.result.type.element_type) or "f32"
     return mq.VecOp(a, b, first.micro_ops + op.micro_ops, a_exp=first.a_exp.value.data, b_exp=b_exp,
-                    group=norm.group.value.data, eps=norm.eps.value.data, out_type=out, out_scale=op.out_scale.value.data)
+                    group=norm.group.value.data, eps=norm.eps.value.data, out_type=out,
+                    out_scale=op.out_scale.value.data)
 
 
 @dataclass

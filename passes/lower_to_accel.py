@@ -47,7 +47,8 @@ class LowerToAccelPass(ModulePass):
             raise InputError("lower-to-accel: prefetch must be >= 1 and tile_kib >= 0")
         tile = self.tile_kib * 1024 or target.buffer_bytes // DEFAULT_TILE_FRACTION
         options = LoweringOptions(tile_bytes=tile, prefetch=self.prefetch, fuse_front=self.fuse_front)
-        fns = [f for f in op.body.block.ops if isinstance(f, func.FuncOp) and not f.sym_name.data.endswith("_constants")]
+        fns = [f for f in op.body.block.ops if isinstance(f,
+                                                          func.FuncOp) and not f.sym_name.data.endswith("_constants")]
         if not fns:
             raise InputError("lower-to-accel: the module has no function to lower")
         for fn, (program, constants) in zip(fns, lower_functions(fns, target, options, auto_tile=self.tile_kib == 0)):

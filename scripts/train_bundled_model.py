@@ -68,7 +68,8 @@ def bits_per_byte(model, data: np.ndarray, seq_len: int, batch: int) -> float:
     total, count = 0.0, 0
     for i in range(0, n, batch):
         logits = model(input_ids=x[i : i + batch]).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[i : i + batch].reshape(-1), reduction="sum")
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[i : i + batch].reshape(-1),
+                                                 reduction="sum")
         total += loss.item()
         count += y[i : i + batch].numel()
     model.train()
@@ -77,7 +78,8 @@ def bits_per_byte(model, data: np.ndarray, seq_len: int, batch: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training text (default: ../shared/data/tinyshakespeare.txt)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                    help="training text (default: ../shared/data/tinyshakespeare.txt)")
     ap.add_argument("--out", type=Path, required=True, help="output directory (config.json + model.safetensors)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1600)
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"parameters: {n_params}", flush=True)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95))
     warmup = max(1, args.steps // 20)
 
     def lr_at(step: int) -> float:
@@ -128,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 50 == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss {loss.item() / math.log(2):.3f} bits/byte  {time.time() - t0:7.1f}s", flush=True)
+            print(f"step {step:5d}  loss {loss.item() / math.log(2):.3f} bits/byte  {time.time() - t0:7.1f}s",
+                  flush=True)
         if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
-            print(f"  held-out (first 64 KiB) bits/byte {bits_per_byte(model, held_out[:65536], 256, 16):.3f}", flush=True)
+            print(f"  held-out (first 64 KiB) bits/byte {bits_per_byte(model, held_out[:65536], 256, 16):.3f}",
+                  flush=True)
 
     bpb = bits_per_byte(model, held_out, 256, 16)
     print(f"final held-out bits/byte {bpb:.4f}  ({time.time() - t0:.0f}s)", flush=True)

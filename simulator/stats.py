@@ -42,7 +42,8 @@ class Stats:
             raise ValueError(f"cannot add counters at {other.clock_hz} Hz to counters at {self.clock_hz} Hz")
         for name in ("cycles", "bundles", "ops", "macs", "ddr_bytes_read", "ddr_bytes_written"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for mine, theirs in ((self.busy, other.busy), (self.ops_per_unit, other.ops_per_unit), (self.stalls, other.stalls)):
+        for mine, theirs in ((self.busy, other.busy), (self.ops_per_unit, other.ops_per_unit), (self.stalls,
+                                                                                                other.stalls)):
             for key, value in theirs.items():
                 mine[key] = mine.get(key, 0) + value
 

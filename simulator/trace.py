@@ -46,7 +46,8 @@ class Trace:
                  "args": {"name": f"accelerator{': ' + self.program if self.program else ''}"}}]
         for i, track in enumerate(TRACKS, start=1):
             meta.append({"name": "thread_name", "ph": "M", "pid": PROCESS_ID, "tid": i, "args": {"name": track}})
-            meta.append({"name": "thread_sort_index", "ph": "M", "pid": PROCESS_ID, "tid": i, "args": {"sort_index": i}})
+            meta.append({"name": "thread_sort_index", "ph": "M", "pid": PROCESS_ID, "tid": i,
+                         "args": {"sort_index": i}})
         return {
             "traceEvents": meta + self.events,
             "otherData": {

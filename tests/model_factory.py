@@ -20,7 +20,8 @@ TINY = dict(d_model=32, n_layer=2, vocab_size=256, d_state=8, headdim=16, expand
 CONFIGS = {
     "tiny": TINY,
     "groups2": dict(TINY, ngroups=2, d_state=16, headdim=8, chunk_size=16),
-    "expand3_k3": dict(TINY, d_model=24, expand=3, headdim=12, d_conv=3, d_state=4, n_layer=3, vocab_size=100, tie_embeddings=False),
+    "expand3_k3": dict(TINY, d_model=24, expand=3, headdim=12, d_conv=3, d_state=4, n_layer=3, vocab_size=100,
+                       tie_embeddings=False),
     "groups4_k2": dict(TINY, d_model=16, ngroups=4, headdim=4, d_state=6, d_conv=2, vocab_size=300, chunk_size=5),
 }
 
@@ -55,7 +56,8 @@ def random_hf_model(config: Mamba2Config, seed: int = 0, dtype: torch.dtype = to
             elif name.endswith("conv1d.weight"):
                 p.copy_(rand(*p.shape, lo=-0.6, hi=0.6))
             elif p.dim() == 2:  # embeddings, projections, untied head
-                p.copy_(torch.randn(*p.shape, generator=gen) / p.shape[1] ** 0.5 * (2.0 if "embeddings" in name else 1.0))
+                p.copy_(torch.randn(*p.shape,
+                                    generator=gen) / p.shape[1] ** 0.5 * (2.0 if "embeddings" in name else 1.0))
     return model.to(dtype).eval()
 
 

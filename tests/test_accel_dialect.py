@@ -58,7 +58,8 @@ def test_one_op_per_table_entry_named_after_the_mnemonic():
 
 
 @settings(max_examples=80, deadline=None)
-@given(instr=any_instruction(), debug=st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=20)))
+@given(instr=any_instruction(), debug=st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=126),
+                                                                   min_size=1, max_size=20)))
 def test_instruction_round_trips_through_the_op_and_its_text(instr, debug):
     op = op_of(instr, debug)
     op.verify()

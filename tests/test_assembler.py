@@ -53,7 +53,8 @@ def binaries(draw):
             dtype = draw(st.sampled_from(list(TENSOR_DTYPES)))
             shape = tuple(draw(st.lists(st.integers(0, 4), max_size=3)))
             t = TensorDesc(tname, draw(st.sampled_from(TENSOR_ROLES)), 0, shape, dtype,
-                           draw(st.floats(width=32, allow_nan=False, allow_infinity=False)), draw(st.integers(-(1 << 31), (1 << 31) - 1)))
+                           draw(st.floats(width=32, allow_nan=False, allow_infinity=False)),
+                           draw(st.integers(-(1 << 31), (1 << 31) - 1)))
             addr = draw(st.integers(0, ddr_size - t.nbytes)) if t.nbytes <= ddr_size else None
             if addr is not None:
                 tensors.append(TensorDesc(t.name, t.role, addr, t.shape, t.dtype, t.scale, t.exp))
@@ -80,7 +81,8 @@ def test_bundle_text_round_trip(bundle):
 
 
 SYNTHETIC = instructions._table(
-    OpSpec("t.big", 0x10, "LD", (FieldSpec("a", 64, "u"), FieldSpec("b", 64, "s"), FieldSpec("m", 2, "enum", values=("p", "q", "r"))), "x"),
+    OpSpec("t.big", 0x10, "LD", (FieldSpec("a", 64, "u"), FieldSpec("b", 64, "s"),
+                                 FieldSpec("m", 2, "enum", values=("p", "q", "r"))), "x"),
     OpSpec("t.f", 0x30, "LIN", (FieldSpec("k", 32, "f32"), FieldSpec("z", 1, "s")), "x"),
     OpSpec("t.none", 0x70, "CTL", (), "x"),
 )
@@ -106,7 +108,8 @@ def test_format_instruction(synthetic):
     assert parse_instruction("t.big  m=q,b=0x10 , a=0") == Instruction("t.big", {"a": 0, "b": 16, "m": "q"})
 
 
-@pytest.mark.parametrize("value, text", [(0.1, "0.1"), (1.0, "1.0"), (-0.0, "-0.0"), (3.0e38, "3e+38"), (1e-45, "1e-45"),
+@pytest.mark.parametrize("value, text", [(0.1, "0.1"), (1.0, "1.0"), (-0.0, "-0.0"), (3.0e38, "3e+38"), (1e-45,
+                                                                                                         "1e-45"),
                                          (1 / 3, "0.33333334"),
                                          (3.4028234663852886e38, "3.4028235e+38")])
 def test_format_f32_shortest(value, text):
@@ -170,11 +173,13 @@ def test_target_digest_checked():
     (".program m ddr_size=8\n.program m ddr_size=8", r"p.s:2: .program m: a program of that name exists already"),
     (".program m\n", r"p.s:1: .program m: missing ddr_size="),
     (".program 9m ddr_size=8\n", r"p.s:1: .program: expected a program name"),
-    (".program m ddr_size=8\n.input x ddr=0 shape=(16,) dtype=i8", r"p.s:1: program m: tensor x at DDR 0x0 \(16 bytes\) lies outside"),
+    (".program m ddr_size=8\n.input x ddr=0 shape=(16,) dtype=i8",
+     r"p.s:1: program m: tensor x at DDR 0x0 \(16 bytes\) lies outside"),
     (".program m ddr_size=8\n.input x ddr=0 shape=(1,) dtype=bf16", r"p.s:2: .input x: dtype 'bf16'"),
     (".program m ddr_size=8\n.input x ddr=0 shape=1 dtype=i8", r"p.s:2: .input x: shape must be written"),
     (".program m ddr_size=8\n.input x shape=(1,) dtype=i8", r"p.s:2: .input x: missing ddr="),
-    (".program m ddr_size=8\n.input x ddr=0 shape=(1,) dtype=i8\n.state x ddr=0 shape=(1,) dtype=i8", r"p.s:3: .state x: program m has a tensor of that name"),
+    (".program m ddr_size=8\n.input x ddr=0 shape=(1,) dtype=i8\n.state x ddr=0 shape=(1,) dtype=i8",
+     r"p.s:3: .state x: program m has a tensor of that name"),
     (".program m ddr_size=8\n.loc \"a\"\n.loc \"b\"", r"p.s:3: .loc: the previous .loc has no bundle yet"),
     (".program m ddr_size=8\n.loc \"a\"\n", r"p.s: program m ends after a .loc without a bundle"),
     (".program m ddr_size=8\n.loc a", r"p.s:2: .loc: expected one \"double-quoted string\""),

@@ -29,7 +29,8 @@ def _eval(capsys, *args):
 
 def test_json_has_the_four_schemes_in_order(setup, capsys):
     model, text = setup
-    rc, out, _ = _eval(capsys, "--model", str(model), "--text", str(text), "--json", "--tail-fraction", "0.3", "--outliers")
+    rc, out, _ = _eval(capsys, "--model", str(model), "--text", str(text), "--json", "--tail-fraction", "0.3",
+                       "--outliers")
     assert rc == 0
     report = json.loads(out)
     assert [k for k in report if k in SCHEMES] == SCHEMES

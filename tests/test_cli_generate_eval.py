@@ -25,7 +25,8 @@ from model_factory import make_config, random_hf_model, save_hf_dir, save_mamba_
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 HAVE_DEFAULT = (DEFAULT_MODEL_DIR / "config.json").is_file() and (DEFAULT_MODEL_DIR / "model.safetensors").is_file()
-NEEDS_DEFAULT = pytest.mark.skipif(not HAVE_DEFAULT, reason=f"bundled model not trained yet ({DEFAULT_MODEL_DIR} is absent)")
+NEEDS_DEFAULT = pytest.mark.skipif(not HAVE_DEFAULT,
+                                   reason=f"bundled model not trained yet ({DEFAULT_MODEL_DIR} is absent)")
 TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and Juliet is the sun. "
         "Arise, fair sun, and kill the envious moon. \u00c9t\u00e9 \u2014 caf\u00e9.\n") * 6
 
@@ -73,7 +74,8 @@ def hf_total_bits(model, ids):
 def test_generate_greedy_matches_transformers(tiny, capsys):
     model, directory = tiny
     prompt = "ROMEO: caf\u00e9"
-    rc, out, err = cli(capsys, "generate", "--model", str(directory), "--prompt", prompt, "--max-new-tokens", "24", "--greedy")
+    rc, out, err = cli(capsys, "generate", "--model", str(directory), "--prompt", prompt, "--max-new-tokens", "24",
+                       "--greedy")
     assert rc == 0, err
     expected = hf_greedy(model, list(prompt.encode()), 24)
     assert out == bytes(expected).decode("utf-8", errors="replace") + "\n"
@@ -97,7 +99,8 @@ def test_generate_zero_tokens_prints_the_prompt(tiny, capsys):
 def test_generate_from_mamba_ssm_layout(tiny, tmp_path, capsys):
     model, _ = tiny
     directory = save_mamba_ssm_dir(model, make_config("tiny"), tmp_path, fmt="bin")
-    rc, out, _ = cli(capsys, "generate", "--model", str(directory), "--prompt", "ab", "--max-new-tokens", "8", "--greedy")
+    rc, out, _ = cli(capsys, "generate", "--model", str(directory), "--prompt", "ab", "--max-new-tokens", "8",
+                     "--greedy")
     assert rc == 0
     assert out == bytes(hf_greedy(model, list(b"ab"), 8)).decode("utf-8", errors="replace") + "\n"
 
@@ -108,7 +111,8 @@ def test_generate_from_mamba_ssm_layout(tiny, tmp_path, capsys):
 def test_eval_json_matches_transformers_cross_entropy(tiny, text_file, capsys, monkeypatch):
     model, directory = tiny
     monkeypatch.setattr(eval_command, "SEGMENT_TOKENS", 50)  # several segments: the state must carry across them
-    rc, out, err = cli(capsys, "eval", "--model", str(directory), "--text", str(text_file), "--tail-fraction", "0.25", "--json")
+    rc, out, err = cli(capsys, "eval", "--model", str(directory), "--text", str(text_file), "--tail-fraction", "0.25",
+                       "--json")
     assert rc == 0, err
     report = json.loads(out)
     data = text_file.read_bytes()
@@ -137,7 +141,8 @@ def test_eval_text_output_and_segment_independence(tiny, text_file, capsys, monk
 def test_eval_reports_progress_on_stderr(tiny, text_file, capsys, monkeypatch):
     monkeypatch.setattr(eval_command, "SEGMENT_TOKENS", 64)
     monkeypatch.setattr(eval_command, "PROGRESS_EVERY_S", 0.0)
-    rc, out, err = cli(capsys, "eval", "--model", str(tiny[1]), "--text", str(text_file), "--tail-fraction", "0.5", "--json",
+    rc, out, err = cli(capsys, "eval", "--model", str(tiny[1]), "--text", str(text_file), "--tail-fraction", "0.5",
+                       "--json",
                        "--schemes", "fp32")
     assert rc == 0
     total = json.loads(out)["tail_bytes"]  # stdout stays pure JSON
@@ -154,7 +159,8 @@ def bpe_model(tmp_path_factory):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([TEXT], trainers.BpeTrainer(vocab_size=290, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator([TEXT], trainers.BpeTrainer(vocab_size=290,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     assert tok.get_vocab_size() <= 300
     config = make_config("groups4_k2")  # vocab 300
     model = random_hf_model(config, seed=33)
@@ -166,7 +172,8 @@ def bpe_model(tmp_path_factory):
 def test_generate_with_tokenizer_json(bpe_model, capsys):
     model, directory, tok = bpe_model
     prompt = "Juliet is the"
-    rc, out, err = cli(capsys, "generate", "--model", str(directory), "--prompt", prompt, "--max-new-tokens", "12", "--greedy")
+    rc, out, err = cli(capsys, "generate", "--model", str(directory), "--prompt", prompt, "--max-new-tokens", "12",
+                       "--greedy")
     assert rc == 0, err
     ids = tok.encode(prompt, add_special_tokens=False).ids
     allowed = tok.get_vocab_size()
@@ -179,7 +186,8 @@ def test_generate_with_tokenizer_json(bpe_model, capsys):
 
 def test_eval_with_tokenizer_json(bpe_model, text_file, capsys):
     model, directory, tok = bpe_model
-    rc, out, err = cli(capsys, "eval", "--model", str(directory), "--text", str(text_file), "--tail-fraction", "0.5", "--json")
+    rc, out, err = cli(capsys, "eval", "--model", str(directory), "--text", str(text_file), "--tail-fraction", "0.5",
+                       "--json")
     assert rc == 0, err
     report = json.loads(out)
     fp32 = report["fp32"]
@@ -268,7 +276,8 @@ def test_large_vocabulary_without_tokenizer_json(tmp_path, capsys):
 
 def test_command_line_entry_point_has_no_traceback(tmp_path):
     """The real process: `python -m fastmamba`, as the `fastmamba` script runs it."""
-    proc = subprocess.run([sys.executable, "-m", "fastmamba", "eval", "--model", str(tmp_path), "--text", str(tmp_path / "t")],
+    proc = subprocess.run([sys.executable, "-m", "fastmamba", "eval", "--model", str(tmp_path), "--text",
+                           str(tmp_path / "t")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"fastmamba eval: error: --text file not found: {tmp_path / 't'}"

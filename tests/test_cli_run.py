@@ -149,7 +149,8 @@ def test_check_without_the_model_directory(fmb, capsys):
     (("--prompt", "a", "--max-new-tokens", 1, "--temperature", "warm"), "--temperature must be a number"),
     (("--prompt", "a", "--max-new-tokens", 1, "--top-k", "-2"), "--top-k must lie in"),
     (("--prompt", "a", "--max-new-tokens", 1, "--greedy", "--top-k", "3"), "--greedy does not sample"),
-    (("--prompt", "a", "--max-new-tokens", 1, "--model", "/nonexistent/dir"), "--model /nonexistent/dir: no such directory"),
+    (("--prompt", "a", "--max-new-tokens", 1, "--model", "/nonexistent/dir"),
+     "--model /nonexistent/dir: no such directory"),
     (("--prompt", "a", "--max-new-tokens", 1, "--target", "nosuch"), "unknown target 'nosuch'"),
 ])
 def test_bad_arguments(fmb, capsys, argv, message):

@@ -38,7 +38,8 @@ def compiled(request, tmp_path_factory):
 
 
 def _states(prog):
-    return {t.name: np.zeros(t.shape, np.int16 if t.dtype == "i16" else np.int32) for t in prog.tensors if t.role == "state"}
+    return {t.name: np.zeros(t.shape,
+                             np.int16 if t.dtype == "i16" else np.int32) for t in prog.tensors if t.role == "state"}
 
 
 def _same_states(result, golden_states, n_layer) -> bool:

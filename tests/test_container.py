@@ -137,7 +137,8 @@ def test_rejects_bad_instruction_stream():
     start = _program_offset(1)
     code_at = start + PROGRAM_HEADER.size + len("decode.step") + 24 + 3 + 0 + 8  # header word of bundle 0 follows
     blob[code_at] = 0xEE
-    with pytest.raises(ContainerError, match=r"program decode.step: instruction stream: bundle 0 .*unknown opcode 0xee"):
+    with pytest.raises(ContainerError,
+                       match=r"program decode.step: instruction stream: bundle 0 .*unknown opcode 0xee"):
         load_fmb(bytes(blob))
 
 

@@ -32,11 +32,13 @@ def matmul_module() -> tuple[ModuleOp, bytes]:
             op_of(Instruction("ld", dict(buf=wb, ddr=w_ddr + j * TILE * K, rows=TILE, row_bytes=K, ddr_stride=K,
                                          buf_stride=K, sem=0)), f"load w{j}"),
             op_of(Instruction("lin", dict(dst=out, src=0, wgt=wb, scale=0, m=M, k=K, n=TILE, src_ld=K, dst_ld=TILE,
-                                          src_type="i8", hlog2=0, qmul=1, qshift=0, acc=0, out="i32")), f"mamba.linear tile {j}"),
+                                          src_type="i8", hlog2=0, qmul=1, qshift=0, acc=0, out="i32")),
+                  f"mamba.linear tile {j}"),
             op_of(Instruction("st", dict(ddr=c_ddr + j * M * TILE * 4, buf=out, rows=M, row_bytes=TILE * 4,
                                          ddr_stride=TILE * 4, buf_stride=TILE * 4, sem=0)), f"store c{j}"),
         ]
-    tensors = [TensorDesc("a", "input", a_ddr, (M, K), "i8"), TensorDesc("c", "output", c_ddr, (N // TILE, M, TILE), "i32")]
+    tensors = [TensorDesc("a", "input", a_ddr, (M, K), "i8"), TensorDesc("c", "output", c_ddr, (N // TILE, M, TILE),
+                                                                         "i32")]
     weights = np.random.default_rng(1).integers(-128, 128, (N, K), dtype=np.int8)
     return ModuleOp([ProgramOp("main", c_ddr + M * N * 4, tensors, ops)]), weights.tobytes()
 

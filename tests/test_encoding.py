@@ -31,9 +31,11 @@ def _synthetic_table():
         OpSpec("t.ld", 0x10, "LD", (f("a", 64, "u"), f("b", 64, "s"), f("c", 1, "u")), "three words"),
         OpSpec("t.st", 0x20, "ST", (f("x", 56, "u"),), "exactly one word"),
         OpSpec("t.st2", 0x21, "ST", (f("x", 57, "s"),), "one bit over a word"),
-        OpSpec("t.lin", 0x30, "LIN", (f("k", 32, "f32"), f("m", 2, "enum", values=("p", "q", "r")), f("z", 7, "s")), "mixed"),
+        OpSpec("t.lin", 0x30, "LIN", (f("k", 32, "f32"), f("m", 2, "enum", values=("p", "q", "r")), f("z", 7, "s")),
+               "mixed"),
         OpSpec("t.conv", 0x40, "CONV", (), "no fields"),
-        OpSpec("t.ssm", 0x50, "SSM", (f("e", 3, "enum", values=tuple("abcdefgh")), f("g", 32, "f32"), f("h", 32, "f32")), "two floats"),
+        OpSpec("t.ssm", 0x50, "SSM", (f("e", 3, "enum", values=tuple("abcdefgh")), f("g", 32, "f32"),
+                                      f("h", 32, "f32")), "two floats"),
         OpSpec("t.vec", 0x60, "VEC", tuple(f(f"v{i}", 9, "s") for i in range(12)), "many small fields"),
         OpSpec("t.ctl", 0x70, "CTL", (f("w", 1, "s"),), "one signed bit"),
     ]
@@ -61,7 +63,8 @@ def field_values(spec: FieldSpec):
 
 def instructions_of(ops):
     return st.one_of(*[
-        st.fixed_dictionaries({f.name: field_values(f) for f in spec.fields}).map(lambda a, n=spec.name: Instruction(n, a))
+        st.fixed_dictionaries({f.name: field_values(f) for f in spec.fields}).map(lambda a, n=spec.name: Instruction(n,
+                                                                                                                     a))
         for spec in ops.values()
     ])
 
@@ -139,7 +142,8 @@ def test_empty_bundle_is_a_header_alone():
 
 # --- rejection --------------------------------------------------------------
 def _halt_stream():
-    return encode_bundles([Bundle((Instruction("ctl.wait", {"sem": 1, "count": 2}),)), Bundle((Instruction("ctl.halt", {}),))])
+    return encode_bundles([Bundle((Instruction("ctl.wait", {"sem": 1, "count": 2}),)), Bundle((Instruction("ctl.halt",
+                                                                                                           {}),))])
 
 
 def test_rejects_reserved_header_bits():
@@ -152,7 +156,8 @@ def test_rejects_reserved_header_bits():
 def test_rejects_unknown_opcode():
     blob = bytearray(_halt_stream())
     blob[24] = 0xFF
-    with pytest.raises(DecodeError, match=r"bundle 1 at byte offset 16, slot CTL at byte offset 24: unknown opcode 0xff"):
+    with pytest.raises(DecodeError,
+                       match=r"bundle 1 at byte offset 16, slot CTL at byte offset 24: unknown opcode 0xff"):
         decode_bundles(bytes(blob))
 
 

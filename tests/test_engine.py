@@ -322,7 +322,8 @@ def test_bundles_after_halt_are_not_run():
 
 
 def test_semantics_errors_name_the_bundle():
-    with pytest.raises(SimulationError, match=r"^bundle 1, slot LD: `f.ld buf=8192.*`: buffer range 0x2008 past the end$"):
+    with pytest.raises(SimulationError,
+                       match=r"^bundle 1, slot LD: `f.ld buf=8192.*`: buffer range 0x2008 past the end$"):
         run(Bundle(()), ld(8192, 0, 8), HALT)
 
 

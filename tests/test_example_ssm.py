@@ -238,7 +238,8 @@ def test_inputs_replaced_from_npy_files(tmp_path, capsys, seed):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda t: t.replace("ctl.wait sem=1, count=4\n", "", 1), r"^bundle 4, slot SSM: .*RAW hazard.*\(bundle 0, slot LD\)"),
+    (lambda t: t.replace("ctl.wait sem=1, count=4\n", "", 1),
+     r"^bundle 4, slot SSM: .*RAW hazard.*\(bundle 0, slot LD\)"),
     (lambda t: t.replace("d_shift=10 ; delay=12\n", "d_shift=10 ; delay=11\n", 1),
      r"^bundle 6, slot ST: .*RAW hazard.*\(bundle 5, slot SSM\)"),
 ])

@@ -53,7 +53,8 @@ def test_custom_op_fake_matches_real(op, args):
 def test_scan_then_step_equals_longer_scan():
     g = torch.Generator().manual_seed(1)
     H, P, N, G, T = 4, 3, 5, 2, 6
-    x, dt, B, C = torch.randn(T, H * P, generator=g), torch.rand(T, H, generator=g), torch.randn(T, G * N, generator=g), \
+    x, dt, B, C = torch.randn(T, H * P, generator=g), torch.rand(T, H, generator=g), torch.randn(T, G * N,
+                                                                                                 generator=g), \
         torch.randn(T, G * N, generator=g)
     A_log, D = torch.randn(H, generator=g), torch.randn(H, generator=g)
     y_all, s_all = custom_ops.ssm_scan(x, dt, A_log, B, C, D, None, G)

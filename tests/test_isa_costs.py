@@ -55,7 +55,8 @@ def instructions(draw, op: str) -> Instruction:
         k = (1 << hlog2) * d(ints(1, 4))
         args = dict(_slots(("dst", "src", "wgt", "scale")), m=m, k=k, n=n, src_ld=k + d(ints(0, 8)),
                     dst_ld=n + d(ints(0, 8)), src_type=d(st.sampled_from(("i8", "i16"))), hlog2=hlog2,
-                    qmul=d(ints(0, 100)), qshift=d(ints(0, 20)), acc=d(ints(0, 1)), out=d(st.sampled_from(("i32", "f32"))))
+                    qmul=d(ints(0, 100)), qshift=d(ints(0, 20)), acc=d(ints(0, 1)), out=d(st.sampled_from(("i32",
+                                                                                                           "f32"))))
     elif op == "conv":
         c = d(ints(1, 96))
         args = dict(_slots(("dst", "src", "state", "wgt", "bias")), t=d(ints(1, 64)), c=c, kw=d(ints(2, 4)),

@@ -124,7 +124,8 @@ def test_fused_front_starts_the_scan_before_in_proj_ends():
     run_pipeline(module, "lower-to-accel{tile_kib=4}")
     run_pipeline(unfused, "lower-to-accel{tile_kib=4 fuse_front=false}")
     for mod, before in ((module, True), (unfused, False)):
-        ops = [(o.name, o.debug_text or "") for o in next(p for p in mod.walk() if isinstance(p, ProgramOp)).body.block.ops]
+        ops = [(o.name,
+                o.debug_text or "") for o in next(p for p in mod.walk() if isinstance(p, ProgramOp)).body.block.ops]
         first_ssm = next(n for n, (name, _) in enumerate(ops) if name == "accel.ssm")
         last_in_proj = max(n for n, (name, d) in enumerate(ops) if name == "accel.lin" and "in_proj" in d)
         assert (first_ssm < last_in_proj) == before
@@ -162,7 +163,8 @@ def test_a_buffer_that_does_not_fit_names_the_tensor(tmp_path):
     drop_head(module)
     run_pipeline(module, "lower-to-accel")
     small = Target(buffer_bytes=4096)
-    with pytest.raises(FastmambaError, match=r"tensor prefill\.\S+ \(\d+ bytes.*does not fit the on-chip buffer of 4096"):
+    with pytest.raises(FastmambaError,
+                       match=r"tensor prefill\.\S+ \(\d+ bytes.*does not fit the on-chip buffer of 4096"):
         plan_memory(module, small)
 
 

@@ -48,7 +48,8 @@ def test_rshift_round_ties_and_signs():
         got = nm.rshift_round(np.array(xs), s)
         assert got.tolist() == [ref_rshift_round(x, s) for x in xs], s
     # ties go toward +inf, for both signs
-    assert nm.rshift_round(np.array([5, -5, 6, -6, 3, -3]), np.array([1, 1, 2, 2, 1, 1])).tolist() == [3, -2, 2, -1, 2, -1]
+    assert nm.rshift_round(np.array([5, -5, 6, -6, 3, -3]), np.array([1, 1, 2, 2, 1, 1])).tolist() == [3, -2, 2, -1, 2,
+                                                                                                       -1]
     # per-element shifts agree with scalar shifts
     shifts = rng.integers(0, 70, len(xs))
     assert nm.rshift_round(np.array(xs), shifts).tolist() == [ref_rshift_round(x, int(s)) for x, s in zip(xs, shifts)]

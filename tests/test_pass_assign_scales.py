@@ -123,7 +123,8 @@ def test_lm_head_stays_binary32_unless_head_int8():
     (got,) = run_function(module, w, "f", _x())
     # The same numbers as the linear layer's, with the head's weight (norm_f folded in).
     folded = w["backbone.embeddings.weight"] * w["backbone.norm_f.weight"]
-    (want,) = run_function(run_pipeline(parse_ir(LINEAR), "assign-scales"), {"backbone.layers.0.mixer.in_proj.weight": folded}, "f", _x())
+    (want,) = run_function(run_pipeline(parse_ir(LINEAR), "assign-scales"),
+                           {"backbone.layers.0.mixer.in_proj.weight": folded}, "f", _x())
     assert np.array_equal(got, want)
     # An uncalibrated head stays binary32, as an uncalibrated linear does.
     mixed = HEAD.replace(" {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}}", "").replace(
@@ -172,7 +173,8 @@ def test_ssm_with_softplus_dt_is_quantized_and_close():
     %s0 = mamba.add %dt, %bias : (tensor<2x2xf32>, tensor<2xf32>) -> tensor<2x2xf32>
     %d = mamba.softplus %s0 : tensor<2x2xf32>
     %y, %s = mamba.ssm_scan %x, %d,""")
-    w = {"backbone.layers.0.mixer.A_log": np.array([0.1, 0.5], np.float32), "backbone.layers.0.mixer.D": np.array([0.5, -1.0], np.float32),
+    w = {"backbone.layers.0.mixer.A_log": np.array([0.1, 0.5], np.float32),
+         "backbone.layers.0.mixer.D": np.array([0.5, -1.0], np.float32),
          "backbone.layers.0.mixer.dt_bias": np.array([-1.0, 0.2], np.float32)}
     rng = np.random.default_rng(2)
     inputs = [rng.uniform(-1, 1, s).astype(np.float32) for s in ((2, 4), (2, 2), (2, 2), (2, 2))]

@@ -27,7 +27,8 @@ def _weights():
     rng = np.random.default_rng(0)
     e = rng.standard_normal((16, 8)).astype(np.float32)
     e[:, 3] *= 10.0  # an outlier channel
-    return {"backbone.embeddings.weight": e, "backbone.layers.0.mixer.in_proj.weight": rng.standard_normal((8, 8)).astype(np.float32)}
+    return {"backbone.embeddings.weight": e,
+            "backbone.layers.0.mixer.in_proj.weight": rng.standard_normal((8, 8)).astype(np.float32)}
 
 
 def _ranges(module) -> dict[str, float]:

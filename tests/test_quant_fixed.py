@@ -50,7 +50,8 @@ def test_lin_conv_ssm_examples():
 
 
 def test_vec_examples():
-    assert fixed.rmsnorm_f32(np.array([[3.0, 4.0]]), 2, 0.0).tolist() == [[np.float32(0.84852815), np.float32(1.1313709)]]
+    assert fixed.rmsnorm_f32(np.array([[3.0, 4.0]]), 2, 0.0).tolist() == [[np.float32(0.84852815),
+                                                                           np.float32(1.1313709)]]
     assert fixed.silu_f32(np.array([1.0])).tolist() == [np.float32(0.7310586)]
     assert fixed.softplus_f32(np.array([0.0, 25.0], np.float32)).tolist() == [np.float32(0.6931472), 25.0]
 
@@ -59,7 +60,8 @@ def test_agrees_with_isa_numerics_on_random_operands():
     rng = np.random.default_rng(0)
     z = rng.integers(-(1 << 20), 1 << 10, 5000)
     for frac in (3, 8, 12, 15):
-        assert np.array_equal(fixed.exp_q(z, frac, segments=SEG, bits=BITS), numerics.exp_q(z, frac, segments=SEG, bits=BITS))
+        assert np.array_equal(fixed.exp_q(z, frac, segments=SEG, bits=BITS), numerics.exp_q(z, frac, segments=SEG,
+                                                                                            bits=BITS))
         assert np.array_equal(fixed.softplus_q(z, frac, segments=SEG, bits=BITS),
                               numerics.softplus_q(z, frac, segments=SEG, bits=BITS))
     a = rng.integers(-(1 << 15), 1 << 15, (7, 512))

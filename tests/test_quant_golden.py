@@ -54,7 +54,8 @@ def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block, activati
     hadamard = f"insert-hadamard{{block={block}{rotate_head}}}," if block != 1 else ""
     ir = run_pipeline(module.clone(), f"fold-norm-weights,{hadamard}dce")
     ranges = calibrate_module(ir, weights, tokens, windows=4)
-    run_pipeline(ir, f'assign-scales{{activations="{activations}" head="{head}"}},approximate-nonlinear,fuse-elementwise')
+    run_pipeline(ir,
+                 f'assign-scales{{activations="{activations}" head="{head}"}},approximate-nonlinear,fuse-elementwise')
     text = print_ir(ir)
     assert "mamba.linear" not in text and "mamba.ssm_scan" not in text and "mamba.conv1d" not in text
     assert "mamba.rmsnorm" not in text and "mamba.silu" not in text and 'nonlinear = "table"' in text
@@ -77,7 +78,8 @@ def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block, activati
     assert (plan.head is not None) == (head == "int8")
     if block == 1:  # rtn has no conv/SSM quantization: use fastmamba's for those units
         full = build_plan("fastmamba", config, None, ranges)
-        plan = QuantPlan(tuple(LayerPlan(a.in_proj, a.out_proj, b.conv, b.ssm) for a, b in zip(plan.layers, full.layers)),
+        plan = QuantPlan(tuple(LayerPlan(a.in_proj, a.out_proj, b.conv, b.ssm) for a, b in zip(plan.layers,
+                                                                                               full.layers)),
                          head=plan.head)
     golden = GoldenMamba2(config, store, plan)
     g_logits, g_states = golden.run(ids)
@@ -158,7 +160,8 @@ def test_hadamard_beats_rtn_when_inputs_have_outlier_channels(tiny):
     injected = inject_outliers(config, store, channels=2, factor=32.0)
     ranges = calibrate(config, injected, tokens[:4 * LENGTH], fold_norms=False).ranges()
     ids = tokens[4 * LENGTH:5 * LENGTH]
-    ref, _ = GoldenMamba2(config, injected, QuantPlan(tuple(LayerPlan() for _ in range(config.n_layer)), fold_norms=False)).run(ids)
+    ref, _ = GoldenMamba2(config, injected, QuantPlan(tuple(LayerPlan() for _ in range(config.n_layer)),
+                                                      fold_norms=False)).run(ids)
     err = {}
     for scheme in ("w8a8_rtn", "w8a8_hadamard_linear"):
         plan = build_plan(scheme, config, NumpyWeights(injected), ranges, fold_norms=False)

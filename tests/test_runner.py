@@ -268,7 +268,8 @@ def test_read_meta():
     with pytest.raises(InputError, match="no fastmamba metadata"):
         read_meta(toy_binary(4, with_meta=False))
     bad = json.loads(TOY.meta)
-    for key, value, message in (("format", "other/2", "format 'other/2'"), ("plan", None, "'plan' is not a JSON object"),
+    for key, value, message in (("format", "other/2", "format 'other/2'"), ("plan", None,
+                                                                            "'plan' is not a JSON object"),
                                 ("seq_len", "4", "'seq_len' is not a JSON int")):
         with pytest.raises(InputError, match=message):
             read_meta(toy_binary(4, meta_doc={**bad, key: value}))

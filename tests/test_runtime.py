@@ -61,7 +61,8 @@ class Copy:
 
     def footprint(self, i, state, target):
         buf, ddr = Range("buf", i["buf"], i["buf"] + i["n"]), Range("ddr", i["ddr"], i["ddr"] + i["n"])
-        return Footprint(reads=(ddr,) if self.load else (buf,), writes=(buf,) if self.load else (ddr,), ddr_bytes=i["n"])
+        return Footprint(reads=(ddr,) if self.load else (buf,), writes=(buf,) if self.load else (ddr,),
+                         ddr_bytes=i["n"])
 
     def execute(self, i, state, target):
         b, d, n = i["buf"], i["ddr"], i["n"]
@@ -117,7 +118,8 @@ BINARY = Binary(
             Bundle((_wait(2),)),
             Bundle((Instruction("ctl.halt"),)),
         )),
-        _program("ship", 0, 200, 8, (TensorDesc("w", "input", 0, (8,), "u8"), TensorDesc("out", "output", 200, (8,), "u8"))),
+        _program("ship", 0, 200, 8, (TensorDesc("w", "input", 0, (8,), "u8"), TensorDesc("out", "output", 200, (8,),
+                                                                                         "u8"))),
     ),
 )
 

@@ -60,7 +60,8 @@ def load(state, src, st, wgt, bias, src_ld):
     put(state, ADDR["bias"], bias)
 
 
-@pytest.mark.parametrize("kw,shift,out_type", [(KW, 7, "i16"), (2, 0, "i32"), (3, 12, "i16"), (KW, 70, "i32"), (KW, 0, "i16")])
+@pytest.mark.parametrize("kw,shift,out_type", [(KW, 7, "i16"), (2, 0, "i32"), (3, 12, "i16"), (KW, 70, "i32"), (KW, 0,
+                                                                                                                "i16")])
 def test_conv_bit_exact_with_state_update(kw, shift, out_type):
     rng = np.random.default_rng(kw * 100 + shift)
     t, c, src_ld, dst_ld = 6, 40, 48, 45
@@ -107,7 +108,8 @@ def test_conv_over_t_equals_two_halves_with_state_carried():
     halves = new_state()
     load(halves, src, st, wgt, bias, c)
     for lo, hi in ((0, 3), (3, t)):
-        issue(conv(t=hi - lo, c=c, src_ld=c, dst_ld=c, shift=9, src=ADDR["src"] + 2 * c * lo, dst=ADDR["dst"] + 2 * c * lo),
+        issue(conv(t=hi - lo, c=c, src_ld=c, dst_ld=c, shift=9, src=ADDR["src"] + 2 * c * lo,
+                   dst=ADDR["dst"] + 2 * c * lo),
               halves)
     assert np.array_equal(whole.buf, halves.buf)
     assert get(whole, ADDR["dst"], t, c, np.int16).tolist() == reference(src, st, wgt, bias, 9, "i16")[0].tolist()

@@ -85,7 +85,8 @@ def test_ldg_gathers_rows_and_reads_only_those():
     for r, i in enumerate(idx):
         assert state.buf[64 + 8 * r:64 + 8 * r + 6].tolist() == state.ddr[table + 6 * i:table + 6 * i + 6].tolist()
     # rows 7 and 8 touch: one range; rows 0 and 3 apart
-    assert set(fp.reads) == {Range("buf", 4000, 4020), Range("ddr", table, table + 6), Range("ddr", table + 18, table + 24),
+    assert set(fp.reads) == {Range("buf", 4000, 4020), Range("ddr", table, table + 6), Range("ddr", table + 18,
+                                                                                             table + 24),
                              Range("ddr", table + 42, table + 54)}
     assert fp.writes == (Range("buf", 64, 64 + 4 * 8 + 6),) and fp.ddr_bytes == 30
 
@@ -113,7 +114,8 @@ def test_dma_validation_names_the_field():
         (ldg(idx=2, rows=1), r"^ldg: field idx = 0x2 is not aligned to 4 bytes"),
         (ldg(idx=0, buf=2, rows=1, row_bytes=4), r"^ldg: field buf: the written buf bytes .* overlap operand idx"),
         (ldg(ddr=2000, limit=100, row_bytes=8, ddr_stride=8), r"^ldg: field ddr: ddr bytes"),
-        (ld(sem=TARGET.semaphores + 1), rf"^ld: field sem = {TARGET.semaphores + 1} outside \[0, {TARGET.semaphores}\]"),
+        (ld(sem=TARGET.semaphores + 1),
+         rf"^ld: field sem = {TARGET.semaphores + 1} outside \[0, {TARGET.semaphores}\]"),
         (st(sem=255), r"^st: field sem = 255 outside"),
         (ldg(idx=64, sem=TARGET.semaphores + 1), r"^ldg: field sem = "),
     ]

@@ -152,7 +152,8 @@ def test_lin_k_tiling_equals_one_big_matmul():
 def test_lin_footprint_cost_and_ranges():
     state = new_state()
     m, k, n = 7, 256, 96
-    fp = SEMANTICS["lin"].footprint(lin(m=m, k=k, n=n, src_ld=300, dst_ld=100, acc=1, out="f32", **LAYOUT), state, TARGET)
+    fp = SEMANTICS["lin"].footprint(lin(m=m, k=k, n=n, src_ld=300, dst_ld=100, acc=1, out="f32", **LAYOUT), state,
+                                    TARGET)
     assert fp.occupancy == math.ceil(m * k * n / TARGET.lin_macs_per_cycle) and fp.latency == TARGET.lin_latency
     assert fp.macs == m * k * n
     dst = Range("buf", LAYOUT["dst"], LAYOUT["dst"] + (m - 1) * 400 + 4 * n)

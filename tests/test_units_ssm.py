@@ -106,7 +106,8 @@ def test_ssm_bit_exact_against_element_loop(h, hpg, c_first, big):
     put(state, ADDR["dt"], dt_raw, dt_ld)
     put(state, ADDR["params"], params)
     put(state, ADDR["state"], st)
-    issue(ssm(t=t, h=h, p=p, n=n, hpg=hpg, xbc_ld=xbc_ld, b_off=b_off, c_off=c_off, dt_ld=dt_ld, y_ld=y_ld, **fmt), state)
+    issue(ssm(t=t, h=h, p=p, n=n, hpg=hpg, xbc_ld=xbc_ld, b_off=b_off, c_off=c_off, dt_ld=dt_ld, y_ld=y_ld, **fmt),
+          state)
     y, final = reference(xbc, dt_raw, params, st, h=h, p=p, n=n, hpg=hpg, b_off=b_off, c_off=c_off, **fmt)
     got_y = get(state, ADDR["y"], t, h * p, np.int32, y_ld)
     assert got_y.tolist() == y.tolist()
@@ -229,7 +230,8 @@ def test_ssm_footprint_cost():
     assert state_range == [r for r in fp.reads if r.start == ADDR["state"]]
     assert state_range[0].stop - state_range[0].start == 4 * h * p * n
     # many heads with tiny head dims are NLA-bound: ceil(h / nla_lanes) per token
-    fp = SEMANTICS["ssm"].footprint(ssm(h=TARGET.nla_lanes * 2, hpg=TARGET.nla_lanes * 2, xbc_ld=TARGET.nla_lanes * 2 + 2,
+    fp = SEMANTICS["ssm"].footprint(ssm(h=TARGET.nla_lanes * 2, hpg=TARGET.nla_lanes * 2,
+                                        xbc_ld=TARGET.nla_lanes * 2 + 2,
                                         b_off=TARGET.nla_lanes * 2, c_off=TARGET.nla_lanes * 2 + 1,
                                         dt_ld=TARGET.nla_lanes * 2, y_ld=TARGET.nla_lanes * 2), state, TARGET)
     assert fp.occupancy == 2
@@ -247,7 +249,8 @@ def test_ssm_validation_names_the_field():
         (ssm(xbc=ADDR["xbc"] + 1), r"^ssm: field xbc = .* is not aligned to 2 bytes"),
         (ssm(y=(1 << 18) - 2), r"^ssm: field y = .* is not aligned"),
         (ssm(y=(1 << 18) - 4, t=2, y_ld=1), r"^ssm: field y: buf bytes"),
-        (ssm(t=2, h=2, p=2, y_ld=3, xbc_ld=6, b_off=4, c_off=5, dt_ld=2), r"^ssm: field y_ld: written rows of y overlap"),
+        (ssm(t=2, h=2, p=2, y_ld=3, xbc_ld=6, b_off=4, c_off=5, dt_ld=2),
+         r"^ssm: field y_ld: written rows of y overlap"),
         (ssm(y=ADDR["state"]), r"^ssm: field state: the written buf bytes .* overlap operand y"),
     ]
     for instr, pattern in cases:

@@ -275,7 +275,8 @@ def test_vec_cost_without_rmsnorm():
 
 def test_vec_validation_names_the_field():
     state = new_state()
-    argmax = lambda **kw: Instruction("vec.argmax", {"dst": ADDR["dst"], "a": ADDR["a"], "rows": 1, "cols": 1, **kw})  # noqa: E731
+    argmax = lambda **kw: Instruction("vec.argmax", {"dst": ADDR["dst"], "a": ADDR["a"], "rows": 1, "cols": 1,
+                                                     **kw})  # noqa: E731
     cases = [
         (vec(("silu", "gate", "none", "none")), r"^vec: field b_mode is none but op1 = gate needs b"),
         (vec(("none", "none", "none", "add")), r"^vec: field b_mode is none but op3 = add needs b"),
@@ -347,7 +348,8 @@ def test_non_finite_values_are_defined_and_raise_no_warnings():
     put(state, ADDR["a"], np.array([[1.0, np.inf, 2.0, 2.0]], dtype=np.float32))
     issue(vec(("rmsnorm", "none", "none", "none"), rows=1, cols=4, group=2, eps=1e-6), state)
     got = get(state, ADDR["dst"], 1, 4, np.float32)
-    assert got[0, 0] == 0.0 and np.isnan(got[0, 1]) and got[0, 2] == got[0, 3] == F(2.0) * F(1.0 / math.sqrt(4.0 + 1e-6))
+    assert got[0, 0] == 0.0 and np.isnan(got[0, 1]) and got[0, 2] == got[0,
+                                                                         3] == F(2.0) * F(1.0 / math.sqrt(4.0 + 1e-6))
 
 
 def test_argmax_with_nan_and_infinities():

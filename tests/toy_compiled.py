@@ -65,11 +65,13 @@ ARG_BUF = LOG_BUF + ROW
 
 
 def _ld(buf: int, ddr: int, nbytes: int, sem: int) -> Instruction:
-    return Instruction("ld", dict(buf=buf, ddr=ddr, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=sem))
+    return Instruction("ld", dict(buf=buf, ddr=ddr, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes,
+                                  sem=sem))
 
 
 def _st(ddr: int, buf: int, nbytes: int, sem: int) -> Instruction:
-    return Instruction("st", dict(ddr=ddr, buf=buf, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes, sem=sem))
+    return Instruction("st", dict(ddr=ddr, buf=buf, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes,
+                                  sem=sem))
 
 
 def _wait(sem: int, count: int) -> Bundle:

@@ -51,7 +51,8 @@ def pack_block(kind: str, arrays: list[np.ndarray], params: Mapping[str, Any]) -
         return np.ascontiguousarray(_rows(np.asarray(w), params)[:, 0, :].T).astype("<i2").tobytes()
     if kind == "array":
         (v,) = arrays
-        return _rows(np.asarray(v), params).astype(np.dtype(_NUMPY[params["dtype"]]).newbyteorder("<")).tobytes()  # row-major
+        return _rows(np.asarray(v),
+                     params).astype(np.dtype(_NUMPY[params["dtype"]]).newbyteorder("<")).tobytes()  # row-major
     raise InputError(f"unknown constant block kind {kind!r}")
 
 
@@ -112,7 +113,8 @@ def build_image(module: ModuleOp, weights: Mapping[str, Any], target, progress=N
             raise InputError(f"constant block {name}: no function @{block['function'].data} in the module")
         ret = fn.body.block.last_op
         sources = [ret.operands[s.value.data] for s in block["sources"].data]
-        params = {k: _plain(v) for k, v in block.items() if k not in ("name", "kind", "bytes", "function", "sources", "ddr")}
+        params = {k: _plain(v) for k, v in block.items() if k not in ("name", "kind", "bytes", "function", "sources",
+                                                                      "ddr")}
         data = pack_block(block["kind"].data, evaluator.values(sources), params)
         nbytes, addr = block["bytes"].value.data, block["ddr"].value.data
         if len(data) != nbytes:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from xdsl.ir import SSAValue
 
-from fastmamba.compiler.backend.lower_base import (LoweringError, View, as2d, contiguous_dma, dtype_of, layer_of, pow2_exp,
+from fastmamba.compiler.backend.lower_base import (LoweringError, View, as2d, contiguous_dma, dtype_of, layer_of,
+                                                   pow2_exp,
                                          shape_of)
 from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.dialects import mamba_quant as mq
@@ -187,7 +188,8 @@ class MixerLowering:
         sbuf = self.buffer(f"{self.name}.l{layer}.conv_state", (kw - 1) * (c1 - c0) * 2)
         self.emit("ld", self._state_dma(kw - 1, c0, c1, C), {"buf": "b:" + sbuf, "ddr": "t:" + state},
                   f"layer {layer} conv state{tag}")
-        w = self.load_const(self.const(f"layers.{layer}.conv.w{tag}", "conv_w", (op.weight,), kw * (c1 - c0) * 2, **rows),
+        w = self.load_const(self.const(f"layers.{layer}.conv.w{tag}", "conv_w", (op.weight,), kw * (c1 - c0) * 2,
+                                       **rows),
                             f"{self.name}.l{layer}.conv_w", f"layer {layer} conv weights{tag}")
         bias = self.load_const(self.const(f"layers.{layer}.conv.b{tag}", "array", (op.bias,), (c1 - c0) * 4,
                                           dtype="i32", **rows),

@@ -408,7 +408,8 @@ class _Lowering(MixerLowering):
         self.emit("st", contiguous_dma(4 * V, buf=logits.offset), {"buf": "b:" + logits.block, "ddr": "t:logits"},
                   "logits")
         tok = self.buffer(f"{self.name}.next_token", 4)
-        self.emit("vec.argmax", dict(dst=0, a=logits.offset, rows=1, cols=V), {"dst": "b:" + tok, "a": "b:" + logits.block},
+        self.emit("vec.argmax", dict(dst=0, a=logits.offset, rows=1, cols=V), {"dst": "b:" + tok,
+                                                                               "a": "b:" + logits.block},
                   "next token")
         self.tensor("next_token", "output", (1,), "i32")
         self.emit("st", contiguous_dma(4), {"buf": "b:" + tok, "ddr": "t:next_token"}, "next token")

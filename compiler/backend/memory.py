@@ -124,7 +124,8 @@ def plan_memory(module: ModuleOp, target, lookahead: int = DEFAULT_LOOKAHEAD) ->
         raise InputError(f"plan-memory: the constant image ({image} bytes) exceeds the target's DDR ({target.ddr_bytes} bytes)")
     peaks = {}
     for p in programs:
-        consts = [DictionaryAttr({**c.data, "ddr": IntegerAttr(const_ddr[c.data["name"].data], i64)}) for c in _consts(p)]
+        consts = [DictionaryAttr({**c.data, "ddr": IntegerAttr(const_ddr[c.data["name"].data],
+                                                               i64)}) for c in _consts(p)]
         if consts:
             p.attributes[CONSTS_ATTR] = ArrayAttr(consts)
         if p in todo:

@@ -245,7 +245,8 @@ def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, loo
         candidates = []
         for slot, queue in queues.items():
             queue.advance(t, prio)
-            if queue.available and (slot in DMA_SLOTS or (unit_free[slot] <= t and _better_soon(queue, t, hold, prio) is None)):
+            if queue.available and (slot in DMA_SLOTS or (unit_free[slot] <= t and _better_soon(queue, t, hold,
+                                                                                                prio) is None)):
                 candidates.append(queue.available[0])  # (-priority, node): its best
         taken = []
         n_dma = 0
@@ -285,7 +286,8 @@ def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, loo
     return bundles
 
 
-def _synchronize(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list[_Slotted], target) -> tuple[list[_Slotted], dict[int, int]]:
+def _synchronize(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list[_Slotted],
+                 target) -> tuple[list[_Slotted], dict[int, int]]:
     """Insert waits; return the bundles (with wait-only ones added) and each DMA op's semaphore."""
     where = {n: b for b, slotted in enumerate(bundles) for n in slotted.members}
     succ = graph.succ

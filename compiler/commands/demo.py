@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     max_new = _int_at_least(args.max_new_tokens, "--max-new-tokens", 0)
     start = time.perf_counter()
     if not args.json:
-        print(f"compiling {DEFAULT_MODEL_DIR} (prefill of {args.seq_len} tokens, decode) ...", file=sys.stderr, flush=True)
+        print(f"compiling {DEFAULT_MODEL_DIR} (prefill of {args.seq_len} tokens, decode) ...", file=sys.stderr,
+              flush=True)
     result = compile_model(DEFAULT_MODEL_DIR, CompileOptions(seq_len=args.seq_len))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.output) if args.output else Path(tmp) / "default.fmb"

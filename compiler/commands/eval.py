@@ -83,7 +83,8 @@ class Measurement:
 
     def as_dict(self) -> dict:
         return {"bits_per_byte": self.bits_per_byte, "perplexity": self.perplexity, "total_bits": self.total_bits,
-                "tokens_scored": self.tokens_scored, "bytes_scored": self.bytes_scored, "seconds": round(self.seconds, 3)}
+                "tokens_scored": self.tokens_scored, "bytes_scored": self.bytes_scored, "seconds": round(self.seconds,
+                                                                                                         3)}
 
 
 def text_tail(data: bytes, fraction: float) -> bytes:
@@ -160,11 +161,13 @@ def _tail_fraction(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("eval", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser("eval", help=HELP, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", metavar="DIR", default=None,
                    help="model directory (transformers or mamba_ssm layout; default: the bundled model)")
     p.add_argument("--text", metavar="FILE", required=True, help="text file whose tail is measured")
-    p.add_argument("--tail-fraction", metavar="F", default="0.1", help="fraction of FILE at its end to measure, in (0, 1] (default 0.1)")
+    p.add_argument("--tail-fraction", metavar="F", default="0.1",
+                   help="fraction of FILE at its end to measure, in (0, 1] (default 0.1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--schemes", metavar="LIST", default=",".join(DEFAULT_SCHEMES),
                    help=f"comma-separated schemes to measure (default: {','.join(DEFAULT_SCHEMES)}; also: accelerator, "
@@ -212,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
                                                    on_calibrated=lambda r: recorded.update(recorder=r))}
     schemes = {name: builders[name] for name in ALL_SCHEMES if name in wanted}
     report: dict = {"model": str(model_dir), "text": str(text_path), "tail_fraction": fraction, "tail_bytes": len(tail),
-                    "tokenizer": "bytes" if tokenizer.is_byte_level else "tokenizer.json", "calibration_bytes": calib_bytes,
+                    "tokenizer": "bytes" if tokenizer.is_byte_level else "tokenizer.json",
+                    "calibration_bytes": calib_bytes,
                     "injected_outlier_channels": args.inject_outliers}
     with one_thread():
         for scheme, build in schemes.items():

@@ -82,7 +82,8 @@ def describe_tensor(array: np.ndarray) -> dict:
         out["values"] = array.tolist()
     else:
         flat = array.reshape(-1)
-        out["summary"] = {"min": flat.min().item(), "max": flat.max().item(), "mean": float(flat.mean(dtype=np.float64)),
+        out["summary"] = {"min": flat.min().item(), "max": flat.max().item(),
+                          "mean": float(flat.mean(dtype=np.float64)),
                           "first": flat[:PREVIEW].tolist()}
     return out
 

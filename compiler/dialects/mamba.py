@@ -274,7 +274,8 @@ class Conv1dOp(_MambaOp):
             _expect(self, "the state", _shape(self, self.state, "the state"), (c, k - 1))
         _expect(self, "the result", _shape(self, self.result, "the result"), (t, c))
         _expect(self, "the new state", _shape(self, self.new_state, "the new state"), (c, k - 1))
-        _float(self, self.x, self.weight, *[v for v in (self.bias, self.state) if v is not None], self.result, self.new_state)
+        _float(self, self.x, self.weight, *[v for v in (self.bias, self.state) if v is not None], self.result,
+               self.new_state)
 
 
 class _SSMOp(_MambaOp):

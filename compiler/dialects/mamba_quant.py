@@ -67,7 +67,8 @@ from fastmamba.isa.instructions import OPS as ISA_OPS
 
 __all__ = [
     "MambaQuant", "FillOp", "ScaleColumnsOp", "RotateColumnsOp", "QuantizeWeightOp", "HadamardOp", "QuantizeOp",
-    "DequantizeOp", "QLinearOp", "QLinearDynamicOp", "ToFixedOp", "SSMParamsOp", "QConv1dOp", "QSSMScanOp", "SoftplusApproxOp", "VecOp",
+    "DequantizeOp", "QLinearOp", "QLinearDynamicOp", "ToFixedOp", "SSMParamsOp", "QConv1dOp", "QSSMScanOp",
+           "SoftplusApproxOp", "VecOp",
     "INT_TYPES", "int_type_name", "VEC_MICRO_OPS", "NONLINEAR_MODES",
 ]
 

@@ -92,7 +92,8 @@ class Mamba2Skeleton(nn.Module):
             self.lm_head.weight.requires_grad_(False)
 
 
-def load_weights(skeleton: Mamba2Skeleton, weights: Mapping[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> Mamba2Skeleton:
+def load_weights(skeleton: Mamba2Skeleton, weights: Mapping[str, torch.Tensor],
+                 dtype: torch.dtype = torch.float32) -> Mamba2Skeleton:
     """Give every parameter of `skeleton` its value from `weights` (a WeightStore), in `dtype`."""
     for name, param in list(skeleton.named_parameters()):
         module_path, _, attr = name.rpartition(".")

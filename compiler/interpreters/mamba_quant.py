@@ -62,7 +62,8 @@ class MambaQuantFunctions(InterpreterFunctions):
         return self._offline(op, lambda: (offline.rotate_columns(args[0], op.block.value.data),))
 
     @impl(mq.QuantizeWeightOp)
-    def run_quantize_weight(self, interpreter: Interpreter, op: mq.QuantizeWeightOp, args: PythonValues) -> PythonValues:
+    def run_quantize_weight(self, interpreter: Interpreter, op: mq.QuantizeWeightOp,
+                            args: PythonValues) -> PythonValues:
         wq, scale = offline.quantize_weight(args[0], op.granularity.data)
         return wq.astype(np.int64), scale
 
@@ -87,7 +88,8 @@ class MambaQuantFunctions(InterpreterFunctions):
                               qshift=op.qshift.value.data),)
 
     @impl(mq.QLinearDynamicOp)
-    def run_qlinear_dynamic(self, interpreter: Interpreter, op: mq.QLinearDynamicOp, args: PythonValues) -> PythonValues:
+    def run_qlinear_dynamic(self, interpreter: Interpreter, op: mq.QLinearDynamicOp,
+                            args: PythonValues) -> PythonValues:
         a, wq, wscale = args
         return (fixed.lin_dynamic_f32(a, wq, wscale, hlog2=op.hlog2.value.data, in_scale=op.in_scale.value.data),)
 
@@ -108,7 +110,8 @@ class MambaQuantFunctions(InterpreterFunctions):
         x, weight, bias, *rest = args
         channels, _, kernel = weight.shape
         state = rest[0].T if op.state is not None else np.zeros((kernel - 1, channels), np.int64)
-        y, new_state = fixed.conv_q(x, state, np.asarray(weight)[:, 0, :].T, bias, op.shift.value.data, _out_type(op.result))
+        y, new_state = fixed.conv_q(x, state, np.asarray(weight)[:, 0, :].T, bias, op.shift.value.data,
+                                    _out_type(op.result))
         return y, new_state.T.copy()
 
     @impl(mq.QSSMScanOp)
@@ -120,7 +123,8 @@ class MambaQuantFunctions(InterpreterFunctions):
         g = B.shape[1] // n
         target = self.target
         y, new_state = fixed.ssm_scan_q(
-            x.reshape(t, h, p), B.reshape(t, g, n), C.reshape(t, g, n), dt_raw, params[:, 0], params[:, 1], params[:, 2],
+            x.reshape(t, h, p), B.reshape(t, g, n), C.reshape(t, g, n), dt_raw, params[:, 0], params[:, 1], params[:,
+                                                                                                                   2],
             state, hpg=h // g, dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data,
             dbx_shift=op.dbx_shift.value.data, y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data,
             segments=target.nla_segments, bits=target.nla_bits, state_bits=target.ssm_state_bits,
@@ -128,7 +132,8 @@ class MambaQuantFunctions(InterpreterFunctions):
         return y.reshape(t, h * p), new_state
 
     @impl(mq.SoftplusApproxOp)
-    def run_softplus_approx(self, interpreter: Interpreter, op: mq.SoftplusApproxOp, args: PythonValues) -> PythonValues:
+    def run_softplus_approx(self, interpreter: Interpreter, op: mq.SoftplusApproxOp,
+                            args: PythonValues) -> PythonValues:
         return (fixed.softplus_approx_f32(args[0], self.target.nla_segments),)
 
     @impl(mq.VecOp)
@@ -140,7 +145,8 @@ class MambaQuantFunctions(InterpreterFunctions):
                           out_scale=op.out_scale.value.data),)
 
 
-def make_interpreter(module: ModuleOp, weights: Mapping[str, Any], target: str | Target = "vc709", listeners: tuple = (),
+def make_interpreter(module: ModuleOp, weights: Mapping[str, Any], target: str | Target = "vc709",
+                     listeners: tuple = (),
                      memo_offline: bool = False) -> Interpreter:
     """An interpreter of `module` with the func, mamba and mamba_quant implementations."""
     interpreter = Interpreter(module, listeners=tuple(listeners))

@@ -34,7 +34,8 @@ def channel_outlier_ratio(channel_amax: np.ndarray) -> float:
 class RangeRecorder:
     """Collects ranges per (site, quantity); linear sites also get "xr" (the input rotated by block_of(site, k))."""
 
-    def __init__(self, method: str = "max", percentile: float = 99.99, block_of: Callable[[str, int], int] | None = None):
+    def __init__(self, method: str = "max", percentile: float = 99.99, block_of: Callable[[str, int],
+                                                                                          int] | None = None):
         if method not in ("max", "percentile"):
             raise ValueError(f"calibration method must be 'max' or 'percentile', got {method!r}")
         if not 0 < percentile <= 100:

@@ -27,7 +27,8 @@ from fastmamba.compiler.quant.hadamard import default_block
 from fastmamba.compiler.quant.plan import HEAD_SITE, conv_quant, linear_quant, ssm_quant
 from fastmamba.isa.target import Target, load_target
 
-__all__ = ["QUANT_SCHEMES", "EVAL_SCHEMES", "calibrate", "build_plan", "quant_scheme_builders", "inject_outliers", "calibration_ids"]
+__all__ = ["QUANT_SCHEMES", "EVAL_SCHEMES", "calibrate", "build_plan", "quant_scheme_builders", "inject_outliers",
+           "calibration_ids"]
 
 QUANT_SCHEMES = ("w8a8_rtn", "w8a8_hadamard_linear", "fastmamba")
 EVAL_SCHEMES = (*QUANT_SCHEMES, "accelerator")  # accelerator = fastmamba with head=True
@@ -52,8 +53,10 @@ def calibrate(config: Mamba2Config, weights: Mapping[str, Any], ids: np.ndarray,
 
 
 def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarray] | None,
-               ranges: Mapping[str, Mapping[str, float]], *, target: str | Target = "vc709", granularity: str = "channel",
-               fold_norms: bool = True, nonlinear: str = "table", dynamic: bool = False, head: bool = False) -> QuantPlan:
+               ranges: Mapping[str, Mapping[str, float]], *, target: str | Target = "vc709",
+               granularity: str = "channel",
+               fold_norms: bool = True, nonlinear: str = "table", dynamic: bool = False,
+               head: bool = False) -> QuantPlan:
     """The plan of one scheme from calibration ranges, as assign-scales derives it from the same ranges.
 
     head: the LM head W8A8 too (as assign-scales{head="int8"}), rotated by the scheme's block (insert-hadamard{head=true});

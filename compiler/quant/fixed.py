@@ -158,7 +158,8 @@ def lin_dynamic_f32(a: np.ndarray, wgt: np.ndarray, wscale: np.ndarray, *, hlog2
     qmul, qshift = requant_params_rows(np.where(amax > 0, 127.0 / np.maximum(amax, 1), 1.0))
     q = saturate(rshift_round(a * qmul[:, None], qshift[:, None]), "i8")
     ft = torch.float32 if k <= 1024 else torch.float64
-    total = saturate((torch.from_numpy(q).to(ft) @ torch.from_numpy(np.asarray(wgt)).to(ft).T).to(torch.int64).numpy(), "i32")
+    total = saturate((torch.from_numpy(q).to(ft) @ torch.from_numpy(np.asarray(wgt)).to(ft).T).to(torch.int64).numpy(),
+                     "i32")
     row_scale = in_scale * np.exp2(qshift) / qmul
     scale = (row_scale[:, None] * np.asarray(wscale, np.float64)[None, :]).astype(np.float32)
     return (total.astype(np.float32) * scale).astype(np.float32)
@@ -199,7 +200,8 @@ def ssm_scan_q(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int,
     if nonlinear == "table":
         dt = softplus_q(s, dt_frac, segments=segments, bits=bits)  # [t, h]
     else:
-        dt = np.clip(np.rint(np.logaddexp(0.0, s / 2.0 ** dt_frac) * 2.0 ** dt_frac), 0, (1 << bits) - 1).astype(np.int64)
+        dt = np.clip(np.rint(np.logaddexp(0.0, s / 2.0 ** dt_frac) * 2.0 ** dt_frac), 0,
+                     (1 << bits) - 1).astype(np.int64)
     z = saturate(rshift_round(dt * np.asarray(A, np.int64), a_frac), "i32")
     if nonlinear == "table":
         dA = exp_q(z, dt_frac, segments=segments, bits=bits)  # [t, h]

@@ -105,8 +105,10 @@ def make_linear(w: np.ndarray, norm: np.ndarray | None, plan: LinearQuant | None
 def ssm_params(A_log: np.ndarray, D: np.ndarray, dt_bias: np.ndarray, q: SSMQuant) -> np.ndarray:
     """The SSM's per-head i32 parameters (A, D, dt_bias, 0) in their fixed-point formats (offline)."""
     A = -np.exp(np.asarray(A_log, np.float64))
-    cols = [fixed.saturate(np.rint(A * 2.0 ** q.a_frac), "i32"), fixed.saturate(np.rint(np.asarray(D, np.float64) * 2.0 ** q.fd), "i32"),
-            fixed.saturate(np.rint(np.asarray(dt_bias, np.float64) * 2.0 ** q.dt_frac), "i32"), np.zeros(len(A), np.int64)]
+    cols = [fixed.saturate(np.rint(A * 2.0 ** q.a_frac), "i32"),
+            fixed.saturate(np.rint(np.asarray(D, np.float64) * 2.0 ** q.fd), "i32"),
+            fixed.saturate(np.rint(np.asarray(dt_bias, np.float64) * 2.0 ** q.dt_frac), "i32"), np.zeros(len(A),
+                                                                                                         np.int64)]
     return np.stack(cols, axis=1).astype(np.int64)
 
 
@@ -120,7 +122,8 @@ def conv_params(w: np.ndarray, bias: np.ndarray | None, q: ConvQuant) -> tuple[n
 class GoldenMamba2:
     """A Mamba2 language model run as the plan quantizes it; `prefill` has the FP32 reference's signature."""
 
-    def __init__(self, config: Mamba2Config, weights: Mapping[str, Any], plan: QuantPlan, target: str | Target = "vc709"):
+    def __init__(self, config: Mamba2Config, weights: Mapping[str, Any], plan: QuantPlan,
+                 target: str | Target = "vc709"):
         if len(plan.layers) != config.n_layer:
             raise ValueError(f"the plan has {len(plan.layers)} layers, the model {config.n_layer}")
         self.config, self.plan, self.target = config, plan, load_target(target)
@@ -221,11 +224,13 @@ class GoldenMamba2:
         else:
             q = lp.ssm
             t = self.target
-            ints = [fixed.quantize_float(v * np.float32(2.0 ** f), "i16") for v, f in ((x, q.fx), (B, q.fb), (C, q.fc), (dt_raw, q.dt_frac))]
+            ints = [fixed.quantize_float(v * np.float32(2.0 ** f), "i16") for v, f in ((x, q.fx), (B, q.fb), (C, q.fc),
+                                                                                       (dt_raw, q.dt_frac))]
             xq, Bq, Cq, dtq = ints
             params = layer["ssm_q"]
             yq, new_ssm = fixed.ssm_scan_q(
-                xq.reshape(-1, c.nheads, c.headdim), Bq.reshape(-1, c.ngroups, c.d_state), Cq.reshape(-1, c.ngroups, c.d_state),
+                xq.reshape(-1, c.nheads, c.headdim), Bq.reshape(-1, c.ngroups, c.d_state), Cq.reshape(-1, c.ngroups,
+                                                                                                      c.d_state),
                 dtq, params[:, 0], params[:, 1], params[:, 2], ssm_state, hpg=c.heads_per_group, dt_frac=q.dt_frac,
                 a_frac=q.a_frac, dbx_shift=q.dbx_shift, y_shift=q.y_shift, d_shift=q.d_shift, segments=t.nla_segments,
                 bits=t.nla_bits, state_bits=t.ssm_state_bits, nonlinear=self.plan.nonlinear)

@@ -26,7 +26,8 @@ import numpy as np
 
 from fastmamba.compiler.quant.fixed import INT_RANGES, requant_params
 
-__all__ = ["HEAD_SITE", "is_linear_site", "LinearQuant", "ConvQuant", "SSMQuant", "linear_quant", "conv_quant", "ssm_quant", "pow2_frac"]
+__all__ = ["HEAD_SITE", "is_linear_site", "LinearQuant", "ConvQuant", "SSMQuant", "linear_quant", "conv_quant",
+           "ssm_quant", "pow2_frac"]
 
 HEAD_SITE = "lm_head"  # the vocabulary head's site, whatever its weight (tied to the embeddings or not)
 
@@ -96,7 +97,8 @@ def pow2_frac(amax: float, limit: int, lo: int = -30, hi: int = 30) -> int:
     return max(lo, min(hi, math.floor(math.log2(limit / amax))))
 
 
-def linear_quant(ranges: Mapping[str, float], block: int, granularity: str = "channel", dynamic: bool = False) -> LinearQuant:
+def linear_quant(ranges: Mapping[str, float], block: int, granularity: str = "channel",
+                 dynamic: bool = False) -> LinearQuant:
     """Scales of one W8A8 linear layer from its input's range (and its rotated input's range).
 
     dynamic: the input reaches LIN as i16 and each token's row is requantized by its own largest value."""

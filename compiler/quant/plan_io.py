@@ -79,10 +79,12 @@ def plan_from_dict(d: Mapping[str, Any]) -> QuantPlan:
     for i, layer in enumerate(layers):
         if not isinstance(layer, Mapping) or set(layer) != set(_UNITS):
             raise ValueError(f"plan: layers[{i}] must have exactly {', '.join(_UNITS)}")
-        plans.append(LayerPlan(**{name: _unit_from_dict(cls, layer[name], f"layers[{i}].{name}") for name, cls in _UNITS.items()}))
+        plans.append(LayerPlan(**{name: _unit_from_dict(cls, layer[name], f"layers[{i}].{name}") for name,
+                                  cls in _UNITS.items()}))
     ranges = d.get("ranges", {})
     if not isinstance(ranges, Mapping) or not all(isinstance(qs, Mapping) for qs in ranges.values()):
         raise ValueError("plan: ranges must map sites to {quantity: number}")
-    return QuantPlan(tuple(plans), nonlinear=str(d.get("nonlinear", "table")), fold_norms=bool(d.get("fold_norms", True)),
+    return QuantPlan(tuple(plans), nonlinear=str(d.get("nonlinear", "table")), fold_norms=bool(d.get("fold_norms",
+                                                                                                     True)),
                      ranges={site: {q: float(v) for q, v in qs.items()} for site, qs in ranges.items()},
                      head=_unit_from_dict(LinearQuant, d.get("head"), "head"))

@@ -21,7 +21,8 @@ __all__ = ["HEAD_SITE", "WEIGHT_EXPRESSIONS", "weight_name", "site_of"]
 
 # Ops that only transform weights (evaluated offline).
 # The offline weight expressions: pure functions of named weights, evaluated when the constants are built.
-WEIGHT_EXPRESSIONS = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp, mq.QuantizeWeightOp, mq.ToFixedOp,
+WEIGHT_EXPRESSIONS = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp, mq.QuantizeWeightOp,
+                      mq.ToFixedOp,
                       mq.SSMParamsOp)
 
 

@@ -9,12 +9,16 @@ the target config (`isa.target.Target`).
 
 - `occupancy(instr, target)`: cycles the operation holds its unit.  Compute
   units (LIN, CONV, SSM, VEC): work / the unit's rate.  DMA (LD, ST): cycles
-  the transfer holds the one DDR channel, `dma_cycles(ddr_bytes(instr))`.
+  the transfer holds the one DDR channel, `transfer_cycles(instr)`.
   CTL: 0 (it occupies nothing).
 - `latency(instr, target)`: further cycles after the occupancy until results
   are complete: the unit's pipeline latency; `dma_latency` for DMA.
 - `ddr_bytes(instr)`: bytes the operation moves over the DDR channel.
 - `dma_cycles(nbytes, target)`: ceil(nbytes / dma_bytes_per_cycle).
+- `transfer_cycles(instr, target)`: cycles a DMA operation holds the channel:
+  `dma_cycles(ddr_bytes(instr))`, or with the target's `dma_row_bursts` (each
+  row its own burst, as the RTL's DMA engines move them)
+  rows * ceil(row_bytes / dma_bytes_per_cycle).
 
 The DDR channel serves transfers in issue order (docs/ACCELERATOR.md): a DMA
 operation issued at t starts at max(t, channel free), holds the channel
@@ -46,6 +50,13 @@ def dma_cycles(nbytes: int, target) -> int:
     return math.ceil(nbytes / float(target.dma_bytes_per_cycle))
 
 
+def transfer_cycles(instr: Instruction, target) -> int:
+    """Cycles a DMA operation holds the DDR channel (see the module docstring)."""
+    if getattr(target, "dma_row_bursts", 0):
+        return int(instr["rows"]) * dma_cycles(int(instr["row_bytes"]), target)
+    return dma_cycles(ddr_bytes(instr), target)
+
+
 def _lin(i: Instruction, target) -> int:
     return math.ceil(int(i["m"]) * int(i["k"]) * int(i["n"]) / target.lin_macs_per_cycle)
 
@@ -70,7 +81,7 @@ def _argmax(i: Instruction, target) -> int:
 
 
 def _dma(i: Instruction, target) -> int:
-    return dma_cycles(ddr_bytes(i), target)
+    return transfer_cycles(i, target)
 
 
 def _none(i: Instruction, target) -> int:

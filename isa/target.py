@@ -31,6 +31,7 @@ from fastmamba.isa.instructions import OPS
 NLA_BITS_MIN, NLA_BITS_MAX = 8, 24  # dt < 2^nla_bits times an int32 A must stay below 2^62 with margin
 SSM_STATE_BITS = (16, 24, 32)  # the state saturates to this many bits, stored in int32
 CONV_KERNEL_MIN = 2
+FLAG_PARAMETERS = ("dma_row_bursts",)  # 0 or 1
 POWER_OF_TWO_PARAMETERS = ("hadamard_max_block", "nla_segments", "ssm_headdim_lanes", "ssm_dstate_lanes",
                            "lin_mac_tree_width")
 
@@ -56,6 +57,10 @@ class Target:
     ddr_gbytes_per_s: float = 15.0
     dma_latency: int = 64
     dma_queue_depth: int = 8
+    # 0: a transfer streams its rows*row_bytes bytes over the channel as one burst,
+    # ceil(bytes / dma_bytes_per_cycle) cycles; 1: each row is its own burst of
+    # ceil(row_bytes / dma_bytes_per_cycle) beats (the RTL's DMA engines, docs/RTL.md).
+    dma_row_bursts: int = 0
     semaphores: int = 32
     # LIN: 6 groups x (4 Hadamard adder trees + requantizer + 64 multiply-add trees of width 4).
     lin_groups: int = 6
@@ -97,7 +102,9 @@ class Target:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InputError(f"target parameter {f.name}: must be an integer, got {value!r}")
-            low = 0 if f.name.endswith("_latency") else 1
+            low = 0 if f.name.endswith("_latency") or f.name in FLAG_PARAMETERS else 1
+            if f.name in FLAG_PARAMETERS and value > 1:
+                raise InputError(f"target parameter {f.name}: must be 0 or 1, got {value}")
             if value < low:
                 raise InputError(f"target parameter {f.name}: must be >= {low}, got {value}")
         for name in POWER_OF_TWO_PARAMETERS:
@@ -158,7 +165,16 @@ class Target:
         return hashlib.sha256(canonical.encode()).digest()
 
 
-PRESETS: dict[str, Target] = {"vc709": Target()}
+# `small`: the same ISA with few lanes and a 64 KiB buffer, so that the RTL (hardware/, docs/RTL.md)
+# runs whole programs in Verilator in milliseconds.  Its DMA moves 16 bytes per cycle with each row
+# its own burst, and its latencies are the RTL's pipeline depths (tests/test_hw_latency.py).
+SMALL = Target(
+    name="small", buffer_bytes=64 * 1024, ddr_bytes=16 * 1024**2, ddr_gbytes_per_s=4.0, dma_latency=16,
+    dma_queue_depth=4, dma_row_bursts=1, semaphores=8, lin_groups=1, lin_hadamard_trees=1, lin_mac_trees=4,
+    lin_mac_tree_width=4, lin_latency=8, hadamard_max_block=16, conv_channels=4, conv_kernel_max=4, conv_latency=4,
+    ssm_headdim_lanes=4, ssm_dstate_lanes=4, ssm_latency=12, nla_lanes=4, vec_lanes=8, vec_latency=10)
+
+PRESETS: dict[str, Target] = {"vc709": Target(), "small": SMALL}
 
 
 def target_from_dict(values: dict, base: Target | None = None, source: str = "target") -> Target:

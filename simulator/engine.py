@@ -16,7 +16,8 @@ computes.  The engine implements docs/ACCELERATOR.md's timing model:
 - DMA (LD, ST): an operation holds a queue entry (`dma_queue_depth` of them,
   shared by LD and ST) from issue until it completes.  Transfers use one DDR
   channel in issue order: start at max(issue, channel free), hold it
-  ceil(ddr_bytes / dma_bytes_per_cycle) cycles, complete `dma_latency` later
+  ceil(ddr_bytes / dma_bytes_per_cycle) cycles (per row with the target's
+  `dma_row_bursts`: `isa.costs.transfer_cycles`), complete `dma_latency` later
   and then increment their semaphore (`sem` field; 0 = none).
 - `ctl.wait sem, count` holds its bundle until semaphore `sem` >= count, then
   subtracts count.  If the DMA operations in flight cannot bring it there, no
@@ -40,6 +41,7 @@ import math
 from collections import deque
 from typing import Mapping, Sequence
 
+from fastmamba.isa import costs
 from fastmamba.isa.instructions import Bundle
 from fastmamba.simulator.effects import MachineState, SimulationError
 from fastmamba.simulator.stats import DMA_UNITS, Stats
@@ -239,6 +241,7 @@ class Engine:
         """Run `bundles` from bundle 0 to its `ctl.halt` on `state` (modified in place); return the counters."""
         target, semantics, trace = self.target, self.semantics, self.trace
         rate = float(target.dma_bytes_per_cycle)
+        row_bursts = bool(getattr(target, "dma_row_bursts", 0))
         dma_latency = int(target.dma_latency)
         depth = int(target.dma_queue_depth)
         n_sems = int(target.semaphores)
@@ -344,7 +347,7 @@ class Engine:
                     if not 0 <= signal <= n_sems:
                         raise SimulationError(f"{where(index, slot, op)}: semaphore {signal} outside 0..{n_sems}")
                     nbytes = fp.ddr_bytes
-                    transfer = math.ceil(nbytes / rate)
+                    transfer = math.ceil(nbytes / rate) if not row_bursts else costs.transfer_cycles(op, target)
                     start = now if now > channel_free else channel_free
                     channel_free = start + transfer
                     complete = channel_free + dma_latency

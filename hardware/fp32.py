@@ -1,0 +1,180 @@
+"""IEEE binary32 building blocks: int32 -> binary32 conversion and binary32 multiply, round to nearest even.
+
+Place in the flow: `hardware/`'s floating-point primitives, used by LIN's f32
+rescale (`lin_datapath.LinRescale`, docs/NUMERICS.md §2) and meant for the VEC
+unit.  Both components are free-running pipelines (a new operand every cycle,
+no stall); `valid` travels beside the data.  Values are raw binary32 bit
+patterns (`unsigned(32)`).
+
+`I32ToF32()`: LATENCY = 1.
+    In:  `a` signed(32), `valid` 1.
+    Out: `y` unsigned(32) (binary32 bits of float32(a), round to nearest even;
+         0 gives +0.0), `y_valid` 1.
+
+`F32Mul()`: LATENCY = 2.
+    In:  `a`, `b` unsigned(32) (binary32 bits), `valid` 1.
+    Out: `y` unsigned(32) = bits of a * b, `y_valid` 1.
+    IEEE 754 binary32 multiply, round to nearest even, subnormal inputs and
+    outputs (no flush to zero), overflow to +-inf, signed zeros.  NaN results
+    follow docs/NUMERICS.md §6 ("NaN bits"): a NaN operand is returned with
+    its quiet bit set (`a`'s when both are NaN); an invalid product
+    (inf * 0) gives the default NaN 0xFFC00000.  These are the bits numpy
+    float32 produces on x86-64.
+
+The output registers of each stage are the pipeline registers counted by
+LATENCY: an operand presented in cycle t is visible on `y` in cycle t + LATENCY.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+EXP_BITS = 8
+FRAC_BITS = 23
+EXP_MAX = (1 << EXP_BITS) - 1  # all ones: inf / NaN
+BIAS = (1 << (EXP_BITS - 1)) - 1
+QUIET_BIT = 1 << (FRAC_BITS - 1)
+INF_BITS = EXP_MAX << FRAC_BITS  # +inf without its sign
+DEFAULT_NAN = 0xFFC00000  # x86-64's "real indefinite": what an invalid operation produces
+
+
+def _leading_zeros(m: Module, value, name: str) -> Signal:
+    """A signal holding the number of leading zeros of an unsigned value (len(value) when it is 0)."""
+    width = len(value)
+    lz = Signal(range(width + 1), name=name)
+    m.d.comb += lz.eq(width)
+    for i in range(width):  # the highest set bit wins (last assignment)
+        with m.If(value[i]):
+            m.d.comb += lz.eq(width - 1 - i)
+    return lz
+
+
+def round_pack(m: Module, mant, exp, name: str):
+    """Round and pack a positive value `mant * 2^(exp - BIAS - (len(mant) - 1))` into binary32 bits (no sign).
+
+    `mant` is unsigned with its leading one at its top bit (or zero), `exp` a
+    signed biased exponent of the value's leading bit (may be <= 0: the result
+    is subnormal or zero).  Returns a 31-bit value: the magnitude's bits,
+    saturated to +inf on overflow.  Round to nearest, ties to even.
+    """
+    width = len(mant)
+    # The 24-bit significand is mant >> (width - 24) for normal results; a result below the
+    # normal range shifts right by 1 - exp more (exponent field 0, value m * 2^-149).
+    extra = Signal(range(width + 1), name=f"{name}_extra")
+    with m.If(exp >= 1):
+        m.d.comb += extra.eq(0)
+    with m.Elif(exp > -width):
+        m.d.comb += extra.eq(1 - exp)
+    with m.Else():
+        m.d.comb += extra.eq(width)
+    # Append a guard position so that shifts of up to `width` keep a round bit and a sticky OR.
+    wide = Cat(Const(0, FRAC_BITS + 2), mant)  # value scaled by 2^(FRAC_BITS + 2)
+    shifted = Signal(len(wide), name=f"{name}_shifted")
+    m.d.comb += shifted.eq(wide >> extra)
+    lost = Signal(name=f"{name}_lost")  # bits shifted out entirely (below the extended window)
+    m.d.comb += lost.eq((mant & ((Const(1, width + 1) << extra) - 1)[:width]).any() & (extra > FRAC_BITS + 2))
+    low = width + FRAC_BITS + 2 - (FRAC_BITS + 1)  # position of the significand's lowest bit in `shifted`
+    sig = shifted[low:]  # FRAC_BITS + 1 bits
+    guard = shifted[low - 1]
+    sticky = shifted[:low - 1].any() | lost
+    up = guard & (sticky | sig[0])
+    rounded = Signal(FRAC_BITS + 2, name=f"{name}_rounded")
+    m.d.comb += rounded.eq(sig + up)
+    # Exponent field: exp - 1 for a normal result (the hidden bit adds the 1), 0 below the normal range;
+    # a carry out of the significand moves into the exponent by the same addition.
+    efield = Signal(EXP_BITS + 2, name=f"{name}_efield")
+    m.d.comb += efield.eq(Mux(exp >= 1, exp - 1, 0))
+    packed = Signal(EXP_BITS + FRAC_BITS + 3, name=f"{name}_packed")
+    m.d.comb += packed.eq((efield << FRAC_BITS) + rounded)
+    magnitude = Signal(31, name=f"{name}_magnitude")
+    m.d.comb += magnitude.eq(Mux((exp >= EXP_MAX) | (packed >= INF_BITS), INF_BITS, packed))
+    return magnitude
+
+
+class I32ToF32(wiring.Component):
+    """int32 -> binary32, round to nearest even (LATENCY 1)."""
+
+    LATENCY = 1
+
+    def __init__(self):
+        super().__init__({"a": In(signed(32)), "valid": In(1), "y": Out(unsigned(32)), "y_valid": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        y = convert_i32(m, self.a, "cvt")
+        m.d.sync += [self.y.eq(y), self.y_valid.eq(self.valid)]
+        return m
+
+
+def convert_i32(m: Module, a, name: str):
+    """The combinational int32 -> binary32 conversion (RNE) of `a` into `m`; returns the 32 result bits."""
+    width = len(a)
+    sign = a[-1]
+    mag = Signal(width, name=f"{name}_mag")  # |a| < 2^31 + 1 fits in 32 unsigned bits
+    m.d.comb += mag.eq(Mux(sign, -a, a))
+    lz = _leading_zeros(m, mag, f"{name}_lz")
+    norm = Signal(width, name=f"{name}_norm")
+    m.d.comb += norm.eq(mag << lz)
+    exp = Signal(signed(EXP_BITS + 2), name=f"{name}_exp")
+    m.d.comb += exp.eq(BIAS + width - 1 - lz)
+    magnitude = round_pack(m, norm, exp, name)
+    return Mux(mag == 0, 0, Cat(magnitude, sign))
+
+
+class F32Mul(wiring.Component):
+    """binary32 x binary32 -> binary32, IEEE 754 round to nearest even (LATENCY 2)."""
+
+    LATENCY = 2
+
+    def __init__(self):
+        super().__init__({"a": In(unsigned(32)), "b": In(unsigned(32)), "valid": In(1),
+                          "y": Out(unsigned(32)), "y_valid": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        sig_bits = FRAC_BITS + 1
+        # Stage 1: classify, multiply the significands, the exponent sum.
+        fields = {}
+        for op, v in (("a", self.a), ("b", self.b)):
+            e, f = v[FRAC_BITS:FRAC_BITS + EXP_BITS], v[:FRAC_BITS]
+            fields[op] = dict(exp=e, frac=f, nan=(e == EXP_MAX) & (f != 0), inf=(e == EXP_MAX) & (f == 0),
+                              zero=(e == 0) & (f == 0), sig=Cat(f, e != 0), eff=Mux(e == 0, 1, e))
+        fa, fb = fields["a"], fields["b"]
+        prod = Signal(2 * sig_bits)
+        exp_sum = Signal(signed(EXP_BITS + 3))  # biased exponent of the product's bit 2*sig_bits - 1, before normalizing
+        special = Signal()
+        special_bits = Signal(32)
+        sign = Signal()
+        valid1 = Signal()
+        m.d.sync += [
+            prod.eq(fa["sig"] * fb["sig"]),
+            exp_sum.eq(fa["eff"] + fb["eff"] - BIAS + 1),
+            sign.eq(self.a[31] ^ self.b[31]),
+            special.eq(fa["nan"] | fb["nan"] | fa["inf"] | fb["inf"] | fa["zero"] | fb["zero"]),
+            valid1.eq(self.valid),
+        ]
+        sign_now = self.a[31] ^ self.b[31]
+        with m.If(fa["nan"]):
+            m.d.sync += special_bits.eq(self.a | QUIET_BIT)
+        with m.Elif(fb["nan"]):
+            m.d.sync += special_bits.eq(self.b | QUIET_BIT)
+        with m.Elif((fa["inf"] & fb["zero"]) | (fa["zero"] & fb["inf"])):
+            m.d.sync += special_bits.eq(DEFAULT_NAN)
+        with m.Elif(fa["inf"] | fb["inf"]):
+            m.d.sync += special_bits.eq(Cat(Const(INF_BITS, 31), sign_now))
+        with m.Else():  # a zero operand: a signed zero
+            m.d.sync += special_bits.eq(Cat(Const(0, 31), sign_now))
+        # Stage 2: normalize (subnormal operands leave leading zeros), round, pack.
+        lz = _leading_zeros(m, prod, "mul_lz")
+        norm = Signal(2 * sig_bits)
+        m.d.comb += norm.eq(prod << lz)
+        exp = Signal(signed(EXP_BITS + 3))
+        m.d.comb += exp.eq(exp_sum - lz)
+        magnitude = round_pack(m, norm, exp, "mul")
+        m.d.sync += [
+            self.y.eq(Mux(special, special_bits, Cat(magnitude, sign))),
+            self.y_valid.eq(valid1),
+        ]
+        return m

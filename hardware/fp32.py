@@ -27,7 +27,7 @@ LATENCY: an operand presented in cycle t is visible on `y` in cycle t + LATENCY.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -73,8 +73,8 @@ def round_pack(m: Module, mant, exp, name: str):
     wide = Cat(Const(0, FRAC_BITS + 2), mant)  # value scaled by 2^(FRAC_BITS + 2)
     shifted = Signal(len(wide), name=f"{name}_shifted")
     m.d.comb += shifted.eq(wide >> extra)
-    lost = Signal(name=f"{name}_lost")  # bits shifted out entirely (below the extended window)
-    m.d.comb += lost.eq((mant & ((Const(1, width + 1) << extra) - 1)[:width]).any() & (extra > FRAC_BITS + 2))
+    lost = Signal(name=f"{name}_lost")  # a one shifted out of the extended window entirely
+    m.d.comb += lost.eq((wide & ((Const(1, len(wide) + 1) << extra) - 1)[:len(wide)]).any())
     low = width + FRAC_BITS + 2 - (FRAC_BITS + 1)  # position of the significand's lowest bit in `shifted`
     sig = shifted[low:]  # FRAC_BITS + 1 bits
     guard = shifted[low - 1]

@@ -29,8 +29,8 @@ from fastmamba.isa.container import (
     TensorDesc,
     validate_binary,
 )
-from fastmamba.isa.disassembler import NOP
 from fastmamba.isa.errors import FastmambaError, InputError
+from fastmamba.isa.formatting import NOP
 from fastmamba.isa.instructions import Bundle, Instruction, InstructionError
 
 MAX_IMAGE_BYTES = 1 << 32

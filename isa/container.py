@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 from fastmamba.isa.encoding import DecodeError, decode_bundles, encode_bundles
 from fastmamba.isa.errors import FastmambaError, InputError
 from fastmamba.isa.fileio import write_atomic
+from fastmamba.isa.formatting import format_instruction
 from fastmamba.isa.instructions import Bundle, InstructionError
 
 MAGIC = b"\x89FMB\r\n\x1a\n"
@@ -316,8 +317,6 @@ def _check_static_addresses(prog: Program, where: str, target) -> None:
                 limit = limits[region.space]
                 bad = stop > limit or start % region.align
                 if bad:
-                    from fastmamba.isa.disassembler import format_instruction  # the disassembler imports this module
-
                     problem = (f"not aligned to {region.align} bytes" if start % region.align
                                else f"outside the {region.space.upper()} ({limit} bytes)")
                     raise ContainerError(f"{where}: bundle {index}: {region.field} region [{start:#x}, {stop:#x}) is "

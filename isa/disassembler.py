@@ -1,8 +1,8 @@
 """Text form of instructions, bundles and whole binaries: the inverse of `isa.assembler`.
 
 Place in the flow: reads what `isa.encoding` decodes and `isa.container`
-loads.  `format_instruction` gives the one-line text the simulator's error
-messages quote; `disassemble` renders a whole `Binary` as assembly that
+loads; the text of one instruction or bundle is `isa.formatting`'s (re-exported
+here).  `disassemble` renders a whole `Binary` as assembly that
 `isa.assembler.assemble` turns back into the byte-identical binary.  The
 syntax is documented in the generated docs/ISA.md.
 """
@@ -13,52 +13,15 @@ import json
 import struct
 
 from fastmamba.isa.container import Binary, Program, TensorDesc
-from fastmamba.isa.instructions import Bundle, Instruction
+from fastmamba.isa.formatting import NOP, format_bundle, format_f32, format_instruction, format_value
+
+__all__ = ["DATA_LINE_BYTES", "NOP", "disassemble", "disassemble_program", "format_bundle", "format_f32",
+           "format_instruction", "format_tensor", "format_value"]
 
 DATA_LINE_BYTES = 64
 """Constant-image bytes per `.data` line; all-zero runs of this size are left out."""
 
-NOP = "nop"
-"""The text of a bundle without operations (it still carries a delay)."""
-
 _F32 = struct.Struct("<f")
-
-
-def format_f32(value: float) -> str:
-    """The shortest decimal text that reads back as the same float32 bit pattern."""
-    bits = _F32.pack(value)
-    for digits in range(1, 10):
-        text = f"{value:.{digits}g}"
-        try:
-            if _F32.pack(float(text)) == bits:
-                break
-        except OverflowError:  # rounded up past the largest float32
-            continue
-    if not any(c in text for c in ".e"):
-        text += ".0"
-    return text
-
-
-def format_value(instr: Instruction, name: str) -> str:
-    spec = instr.spec.field_map[name]
-    value = instr.args[name]
-    if spec.kind == "enum":
-        return spec.values[int(value)]
-    if spec.kind == "f32":
-        return format_f32(value)
-    return str(value)
-
-
-def format_instruction(instr: Instruction) -> str:
-    """One operation as assembly: `mnemonic field=value, field=value` in table order."""
-    args = ", ".join(f"{f.name}={format_value(instr, f.name)}" for f in instr.spec.fields)
-    return f"{instr.op} {args}" if args else instr.op
-
-
-def format_bundle(bundle: Bundle) -> str:
-    """One bundle as assembly: its operations joined by ` | `, then `; delay=N` when it has a delay."""
-    text = " | ".join(format_instruction(op) for op in bundle.ops) or NOP
-    return f"{text} ; delay={bundle.delay}" if bundle.delay else text
 
 
 def format_tensor(t: TensorDesc) -> str:

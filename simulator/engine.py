@@ -41,9 +41,11 @@ import math
 from collections import deque
 from typing import Mapping, Sequence
 
+from fastmamba.isa.formatting import format_instruction
 from fastmamba.isa import costs
 from fastmamba.isa.instructions import Bundle
 from fastmamba.simulator.effects import MachineState, SimulationError
+from fastmamba.simulator.semantics import SEMANTICS
 from fastmamba.simulator.stats import DMA_UNITS, Stats
 
 CTL_SLOT = "CTL"
@@ -55,8 +57,6 @@ NO_SEMAPHORE = 0
 
 def instruction_text(instr) -> str:
     """The assembly text of an operation, as error messages and traces quote it."""
-    from fastmamba.isa.disassembler import format_instruction
-
     return format_instruction(instr)
 
 
@@ -230,8 +230,6 @@ class Engine:
 
     def __init__(self, target, semantics: Mapping | None = None, trace=None):
         if semantics is None:
-            from fastmamba.simulator.semantics import SEMANTICS
-
             semantics = SEMANTICS
         self.target = target
         self.semantics = semantics

@@ -10,7 +10,8 @@ import pytest
 from fastmamba.isa.instructions import OPS, Instruction
 from fastmamba.isa.target import load_target
 from fastmamba.simulator.effects import MachineState, Range, SimulationError
-from fastmamba.simulator.semantics import SEMANTICS, region_ranges, view
+from fastmamba.simulator.operands import region_ranges, view
+from fastmamba.simulator.semantics import SEMANTICS
 
 TARGET = load_target("vc709")
 

@@ -11,8 +11,8 @@ import numpy as np
 
 from fastmamba.isa import costs
 from fastmamba.simulator.effects import Footprint, MachineState, Range, SimulationError
-from fastmamba.simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
-                                remember_last_check, view)
+from fastmamba.simulator.operands import (check_positive, check_regions, region_ranges, regions_by_field,
+                                         remember_last_check, view)
 
 
 def _check_semaphore(instr, target) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastmamba.isa import costs, numerics
 from fastmamba.simulator.effects import Footprint, MachineState, SimulationError
-from fastmamba.simulator.semantics import (check_positive, check_regions, region_ranges, regions_by_field,
-                                remember_last_check, view)
+from fastmamba.simulator.operands import (check_positive, check_regions, region_ranges, regions_by_field,
+                                         remember_last_check, view)
 
 
 class Linear:

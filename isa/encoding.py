@@ -131,7 +131,7 @@ def layouts(ops: Mapping[str, OpSpec] | None = None) -> Layouts:
     if hit is not None and hit[0] is table:
         return hit[1]
     by_name = {name: op_layout(spec) for name, spec in table.items()}
-    result = Layouts(MappingProxyType(by_name), MappingProxyType({l.spec.opcode: l for l in by_name.values()}))
+    result = Layouts(MappingProxyType(by_name), MappingProxyType({lay.spec.opcode: lay for lay in by_name.values()}))
     _CACHE[id(table)] = (table, result)
     return result
 

@@ -21,7 +21,6 @@ from fastmamba.compiler.checkpoint import (
     head_weight_name,
     load_model,
     save_hf_layout,
-    save_mamba_ssm_layout,
 )
 from fastmamba.compiler.config import Mamba2Config
 from fastmamba.compiler.reference import Mamba2Reference

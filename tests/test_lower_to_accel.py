@@ -17,7 +17,7 @@ from xdsl.dialects.builtin import FunctionType, IntegerAttr, ModuleOp, StringAtt
 
 from fastmamba.compiler.backend.constants import build_image, pack_block
 from fastmamba.compiler.backend.emit import emit_binary
-from fastmamba.compiler.backend.lowering import BUFFERS_ATTR, MEM_ATTR, LoweringError
+from fastmamba.compiler.backend.lowering import BUFFERS_ATTR, MEM_ATTR
 from fastmamba.compiler.backend.memory import plan_memory
 from fastmamba.compiler.checkpoint import load_model
 from fastmamba.compiler.dialects import mamba
@@ -43,7 +43,7 @@ def quantized(name: str, length: int, seed: int = 3, n_layer: int = 2, **overrid
     weights = NumpyWeights(store)
     module = import_model(hf, "prefill", length).module
     tokens = np.random.default_rng(seed).integers(0, config.vocab_size, 5 * length)
-    run_pipeline(module, "fold-norm-weights,insert-hadamard{block=0},dce")
+    run_pipeline(module, "set-target,fold-norm-weights,insert-hadamard{block=0},dce")
     calibrate_module(module, weights, tokens, windows=4)
     run_pipeline(module, "assign-scales,approximate-nonlinear,fuse-elementwise")
     return config, weights, module, tokens[4 * length:]
@@ -155,7 +155,7 @@ def test_unquantized_ir_is_refused_naming_the_op():
     hf = random_hf_model(make_config("tiny", n_layer=1), seed=1)
     module = import_model(hf, "prefill", 4).module
     with pytest.raises(FastmambaError, match=r"mamba\.\w+ is not supported on the accelerator"):
-        run_pipeline(module, "lower-to-accel")
+        run_pipeline(module, "set-target,lower-to-accel")
 
 
 def test_a_buffer_that_does_not_fit_names_the_tensor(tmp_path):

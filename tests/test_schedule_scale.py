@@ -20,7 +20,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import networkx as nx
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -275,8 +275,10 @@ def test_vec_cost_without_rmsnorm():
 
 def test_vec_validation_names_the_field():
     state = new_state()
-    argmax = lambda **kw: Instruction("vec.argmax", {"dst": ADDR["dst"], "a": ADDR["a"], "rows": 1, "cols": 1,
-                                                     **kw})  # noqa: E731
+
+    def argmax(**kw):
+        return Instruction("vec.argmax", {"dst": ADDR["dst"], "a": ADDR["a"], "rows": 1, "cols": 1, **kw})
+
     cases = [
         (vec(("silu", "gate", "none", "none")), r"^vec: field b_mode is none but op1 = gate needs b"),
         (vec(("none", "none", "none", "add")), r"^vec: field b_mode is none but op3 = add needs b"),

@@ -239,7 +239,7 @@ class MixerLowering:
         xbc = self.homes[op.x]
         chunks = self._scan_chunks(H, P, N, G)
         scanner = Scanner(self, op, layer, chunks)
-        for c, (h0, h) in enumerate(chunks):
+        for c, (h0, _) in enumerate(chunks):
             g0 = h0 // (H // G)
             scanner.scan(c, xbc.at(0, h0 * P), b_off=H * P + g0 * N - h0 * P, c_off=H * P + G * N + g0 * N - h0 * P)
         scanner.finish()

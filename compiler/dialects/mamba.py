@@ -296,7 +296,7 @@ class _SSMOp(_MambaOp):
         for what, v in (("B", self.B), ("C", self.C)):
             _expect(self, what, _shape(self, v, what), (t, gn))
         _expect(self, "y", _shape(self, self.y, "y"), (t, hp))
-        state = getattr(self, "state")
+        state = self.state
         if state is not None:
             _expect(self, "the state", _shape(self, state, "the state"), (h, p, n))
         _float(self, self.x, self.dt, self.A_log, self.B, self.C, self.D, self.y, self.new_state,

@@ -56,7 +56,7 @@ def _mixer_forward(self, h: torch.Tensor, conv_state: torch.Tensor | None = None
     otherwise a scan over T tokens (from zeros when the states are None).
     """
     c: Mamba2Config = self._fastmamba_config
-    d_inner, conv_dim, nheads, bc = c.d_inner, c.conv_dim, c.nheads, c.ngroups * c.d_state
+    d_inner, conv_dim, bc = c.d_inner, c.conv_dim, c.ngroups * c.d_state
     zxbcdt = F.linear(h, self.in_proj.weight)
     z = zxbcdt[:, :d_inner]
     xBC = zxbcdt[:, d_inner:d_inner + conv_dim]

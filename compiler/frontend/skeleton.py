@@ -95,7 +95,7 @@ class Mamba2Skeleton(nn.Module):
 def load_weights(skeleton: Mamba2Skeleton, weights: Mapping[str, torch.Tensor],
                  dtype: torch.dtype = torch.float32) -> Mamba2Skeleton:
     """Give every parameter of `skeleton` its value from `weights` (a WeightStore), in `dtype`."""
-    for name, param in list(skeleton.named_parameters()):
+    for name, _ in list(skeleton.named_parameters()):
         module_path, _, attr = name.rpartition(".")
         module = skeleton.get_submodule(module_path)
         setattr(module, attr, nn.Parameter(weights[name].to(dtype), requires_grad=False))

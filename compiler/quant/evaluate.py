@@ -76,7 +76,7 @@ def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarr
     for i in range(config.n_layer):
         p = f"backbone.layers.{i}.mixer."
 
-        def lin(name: str, k: int) -> Any:
+        def lin(name: str, k: int, p: str = p) -> Any:
             return linear_quant(ranges[p + name], block_of(k), granularity, dynamic)
 
         conv = ssm = None

@@ -17,11 +17,15 @@ registers, no module): the caller decides where the pipeline registers go.
 - `saturate(x, bits)`: clip a signed (or unsigned) value to
   [-2^(bits-1), 2^(bits-1) - 1]; result `signed(bits)`.
 - `saturate_unsigned(x, bits)`: clip to [0, 2^bits - 1]; result `unsigned(bits)`.
+- `adder_tree(m, terms, name, levels_per_stage)`: the exception, it adds to a
+  module: a pairwise sum of signed terms (exact: each level one bit wider),
+  with a pipeline register after every `levels_per_stage` levels if asked;
+  returns the sum and how many register stages it placed.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Mux, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 
 
 def _as_signed(x) -> Value:
@@ -68,3 +72,25 @@ def saturate_unsigned(x, bits: int) -> Value:
     if x.shape().signed:
         return Mux(x < 0, low, Mux(x > hi, Const(hi, unsigned(bits)), x[:bits]))
     return Mux(x > hi, Const(hi, unsigned(bits)), x[:bits])
+
+
+def adder_tree(m: Module, terms: list, name: str, levels_per_stage: int | None = None):
+    """Sum `terms` (signed values) pairwise; a register after every `levels_per_stage` levels (None: no
+    registers).  Returns (the sum, the number of register stages)."""
+    level, stages = 0, 0
+    terms = list(terms)
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            pairs.append(terms[-1])
+        level += 1
+        if levels_per_stage and level % levels_per_stage == 0 and len(pairs) > 1:
+            regs = []
+            for i, p in enumerate(pairs):
+                r = Signal(p.shape(), name=f"{name}_s{stages}_{i}")
+                m.d.sync += r.eq(p)
+                regs.append(r)
+            pairs = regs
+            stages += 1
+        terms = pairs
+    return terms[0], stages

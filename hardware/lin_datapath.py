@@ -59,7 +59,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from fastmamba.hardware.fixed import rshift_round, saturate
+from fastmamba.hardware.fixed import adder_tree, rshift_round, saturate
 from fastmamba.hardware.fp32 import F32Mul, I32ToF32
 from fastmamba.isa.instructions import OPS
 from fastmamba.isa.target import Target
@@ -78,28 +78,6 @@ ADDER_LEVELS_PER_STAGE = 4
 
 def _log2(v: int) -> int:
     return v.bit_length() - 1
-
-
-def adder_tree(m: Module, terms: list, name: str, levels_per_stage: int | None = None):
-    """Sum `terms` (signed values) pairwise; a register after every `levels_per_stage` levels (None: no
-    registers).  Returns (the sum, the number of register stages)."""
-    level, stages = 0, 0
-    terms = list(terms)
-    while len(terms) > 1:
-        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            pairs.append(terms[-1])
-        level += 1
-        if levels_per_stage and level % levels_per_stage == 0 and len(pairs) > 1:
-            regs = []
-            for i, p in enumerate(pairs):
-                r = Signal(p.shape(), name=f"{name}_s{stages}_{i}")
-                m.d.sync += r.eq(p)
-                regs.append(r)
-            pairs = regs
-            stages += 1
-        terms = pairs
-    return terms[0], stages
 
 
 class HadamardRequant(wiring.Component):

@@ -142,7 +142,8 @@ def _read_safetensors(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dtyp
             sl = handle.get_slice(name)
             info[name] = (tuple(sl.get_shape()), sl.get_dtype())
     except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise ModelError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ModelError(f"cannot read {path}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     entries = {}
     for name, (shape, dtype_name) in info.items():
         if dtype_name not in _SAFETENSORS_DTYPES:
@@ -175,7 +176,8 @@ def _read_torch_bin(path: Path) -> dict:
                 raise
             state = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format cannot be mapped
     except Exception as exc:
-        raise ModelError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ModelError(f"cannot read {path}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -230,7 +232,8 @@ def read_config(directory: str | os.PathLike) -> tuple[Mamba2Config, str]:
         return Mamba2Config.from_mamba_ssm_dict(raw), "mamba_ssm"
     if "hidden_size" in raw or raw.get("model_type") is not None:
         return Mamba2Config.from_transformers_dict(raw), "transformers"
-    raise ModelError(f"{path} is neither a transformers Mamba2 config (hidden_size, ...) nor a mamba_ssm one (d_model, ...)")
+    raise ModelError(f"{path} is neither a transformers Mamba2 config (hidden_size, ...) nor a mamba_ssm one (d_model, "
+                     "...)")
 
 
 def load_model(source: Any) -> tuple[Mamba2Config, WeightStore]:
@@ -256,7 +259,8 @@ def load_model(source: Any) -> tuple[Mamba2Config, WeightStore]:
         weights_path = directory / "pytorch_model.bin"
         stored = _read_torch_bin(weights_path)
     else:
-        raise ModelError(f"no weights in {directory} (expected model.safetensors, model.safetensors.index.json or pytorch_model.bin)")
+        raise ModelError(f"no weights in {directory} (expected model.safetensors, model.safetensors.index.json or "
+                         "pytorch_model.bin)")
     return config, _canonical_store(config, stored, str(weights_path))
 
 

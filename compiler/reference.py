@@ -129,7 +129,8 @@ class Mamba2Reference:
         if tokens.dtype not in (torch.int64, torch.int32):
             raise InputError(f"tokens must be an integer tensor, not {tokens.dtype}")
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.config.vocab_size):
-            raise InputError(f"token ids must lie in [0, {self.config.vocab_size}); got {int(tokens.min())}..{int(tokens.max())}")
+            raise InputError(f"token ids must lie in [0, {self.config.vocab_size}); got "
+                             f"{int(tokens.min())}..{int(tokens.max())}")
 
     def _check_states(self, states: list[LayerState], batch: int) -> None:
         c = self.config
@@ -138,7 +139,8 @@ class Mamba2Reference:
         for s in states:
             if tuple(s.conv.shape) != (batch, c.conv_dim, c.d_conv - 1) or tuple(s.ssm.shape) != (batch, c.nheads,
                                                                                                   c.headdim, c.d_state):
-                raise InputError(f"layer state shapes {list(s.conv.shape)}, {list(s.ssm.shape)} do not fit batch {batch}")
+                raise InputError(f"layer state shapes {list(s.conv.shape)}, {list(s.ssm.shape)} do not fit batch "
+                                 f"{batch}")
             if s.conv.dtype != self.dtype or s.ssm.dtype != self.dtype:
                 raise InputError(f"layer states must be {self.dtype}, got {s.conv.dtype} and {s.ssm.dtype}")
 

@@ -87,7 +87,8 @@ def interface(binary: Binary) -> Interface:
     prefill, decode = binary.program("prefill"), binary.program("decode")
     tokens = _tensor(prefill, "tokens", "input", "i32", None)
     if len(tokens.shape) != 1 or tokens.shape[0] < 1:
-        raise InputError(f"not a compiled model: program prefill's input 'tokens' must have shape (L,), got {tokens.shape}")
+        raise InputError("not a compiled model: program prefill's input 'tokens' must have shape (L,), got "
+                         f"{tokens.shape}")
     _tensor(decode, "tokens", "input", "i32", (1,))
     shapes = []
     for prog in (prefill, decode):
@@ -106,7 +107,8 @@ def interface(binary: Binary) -> Interface:
     kinds = {f"layers.{i}.{kind}": kind for i in range(n_layer) for kind in _STATE_KINDS}
     expected = list(kinds)
     if not states or sorted(states) != sorted(expected):
-        raise InputError(f"not a compiled model: program decode's states must be layers.{{i}}.conv and layers.{{i}}.ssm "
+        raise InputError(f"not a compiled model: program decode's states must be layers.{{i}}.conv and "
+                         f"layers.{{i}}.ssm "
                          f"for i = 0..n_layer-1, got {', '.join(sorted(states)) or 'none'}")
     for name, kind in kinds.items():
         dtype, rank = _STATE_KINDS[kind]

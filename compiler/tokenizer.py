@@ -63,7 +63,8 @@ class JsonTokenizer:
         try:
             self._tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises plain Exception subclasses for bad files
-            raise ModelError(f"cannot read tokenizer {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise ModelError(f"cannot read tokenizer {path}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         self.n_tokens = self._tok.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
@@ -102,7 +103,8 @@ def load_tokenizer(config: Mamba2Config, model_dir: str | Path | None = None) ->
     if model_dir is not None and (Path(model_dir) / "tokenizer.json").is_file():
         tok = JsonTokenizer(Path(model_dir) / "tokenizer.json")
         if tok.n_tokens > config.vocab_size:
-            raise ModelError(f"tokenizer.json has {tok.n_tokens} tokens but the model's vocab_size is {config.vocab_size}")
+            raise ModelError(f"tokenizer.json has {tok.n_tokens} tokens but the model's vocab_size is "
+                             f"{config.vocab_size}")
         return tok
     if not 256 <= config.vocab_size <= BYTE_VOCAB_MAX:
         where = f"in {model_dir} " if model_dir is not None else ""

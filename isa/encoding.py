@@ -91,7 +91,8 @@ def _compile(spec: OpSpec, fields: tuple[tuple[str, int, int, str, int], ...]):
     for i, (name, shift, bits, kind, nvalues) in enumerate(fields):
         mask = (1 << bits) - 1
         arg = f"a[{name!r}]"
-        terms.append(f"(_unpack_I(_pack_f({arg}))[0] << {shift})" if kind == "f32" else f"(({arg} & {mask:#x}) << {shift})")
+        terms.append(f"(_unpack_I(_pack_f({arg}))[0] << {shift})" if kind == "f32" else f"(({arg} & {mask:#x}) << "
+                                                                                        f"{shift})")
         v = f"v{i}"
         names.append(f"{name!r}: {v}")
         raw = f"(w >> {shift}) & {mask:#x}"
@@ -212,7 +213,8 @@ def _decode_op(data: bytes, pos: int, get: Callable[[int], OpLayout | None],
         raise DecodeError(f"{_where(pos, bundle)}: unknown opcode {data[pos]:#04x}")
     end = pos + layout.nbytes
     if end > len(data):
-        raise DecodeError(f"{_where(pos, bundle)}: stream ends inside {layout.spec.name} ({layout.nbytes} bytes, {len(data) - pos} left)")
+        raise DecodeError(f"{_where(pos, bundle)}: stream ends inside {layout.spec.name} ({layout.nbytes} bytes, "
+                          f"{len(data) - pos} left)")
     word = int.from_bytes(data[pos:end], "little")
     if word >> layout.used_bits:
         raise DecodeError(f"{_where(pos, bundle)}: {layout.spec.name} has nonzero padding bits")
@@ -266,7 +268,8 @@ def _decode_bundles(data: bytes, ops: Mapping[str, OpSpec] | None) -> list[Bundl
             raise DecodeError(f"bundle {len(bundles)} at byte offset {start}: stream ends inside the bundle header")
         header = from_bytes(data[start:pos], "little")
         if header & _HEADER_RESERVED:
-            raise DecodeError(f"bundle {len(bundles)} at byte offset {start}: nonzero reserved bits in the bundle header")
+            raise DecodeError(f"bundle {len(bundles)} at byte offset {start}: nonzero reserved bits in the bundle "
+                              "header")
         ops_out = []
         for slot in _SLOTS_OF_MASK[header & _SLOT_MASK]:
             layout = get(data[pos]) if pos < n else None

@@ -86,12 +86,14 @@ class FieldSpec:
             return f32
         if isinstance(value, str) and self.kind == "enum":
             if value not in self.values:
-                raise InstructionError(f"{op}: field {self.name} must be one of {', '.join(self.values)}, got {value!r}")
+                raise InstructionError(f"{op}: field {self.name} must be one of {', '.join(self.values)}, got "
+                                       f"{value!r}")
             return self.values.index(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise InstructionError(f"{op}: field {self.name} must be an integer, got {value!r}")
         if not self.min <= value <= self.max:
-            raise InstructionError(f"{op}: field {self.name} = {value} outside [{self.min}, {self.max}] ({self.bits}-bit {self.kind})")
+            raise InstructionError(f"{op}: field {self.name} = {value} outside [{self.min}, {self.max}] "
+                                   f"({self.bits}-bit {self.kind})")
         return value
 
 

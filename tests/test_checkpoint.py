@@ -144,7 +144,7 @@ def test_unsupported_mamba_ssm_config_values(change, key):
         Mamba2Config.from_mamba_ssm_dict({**MAMBA2_130M, **change})
 
 
-# --- loading round trips -----------------------------------------------------------------------------------------------
+# --- loading round trips ----------------------------------------------------------------------------------------------
 
 
 def test_transformers_object(tiny_model):
@@ -254,7 +254,7 @@ def test_half_precision_checkpoint_is_read_lazily_and_widened(tiny_model, tmp_pa
     assert torch.equal(ref.layers[1].out_proj, model.state_dict()[name].to(torch.bfloat16).float())
 
 
-# --- bad checkpoints ---------------------------------------------------------------------------------------------------
+# --- bad checkpoints --------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def hf_total_bits(model, ids):
     return float(nats) / math.log(2)
 
 
-# --- generate ----------------------------------------------------------------------------------------------------------
+# --- generate ---------------------------------------------------------------------------------------------------------
 
 
 def test_generate_greedy_matches_transformers(tiny, capsys):
@@ -105,7 +105,7 @@ def test_generate_from_mamba_ssm_layout(tiny, tmp_path, capsys):
     assert out == bytes(hf_greedy(model, list(b"ab"), 8)).decode("utf-8", errors="replace") + "\n"
 
 
-# --- eval --------------------------------------------------------------------------------------------------------------
+# --- eval -------------------------------------------------------------------------------------------------------------
 
 
 def test_eval_json_matches_transformers_cross_entropy(tiny, text_file, capsys, monkeypatch):
@@ -202,7 +202,7 @@ def test_eval_with_tokenizer_json(bpe_model, text_file, capsys):
     assert fp32["perplexity"] == pytest.approx(2 ** (bits / (len(ids) - 1)), rel=1e-5)
 
 
-# --- help and errors ---------------------------------------------------------------------------------------------------
+# --- help and errors --------------------------------------------------------------------------------------------------
 
 
 def test_help(capsys):
@@ -283,7 +283,7 @@ def test_command_line_entry_point_has_no_traceback(tmp_path):
     assert proc.stderr.strip() == f"fastmamba eval: error: --text file not found: {tmp_path / 't'}"
 
 
-# --- the bundled model ---------------------------------------------------------------------------------------------------
+# --- the bundled model ------------------------------------------------------------------------------------------------
 
 
 @NEEDS_DEFAULT

@@ -275,7 +275,8 @@ def test_store_after_its_wait_may_be_overwritten():
 def test_write_after_write_in_flight():
     # lin writes buf[64, 72) until 0 + 1 + 5 = 6; vec writes buf[68, 76) at 1.
     with pytest.raises(SimulationError, match=r"^bundle 1, slot VEC: .*WAW hazard: writes buf\[0x44, 0x4c\).*"
-                                              r"\(bundle 0, slot LIN\) still writes \(buf\[0x40, 0x48\)\) until cycle 6"):
+                                              r"\(bundle 0, slot LIN\) still writes \(buf\[0x40, 0x48\)\) until cycle "
+                                              r"6"):
         run(lin(0, 64, 8, 1, 5), vec(128, 68, 8, 1, 0), HALT)
 
 

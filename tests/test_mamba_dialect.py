@@ -85,7 +85,8 @@ def test_ssm_step_takes_one_token():
     text = GOOD.replace("mamba.ssm_scan", "mamba.ssm_step").replace(" state %st", ", %st").replace(
         "tensor<4xf32> state tensor<4x2x3xf32> ->", "tensor<4xf32>, tensor<4x2x3xf32> ->")
     text = text.replace("%b, %b, %h, %st : tensor<4x8xf32>", "%b, %b, %h, %st : (tensor<4x8xf32>").replace(
-        "tensor<4x2x3xf32> -> tensor<4x8xf32>, tensor<4x2x3xf32>\n", "tensor<4x2x3xf32>) -> (tensor<4x8xf32>, tensor<4x2x3xf32>)\n")
+        "tensor<4x2x3xf32> -> tensor<4x8xf32>, tensor<4x2x3xf32>\n", "tensor<4x2x3xf32>) -> (tensor<4x8xf32>, "
+                                                                     "tensor<4x2x3xf32>)\n")
     with pytest.raises(InputError, match="a step takes one token, got 4"):
         parse_ir(text)
 

@@ -403,7 +403,8 @@ class _Lowering(MixerLowering):
         logits = self.view_of(op.arguments[0], "func.return")
         rows, V = as2d(op.arguments[0])
         if rows != 1 or logits.dtype != "f32":
-            raise LoweringError(f"the program must return the f32 logits of one position, got {rows} x {V} {logits.dtype}")
+            raise LoweringError(f"the program must return the f32 logits of one position, got {rows} x {V} "
+                                f"{logits.dtype}")
         self.tensor("logits", "output", (1, V), "f32")
         self.emit("st", contiguous_dma(4 * V, buf=logits.offset), {"buf": "b:" + logits.block, "ddr": "t:logits"},
                   "logits")

@@ -121,7 +121,8 @@ def plan_memory(module: ModuleOp, target, lookahead: int = DEFAULT_LOOKAHEAD) ->
             end = max(end, const_ddr[name] + nbytes)
     image = _align(end)
     if image > target.ddr_bytes:
-        raise InputError(f"plan-memory: the constant image ({image} bytes) exceeds the target's DDR ({target.ddr_bytes} bytes)")
+        raise InputError(f"plan-memory: the constant image ({image} bytes) exceeds the target's DDR "
+                         f"({target.ddr_bytes} bytes)")
     peaks = {}
     for p in programs:
         consts = [DictionaryAttr({**c.data, "ddr": IntegerAttr(const_ddr[c.data["name"].data],
@@ -160,7 +161,8 @@ def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, i
         addr += t.nbytes
     ddr_size = _align(max(addr, image, 1))
     if ddr_size > target.ddr_bytes:
-        raise InputError(f"plan-memory: program {name} needs {ddr_size} bytes of DDR, the target has {target.ddr_bytes}")
+        raise InputError(f"plan-memory: program {name} needs {ddr_size} bytes of DDR, the target has "
+                         f"{target.ddr_bytes}")
     # -- on-chip buffers ---------------------------------------------------------------------------------------------
     sizes = {k: v.value.data for k, v in program.attributes[BUFFERS_ATTR].data.items()}
     ops = [op for op in program.body.block.ops if isinstance(op, AccelInstructionOp)]

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         path = Path(args.output) if args.output else Path(tmp) / "default.fmb"
         write_fmb(path, result.binary, load_target("vc709"))
         if not args.json:
-            print(f"compiled in {time.perf_counter() - start:.1f} s -> {path if args.output else 'a temporary binary'}\n"
+            print(f"compiled in {time.perf_counter() - start:.1f} s -> "
+                  f"{path if args.output else 'a temporary binary'}\n"
                   f"{summary(result)}\n", file=sys.stderr, flush=True)
         return run_cmd.run_binary(str(path), args.prompt, max_new, run_cmd.Sampling(greedy=True),
                                   as_json=args.json, check=not args.no_check)

@@ -126,7 +126,8 @@ def measure(prefill: Prefill, tokenizer, tail: bytes, progress=None) -> Measurem
         try:
             text = tail.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(f"--text is not UTF-8 (byte {exc.start} of the tail); the model's tokenizer needs text") from None
+            raise InputError(f"--text is not UTF-8 (byte {exc.start} of the tail); the model's tokenizer needs "
+                             "text") from None
         ids = tokenizer.encode(text)
         bytes_scored = len(tail) - len(tokenizer.decode(ids[:1]).encode("utf-8"))
     if len(ids) < 2 or bytes_scored < 1:
@@ -184,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     fraction = _tail_fraction(args.tail_fraction)
     text_path = Path(args.text)
     if not text_path.is_file():
-        raise InputError(f"--text file not found: {text_path}" if not text_path.exists() else f"--text is not a file: {text_path}")
+        raise InputError(f"--text file not found: {text_path}" if not text_path.exists() else "--text is not a file: "
+                                                                                              f"{text_path}")
     try:
         data = text_path.read_bytes()
     except OSError as exc:
@@ -197,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
     wanted = [name for name in args.schemes.split(",") if name]
     unknown = sorted(set(wanted) - set(ALL_SCHEMES))
     if unknown or not wanted:
-        raise InputError(f"--schemes: unknown scheme(s) {', '.join(unknown) or '(none given)'} (choose from {', '.join(ALL_SCHEMES)})")
+        raise InputError(f"--schemes: unknown scheme(s) {', '.join(unknown) or '(none given)'} (choose from "
+                         f"{', '.join(ALL_SCHEMES)})")
     if args.calibration_bytes < 1 or args.inject_outliers < 0:
         raise InputError("--calibration-bytes must be positive and --inject-outliers non-negative")
     model_dir = args.model if args.model is not None else DEFAULT_MODEL_DIR
@@ -236,5 +239,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{scheme}: {m['bits_per_byte']:.4f} bits/byte, perplexity {m['perplexity']:.4f} per {unit} "
                   f"({m['tokens_scored']} tokens scored, {m['seconds']:.1f} s)")
         for site, r in report.get("outliers", {}).items():
-            print(f"outliers {site}: largest/median channel max {r['before']:.2f} before, {r['after']:.2f} after rotation")
+            print(f"outliers {site}: largest/median channel max {r['before']:.2f} before, {r['after']:.2f} after "
+                  "rotation")
     return 0

@@ -292,7 +292,8 @@ class _SSMOp(_MambaOp):
             _expect(self, what, _shape(self, v, what), (h,))
         _, gn = _shape(self, self.B, "B", 2)
         if gn % n or not gn or h % (gn // n):
-            raise VerifyException(f"{self.name}: B has {gn} columns, not ngroups*d_state with ngroups dividing {h} heads")
+            raise VerifyException(f"{self.name}: B has {gn} columns, not ngroups*d_state with ngroups dividing {h} "
+                                  "heads")
         for what, v in (("B", self.B), ("C", self.C)):
             _expect(self, what, _shape(self, v, what), (t, gn))
         _expect(self, "y", _shape(self, self.y, "y"), (t, hp))
@@ -320,7 +321,8 @@ class SSMScanOp(_SSMOp):
     new_state = result_def(TensorType)
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = ("$x `,` $dt `,` $A_log `,` $B `,` $C `,` $D (`state` $state^)? attr-dict `:` type($x) `,` "
-                       "type($dt) `,` type($A_log) `,` type($B) `,` type($C) `,` type($D) (`state` type($state)^)? `->` "
+                       "type($dt) `,` type($A_log) `,` type($B) `,` type($C) `,` type($D) (`state` type($state)^)? "
+                       "`->` "
                        "type($y) `,` type($new_state)")
 
     def __init__(self, x: SSAValue, dt: SSAValue, A_log: SSAValue, B: SSAValue, C: SSAValue, D: SSAValue,

@@ -220,7 +220,8 @@ class QuantizeWeightOp(_QuantOp):
         _want(self, "the quantized weight", self.wq, (m, k), "i8")
         _want(self, "the scale", self.scale, (m,), "f32")
         if self.granularity.data not in ("channel", "tensor"):
-            raise VerifyException(f"{self.name}: granularity must be 'channel' or 'tensor', got {self.granularity.data!r}")
+            raise VerifyException(f"{self.name}: granularity must be 'channel' or 'tensor', got "
+                                  f"{self.granularity.data!r}")
 
 
 # --- activations -----------------------------------------------------------------------------------------------------
@@ -320,7 +321,8 @@ class QLinearOp(_QuantOp):
             raise VerifyException(f"{self.name}: the activation must be i8 or i16, got {_elem(self.a)}")
         m, k_w = _shape(self, self.wq, "the weight", 2)
         if k_w != k:
-            raise VerifyException(f"{self.name}: the activation has {k} columns but the weight [{m}, {k_w}] expects {k_w}")
+            raise VerifyException(f"{self.name}: the activation has {k} columns but the weight [{m}, {k_w}] expects "
+                                  f"{k_w}")
         _want(self, "the weight", self.wq, None, "i8")
         _want(self, "the weight scale", self.wscale, (m,), "f32")
         _want(self, "the result", self.result, (t, m), "f32")
@@ -355,7 +357,8 @@ class QLinearDynamicOp(_QuantOp):
         _want(self, "the activation", self.a, None, "i16")
         m, k_w = _shape(self, self.wq, "the weight", 2)
         if k_w != k:
-            raise VerifyException(f"{self.name}: the activation has {k} columns but the weight [{m}, {k_w}] expects {k_w}")
+            raise VerifyException(f"{self.name}: the activation has {k} columns but the weight [{m}, {k_w}] expects "
+                                  f"{k_w}")
         _want(self, "the weight", self.wq, None, "i8")
         _want(self, "the weight scale", self.wscale, (m,), "f32")
         _want(self, "the result", self.result, (t, m), "f32")
@@ -498,7 +501,8 @@ class QSSMScanOp(_QuantOp):
         _want(self, "the parameters", self.params, (h, 4), "i32")
         _, gn = _shape(self, self.B, "B", 2)
         if not gn or gn % n or h % (gn // n):
-            raise VerifyException(f"{self.name}: B has {gn} columns, not ngroups*d_state with ngroups dividing {h} heads")
+            raise VerifyException(f"{self.name}: B has {gn} columns, not ngroups*d_state with ngroups dividing {h} "
+                                  "heads")
         _want(self, "B", self.B, (t, gn), "i16")
         _want(self, "C", self.C, (t, gn), "i16")
         if self.state is not None:
@@ -510,7 +514,8 @@ class QSSMScanOp(_QuantOp):
         for what in ("dbx_shift", "y_shift", "d_shift"):
             _isa_range(self, what, _int(getattr(self, what)), "ssm")
         if self.nonlinear.data not in NONLINEAR_MODES:
-            raise VerifyException(f"{self.name}: nonlinear must be one of {', '.join(NONLINEAR_MODES)}, got {self.nonlinear.data!r}")
+            raise VerifyException(f"{self.name}: nonlinear must be one of {', '.join(NONLINEAR_MODES)}, got "
+                                  f"{self.nonlinear.data!r}")
 
 
 @irdl_op_definition

@@ -35,7 +35,8 @@ def _device(model: nn.Module) -> torch.device:
     devices = {p.device for p in model.parameters()}
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes != {torch.float32}:
-        raise ModelError(f"model parameters must be float32, got {sorted(str(d) for d in dtypes)}; convert with model.float()")
+        raise ModelError(f"model parameters must be float32, got {sorted(str(d) for d in dtypes)}; convert with "
+                         "model.float()")
     if len(devices) != 1:
         raise ModelError(f"model parameters lie on several devices: {sorted(str(d) for d in devices)}")
     return devices.pop()

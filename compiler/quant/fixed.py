@@ -90,7 +90,7 @@ def softplus_q(s, frac: int, *, segments: int, bits: int) -> np.ndarray:
     return np.clip(np.where(s > 0, s + e, e), 0, (1 << bits) - 1)
 
 
-# --- §2 LIN ------------------------------------------------------------------------------------------------------------
+# --- §2 LIN -----------------------------------------------------------------------------------------------------------
 
 def requant_params(ratio: float, qmul_bits: int = 16, max_shift: int = 63) -> tuple[int, int]:
     """(qmul, qshift) with qmul / 2^qshift closest to `ratio` > 0, qmul < 2^qmul_bits, qshift as large as fits."""
@@ -165,7 +165,7 @@ def lin_dynamic_f32(a: np.ndarray, wgt: np.ndarray, wscale: np.ndarray, *, hlog2
     return (total.astype(np.float32) * scale).astype(np.float32)
 
 
-# --- §3 CONV -----------------------------------------------------------------------------------------------------------
+# --- §3 CONV ----------------------------------------------------------------------------------------------------------
 
 def conv_q(src: np.ndarray, state: np.ndarray, wgt: np.ndarray, bias: np.ndarray, shift: int, out_dtype: str):
     """Causal depthwise conv: src [t, c] i16, state [kw-1, c], wgt [kw, c], bias [c] -> (dst [t, c], new state)."""
@@ -179,7 +179,7 @@ def conv_q(src: np.ndarray, state: np.ndarray, wgt: np.ndarray, bias: np.ndarray
     return saturate(rshift_round(acc, shift), out_dtype), xx[t:t + kw - 1].copy()
 
 
-# --- §5 SSM ------------------------------------------------------------------------------------------------------------
+# --- §5 SSM -----------------------------------------------------------------------------------------------------------
 
 def ssm_scan_q(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int, a_frac: int, dbx_shift: int,
                y_shift: int, d_shift: int, segments: int, bits: int, state_bits: int = 32, nonlinear: str = "table",
@@ -269,7 +269,7 @@ def _scan_int64(x, Bh, Ch, dt, dA, dx, state, *, dbx_shift, y_shift, one_shift, 
     return y, st
 
 
-# --- §6 VEC --------------------------------------------------------------------------------------------------------------
+# --- §6 VEC -----------------------------------------------------------------------------------------------------------
 
 def dequant(a, exp: int) -> np.ndarray:
     """f32(a) * 2^exp (an f32 operand unchanged)."""

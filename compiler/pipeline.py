@@ -1,17 +1,30 @@
-"""The pass registry and the `opt` driver: parse `mamba` IR, run a pass pipeline, print.
+"""The pass registry and the one pipeline driver: parse `mamba` IR, run pass objects, print.
 
 Place in the flow: top of the compiler, above the dialects and passes/ (it
 may import both; nothing below imports it).  Passes are xDSL `ModulePass`es
 registered by name with a factory that imports them lazily, so listing the
 registry loads no pass module.  Pipelines use xdsl-opt's syntax
-(`canonicalize,dce` or `pass{opt=v}`); `PassPipeline`'s callback runs after
-each pass and is the base for `--print-ir-after[-all]`.
+(`canonicalize,dce` or `pass{opt=v}`); a list of pass objects prints back to
+that syntax (`pipeline_spec`), so any pipeline a command runs can be rerun
+by `fastmamba opt -p`.
+
+`PassDriver` runs a list of pass objects on one module for `fastmamba opt`
+and `fastmamba compile` alike: it verifies after each pass, prints the IR
+after the named passes (or all), writes every stage into a dump folder
+(NN-<pass>.mlir, 00 the input), times each pass, and on a failure leaves
+the failing pass's input IR in a file and names the `fastmamba opt` command
+that reproduces it.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Collection
+import os
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
 from typing import TextIO
 
 from xdsl.context import Context
@@ -25,9 +38,10 @@ from xdsl.utils.exceptions import ParseError, VerifyException
 from fastmamba.compiler.dialects.accel import Accel
 from fastmamba.compiler.dialects.mamba import Mamba
 from fastmamba.compiler.dialects.mamba_quant import MambaQuant
-from fastmamba.isa.errors import InputError
+from fastmamba.isa.errors import FastmambaError, InputError
 
-__all__ = ["PASSES", "register_pass", "mamba_context", "parse_ir", "print_ir", "build_pipeline", "run_pipeline"]
+__all__ = ["PASSES", "register_pass", "mamba_context", "parse_ir", "print_ir", "parse_passes", "pipeline_spec",
+           "DriverOptions", "PassDriver", "run_pipeline"]
 
 
 def _lazy(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -40,6 +54,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _lazy("xdsl.transforms.canonicalize", "CanonicalizePass"),
     "dce": _lazy("xdsl.transforms.dead_code_elimination", "DeadCodeElimination"),
     "cse": _lazy("xdsl.transforms.common_subexpression_elimination", "CommonSubexpressionElimination"),
+    "set-target": _lazy("fastmamba.passes.set_target", "SetTargetPass"),
     "fold-norm-weights": _lazy("fastmamba.passes.fold_norm_weights", "FoldNormWeightsPass"),
     "insert-hadamard": _lazy("fastmamba.passes.insert_hadamard", "InsertHadamardPass"),
     "calibrate": _lazy("fastmamba.passes.calibrate", "CalibratePass"),
@@ -80,46 +95,135 @@ def parse_ir(text: str, source: str = "<input>") -> ModuleOp:
 
 
 def print_ir(module: ModuleOp) -> str:
-    from io import StringIO
-
     out = StringIO()
     Printer(stream=out).print_op(module)
     return out.getvalue() + "\n"
 
 
-def build_pipeline(spec: str, callback=None) -> PassPipeline:
-    """The pipeline of `spec` (empty: no passes); unknown passes or options are InputErrors."""
+def parse_passes(spec: str) -> list[ModulePass]:
+    """The pass objects of `spec` (empty: none); unknown passes or options are InputErrors."""
     if not spec.strip():
-        return PassPipeline((), callback)
+        return []
     try:
-        return PassPipeline.parse_spec(PASSES, spec, callback)
+        return list(PassPipeline.parse_spec(PASSES, spec).passes)
     except (ValueError, ParseError, TypeError) as exc:
         raise InputError(f"bad pass pipeline {spec!r}: {str(exc).splitlines()[0]} "
                          f"(available: {', '.join(sorted(PASSES))})") from None
 
 
-def run_pipeline(module: ModuleOp, spec: str, print_after: Collection[str] | bool = (),
+def pipeline_spec(passes: Sequence[ModulePass]) -> str:
+    """The pipeline text of `passes` (options at their defaults left out): `opt -p` parses it back to equal passes."""
+    return ",".join(str(p.pipeline_pass_spec()) for p in passes)
+
+
+@dataclass(frozen=True)
+class DriverOptions:
+    """What PassDriver shows of a run.  print_after: True (after every pass) or pass names; dump_dir: a folder
+    for NN-<pass>.mlir after every pass (00: the input, named input_name); time_passes: a line per pass on
+    `log` (default stderr) as it ends; reproducer: on a failure, the failing pass's input IR is written (into
+    dump_dir, else $TMPDIR) and the error names it and the `fastmamba opt` command that reruns the pass."""
+
+    print_after: Collection[str] | bool = ()
+    dump_dir: str | os.PathLike | None = None
+    time_passes: bool = False
+    input_name: str = "input"
+    reproducer: bool = False
+
+
+class PassDriver:
+    """Runs pass objects on a module in place: verification, print-after, dump folder, timing, reproducer."""
+
+    def __init__(self, passes: Sequence[ModulePass], options: DriverOptions = DriverOptions(),
+                 log: TextIO | None = None):
+        self.passes, self.options, self.log = list(passes), options, log
+        self.timings: list[tuple[str, float]] = []
+        self.index = 0
+        self.last_dump: Path | None = None
+        pa = options.print_after
+        if pa and pa is not True:
+            unknown = sorted(set(pa) - {p.name for p in self.passes})
+            if unknown:
+                raise InputError(f"--print-ir-after names a pass not in the pipeline: {', '.join(unknown)}")
+
+    @property
+    def spec(self) -> str:
+        return pipeline_spec(self.passes)
+
+    def _write(self, text: str) -> None:
+        import sys
+
+        (self.log or sys.stderr).write(text)
+
+    def record(self, name: str, seconds: float) -> None:
+        """Keep a stage's time (and print it with time_passes); also for stages outside the pipeline (import)."""
+        self.timings.append((name, seconds))
+        if self.options.time_passes:
+            self._write(f"  {name:<24} {seconds:8.2f} s\n")
+
+    def _dump(self, name: str, module: ModuleOp, text: str | None = None) -> None:
+        if self.options.dump_dir:
+            folder = Path(self.options.dump_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.last_dump = folder / f"{self.index:02d}-{name}.mlir"
+            self.last_dump.write_text(text if text is not None else print_ir(module))
+        self.index += 1
+
+    def run(self, module: ModuleOp, ctx: Context | None = None,
+            on_pass: Callable[[ModulePass, ModuleOp], None] | None = None) -> ModuleOp:
+        """Apply every pass to `module` in place (it must verify before); returns it.  `on_pass(pass, module)` is
+        called after each pass has verified (a caller reading what a pass recorded before later passes drop it)."""
+        ctx = ctx or mamba_context()
+        if self.index == 0:
+            self._dump(self.options.input_name, module)
+        pa = self.options.print_after
+        for p in self.passes:
+            # The input IR for a reproducer: the last dump when dumping, else a copy (printed only on a failure).
+            snapshot = module.clone() if self.options.reproducer and not self.options.dump_dir else None
+            start = time.perf_counter()
+            try:
+                p.apply(ctx, module)
+            except FastmambaError as exc:
+                raise InputError(f"{exc}{self._repro(p, snapshot)}") from None
+            except Exception as exc:  # a bug in a pass: still say where and how to reproduce
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise InputError(f"pass {p.name} failed: {type(exc).__name__}: {first}{self._repro(p, snapshot)}") \
+                    from None
+            try:
+                module.verify()
+            except VerifyException as exc:
+                raise InputError(f"IR does not verify after pass {p.name}: {str(exc).splitlines()[0]}"
+                                 f"{self._repro(p, snapshot)}") from None
+            self.record(p.name, time.perf_counter() - start)
+            if on_pass is not None:
+                on_pass(p, module)
+            text = None
+            if pa is True or (pa and p.name in pa):
+                text = print_ir(module)
+                self._write(f"// -----// IR Dump After {p.name} //----- //\n{text}")
+            self._dump(p.name, module, text)
+        return module
+
+    def _repro(self, p: ModulePass, snapshot: ModuleOp | None) -> str:
+        if not self.options.reproducer:
+            return ""
+        if self.options.dump_dir:
+            folder, source = Path(self.options.dump_dir), self.last_dump
+        else:
+            folder, source = Path(os.environ.get("TMPDIR", "/tmp")), None
+        path = folder / f"{self.index:02d}-{p.name}.failed-input.mlir"
+        try:
+            path.write_text(source.read_text() if source is not None else print_ir(snapshot))
+        except OSError:
+            return ""
+        return f" (its input IR: {path}; reproduce: fastmamba opt {path} -p '{pipeline_spec([p])}')"
+
+
+def run_pipeline(module: ModuleOp, spec: str | Sequence[ModulePass], print_after: Collection[str] | bool = (),
                  dump: TextIO | None = None) -> ModuleOp:
-    """Run `spec` on `module` in place, verifying after each pass.
+    """Run `spec` (pipeline text or pass objects) on `module` in place with a PassDriver; returns the module.
 
     `print_after` is True (after every pass) or pass names; the IR is
     written to `dump` after each such pass, headed as MLIR does.
     """
-
-    def after_each(prev: ModulePass | None, op: ModuleOp, _next: ModulePass | None) -> None:
-        if prev is None:
-            return
-        try:
-            op.verify()
-        except VerifyException as exc:
-            raise InputError(f"IR does not verify after pass {prev.name}: {str(exc).splitlines()[0]}") from None
-        if dump is not None and (print_after is True or (print_after and prev.name in print_after)):
-            dump.write(f"// -----// IR Dump After {prev.name} //----- //\n{print_ir(op)}")
-
-    pipeline = build_pipeline(spec, after_each)
-    if print_after and print_after is not True:
-        unknown = sorted(set(print_after) - {p.name for p in pipeline.passes})
-        if unknown:
-            raise InputError(f"--print-ir-after names a pass not in the pipeline: {', '.join(unknown)}")
-    pipeline.apply(mamba_context(), module)
-    return module
+    passes = parse_passes(spec) if isinstance(spec, str) else list(spec)
+    return PassDriver(passes, DriverOptions(print_after=print_after), log=dump).run(module)

@@ -22,7 +22,7 @@ Options: granularity ("channel" or "tensor"), activations ("static": one scale p
 calibration; "dynamic": per-token scales chosen at run time by mamba_quant.qlinear_dynamic, which
 the LIN unit runs one row at a time), conv_ssm (false: linear layers only), head ("f32": the
 LM head stays a binary32 mamba.lm_head, the default; "int8": W8A8 as above, with the same
-granularity and activations), target.
+granularity and activations).  The SSM's formats come from the module's target (set-target).
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ from xdsl.transforms.dead_code_elimination import dce
 
 from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.dialects.accel import module_target
 from fastmamba.compiler.quant.plan import conv_quant, linear_quant, ssm_quant
 from fastmamba.isa.errors import InputError
-from fastmamba.isa.target import Target, load_target
+from fastmamba.isa.target import Target
 
 RANGE_ATTR = "mamba_quant.range"
 
@@ -158,7 +159,6 @@ class AssignScalesPass(ModulePass):
     activations: str = "static"
     conv_ssm: bool = True
     head: str = "f32"
-    target: str = "vc709"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
         if self.granularity not in ("channel", "tensor"):
@@ -172,6 +172,6 @@ class AssignScalesPass(ModulePass):
         patterns: list[RewritePattern] = [QuantizeLinear(self.granularity, self.activations == "dynamic",
                                                          self.head == "int8")]
         if self.conv_ssm:
-            patterns += [QuantizeConv(), QuantizeSSM(load_target(self.target))]
+            patterns += [QuantizeConv(), QuantizeSSM(module_target(op, self.name))]
         PatternRewriteWalker(GreedyRewritePatternApplier(patterns), apply_recursively=False).rewrite_module(op)
         dce(op)  # the float dt chain (add, softplus) the SSM unit absorbed

@@ -10,13 +10,18 @@ output, the SSM's x, B, C, dt before and after softplus, y, and its state's
 largest magnitude over time, plus the weight magnitudes the fixed-point formats
 need ("w", "A", "D").
 
-Options: text (file, required), model (checkpoint directory; default the bundled
-model), method ("max" or "percentile"), percentile (for the linear layers'
-activations), windows (how many windows of the function's length), function,
-target.  In-process callers with weights in hand use `calibrate_module`; `apply_ranges`
-writes ranges already recorded (calibrate_module's result) onto another module with the
-same sites, e.g. the same model imported for another sequence length, without running it.
-The LM head's input is recorded too (site "lm_head", "x" and "xr"), for assign-scales{head="int8"}.
+Options: text (file) or random=true and seed (uniform tokens), model (checkpoint
+directory; default the bundled model), method ("max" or "percentile"), percentile
+(for the linear layers' activations), windows (how many windows of the function's
+length), function, copy_to (functions given the same ranges site by site, e.g. the
+decode step).  The target is the module's (set-target).  Every input is an option,
+so `fastmamba opt -p 'calibrate{...}'` reruns what fastmamba compile ran.  In-process
+callers with weights in hand use `calibrate_module`; `apply_ranges` writes ranges already
+recorded (calibrate_module's result) onto another module with the same sites, e.g. the same
+model imported for another sequence length, without running it.  The LM head's input is
+recorded too (site "lm_head", "x" and "xr"), for assign-scales{head="int8"}.  The function is
+interpreted op by op through xDSL's public `Interpreter.run_op`, each value dropped after its
+last use (a large model's weights and their folded copies are not all held at once).
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ from xdsl.passes import ModulePass
 
 from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler.dialects.accel import module_target
 from fastmamba.compiler.quant.calibration import RangeRecorder
 from fastmamba.compiler.quant.golden import ssm_f32
 from fastmamba.compiler.quant.sites import site_of
 from fastmamba.isa.errors import InputError
+from fastmamba.isa.target import Target
 
 RANGE_ATTR = "mamba_quant.range"
 
@@ -137,7 +144,8 @@ def _function(module: builtin.ModuleOp, name: str) -> func.FuncOp:
     fn = _find_function(module, name, "calibrate")
     inputs = fn.function_type.inputs.data
     if len(inputs) != 1 or len(inputs[0].get_shape()) != 1:
-        raise InputError(f"calibrate: @{name} must take only a token tensor (a prefill program), got {len(inputs)} inputs")
+        raise InputError(f"calibrate: @{name} must take only a token tensor (a prefill program), "
+                         f"got {len(inputs)} inputs")
     return fn
 
 

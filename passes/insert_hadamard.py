@@ -10,8 +10,8 @@ while an outlier channel of x is spread over its block.
 Options: block (0: the largest power of two dividing each layer's input width, at
 most the target's hadamard_max_block; else a power of two dividing every width),
 head (false: the LM head is left alone; true: mamba.lm_head is rotated the same way,
-for a W8A8 head, assign-scales{head="int8"}), target (a preset name or file, for
-hadamard_max_block).
+for a W8A8 head, assign-scales{head="int8"}).  hadamard_max_block is the module's
+target's (set-target).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from xdsl.rewriter import InsertPoint
 from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.dialects import mamba_quant as mq
 from fastmamba.compiler.quant.hadamard import check_block, default_block
-from fastmamba.isa.target import load_target
+from fastmamba.compiler.dialects.accel import module_target
 
 
 @dataclass
@@ -63,8 +63,7 @@ class InsertHadamardPass(ModulePass):
 
     block: int = 0
     head: bool = False
-    target: str = "vc709"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
-        max_block = load_target(self.target).hadamard_max_block
+        max_block = module_target(op, self.name).hadamard_max_block
         PatternRewriteWalker(RotateLinear(self.block, max_block, self.head), apply_recursively=False).rewrite_module(op)

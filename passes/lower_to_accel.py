@@ -6,7 +6,7 @@ step compiled as a prefill of length 1) becomes an `accel.program` of the same
 name, plus `func.func @<name>_constants` with the offline weight expressions
 its constant blocks are packed from.  The mapping onto the units (tiling,
 DMA, recurrent states in DDR) is compiler/backend/lowering.py.
-Options: `target`; `tile_kib` (the on-chip budget of one streamed weight tile
+The target is the module's (set-target).  Options: `tile_kib` (the on-chip budget of one streamed weight tile
 or state chunk; 0 = automatic: 1/16 of the target's buffer, halved while the
 rings and the activations live at once would not fit); `prefetch` (weight
 tiles loaded ahead; with automatic tiles every function takes the smallest
@@ -26,8 +26,8 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH, LoweringOptions, lower_functions
+from fastmamba.compiler.dialects.accel import module_target
 from fastmamba.isa.errors import InputError
-from fastmamba.isa.target import load_target
 
 DEFAULT_TILE_FRACTION = 16  # tile_kib = 0: a streamed block may take 1/16 of the on-chip buffer
 
@@ -36,13 +36,12 @@ DEFAULT_TILE_FRACTION = 16  # tile_kib = 0: a streamed block may take 1/16 of th
 class LowerToAccelPass(ModulePass):
     name = "lower-to-accel"
 
-    target: str = "vc709"
     tile_kib: int = 0
     prefetch: int = DEFAULT_PREFETCH
     fuse_front: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = load_target(self.target)
+        target = module_target(op, self.name)
         if self.prefetch < 1 or self.tile_kib < 0:
             raise InputError("lower-to-accel: prefetch must be >= 1 and tile_kib >= 0")
         tile = self.tile_kib * 1024 or target.buffer_bytes // DEFAULT_TILE_FRACTION

@@ -4,7 +4,7 @@ Place in the flow: after lower-to-accel, before schedule-vliw.  Replaces the
 symbolic memory of every instruction (its `mem` attribute) with addresses:
 constant blocks once in a shared image at DDR 0, each program's tensors after
 it, buffers placed by lifetime in the order a schedule on symbolic memory
-issues the ops (compiler/backend/memory.py).  Options: `target`; `lookahead`
+issues the ops (compiler/backend/memory.py).  The target is the module's (set-target).  Option: `lookahead`
 (how many ops an op may move up in that reordering; 0 keeps the lowering's order).  A buffer that
 does not fit the target is an error naming it and the sizes.
 """
@@ -18,15 +18,14 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from fastmamba.compiler.backend.memory import DEFAULT_LOOKAHEAD, plan_memory
-from fastmamba.isa.target import load_target
+from fastmamba.compiler.dialects.accel import module_target
 
 
 @dataclass(frozen=True)
 class PlanMemoryPass(ModulePass):
     name = "plan-memory"
 
-    target: str = "vc709"
     lookahead: int = DEFAULT_LOOKAHEAD
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        plan_memory(op, load_target(self.target), self.lookahead)
+        plan_memory(op, module_target(op, self.name), self.lookahead)

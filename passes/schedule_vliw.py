@@ -22,21 +22,20 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from fastmamba.compiler.backend.schedule import schedule
-from fastmamba.compiler.dialects.accel import AccelInstructionOp, BundleOp, ProgramOp, instruction_of, op_of
-from fastmamba.isa.target import load_target
+from fastmamba.compiler.dialects.accel import (AccelInstructionOp, BundleOp, ProgramOp, instruction_of, module_target,
+                                               op_of)
 
 
 @dataclass(frozen=True)
 class ScheduleVliwPass(ModulePass):
-    """Options: `target` (a preset name or a .toml/.json file), `lookahead` (0: unlimited reordering)."""
+    """Option: `lookahead` (0: unlimited reordering).  The target is the module's (set-target)."""
 
     name = "schedule-vliw"
 
-    target: str = "vc709"
     lookahead: int = 0
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = load_target(self.target)
+        target = module_target(op, self.name)
         for program in [p for p in op.walk() if isinstance(p, ProgramOp)]:
             if program.is_scheduled:
                 continue

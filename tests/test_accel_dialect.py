@@ -140,3 +140,26 @@ def test_f32_fields_keep_every_bit():
     instr = Instruction("vec", args)
     parsed = _parse(_print(ModuleOp([ProgramOp("p", 0, (), [op_of(instr)])])))
     assert instruction_of(next(iter(next(iter(parsed.ops)).body.block.ops))) == instr
+
+
+def test_the_module_target_round_trips_and_is_checked(tmp_path):
+    from fastmamba.compiler.dialects.accel import TARGET_ATTR, TargetAttr, module_target, target_attr
+    from fastmamba.isa.errors import InputError
+    from fastmamba.isa.target import load_target
+
+    module = ModuleOp([])
+    with pytest.raises(InputError, match=r"lower-to-accel: the module has no target .*set-target"):
+        module_target(module, "lower-to-accel")
+    module.attributes[TARGET_ATTR] = target_attr("vc709")
+    text = _print(module)
+    assert f'#accel.target<"vc709", "{load_target("vc709").digest().hex()}">' in text
+    assert _print(_parse(text)) == text and module_target(_parse(text), "p") == load_target("vc709")
+    small = tmp_path / "small.json"
+    small.write_text('{"buffer_bytes": 65536}')
+    module.attributes[TARGET_ATTR] = target_attr(str(small))
+    assert module_target(_parse(_print(module)), "p").buffer_bytes == 65536
+    small.write_text('{"buffer_bytes": 32768}')  # the file changed after set-target recorded it
+    with pytest.raises(InputError, match="other parameters than when set-target recorded it"):
+        module_target(module, "plan-memory")
+    with pytest.raises(VerifyException, match="64 lowercase hex digits"):
+        TargetAttr(StringAttr("vc709"), StringAttr("abc")).verify()

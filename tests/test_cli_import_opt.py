@@ -65,6 +65,8 @@ def test_opt_dce_removes_unused_ops(ir_file, tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["opt", "{ir}", "-p", "no-such-pass"], "Unrecognized passes"),
     (["opt", "{ir}", "-p", "dce", "--print-ir-after=cse"], "not in the pipeline"),
+    (["opt", "{ir}", "-p", "insert-hadamard"], "insert-hadamard: the module has no target (accel.target): run set-"),
+    (["opt", "{ir}", "-p", "set-target{{target=\"nowhere.toml\"}}"], "target file not found: nowhere.toml"),
     (["opt", "{missing}"], "cannot read"),
     (["opt", "{garbage}"], "cannot parse"),
     (["import", "--model", "{missing}"], "not found"),
@@ -86,3 +88,15 @@ def test_errors_are_one_line(argv, message, ir_file, model_dir, tmp_path, capsys
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_opt_dump_dir_and_time_passes(ir_file, tmp_path, capsys):
+    dump = tmp_path / "dump"
+    assert main(["opt", str(ir_file), "-p", "set-target,canonicalize,dce", "--dump-dir", str(dump),
+                 "--time-passes"]) == 0
+    captured = capsys.readouterr()
+    names = sorted(p.name for p in dump.iterdir())
+    assert names == ["00-input.mlir", "01-set-target.mlir", "02-canonicalize.mlir", "03-dce.mlir"]
+    assert (dump / "03-dce.mlir").read_text() == captured.out  # the last stage is what opt prints
+    assert "#accel.target<\"vc709\"" in captured.out and "#accel.target" not in (dump / "00-input.mlir").read_text()
+    assert [line.split()[0] for line in captured.err.splitlines()] == ["set-target", "canonicalize", "dce"]

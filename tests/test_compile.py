@@ -122,3 +122,20 @@ def test_a_failing_pass_leaves_its_input_and_a_reproducer(compiled, tmp_path, ca
     spec = err.split("-p '", 1)[1].rstrip(")").rstrip("'")
     assert main(["opt", str(failed), "-p", spec]) == 1  # the reproducer fails the same way
     assert "does not fit the on-chip buffer of 4400" in capsys.readouterr().err
+
+
+def test_the_printed_pipeline_reproduces_the_compile(compiled, tmp_path, capsys):
+    """`compile --print-pipeline` prints the passes compile runs; `opt -p` of them on the imported module (the dump's
+    00-import.mlir) gives the IR compile ended with, byte for byte (calibration included: its inputs are options)."""
+    model_dir, _ = compiled
+    args = ["--model", str(model_dir), "--seq-len", "3", "--calibration-windows", "1", "--tile-kib", "8"]
+    dump = tmp_path / "stages"
+    assert main(["compile", *args, "-o", str(tmp_path / "m.fmb"), "--dump-dir", str(dump)]) == 0
+    capsys.readouterr()
+    assert main(["compile", *args, "--print-pipeline"]) == 0
+    spec = capsys.readouterr().out.strip()
+    assert spec.startswith("set-target,fold-norm-weights,") and "calibrate{" in spec
+    assert 'copy_to="decode"' in spec and "windows=1" in spec and "lower-to-accel{tile_kib=8}" in spec
+    assert main(["opt", str(dump / "00-import.mlir"), "-p", spec, "-o", str(tmp_path / "out.mlir")]) == 0
+    last = sorted(dump.iterdir())[-1]
+    assert last.name.endswith("-schedule-vliw.mlir") and (tmp_path / "out.mlir").read_text() == last.read_text()

@@ -8,7 +8,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 
 from fastmamba.compiler.backend.emit import emit_binary, write_binary
-from fastmamba.compiler.dialects.accel import ProgramOp, op_of
+from fastmamba.compiler.dialects.accel import TARGET_ATTR, ProgramOp, op_of, target_attr
 from fastmamba.isa.container import TensorDesc, read_fmb
 from fastmamba.isa.errors import InputError
 from fastmamba.isa.instructions import Instruction
@@ -40,7 +40,9 @@ def matmul_module() -> tuple[ModuleOp, bytes]:
     tensors = [TensorDesc("a", "input", a_ddr, (M, K), "i8"), TensorDesc("c", "output", c_ddr, (N // TILE, M, TILE),
                                                                          "i32")]
     weights = np.random.default_rng(1).integers(-128, 128, (N, K), dtype=np.int8)
-    return ModuleOp([ProgramOp("main", c_ddr + M * N * 4, tensors, ops)]), weights.tobytes()
+    module = ModuleOp([ProgramOp("main", c_ddr + M * N * 4, tensors, ops)])
+    module.attributes[TARGET_ATTR] = target_attr("vc709")
+    return module, weights.tobytes()
 
 
 def test_emitted_binary_runs_and_computes_the_matmul(tmp_path):

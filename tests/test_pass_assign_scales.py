@@ -44,7 +44,7 @@ def _x():
 
 
 def test_linear_without_rotation_is_w8a8_round_to_nearest():
-    module = run_pipeline(parse_ir(LINEAR), "assign-scales")
+    module = run_pipeline(parse_ir(LINEAR), "set-target,assign-scales")
     text = print_ir(module)
     assert "mamba.linear" not in text and "hlog2 = 0 : i64, qmul = 1 : i64, qshift = 0 : i64" in text
     assert "tensor<3x8xi8>" in text and 'granularity = "channel"' in text
@@ -62,7 +62,7 @@ def test_linear_without_rotation_is_w8a8_round_to_nearest():
 
 
 def test_rotated_linear_requantizes_in_the_lin_unit():
-    module = run_pipeline(parse_ir(ROTATED), "assign-scales{granularity=\"tensor\"}")
+    module = run_pipeline(parse_ir(ROTATED), "set-target,assign-scales{granularity=\"tensor\"}")
     text = print_ir(module)
     assert "mamba_quant.hadamard" not in text and "hlog2 = 3 : i64" in text and "tensor<3x8xi16>" in text
     assert 'granularity = "tensor"' in text
@@ -76,7 +76,7 @@ def test_rotated_linear_requantizes_in_the_lin_unit():
 
 
 def test_dynamic_activations_scale_each_token_by_its_own_max():
-    module = run_pipeline(parse_ir(LINEAR), 'assign-scales{activations="dynamic"}')
+    module = run_pipeline(parse_ir(LINEAR), 'set-target,assign-scales{activations="dynamic"}')
     text = print_ir(module)
     assert "mamba_quant.qlinear_dynamic" in text and "tensor<3x8xi16>" in text and "hlog2 = 0" in text
     x = _x()
@@ -115,15 +115,15 @@ builtin.module {
 def test_lm_head_stays_binary32_unless_head_int8():
     w = {"backbone.embeddings.weight": _w()["backbone.layers.0.mixer.in_proj.weight"],
          "backbone.norm_f.weight": np.linspace(0.5, 1.5, 8).astype(np.float32)}
-    assert "mamba.lm_head" in print_ir(run_pipeline(parse_ir(HEAD), "assign-scales"))
-    assert "mamba.lm_head" in print_ir(run_pipeline(parse_ir(HEAD), 'assign-scales{head="f32"}'))
-    module = run_pipeline(parse_ir(HEAD), 'assign-scales{head="int8"}')
+    assert "mamba.lm_head" in print_ir(run_pipeline(parse_ir(HEAD), "set-target,assign-scales"))
+    assert "mamba.lm_head" in print_ir(run_pipeline(parse_ir(HEAD), 'set-target,assign-scales{head="f32"}'))
+    module = run_pipeline(parse_ir(HEAD), 'set-target,assign-scales{head="int8"}')
     text = print_ir(module)
     assert "mamba.lm_head" not in text and "hlog2 = 0 : i64, qmul = 1 : i64, qshift = 0 : i64" in text
     (got,) = run_function(module, w, "f", _x())
     # The same numbers as the linear layer's, with the head's weight (norm_f folded in).
     folded = w["backbone.embeddings.weight"] * w["backbone.norm_f.weight"]
-    (want,) = run_function(run_pipeline(parse_ir(LINEAR), "assign-scales"),
+    (want,) = run_function(run_pipeline(parse_ir(LINEAR), "set-target,assign-scales"),
                            {"backbone.layers.0.mixer.in_proj.weight": folded}, "f", _x())
     assert np.array_equal(got, want)
     # An uncalibrated head stays binary32, as an uncalibrated linear does.
@@ -131,23 +131,23 @@ def test_lm_head_stays_binary32_unless_head_int8():
         "%y = mamba.lm_head", '%v = mamba.weight "backbone.layers.0.mixer.in_proj.weight" : tensor<8x8xf32>\n'
         '    %x2 = mamba.linear %x, %v {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}} : (tensor<3x8xf32>, tensor<8x8xf32>) -> tensor<3x8xf32>\n'
         '    %y = mamba.lm_head').replace("mamba.lm_head %x,", "mamba.lm_head %x2,")
-    text = print_ir(run_pipeline(parse_ir(mixed), 'assign-scales{head="int8"}'))
+    text = print_ir(run_pipeline(parse_ir(mixed), 'set-target,assign-scales{head="int8"}'))
     assert "mamba.lm_head" in text and "mamba_quant.qlinear" in text
 
 
 def test_uncalibrated_ir_is_an_error_and_bad_options_too():
     bare = LINEAR.replace(" {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}}", "")
     with pytest.raises(InputError, match="run calibrate first"):
-        run_pipeline(parse_ir(bare), "assign-scales")
+        run_pipeline(parse_ir(bare), "set-target,assign-scales")
     with pytest.raises(InputError, match="granularity"):
-        run_pipeline(parse_ir(LINEAR), 'assign-scales{granularity="row"}')
+        run_pipeline(parse_ir(LINEAR), 'set-target,assign-scales{granularity="row"}')
     with pytest.raises(InputError, match="activations"):
-        run_pipeline(parse_ir(LINEAR), 'assign-scales{activations="sometimes"}')
+        run_pipeline(parse_ir(LINEAR), 'set-target,assign-scales{activations="sometimes"}')
     with pytest.raises(InputError, match="head must be"):
-        run_pipeline(parse_ir(LINEAR), 'assign-scales{head="int4"}')
+        run_pipeline(parse_ir(LINEAR), 'set-target,assign-scales{head="int4"}')
     partial = LINEAR.replace("xr = 2.0 : f64", "w = 1.0 : f64")
     with pytest.raises(InputError, match="no calibrated xr"):
-        run_pipeline(parse_ir(partial), "assign-scales")
+        run_pipeline(parse_ir(partial), "set-target,assign-scales")
 
 
 SSM = """
@@ -164,7 +164,7 @@ builtin.module {
 
 def test_ssm_without_softplus_dt_stays_float():
     """The SSM unit computes softplus(dt_raw + dt_bias) itself; a dt of another form cannot be quantized."""
-    text = print_ir(run_pipeline(parse_ir(SSM), "assign-scales"))
+    text = print_ir(run_pipeline(parse_ir(SSM), "set-target,assign-scales"))
     assert "mamba.ssm_scan" in text and "qssm_scan" not in text
 
 
@@ -179,7 +179,7 @@ def test_ssm_with_softplus_dt_is_quantized_and_close():
     rng = np.random.default_rng(2)
     inputs = [rng.uniform(-1, 1, s).astype(np.float32) for s in ((2, 4), (2, 2), (2, 2), (2, 2))]
     (want,) = run_function(parse_ir(ir), w, "f", *inputs)
-    module = run_pipeline(parse_ir(ir), "assign-scales")
+    module = run_pipeline(parse_ir(ir), "set-target,assign-scales")
     text = print_ir(module)
     assert "mamba.softplus" not in text and "mamba.add" not in text and 'nonlinear = "exact"' in text
     (got,) = run_function(module, w, "f", *inputs)

@@ -46,7 +46,7 @@ def test_max_ranges_of_a_linear_input_with_and_without_rotation():
     assert r["x"] == pytest.approx(np.abs(seen).max()) and r["xr"] == r["x"]
     assert r["w"] == pytest.approx(np.abs(w["backbone.layers.0.mixer.in_proj.weight"]).max())
 
-    rotated = run_pipeline(parse_ir(IR), "insert-hadamard{block=8}")
+    rotated = run_pipeline(parse_ir(IR), "set-target,insert-hadamard{block=8}")
     calibrate_module(rotated, w, tokens, windows=8)
     r = _ranges(rotated)
     h = np.array([[1.0]])
@@ -73,7 +73,7 @@ def test_the_head_is_calibrated_as_a_linear_at_site_lm_head():
     r = ranges["lm_head"]
     assert r["x"] == pytest.approx(np.abs(y).max(), rel=1e-6) and r["xr"] == r["x"]
     assert r["w"] == pytest.approx(np.abs(w["backbone.embeddings.weight"]).max())
-    rotated = run_pipeline(parse_ir(head), "insert-hadamard{head=true}")
+    rotated = run_pipeline(parse_ir(head), "set-target,insert-hadamard{head=true}")
     r = calibrate_module(rotated, w, tokens, windows=2)["lm_head"]
     assert r["x"] == pytest.approx(np.abs(y).max(), rel=1e-6) and r["xr"] != r["x"]
 
@@ -115,7 +115,7 @@ def test_cli_calibrates_with_a_model_directory(tmp_path, capsys):
     text.write_text("To be, or not to be, that is the question. " * 4)
     ir = tmp_path / "in.mlir"
     assert main(["import", "--model", str(model), "--seq-len", "8", "-o", str(ir)]) == 0
-    spec = f'fold-norm-weights,insert-hadamard,calibrate{{text="{text}" model="{model}" windows=2}}'
+    spec = f'set-target,fold-norm-weights,insert-hadamard,calibrate{{text="{text}" model="{model}" windows=2}}'
     assert main(["opt", str(ir), "-p", spec, "-o", str(tmp_path / "out.mlir")]) == 0
     out = (tmp_path / "out.mlir").read_text()
     assert out.count(RANGE_ATTR) == 2 * 4 + 1  # per layer in_proj, conv1d, SSM, out_proj; and the head

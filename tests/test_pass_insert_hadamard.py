@@ -51,7 +51,7 @@ def test_sylvester_matrix_is_a_hadamard_matrix():
 @pytest.mark.parametrize("block", [0, 64, 256])
 def test_rotation_keeps_fp32_outputs_within_1e_5(block):
     before = run_function(parse_ir(IR), _weights(), "f", _x())
-    module = run_pipeline(parse_ir(IR), f"insert-hadamard{{block={block}}}")
+    module = run_pipeline(parse_ir(IR), f"set-target,insert-hadamard{{block={block}}}")
     text = print_ir(module)
     b = block or 256
     assert text.count("mamba_quant.hadamard") == 2 and text.count("mamba_quant.rotate_columns") == 2
@@ -61,19 +61,19 @@ def test_rotation_keeps_fp32_outputs_within_1e_5(block):
     for x, y in zip(before, after):
         assert np.abs(x - y).max() / np.abs(x).max() < 1e-5
     # Idempotent.
-    assert print_ir(run_pipeline(parse_ir(text), f"insert-hadamard{{block={block}}}")) == text
+    assert print_ir(run_pipeline(parse_ir(text), f"set-target,insert-hadamard{{block={block}}}")) == text
 
 
 def test_head_option_rotates_the_lm_head_too():
     before = run_function(parse_ir(IR), _weights(), "f", _x())
-    module = run_pipeline(parse_ir(IR), "insert-hadamard{head=true}")
+    module = run_pipeline(parse_ir(IR), "set-target,insert-hadamard{head=true}")
     text = print_ir(module)
     assert text.count("mamba_quant.hadamard") == 3 and text.count("mamba_quant.rotate_columns") == 3
     assert "mamba.lm_head %y, %e" not in text and text.count("block = 64 : i64") == 2  # the head's width 64
     after = run_function(module, _weights(), "f", _x())
     for x, y in zip(before, after):
         assert np.abs(x - y).max() / np.abs(x).max() < 1e-5
-    assert print_ir(run_pipeline(parse_ir(text), "insert-hadamard{head=true}")) == text
+    assert print_ir(run_pipeline(parse_ir(text), "set-target,insert-hadamard{head=true}")) == text
 
 
 def test_rotation_spreads_an_outlier_channel():
@@ -86,9 +86,10 @@ def test_rotation_spreads_an_outlier_channel():
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("insert-hadamard{block=3}", "power of two"),
-    ("insert-hadamard{block=512}", "does not divide the dimension 768"),
-    ("insert-hadamard{block=128 target=\"vc709\"}", None),
+    ("set-target,insert-hadamard{block=3}", "power of two"),
+    ("set-target,insert-hadamard{block=512}", "does not divide the dimension 768"),
+    ("set-target{target=\"vc709\"},insert-hadamard{block=128}", None),
+    ("insert-hadamard{block=128}", r"insert-hadamard: the module has no target .*run set-target"),
 ])
 def test_bad_block_sizes_are_input_errors(spec, message):
     if message is None:
@@ -102,8 +103,8 @@ def test_block_above_the_target_limit(tmp_path):
     small = tmp_path / "small.toml"
     small.write_text("hadamard_max_block = 64\n")
     with pytest.raises(InputError, match="hadamard_max_block 64"):
-        run_pipeline(parse_ir(IR), f'insert-hadamard{{block=256 target="{small}"}}')
-    assert "block = 64 : i64" in print_ir(run_pipeline(parse_ir(IR), f'insert-hadamard{{target="{small}"}}'))
+        run_pipeline(parse_ir(IR), f'set-target{{target="{small}"}},insert-hadamard{{block=256}}')
+    assert "block = 64 : i64" in print_ir(run_pipeline(parse_ir(IR), f'set-target{{target="{small}"}},insert-hadamard'))
 
 
 def test_verifier_rejects_a_block_not_dividing_the_width():
@@ -118,6 +119,6 @@ def test_cli_bad_block_is_one_line(tmp_path, capsys):
 
     path = tmp_path / "in.mlir"
     path.write_text(IR)
-    assert main(["opt", str(path), "-p", "insert-hadamard{block=3}"]) == 1
+    assert main(["opt", str(path), "-p", "set-target,insert-hadamard{block=3}"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "power of two" in err

@@ -52,7 +52,7 @@ def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block, activati
     weights = NumpyWeights(store)
     rotate_head = " head=true" if head == "int8" else ""
     hadamard = f"insert-hadamard{{block={block}{rotate_head}}}," if block != 1 else ""
-    ir = run_pipeline(module.clone(), f"fold-norm-weights,{hadamard}dce")
+    ir = run_pipeline(module.clone(), f"set-target,fold-norm-weights,{hadamard}dce")
     ranges = calibrate_module(ir, weights, tokens, windows=4)
     run_pipeline(ir,
                  f'assign-scales{{activations="{activations}" head="{head}"}},approximate-nonlinear,fuse-elementwise')
@@ -175,7 +175,7 @@ def test_fold_and_rotate_keep_the_fp32_model_within_1e_5(tiny):
     weights = NumpyWeights(store)
     ids = tokens[:LENGTH]
     (before, *states) = run_function(module, weights, "prefill", ids)
-    rotated = run_pipeline(module.clone(), "fold-norm-weights,insert-hadamard")
+    rotated = run_pipeline(module.clone(), "set-target,fold-norm-weights,insert-hadamard")
     text = print_ir(rotated)
     assert text.count("mamba_quant.hadamard") == 2 * config.n_layer and text.count("mamba_quant.fill") == 2 * config.n_layer + 1
     (after, *states_after) = run_function(rotated, weights, "prefill", ids)
@@ -197,7 +197,7 @@ def test_ranges_applied_to_a_one_token_import_give_the_same_scales_and_the_golde
     weights = NumpyWeights(store)
     hf = random_hf_model(make_config("tiny"), seed=3)
     one = import_model(hf, "prefill", 1, all_logits=True).module
-    prepare = "fold-norm-weights,insert-hadamard{block=0 head=true},dce"
+    prepare = "set-target,fold-norm-weights,insert-hadamard{block=0 head=true},dce"
     quantize = 'assign-scales{head="int8"},approximate-nonlinear,fuse-elementwise'
     long_ir = run_pipeline(module.clone(), prepare)
     one_ir = run_pipeline(one, prepare)

@@ -20,7 +20,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from fastmamba.compiler.backend.depgraph import dependence_graph
 from fastmamba.compiler.backend.schedule import ScheduleError, schedule, sequential
-from fastmamba.compiler.dialects.accel import BundleOp, ProgramOp, instruction_of, op_of
+from fastmamba.compiler.dialects.accel import TARGET_ATTR, BundleOp, ProgramOp, instruction_of, op_of, target_attr
 from fastmamba.isa import costs
 from fastmamba.isa.instructions import Instruction
 from fastmamba.isa.target import load_target
@@ -303,6 +303,7 @@ def test_pass_schedules_accel_programs_and_keeps_debug_text():
     prog, c_ddr, size = tiled_matmul(16, 256, 256, 64)
     ops = [op_of(i, f"op{n}") for n, i in enumerate(prog)] + [op_of(Instruction("ctl.halt", {}))]
     module = ModuleOp([ProgramOp("main", size, (), ops)])
+    module.attributes[TARGET_ATTR] = target_attr("vc709")
     ScheduleVliwPass(lookahead=0).apply(Context(), module)
     module.verify()
     (program,) = list(module.ops)
@@ -328,7 +329,7 @@ def test_opt_command_schedules_an_accel_file(tmp_path, capsys):
     src = tmp_path / "mm.accel.mlir"
     src.write_text(print_ir(ModuleOp([ProgramOp("main", size, (), ops)])))
     out = tmp_path / "mm.sched.mlir"
-    assert cli_main(["opt", str(src), "-p", "schedule-vliw", "-o", str(out)]) == 0
+    assert cli_main(["opt", str(src), "-p", "set-target,schedule-vliw", "-o", str(out)]) == 0
     text = out.read_text()
     assert "accel.bundle" in text and "accel.ctl.wait" in text
     # the scheduled file parses again and holds every original op once

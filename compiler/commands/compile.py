@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
-from fastmamba.compiler.compile import CALIBRATION_WINDOWS, CompileOptions, backend_stages, compile_model, quant_stages
+from fastmamba.compiler.compile import (CALIBRATION_WINDOWS, CompileOptions, compile_model, compile_pipeline,
+                                        model_pipeline)
+from fastmamba.compiler.pipeline import pipeline_spec
 from fastmamba.isa.errors import InputError
 
 
-
 def _stage_lines() -> str:
-    return "\n".join(f"    {s}" for s in quant_stages() + backend_stages(CompileOptions()))
+    return "\n".join(f"    {pipeline_spec([p])}" for p in compile_pipeline())
 
 
 HELP = "compile a model to an accelerator binary (.fmb)"
@@ -21,9 +22,12 @@ Run the whole flow on a Mamba2 checkpoint (a Hugging Face Mamba2ForCausalLM
 directory, or the mamba_ssm layout; default: the bundled model):
 
   import (torch.export + torch-mlir) of the prefill graph at --seq-len and of
-  the one-token decode step; the passes
+  the one-token decode step; the passes (by default)
 {_stage_lines()}
-  and emission (the constant image packed from the weights).
+  and emission (the constant image packed from the weights).  --target sets
+  the module's target (set-target), which every later pass reads;
+  --print-pipeline prints the pipeline these options give, as
+  `fastmamba opt -p` takes it, and exits.
 
 The binary holds two programs, `prefill` (--seq-len tokens) and `decode` (one
 token), the int8/fixed-point weights, the recurrent-state descriptors and the
@@ -42,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compile", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_options(p)
-    p.add_argument("-o", "--output", metavar="OUT.fmb", required=True, help="the binary to write")
+    p.add_argument("-o", "--output", metavar="OUT.fmb", help="the binary to write (required unless --print-pipeline)")
+    p.add_argument("--print-pipeline", action="store_true",
+                   help="print the pass pipeline (as `fastmamba opt -p` takes it) and exit")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR to stderr after every stage")
     p.add_argument("--print-ir-after", metavar="PASS[,PASS]", default="", help="print the IR after the named stages")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR after every stage into DIR (numbered files)")
@@ -93,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
     from fastmamba.isa.container import write_fmb
     from fastmamba.isa.target import load_target
 
+    if args.print_pipeline:
+        sys.stdout.write(model_pipeline(model_dir(args), options_of(args), args.calibration_text) + "\n")
+        return 0
+    if not args.output:
+        raise InputError("give the binary to write: -o OUT.fmb")
     print_after = True if args.print_ir_after_all else tuple(n for n in args.print_ir_after.split(",") if n)
     options = options_of(args, print_after=print_after, dump_dir=args.dump_dir, time_passes=args.time_passes)
     result = compile_model(model_dir(args), options, calibration_text=args.calibration_text)

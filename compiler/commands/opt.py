@@ -1,4 +1,7 @@
-"""`fastmamba opt`: run a pass pipeline on a `mamba` IR file, in the style of xdsl-opt (compiler.pipeline)."""
+"""`fastmamba opt`: run a pass pipeline on a `mamba` IR file, in the style of xdsl-opt (compiler.pipeline).
+
+The same driver as `fastmamba compile` (compiler.pipeline.PassDriver): print-after, dump folder, timing and
+the reproducer of a failing pass."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fastmamba.compiler.pipeline import PASSES, parse_ir, print_ir, run_pipeline
+from fastmamba.compiler.pipeline import PASSES, DriverOptions, PassDriver, parse_ir, parse_passes, print_ir
 from fastmamba.isa.errors import InputError
 from fastmamba.isa.fileio import write_atomic
 
@@ -15,7 +18,12 @@ DESCRIPTION = """\
 Parse and verify a `mamba` IR file (as `fastmamba import` writes it; '-' reads
 stdin), run the passes of -p in order, verifying after each, and print the
 result.  The pipeline uses xdsl-opt's syntax: -p canonicalize,dce or
--p 'pass{option=value}'.  An empty pipeline prints the input back."""
+-p 'pass{option=value}'.  An empty pipeline prints the input back.  Passes
+that need the hardware read it from the module (set-target{target=NAME|FILE}
+records it).  `fastmamba compile --print-pipeline` prints the pipeline it
+runs, which -p takes as it is.  --dump-dir writes the IR after every pass as
+NN-<pass>.mlir (00: the input); with it, a failing pass leaves its input IR
+there and the error names the command that reproduces the failure."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR to stderr after every pass")
     p.add_argument("--print-ir-after", metavar="PASS[,PASS]", default="",
                    help="print the IR to stderr after each named pass")
+    p.add_argument("--dump-dir", metavar="DIR", help="write the IR after every pass into DIR (numbered files)")
+    p.add_argument("--time-passes", action="store_true", help="print each pass's wall time to stderr")
     p.add_argument("--list-passes", action="store_true", help="list the registered passes and exit")
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR here (atomically) instead of to stdout")
     p.set_defaults(run=run)
@@ -45,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
         source = str(path)
+    passes = parse_passes(args.passes)
     module = parse_ir(text, source)
-    print_after = True if args.print_ir_after_all else [n for n in args.print_ir_after.split(",") if n]
-    run_pipeline(module, args.passes, print_after, sys.stderr)
+    print_after = True if args.print_ir_after_all else tuple(n for n in args.print_ir_after.split(",") if n)
+    options = DriverOptions(print_after=print_after, dump_dir=args.dump_dir, time_passes=args.time_passes,
+                            reproducer=bool(args.dump_dir))
+    PassDriver(passes, options, sys.stderr).run(module)
     out = print_ir(module)
     if args.output:
         write_atomic(args.output, out)

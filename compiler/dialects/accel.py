@@ -23,6 +23,13 @@ delays, assigns DMA semaphores and inserts `accel.ctl.wait`s; the emitter
 - `accel.bundle`: the ops issued in one cycle (at most one per slot) and the
   idle `delay` after them.
 
+- `#accel.target<"vc709", "<sha-256>">` (TargetAttr): the hardware a module
+  is compiled for, as the module attribute `accel.target`: a preset name or a
+  target file's absolute path, and the digest of its parameters
+  (`Target.digest()`).  set-target (or `--target`) writes it once; every pass
+  that needs hardware facts reads it with `module_target`, which reloads the
+  target and refuses a file whose parameters changed since.
+
 `instruction_of(op)` / `op_of(instr, debug)` convert between ops and
 `isa.instructions.Instruction`; `tensor_attr` / `tensor_of` between
 descriptors and their dictionaries.
@@ -31,6 +38,7 @@ descriptors and their dictionaries.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
@@ -40,14 +48,17 @@ from xdsl.dialects.builtin import (
     Float32Type,
     FloatAttr,
     IntegerAttr,
+    ModuleOp,
     StringAttr,
     i64,
 )
-from xdsl.ir import Attribute, Block, Dialect, Operation, Region
+from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
+    irdl_attr_definition,
     irdl_op_definition,
+    param_def,
     opt_prop_def,
     prop_def,
     region_def,
@@ -57,11 +68,13 @@ from xdsl.traits import NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from fastmamba.isa.container import TENSOR_DTYPES, TENSOR_ROLES, TensorDesc
+from fastmamba.isa.errors import InputError
 from fastmamba.isa.instructions import OPS, SLOTS, FieldSpec, Instruction, InstructionError, OpSpec
+from fastmamba.isa.target import PRESETS, Target, load_target
 
 __all__ = [
     "Accel", "AccelInstructionOp", "ProgramOp", "BundleOp", "INSTRUCTION_OPS", "instruction_of", "op_of",
-    "tensor_attr", "tensor_of",
+    "tensor_attr", "tensor_of", "TargetAttr", "TARGET_ATTR", "target_attr", "module_target",
 ]
 
 DIALECT = "accel"
@@ -211,6 +224,48 @@ def tensor_of(attr: DictionaryAttr) -> TensorDesc:
                       int(d["exp"].value.data))
 
 
+# --- the target ------------------------------------------------------------------------------------------------
+
+TARGET_ATTR = "accel.target"  # the module attribute holding the TargetAttr
+
+
+@irdl_attr_definition
+class TargetAttr(ParametrizedAttribute):
+    """`#accel.target<"vc709", "<sha-256 hex>">`: a target preset's name or a target file's path, and the digest
+    of the parameters it named when it was set."""
+
+    name = "accel.target"
+    spec: StringAttr = param_def()
+    digest: StringAttr = param_def()
+
+    def verify(self) -> None:
+        d = self.digest.data
+        if len(d) != 64 or any(c not in "0123456789abcdef" for c in d):
+            raise VerifyException(f"#{self.name}: the digest is 64 lowercase hex digits (SHA-256), got {d!r}")
+
+
+def target_attr(spec: str) -> TargetAttr:
+    """The attribute naming target `spec` (a preset, or a .toml/.json file: recorded by its absolute path)."""
+    target = load_target(spec)
+    name = spec if spec in PRESETS else str(Path(spec).resolve())
+    return TargetAttr(StringAttr(name), StringAttr(target.digest().hex()))
+
+
+def module_target(module: ModuleOp, who: str) -> Target:
+    """The target `module` is compiled for; `who` (a pass) names itself in the error when there is none."""
+    attr = module.attributes.get(TARGET_ATTR)
+    if attr is None:
+        raise InputError(f"{who}: the module has no target ({TARGET_ATTR}): run set-target{{target=NAME|FILE}} "
+                         "before it (fastmamba compile does, from --target)")
+    if not isinstance(attr, TargetAttr):
+        raise InputError(f"{who}: the module attribute {TARGET_ATTR} is not an #accel.target, got {attr}")
+    target = load_target(attr.spec.data)
+    if target.digest().hex() != attr.digest.data:
+        raise InputError(f"{who}: target {attr.spec.data} has other parameters than when set-target recorded it "
+                         f"(digest {target.digest().hex()[:16]}…, recorded {attr.digest.data[:16]}…)")
+    return target
+
+
 # --- structure --------------------------------------------------------------------------------------------------
 
 
@@ -307,4 +362,4 @@ class ProgramOp(IRDLOperation):
 
 assert set(SLOTS) >= {s.slot for s in OPS.values()}
 
-Accel = Dialect(DIALECT, [ProgramOp, BundleOp, *INSTRUCTION_OPS.values()], [])
+Accel = Dialect(DIALECT, [ProgramOp, BundleOp, *INSTRUCTION_OPS.values()], [TargetAttr])

@@ -18,7 +18,8 @@ computes.  The engine implements docs/ACCELERATOR.md's timing model:
   channel in issue order: start at max(issue, channel free), hold it
   ceil(ddr_bytes / dma_bytes_per_cycle) cycles (per row with the target's
   `dma_row_bursts`: `isa.costs.transfer_cycles`), complete `dma_latency` later
-  and then increment their semaphore (`sem` field; 0 = none).
+  and then increment their semaphore (`sem` field; 0 = none).  The queue and
+  the channel are `isa.dma.DmaModel`, the one the compiler's scheduler plans with.
 - `ctl.wait sem, count` holds its bundle until semaphore `sem` >= count, then
   subtracts count.  If the DMA operations in flight cannot bring it there, no
   later bundle can issue either: a deadlock error.
@@ -31,20 +32,23 @@ computes.  The engine implements docs/ACCELERATOR.md's timing model:
   `SimulationError` naming both operations' bundle, slot and text.
 
 Semaphores and time belong to the engine; the semantics only see memory.
+`Engine.run` takes each bundle through the steps of `_Run`: `hold` (the
+first cycle it can issue), `issue` (hazard checks, effects, timing of its
+compute and DMA operations), `control` (its wait or halt).
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
-import math
 from collections import deque
 from typing import Mapping, Sequence
 
-from fastmamba.isa.formatting import format_instruction
 from fastmamba.isa import costs
+from fastmamba.isa.dma import DmaModel
+from fastmamba.isa.formatting import format_instruction
 from fastmamba.isa.instructions import Bundle
-from fastmamba.simulator.effects import MachineState, SimulationError
+from fastmamba.simulator.effects import Footprint, MachineState, SimulationError
 from fastmamba.simulator.semantics import SEMANTICS
 from fastmamba.simulator.stats import DMA_UNITS, Stats
 
@@ -225,175 +229,212 @@ class _InFlightSet:
 _HAZARD_WORDS = {"RAW": ("reads", "still writes"), "WAR": ("writes", "still reads"), "WAW": ("writes", "still writes")}
 
 
+def _where(index: int, slot: str, instr) -> str:
+    return f"bundle {index}, slot {slot}: `{instruction_text(instr)}`"
+
+
+class _Semaphores:
+    """The semaphores' values and, per semaphore, the completion cycles of the transfers that will signal it."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.value = [0] * (count + 1)
+        self.pending = [deque() for _ in range(count + 1)]  # completion cycles, increasing
+
+    def settle(self, sem: int, now: int) -> None:
+        """Count the signals of the transfers complete by `now`."""
+        pend = self.pending[sem]
+        while pend and pend[0] <= now:
+            pend.popleft()
+            self.value[sem] += 1
+
+    def satisfied_at(self, where: str, sem: int, count: int, now: int) -> int:
+        """The first cycle >= now at which semaphore `sem` is at least `count` (a deadlock if never)."""
+        if not 1 <= sem <= self.count:
+            raise SimulationError(f"{where}: semaphore {sem} outside 1..{self.count}")
+        self.settle(sem, now)
+        short = count - self.value[sem]
+        if short <= 0:
+            return now
+        pend = self.pending[sem]
+        if len(pend) < short:
+            raise SimulationError(
+                f"{where}: deadlock: semaphore {sem} is {self.value[sem]} and only {len(pend)} operation(s) "
+                f"in flight will increment it, never reaching {count}")
+        return pend[short - 1]
+
+    def take(self, sem: int, count: int, now: int) -> None:
+        """A satisfied wait at `now` subtracts its count."""
+        self.settle(sem, now)
+        self.value[sem] -= count
+
+
+class _Run:
+    """One run of a program: the clock's view of units, DMA, semaphores and operations in flight, and the counters.
+
+    Per bundle: `hold` (the first cycle it can issue as a whole), `issue` (its compute and DMA operations),
+    `control` (its ctl op; True at the halt).
+    """
+
+    def __init__(self, target, semantics: Mapping, trace, state: MachineState):
+        self.target, self.semantics, self.trace, self.state = target, semantics, trace, state
+        self.stats = Stats(clock_hz=float(target.clock_hz))
+        self.sems = _Semaphores(int(target.semaphores))
+        self.dma = DmaModel(target)
+        self.row_bursts = bool(getattr(target, "dma_row_bursts", 0))
+        self.unit_free: dict[str, int] = {}
+        self.inflight = _InFlightSet()
+        self.last_complete = 0
+        self.n_ops = 0
+        self.macs = 0
+
+    # --- hold the bundle until it can issue as a whole (a stall counts against the first cause) ---
+    def hold(self, index: int, bundle: Bundle, ready: int) -> int:
+        ctl = _control_op(bundle)
+        now = ready
+        if ctl is not None and ctl.op == WAIT_OP:
+            now = self._stall("semaphore", now, self.sems.satisfied_at(
+                _where(index, CTL_SLOT, ctl), int(ctl["sem"]), int(ctl["count"]), now))
+        now = self._stall("structural", now, self._units_free(bundle.ops, now))
+        n_dma = sum(1 for op in bundle.ops if op.slot in DMA_UNITS)
+        if n_dma:
+            if n_dma > self.dma.depth:
+                raise SimulationError(f"bundle {index}: issues {n_dma} DMA operations but the DMA queue holds "
+                                      f"{self.dma.depth}")
+            now = self._stall("dma_queue", now, self.dma.room_at(now, n_dma))
+        return now
+
+    def _stall(self, cause: str, now: int, until: int) -> int:
+        self.stats.stalls[cause] += until - now
+        return until
+
+    def _units_free(self, ops, now: int) -> int:
+        """The first cycle >= now at which every compute unit the bundle uses is free."""
+        free_at = now
+        for op in ops:
+            if op.slot not in DMA_UNITS and op.slot != CTL_SLOT:
+                free_at = max(free_at, self.unit_free.get(op.slot, 0))
+        return free_at
+
+    # --- issue the compute and DMA operations, in slot order ---
+    def issue(self, index: int, bundle: Bundle, now: int) -> None:
+        self.inflight.prune(now)
+        for op in bundle.ops:
+            if op.slot != CTL_SLOT:
+                self._issue_op(index, op, now)
+
+    def _issue_op(self, index: int, op, now: int) -> None:
+        slot = op.slot
+        unit_sem = self.semantics.get(op.op)
+        if unit_sem is None:
+            raise SimulationError(f"{_where(index, slot, op)}: the simulator has no semantics for {op.op}")
+        try:
+            fp = unit_sem.footprint(op, self.state, self.target)
+        except SimulationError as exc:
+            raise SimulationError(f"{_where(index, slot, op)}: {exc}") from None
+        spans = self.inflight.spans(fp.reads, fp.writes)
+        self._check_hazards(index, op, fp, spans, now)
+        try:
+            unit_sem.execute(op, self.state, self.target)
+        except SimulationError as exc:
+            raise SimulationError(f"{_where(index, slot, op)}: {exc}") from None
+        complete = self._time_dma(index, op, fp, now) if slot in DMA_UNITS else self._time_compute(index, op, fp, now)
+        self.stats.ops_per_unit[slot] += 1
+        self.n_ops += 1
+        self.macs += fp.macs
+        self.last_complete = max(self.last_complete, complete)
+        if complete > now:
+            self.inflight.add(complete, index, slot, op, fp.reads, fp.writes, spans)
+
+    def _check_hazards(self, index: int, op, fp: Footprint, spans, now: int) -> None:
+        hazard = self.inflight.hazard(fp.reads, fp.writes, spans) if self.inflight else None
+        if hazard is None:
+            return
+        kind, other, mine, theirs = hazard
+        mine_verb, their_verb = _HAZARD_WORDS[kind]
+        raise SimulationError(
+            f"{_where(index, op.slot, op)}: {kind} hazard: {mine_verb} {_fmt_range(mine)} at cycle {now}, "
+            f"which `{instruction_text(other.instr)}` (bundle {other.bundle}, slot {other.slot}) "
+            f"{their_verb} ({_fmt_range(theirs)}) until cycle {other.complete}")
+
+    def _time_dma(self, index: int, op, fp: Footprint, now: int) -> int:
+        """Queue the transfer on the DDR channel and schedule its semaphore signal; its completion cycle."""
+        slot, n_sems = op.slot, self.sems.count
+        signal = int(op.args.get(DMA_SEM_FIELD, NO_SEMAPHORE))
+        if not 0 <= signal <= n_sems:
+            raise SimulationError(f"{_where(index, slot, op)}: semaphore {signal} outside 0..{n_sems}")
+        nbytes = fp.ddr_bytes
+        cycles = costs.transfer_cycles(op, self.target) if self.row_bursts else costs.dma_cycles(nbytes, self.target)
+        transfer = self.dma.issue(now, cycles)
+        if signal != NO_SEMAPHORE:
+            self.sems.pending[signal].append(transfer.complete)
+        self.stats.busy[slot] += transfer.cycles
+        if slot == "LD":
+            self.stats.ddr_bytes_read += nbytes
+        else:
+            self.stats.ddr_bytes_written += nbytes
+        if self.trace is not None:
+            args = {"bundle": index, "issue": now, "complete": transfer.complete, "bytes": nbytes}
+            self.trace.complete(slot, instruction_text(op), transfer.start, transfer.cycles, args)
+            self.trace.complete("DDR", f"{'read' if slot == 'LD' else 'write'} {nbytes} B", transfer.start,
+                                transfer.cycles, args)
+        return transfer.complete
+
+    def _time_compute(self, index: int, op, fp: Footprint, now: int) -> int:
+        """Occupy the op's unit; its completion cycle."""
+        slot = op.slot
+        self.unit_free[slot] = now + fp.occupancy
+        complete = now + fp.occupancy + fp.latency
+        self.stats.busy[slot] += fp.occupancy
+        if self.trace is not None:
+            self.trace.complete(slot, instruction_text(op), now, fp.occupancy,
+                                {"bundle": index, "issue": now, "complete": complete, "macs": fp.macs})
+        return complete
+
+    # --- the bundle's ctl op ---
+    def control(self, index: int, bundle: Bundle, now: int) -> bool:
+        """Apply the bundle's ctl op at `now`; True when it is the halt (the run is over)."""
+        ctl = _control_op(bundle)
+        if ctl is None:
+            return False
+        self.n_ops += 1
+        if ctl.op == WAIT_OP:
+            self.sems.take(int(ctl["sem"]), int(ctl["count"]), now)
+            return False
+        if ctl.op == HALT_OP:
+            stats = self.stats
+            stats.cycles = max(now + 1, self.last_complete)
+            stats.bundles = index + 1
+            stats.ops = self.n_ops
+            stats.macs = self.macs
+            return True
+        raise SimulationError(f"{_where(index, CTL_SLOT, ctl)}: the simulator has no semantics for {ctl.op}")
+
+
+def _control_op(bundle: Bundle):
+    """The bundle's ctl op (the last in slot order), or None."""
+    ops = bundle.ops
+    return ops[-1] if ops and ops[-1].slot == CTL_SLOT else None
+
+
 class Engine:
     """Runs programs for one target with one set of unit semantics; optionally records a trace."""
 
     def __init__(self, target, semantics: Mapping | None = None, trace=None):
-        if semantics is None:
-            semantics = SEMANTICS
         self.target = target
-        self.semantics = semantics
+        self.semantics = SEMANTICS if semantics is None else semantics
         self.trace = trace
 
     def run(self, bundles: Sequence[Bundle], state: MachineState) -> Stats:
         """Run `bundles` from bundle 0 to its `ctl.halt` on `state` (modified in place); return the counters."""
-        target, semantics, trace = self.target, self.semantics, self.trace
-        rate = float(target.dma_bytes_per_cycle)
-        row_bursts = bool(getattr(target, "dma_row_bursts", 0))
-        dma_latency = int(target.dma_latency)
-        depth = int(target.dma_queue_depth)
-        n_sems = int(target.semaphores)
-        stats = Stats(clock_hz=float(target.clock_hz))
-        busy, ops_per_unit, stalls = stats.busy, stats.ops_per_unit, stats.stalls
-
-        sem_value = [0] * (n_sems + 1)
-        sem_pending = [deque() for _ in range(n_sems + 1)]  # completion cycles, increasing
-        dma_queue: deque[int] = deque()  # completion cycles of queued DMA ops, increasing
-        unit_free: dict[str, int] = {}
-        channel_free = 0
-        last_complete = 0
-        inflight = _InFlightSet()
+        run = _Run(self.target, self.semantics, self.trace, state)
         ready = 0  # earliest issue cycle of the next bundle
-        n_ops = 0
-        macs = 0
-
-        def settle(sem: int, now: int) -> None:
-            pend = sem_pending[sem]
-            while pend and pend[0] <= now:
-                pend.popleft()
-                sem_value[sem] += 1
-
-        def where(index: int, slot: str, instr) -> str:
-            return f"bundle {index}, slot {slot}: `{instruction_text(instr)}`"
-
         for index, bundle in enumerate(bundles):
-            now = ready
-            ops = bundle.ops
-            ctl = ops[-1] if ops and ops[-1].slot == CTL_SLOT else None
-
-            # --- hold the bundle until it can issue as a whole ---
-            if ctl is not None and ctl.op == WAIT_OP:
-                sem, count = int(ctl["sem"]), int(ctl["count"])
-                if not 1 <= sem <= n_sems:
-                    raise SimulationError(f"{where(index, CTL_SLOT, ctl)}: semaphore {sem} outside 1..{n_sems}")
-                settle(sem, now)
-                short = count - sem_value[sem]
-                if short > 0:
-                    pend = sem_pending[sem]
-                    if len(pend) < short:
-                        raise SimulationError(
-                            f"{where(index, CTL_SLOT, ctl)}: deadlock: semaphore {sem} is {sem_value[sem]} and only "
-                            f"{len(pend)} operation(s) in flight will increment it, never reaching {count}")
-                    satisfied = pend[short - 1]
-                    stalls["semaphore"] += satisfied - now
-                    now = satisfied
-            n_dma = 0
-            free_at = now
-            for op in ops:
-                slot = op.slot
-                if slot in DMA_UNITS:
-                    n_dma += 1
-                elif slot != CTL_SLOT:
-                    f = unit_free.get(slot, 0)
-                    if f > free_at:
-                        free_at = f
-            stalls["structural"] += free_at - now
-            now = free_at
-            if n_dma:
-                if n_dma > depth:
-                    raise SimulationError(f"bundle {index}: issues {n_dma} DMA operations but the DMA queue holds {depth}")
-                while dma_queue and dma_queue[0] <= now:
-                    dma_queue.popleft()
-                room = depth - n_dma  # at most this many may still be queued when the bundle issues
-                if len(dma_queue) > room:
-                    free_at = dma_queue[len(dma_queue) - room - 1]
-                    stalls["dma_queue"] += free_at - now
-                    now = free_at
-                    while dma_queue and dma_queue[0] <= now:
-                        dma_queue.popleft()
-
-            # --- issue ---
-            inflight.prune(now)
-            for op in ops:
-                slot = op.slot
-                if slot == CTL_SLOT:
-                    continue
-                unit_sem = semantics.get(op.op)
-                if unit_sem is None:
-                    raise SimulationError(f"{where(index, slot, op)}: the simulator has no semantics for {op.op}")
-                try:
-                    fp = unit_sem.footprint(op, state, target)
-                except SimulationError as exc:
-                    raise SimulationError(f"{where(index, slot, op)}: {exc}") from None
-                reads, writes = fp.reads, fp.writes
-                spans = inflight.spans(reads, writes)
-                hazard = inflight.hazard(reads, writes, spans) if inflight else None
-                if hazard is not None:
-                    kind, other, mine, theirs = hazard
-                    mine_verb, their_verb = _HAZARD_WORDS[kind]
-                    raise SimulationError(
-                        f"{where(index, slot, op)}: {kind} hazard: {mine_verb} {_fmt_range(mine)} at cycle {now}, "
-                        f"which `{instruction_text(other.instr)}` (bundle {other.bundle}, slot {other.slot}) "
-                        f"{their_verb} ({_fmt_range(theirs)}) until cycle {other.complete}")
-                try:
-                    unit_sem.execute(op, state, target)
-                except SimulationError as exc:
-                    raise SimulationError(f"{where(index, slot, op)}: {exc}") from None
-
-                if slot in DMA_UNITS:
-                    signal = int(op.args.get(DMA_SEM_FIELD, NO_SEMAPHORE))
-                    if not 0 <= signal <= n_sems:
-                        raise SimulationError(f"{where(index, slot, op)}: semaphore {signal} outside 0..{n_sems}")
-                    nbytes = fp.ddr_bytes
-                    transfer = math.ceil(nbytes / rate) if not row_bursts else costs.transfer_cycles(op, target)
-                    start = now if now > channel_free else channel_free
-                    channel_free = start + transfer
-                    complete = channel_free + dma_latency
-                    dma_queue.append(complete)
-                    if signal != NO_SEMAPHORE:
-                        sem_pending[signal].append(complete)
-                    busy[slot] += transfer
-                    if slot == "LD":
-                        stats.ddr_bytes_read += nbytes
-                    else:
-                        stats.ddr_bytes_written += nbytes
-                    if trace is not None:
-                        text = instruction_text(op)
-                        args = {"bundle": index, "issue": now, "complete": complete, "bytes": nbytes}
-                        trace.complete(slot, text, start, transfer, args)
-                        trace.complete("DDR", f"{'read' if slot == 'LD' else 'write'} {nbytes} B", start, transfer,
-                                       args)
-                else:
-                    occupancy = fp.occupancy
-                    unit_free[slot] = now + occupancy
-                    complete = now + occupancy + fp.latency
-                    busy[slot] += occupancy
-                    if trace is not None:
-                        trace.complete(slot, instruction_text(op), now, occupancy,
-                                       {"bundle": index, "issue": now, "complete": complete, "macs": fp.macs})
-                ops_per_unit[slot] += 1
-                n_ops += 1
-                macs += fp.macs
-                if complete > last_complete:
-                    last_complete = complete
-                if complete > now:
-                    inflight.add(complete, index, slot, op, reads, writes, spans)
-
-            if ctl is not None:
-                n_ops += 1
-                if ctl.op == WAIT_OP:
-                    settle(sem, now)
-                    sem_value[sem] -= count
-                elif ctl.op == HALT_OP:
-                    stats.cycles = max(now + 1, last_complete)
-                    stats.bundles = index + 1
-                    stats.ops = n_ops
-                    stats.macs = macs
-                    return stats
-                else:
-                    raise SimulationError(f"{where(index, CTL_SLOT, ctl)}: the simulator has no semantics for {ctl.op}")
+            now = run.hold(index, bundle, ready)
+            run.issue(index, bundle, now)
+            if run.control(index, bundle, now):
+                return run.stats
             ready = now + 1 + bundle.delay
-
         if not len(bundles):
             raise SimulationError("the program has no bundles (it must end with a ctl.halt)")
         raise SimulationError(f"the program ran off its end after bundle {len(bundles) - 1} without a ctl.halt")

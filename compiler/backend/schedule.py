@@ -7,13 +7,14 @@ moves `accel` IR in and out).  Input: instructions in program order (no
 sequence's, run with no hazard on the machine of docs/ACCELERATOR.md, fast.
 
 Three phases:
-1. **List scheduling** (`_list_schedule`): the dependence graph
+1. **List scheduling** (`_ListScheduler`): the dependence graph
    (compiler.backend.depgraph), priorities by critical path (the longest
    occupancy + latency chain to the end along true dependences), bundle by
    bundle the highest-priority ready operation per free slot, with the
-   target's units, DDR channel (in issue order, bytes per cycle, latency)
-   and DMA queue modelled from isa.costs.  An operation is ready once every predecessor
-   sits in an earlier bundle; its earliest cycle is when they complete.
+   target's units timed by isa.costs and the DDR channel and DMA queue by
+   isa.dma.DmaModel (the simulator's engine times transfers with the same
+   model).  An operation is ready once every predecessor sits in an earlier
+   bundle; its earliest cycle is when they complete.
    Event-driven: each bundle issues at the first cycle where some ready
    operation can (operands complete, unit free, room in the DMA queue), and
    the ready operations wait per slot in heaps (by operand completion, then
@@ -49,7 +50,6 @@ it completes.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from heapq import heappop, heappush
@@ -59,6 +59,7 @@ import networkx as nx
 
 from fastmamba.compiler.backend.depgraph import dependence_graph
 from fastmamba.isa import costs
+from fastmamba.isa.dma import DmaModel
 from fastmamba.isa.errors import FastmambaError
 from fastmamba.isa.instructions import BUNDLE_DELAY_BITS, SLOTS, Bundle, Instruction
 
@@ -104,34 +105,9 @@ def _check_input(instrs: Sequence[Instruction], target) -> None:
         raise ScheduleError("the target needs a DMA queue and at least one semaphore")
 
 
-class _DmaModel:
-    """The DDR channel (in issue order) and the DMA queue, as the simulator times them.
-
-    Transfers complete in issue order (the channel serves them in turn, all with the same latency),
-    so the completion cycles form a sorted list and the queue's fill at any cycle is a bisection.
-    """
-
-    def __init__(self, target):
-        self.target = target
-        self.channel_free = 0
-        self.queue: list[int] = []  # completion cycles of issued transfers, in issue order (increasing)
-
-    def room_at(self, t: int, n: int) -> int:
-        """The first cycle >= t at which `n` more transfers fit in the queue."""
-        depth = self.target.dma_queue_depth
-        assert n <= depth, "a bundle never issues more transfers than the queue holds"
-        queue = self.queue
-        active = len(queue) - bisect_right(queue, t)  # transfers still queued at t
-        if active + n <= depth:
-            return t
-        return queue[len(queue) - (depth - n) - 1]
-
-    def issue(self, instr: Instruction, t: int) -> int:
-        start = max(t, self.channel_free)
-        self.channel_free = start + costs.occupancy(instr, self.target)
-        done = self.channel_free + costs.latency(instr, self.target)
-        self.queue.append(done)
-        return done
+def _issue_dma(dma: DmaModel, instr: Instruction, t: int, target) -> int:
+    """Issue a DMA operation on the model at t; the cycle it completes."""
+    return dma.issue(t, costs.occupancy(instr, target)).complete
 
 
 def _issue_order(instrs: Sequence[Instruction], members) -> list[int]:
@@ -197,93 +173,119 @@ def _better_soon(queue: _SlotQueue, t: int, hold: int, prio: Sequence[int]) -> i
     return found
 
 
-def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, lookahead: int,
-                   durations: Sequence[int], hold: int = 0) -> list[_Slotted]:
+class _ListScheduler:
     """Event-driven list scheduling: each bundle issues at the first cycle where some ready operation can.
 
     Per bundle the work is a few heap operations per slot: the next issue cycle is the least over the
-    slots of (first operands complete, unit free / DMA queue room), and each slot takes its highest-
-    priority available operation; LD and ST, in priority order, share the DMA queue's room.
+    slots of (first operands complete, unit free / DMA queue room) (`next_cycle`), each slot offers its
+    highest-priority available operation and LD and ST, in priority order, share the DMA queue's room
+    (`take`); the taken operations are timed (`place`) and their successors made ready (`release`).
     """
-    prio = _priorities(graph, durations)
-    n_nodes = len(instrs)
-    succ, pred = graph.succ, graph.pred
-    missing = [len(pred[n]) for n in range(n_nodes)]
-    slots = list(dict.fromkeys(i.slot for i in instrs))
-    queues = {s: _SlotQueue() for s in slots}
-    finish = [0] * n_nodes
-    scheduled = [False] * n_nodes
-    unit_free: dict[str, int] = defaultdict(int)
-    dma = _DmaModel(target)
-    deferred: list[int] = []  # ready ops beyond the lookahead window (a heap by program order)
-    oldest = 0  # the first unscheduled op of the program order
-    bundles: list[_Slotted] = []
-    t_prev = -1
 
-    def make_ready(n: int) -> None:
-        if lookahead > 0 and n >= oldest + lookahead:
-            heappush(deferred, n)
+    def __init__(self, instrs: Sequence[Instruction], graph: nx.DiGraph, target, lookahead: int,
+                 durations: Sequence[int], hold: int):
+        self.instrs, self.target, self.lookahead, self.durations, self.hold = instrs, target, lookahead, durations, hold
+        self.prio = _priorities(graph, durations)
+        n_nodes = len(instrs)
+        self.succ, self.pred = graph.succ, graph.pred
+        self.missing = [len(self.pred[n]) for n in range(n_nodes)]
+        self.queues = {s: _SlotQueue() for s in dict.fromkeys(i.slot for i in instrs)}
+        self.finish = [0] * n_nodes
+        self.scheduled = [False] * n_nodes
+        self.unit_free: dict[str, int] = defaultdict(int)
+        self.dma = DmaModel(target)
+        self.deferred: list[int] = []  # ready ops beyond the lookahead window (a heap by program order)
+        self.oldest = 0  # the first unscheduled op of the program order
+        self.bundles: list[_Slotted] = []
+
+    def run(self) -> list[_Slotted]:
+        for n in range(len(self.instrs)):
+            if self.missing[n] == 0:
+                self._make_ready(n)
+        remaining, t_prev = len(self.instrs), -1
+        while remaining:
+            t = self._next_cycle(t_prev + 1)
+            taken = self._take(t)
+            t_prev = t
+            if not taken:  # every free unit holds for a better operation a few cycles away
+                continue
+            members = _issue_order(self.instrs, taken)
+            self._place(members, t)
+            self._release(members)
+            remaining -= len(members)
+        return self.bundles
+
+    def _make_ready(self, n: int) -> None:
+        """All of `n`'s predecessors are placed: queue it by when its operands are complete (or defer it)."""
+        if self.lookahead > 0 and n >= self.oldest + self.lookahead:
+            heappush(self.deferred, n)
             return
-        data = max((finish[p] for p in pred[n]), default=0)
-        heappush(queues[instrs[n].slot].waiting, (data, n))
+        data = max((self.finish[p] for p in self.pred[n]), default=0)
+        heappush(self.queues[self.instrs[n].slot].waiting, (data, n))
 
-    for n in range(n_nodes):
-        if missing[n] == 0:
-            make_ready(n)
-    remaining = n_nodes
-    while remaining:
-        lower = t_prev + 1
+    def _next_cycle(self, lower: int) -> int:
+        """The first cycle >= lower at which some slot has a ready operation with its operands and its unit."""
         t = None
-        for slot, queue in queues.items():
+        for slot, queue in self.queues.items():
             first = queue.first_data(lower)
             if first is None:
                 continue
-            at = dma.room_at(first, 1) if slot in DMA_SLOTS else max(first, unit_free[slot])
+            at = self.dma.room_at(first, 1) if slot in DMA_SLOTS else max(first, self.unit_free[slot])
             if t is None or at < t:
                 t = at
         assert t is not None, "some operation is always ready"
+        return t
+
+    def _take(self, t: int) -> list[int]:
+        """The operations that issue at t: each free slot's best, the DMA ones while the queue has room."""
         candidates = []
-        for slot, queue in queues.items():
-            queue.advance(t, prio)
-            if queue.available and (slot in DMA_SLOTS or (unit_free[slot] <= t and _better_soon(queue, t, hold,
-                                                                                                prio) is None)):
+        for slot, queue in self.queues.items():
+            queue.advance(t, self.prio)
+            if queue.available and (slot in DMA_SLOTS or (self.unit_free[slot] <= t
+                                                          and _better_soon(queue, t, self.hold, self.prio) is None)):
                 candidates.append(queue.available[0])  # (-priority, node): its best
         taken = []
         n_dma = 0
         for _, n in sorted(candidates):
-            if instrs[n].slot in DMA_SLOTS:
-                if n_dma + 1 > target.dma_queue_depth or dma.room_at(t, n_dma + 1) > t:
+            if self.instrs[n].slot in DMA_SLOTS:
+                if n_dma + 1 > self.target.dma_queue_depth or self.dma.room_at(t, n_dma + 1) > t:
                     continue
                 n_dma += 1
-            heappop(queues[instrs[n].slot].available)
+            heappop(self.queues[self.instrs[n].slot].available)
             taken.append(n)
-        if not taken:  # every free unit holds for a better operation a few cycles away
-            t_prev = t
-            continue
-        members = _issue_order(instrs, taken)
+        return taken
+
+    def _place(self, members: list[int], t: int) -> None:
+        """A bundle of `members` (slot order) at t: when each completes, and its units' and the channel's time."""
         for n in members:
-            instr = instrs[n]
+            instr = self.instrs[n]
             if instr.slot in DMA_SLOTS:
-                finish[n] = dma.issue(instr, t)
+                self.finish[n] = _issue_dma(self.dma, instr, t, self.target)
             else:
-                unit_free[instr.slot] = t + costs.occupancy(instr, target)
-                finish[n] = t + durations[n]
-        bundles.append(_Slotted(members, time=t))
-        t_prev = t
-        remaining -= len(members)
+                self.unit_free[instr.slot] = t + costs.occupancy(instr, self.target)
+                self.finish[n] = t + self.durations[n]
+        self.bundles.append(_Slotted(members, time=t))
+
+    def _release(self, members: list[int]) -> None:
+        """Mark `members` placed; make ready the successors they were the last predecessors of."""
         for n in members:
-            scheduled[n] = True
+            self.scheduled[n] = True
         for n in members:
-            for s in succ[n]:
-                missing[s] -= 1
-                if missing[s] == 0:
-                    make_ready(s)
-        if lookahead > 0:
-            while oldest < n_nodes and scheduled[oldest]:
-                oldest += 1
-            while deferred and deferred[0] < oldest + lookahead:
-                make_ready(heappop(deferred))
-    return bundles
+            for s in self.succ[n]:
+                self.missing[s] -= 1
+                if self.missing[s] == 0:
+                    self._make_ready(s)
+        if self.lookahead > 0:
+            while self.oldest < len(self.instrs) and self.scheduled[self.oldest]:
+                self.oldest += 1
+            while self.deferred and self.deferred[0] < self.oldest + self.lookahead:
+                self._make_ready(heappop(self.deferred))
+
+
+def _list_schedule(instrs: Sequence[Instruction], graph: nx.DiGraph, target, lookahead: int,
+                   durations: Sequence[int], hold: int = 0) -> list[_Slotted]:
+    """The bundles of list scheduling (`_ListScheduler`), each with its members and modelled issue cycle."""
+    return _ListScheduler(instrs, graph, target, lookahead, durations, hold).run()
 
 
 def _synchronize(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list[_Slotted],
@@ -348,7 +350,7 @@ def _retime(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list[_Slo
     unit_free: dict[str, int] = defaultdict(int)
     finish: dict[int, int] = {}
     sem_done: dict[int, list[int]] = defaultdict(list)
-    dma = _DmaModel(target)
+    dma = DmaModel(target)
     pred = graph.pred
     is_dma = [i.slot in DMA_SLOTS for i in instrs]
     times: list[int] = []
@@ -374,7 +376,7 @@ def _retime(instrs: Sequence[Instruction], graph: nx.DiGraph, bundles: list[_Slo
         for n in slotted.members:
             instr = instrs[n]
             if is_dma[n]:
-                finish[n] = dma.issue(instr, t)
+                finish[n] = _issue_dma(dma, instr, t, target)
                 if n in sem_of:
                     sem_done[sem_of[n]].append(finish[n])
             else:

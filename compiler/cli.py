@@ -3,7 +3,11 @@
 Each subcommand lives in its own module under `compiler/commands/` and
 exposes `register(subparsers)`, which adds its parser and sets `run` to a
 function taking the parsed arguments and returning the exit status.  This
-module only dispatches and turns user errors into one-line messages.
+module only dispatches and turns errors into messages: a problem with the
+input (a `FastmambaError`) is one line and exit status 1; anything else is a
+bug in fastmamba, reported by compiler/diagnostics.py as one block saying what
+to report (exit status 70), with the traceback under `--debug` (accepted
+before or after the command name).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import importlib
 import sys
 
+from fastmamba.compiler.diagnostics import report
 from fastmamba.isa.errors import FastmambaError
 
 # Subcommand modules, in the order `--help` lists them.
@@ -44,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile Mamba2 language models for a FastMamba-style FPGA accelerator and run them on its "
         "instruction-level simulator.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an internal error (a bug in fastmamba), print its full traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
@@ -53,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    for command in sub.choices.values():  # `fastmamba opt --debug ...` as well as `fastmamba --debug opt ...`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="on an internal error, print its full traceback")
     return parser
 
 
@@ -69,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # InternalError, or any other exception: a bug, not the user's input
+        sys.stdout.flush()
+        return report(exc, f"{PROG} {args.command}", args.debug, sys.stderr)
 
 
 if __name__ == "__main__":

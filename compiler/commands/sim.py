@@ -1,7 +1,9 @@
-"""`fastmamba sim`: run a program of a .fmb binary on the instruction-level simulator.
+"""`fastmamba sim`: run a program of a .fmb binary on the instruction-level simulator (or the RTL).
 
 Place in the flow: the command-line face of `simulator.runtime`
-(`SimulatorBackend`): reads the binary and the inputs, runs one program,
+(`SimulatorBackend`), or with `--backend rtl` of `hardware.backend`
+(`RtlBackend`, the Verilated RTL machine: same outputs and counters, plus
+`rtl_cycles`): reads the binary and the inputs, runs one program,
 prints its outputs and the counters (`simulator.stats`), optionally writes a
 Perfetto trace (`simulator.trace`) and the outputs and states as .npy files.
 """
@@ -28,6 +30,8 @@ cycles, time at the target's clock, per-unit busy cycles and utilization,
 stall cycles by cause, DDR traffic.  A hazard, deadlock or bad address in the
 program is reported as a one-line error naming the bundle."""
 
+BACKENDS = ("sim", "rtl")
+
 SMALL_TENSOR = 16
 """Tensors with at most this many elements are printed in full; larger ones as a summary."""
 PREVIEW = 8
@@ -47,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="target configuration: a preset name or a config file (default: vc709); it must be the "
                         "target the binary was built for")
     p.add_argument("--output-dir", metavar="DIR", help="write each output and state as DIR/NAME.npy")
+    p.add_argument("--backend", choices=BACKENDS, default="sim",
+                   help="sim: the instruction-level simulator (default); rtl: the RTL machine of hardware/ in "
+                        "Verilator (docs/RTL.md; built on first use; adds the RTL's clock count)")
     p.set_defaults(run=run)
 
 
@@ -62,7 +69,8 @@ def parse_inputs(specs: list[str]) -> dict[str, np.ndarray]:
         try:
             arrays[name] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read --input {name} from {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise InputError(f"cannot read --input {name} from {path}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
     return arrays
 
 
@@ -71,7 +79,8 @@ def choose_program(binary, name: str | None) -> str:
         return binary.program(name).name
     names = [p.name for p in binary.programs]
     if len(names) != 1:
-        raise InputError(f"the binary has {len(names)} programs ({', '.join(names) or 'none'}): choose one with --program")
+        raise InputError(f"the binary has {len(names)} programs ({', '.join(names) or 'none'}): choose one with "
+                         "--program")
     return names[0]
 
 
@@ -110,7 +119,14 @@ def run(args: argparse.Namespace) -> int:
 
     target = load_target(args.target)
     inputs = parse_inputs(args.input)
-    backend = SimulatorBackend(target)
+    if args.backend == "rtl":
+        if args.trace:
+            raise InputError("--trace is a simulator feature: the RTL backend writes no trace")
+        from fastmamba.hardware.backend import RtlBackend
+
+        backend = RtlBackend(target)
+    else:
+        backend = SimulatorBackend(target)
     backend.load(read_fmb(args.binary))
     program = choose_program(backend.binary, args.program)
     result = backend.run(program, inputs, trace=bool(args.trace))

@@ -1,0 +1,267 @@
+"""`RtlBackend`: the Verilated RTL machine as an execution backend (the simulator's interface, DESIGN §6).
+
+Place in the flow: beside `fastmamba.simulator.runtime.SimulatorBackend`, with
+the same methods (`load`, `binary`, `run(program, inputs)`), so that tools and
+tests run a `.fmb` on either; `fastmamba sim --backend rtl` uses it.  It does
+not import the simulator: the run's DDR image is built the same way (the
+binary's constant image at 0, zeros up to `ddr_size`, inputs at their
+descriptors), the library from `hardware.build` runs the program to HALT in
+one ctypes call, and outputs and states are read back from the DDR image.
+
+`RtlRunResult.stats` is an `RtlStats`: the counters the RTL keeps, with the
+simulator's JSON keys (`to_dict`) plus `rtl_cycles` (every clock from start to
+done).  An error the RTL latches is an `RtlError` naming the bundle, the slot
+and the instruction.  Operations of units the RTL does not have yet (SSM,
+VEC) are refused before the run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from fastmamba.isa.container import TENSOR_DTYPES, Binary, Program, TensorDesc, read_fmb
+from fastmamba.isa.encoding import encode_bundles
+from fastmamba.isa.errors import FastmambaError, InputError
+from fastmamba.isa.formatting import format_instruction
+from fastmamba.isa.instructions import SLOTS
+
+from fastmamba.hardware import build
+from fastmamba.hardware.machine import COUNTERS, DMA_STAGES, ERRORS, check_target, machine_ops
+from fastmamba.hardware.regions import region_forms, flag_fields
+
+UNITS = tuple(s for s in SLOTS if s != "CTL")
+STALL_CAUSES = ("semaphore", "structural", "dma_queue")
+WRITABLE_ROLES = ("input", "state")
+IMEM_WORDS = 16384
+DEFAULT_MAX_CYCLES = 200_000_000
+
+
+class RtlError(FastmambaError):
+    """The RTL stopped with an error (hazard, bad address, deadlock, bad index): one line naming the bundle."""
+
+
+@dataclass
+class RtlStats:
+    clock_hz: float
+    cycles: int = 0
+    rtl_cycles: int = 0
+    bundles: int = 0
+    ops: int = 0
+    macs: int = 0
+    ddr_bytes_read: int = 0
+    ddr_bytes_written: int = 0
+    busy: dict = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
+    ops_per_unit: dict = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
+    stalls: dict = field(default_factory=lambda: dict.fromkeys(STALL_CAUSES, 0))
+
+    @property
+    def seconds(self) -> float:
+        return self.cycles / self.clock_hz
+
+    def to_dict(self) -> dict:
+        """The simulator's `Stats.to_dict` keys, plus `rtl_cycles`."""
+        cyc = self.cycles
+        return {
+            "cycles": cyc, "time_s": self.seconds, "clock_hz": self.clock_hz, "bundles": self.bundles,
+            "ops": self.ops, "macs": self.macs,
+            "units": {u: {"ops": self.ops_per_unit[u], "busy_cycles": self.busy[u],
+                          "utilization": self.busy[u] / cyc if cyc else 0.0} for u in UNITS},
+            "stalls": dict(self.stalls), "ddr_bytes_read": self.ddr_bytes_read,
+            "ddr_bytes_written": self.ddr_bytes_written,
+            "ddr_channel_utilization": (self.busy["LD"] + self.busy["ST"]) / cyc if cyc else 0.0,
+            "rtl_cycles": self.rtl_cycles,
+        }
+
+    def format_table(self) -> str:
+        lines = [f"cycles            {self.cycles:>14,}   ({self.seconds * 1e3:.6g} ms at {self.clock_hz / 1e6:g} MHz)",
+                 f"RTL clock cycles  {self.rtl_cycles:>14,}   (start to done, the drain included)",
+                 f"bundles issued    {self.bundles:>14,}", f"ops issued        {self.ops:>14,}",
+                 f"int MACs          {self.macs:>14,}", f"DDR bytes read    {self.ddr_bytes_read:>14,}",
+                 f"DDR bytes written {self.ddr_bytes_written:>14,}", "",
+                 f"{'unit':<6}{'ops':>12}{'busy cycles':>16}{'utilization':>13}"]
+        for u in UNITS:
+            util = self.busy[u] / self.cycles if self.cycles else 0.0
+            lines.append(f"{u:<6}{self.ops_per_unit[u]:>12,}{self.busy[u]:>16,}{util:>12.1%}")
+        lines += ["", f"{'stall cause':<14}{'cycles':>14}"]
+        lines += [f"{c:<14}{self.stalls[c]:>14,}" for c in STALL_CAUSES]
+        return "\n".join(lines)
+
+
+@dataclass
+class RtlRunResult:
+    program: str
+    outputs: dict
+    states: dict
+    stats: RtlStats
+    trace: None = None
+
+
+def _np_dtype(dtype: str) -> np.dtype:
+    return np.dtype(TENSOR_DTYPES[dtype][1])
+
+
+def _check_input(prog: Program, name: str, value) -> tuple[TensorDesc, np.ndarray]:
+    desc = next((t for t in prog.tensors if t.name == name), None)
+    if desc is None or desc.role not in WRITABLE_ROLES:
+        writable = [t.name for t in prog.tensors if t.role in WRITABLE_ROLES]
+        raise InputError(f"program {prog.name} has no input or state {name!r} (has: {', '.join(writable) or 'none'})")
+    array = np.asarray(value)
+    want = _np_dtype(desc.dtype)
+    if array.dtype.newbyteorder("=") != want.newbyteorder("=") or array.shape != desc.shape:
+        raise InputError(f"program {prog.name}: {desc.role} {name!r} must be {desc.dtype} {desc.shape}, "
+                         f"got {array.dtype.name} {array.shape}")
+    return desc, array
+
+
+class _Library:
+    def __init__(self, path):
+        self.lib = ctypes.CDLL(str(path))
+        u64, p64 = ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)
+        self.lib.fm_run.argtypes = [p64, u64, ctypes.POINTER(ctypes.c_uint8), u64, u64, u64, u64, p64]
+        self.lib.fm_run.restype = ctypes.c_int
+
+
+_LIBRARIES: dict = {}
+
+
+def _library(target) -> _Library:
+    key = target.digest()
+    lib = _LIBRARIES.get(key)
+    if lib is None:
+        lib = _LIBRARIES[key] = _Library(build.library(target, IMEM_WORDS))
+    return lib
+
+
+def rtl_ops() -> set:
+    """The operations the RTL machine runs: DMA, control and the ops of the compute units it has."""
+    return set(machine_ops())
+
+
+def run_bundles(target, bundles, ddr: np.ndarray, max_cycles: int = DEFAULT_MAX_CYCLES) -> RtlStats:
+    """Run `bundles` on the RTL machine with `ddr` (a uint8 image, modified in place); return its counters."""
+    try:
+        check_target(target)
+    except ValueError as exc:
+        raise InputError(f"target {target.name}: {exc}") from None
+    supported = rtl_ops()
+    for index, bundle in enumerate(bundles):
+        for op in bundle.ops:
+            if op.op not in supported:
+                raise InputError(f"bundle {index}, slot {op.slot}: not implemented in the RTL yet: {op.op}")
+    words = np.frombuffer(encode_bundles(bundles), dtype="<u8").copy()
+    if words.size > IMEM_WORDS:
+        raise InputError(f"the program has {words.size} instruction words; the RTL's instruction memory holds "
+                         f"{IMEM_WORDS}")
+    lib = _library(target)
+    out = (ctypes.c_uint64 * (len(COUNTERS) + 6))()
+    ddr = np.ascontiguousarray(ddr)
+    lat = int(target.dma_latency) - DMA_STAGES
+    status = lib.lib.fm_run(words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)), words.size,
+                            ddr.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), ddr.size, lat, lat,
+                            max_cycles, out)
+    values = list(out)
+    counters = dict(zip(COUNTERS, values[:len(COUNTERS)]))
+    err, err_bundle, err_slot, info0, info1, _ = values[len(COUNTERS):]
+    if status == 2:
+        raise RtlError(f"RTL harness: DDR access at {info0:#x} outside the image of {ddr.size:#x} bytes")
+    if err:
+        raise RtlError(describe_error(bundles, ERRORS[err], err_bundle, err_slot, info0, info1))
+    if status == 1:
+        raise RtlError(f"RTL: no halt within {max_cycles:,} cycles (bundle {counters['bundles']} was next)")
+    stats = RtlStats(clock_hz=float(target.clock_hz))
+    for name in ("cycles", "rtl_cycles", "bundles", "ops", "macs", "ddr_bytes_read", "ddr_bytes_written"):
+        setattr(stats, name, int(counters[name]))
+    for u in UNITS:
+        stats.busy[u] = int(counters.get(f"busy_{u}", 0))
+        stats.ops_per_unit[u] = int(counters.get(f"ops_{u}", 0))
+    for c in STALL_CAUSES:
+        stats.stalls[c] = int(counters[f"stall_{c}"])
+    return stats
+
+
+def _region_name(op, index: int) -> str:
+    """The operand field of an op's `index`-th region (its flags fixed by the instruction)."""
+    flags = tuple(int(op[f]) for f in flag_fields(op.op))
+    forms = dict(region_forms(op.op))[flags]
+    return forms[index].field if index < len(forms) else f"region {index}"
+
+
+def describe_error(bundles, kind: str, b: int, slot: int, info0: int, info1: int) -> str:
+    """One line: the bundle, the slot, the instruction and what the RTL found."""
+    bundle = bundles[b] if b < len(bundles) else None
+    slot_name = SLOTS[slot] if slot < len(SLOTS) else "?"
+    op = bundle.op_in(slot_name) if bundle is not None else None
+    where = f"RTL: bundle {b}, slot {slot_name}" + (f": `{format_instruction(op)}`" if op is not None else "")
+    if kind in ("RAW", "WAR", "WAW"):
+        other = bundles[info0].op_in(SLOTS[info1]) if info0 < len(bundles) and info1 < len(SLOTS) else None
+        text = f"`{format_instruction(other)}` " if other is not None else ""
+        verb = {"RAW": "reads bytes that", "WAR": "writes bytes that", "WAW": "writes bytes that"}[kind]
+        their = {"RAW": "still writes", "WAR": "still reads", "WAW": "still writes"}[kind]
+        return (f"{where}: {kind} hazard: {verb} {text}(bundle {info0}, slot {SLOTS[info1]}) {their} "
+                f"(the unit has not completed it)")
+    if kind == "out_of_range":
+        return f"{where}: field {_region_name(op, info0)}: bytes up to {info1:#x} lie outside the memory"
+    if kind == "misaligned":
+        return f"{where}: field {_region_name(op, info0)} is not aligned to its element size"
+    if kind == "ldg_index":
+        signed = info1 - (1 << 64) if info1 >> 63 else info1
+        limit = op["limit"] if op is not None else "?"
+        return f"{where}: index idx[{info0}] = {signed} outside [0, limit = {limit})"
+    if kind == "deadlock":
+        return f"{where}: deadlock: no operation in flight can bring semaphore {info0} to the count"
+    if kind == "semaphore":
+        return f"{where}: semaphore {info0} outside the target's semaphores"
+    if kind == "zero_count":
+        return f"{where}: a count field is 0"
+    if kind == "run_off_end":
+        return f"RTL: the program ran off its end after bundle {b - 1} without a ctl.halt"
+    return f"{where}: {kind.replace('_', ' ')}"
+
+
+class RtlBackend:
+    """The RTL machine (Verilator) as an execution backend; the interface of `SimulatorBackend`."""
+
+    def __init__(self, target):
+        self.target = target
+        self._binary: Binary | None = None
+
+    def load(self, binary: Binary | str | os.PathLike) -> None:
+        if not isinstance(binary, Binary):
+            binary = read_fmb(binary)
+        want = self.target.digest()
+        if binary.target_digest != want:
+            raise InputError(f"the binary was built for another target (digest {binary.target_digest.hex()[:16]}…); "
+                             f"the chosen target {getattr(self.target, 'name', '')} has digest {want.hex()[:16]}…")
+        self._binary = binary
+
+    @property
+    def binary(self) -> Binary:
+        if self._binary is None:
+            raise InputError("no binary loaded")
+        return self._binary
+
+    def run(self, program: str, inputs: Mapping[str, np.ndarray] | None = None, *, trace: bool = False,
+            max_cycles: int = DEFAULT_MAX_CYCLES) -> RtlRunResult:
+        if trace:
+            raise InputError("the RTL backend writes no trace (use the simulator's --trace)")
+        binary = self.binary
+        prog = binary.program(program)
+        checked = [_check_input(prog, name, value) for name, value in (inputs or {}).items()]
+        ddr = np.zeros(prog.ddr_size, np.uint8)
+        ddr[:len(binary.const_image)] = np.frombuffer(binary.const_image, np.uint8)
+        for desc, array in checked:
+            raw = np.ascontiguousarray(array, dtype=_np_dtype(desc.dtype)).reshape(-1).view(np.uint8)
+            ddr[desc.ddr:desc.ddr + desc.nbytes] = raw
+        stats = run_bundles(self.target, prog.bundles, ddr, max_cycles)
+
+        def read(desc: TensorDesc) -> np.ndarray:
+            return ddr[desc.ddr:desc.ddr + desc.nbytes].view(_np_dtype(desc.dtype)).reshape(desc.shape).copy()
+
+        outputs = {t.name: read(t) for t in prog.tensors if t.role == "output"}
+        states = {t.name: read(t) for t in prog.tensors if t.role == "state"}
+        return RtlRunResult(prog.name, outputs, states, stats)

@@ -1,0 +1,159 @@
+"""The byte ranges an operation touches, as RTL, derived from the instruction table's region functions.
+
+Place in the flow: the control (`hardware.machine`) checks every issued
+operation's ranges against the operations in flight (RAW, WAR, WAW hazards)
+and against the memories' sizes, as docs/ACCELERATOR.md says.  What each op
+touches is defined once, by `OpSpec.region_fn` in isa/instructions.py; this
+module does not restate it.  `region_forms(op)` recovers, by evaluating the
+region function on probe instructions, each region's shape as products of
+fields: for every combination of the op's flag fields (enums and 1-bit
+fields, which pick regions and element sizes), each region's space, base
+field, access, alignment and `rows`, `row_bytes`, `stride` as
+constant x field [x field] + offset.  `op_ranges` turns those forms into Amaranth
+expressions over the decoded op (`hardware.decode.op_layout`):
+span = [base, base + (rows - 1) * stride + row_bytes), as `Region.span`.
+tests/test_hw_regions.py checks the forms against `Instruction.regions()`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+
+from amaranth.hdl import Const, Mux
+
+from fastmamba.isa.instructions import OPS, Instruction
+
+PROBES = 6
+SPACES = ("buf", "ddr")
+
+
+@dataclass(frozen=True)
+class Form:
+    """const * product of the named fields + offset."""
+
+    const: int
+    fields: tuple[str, ...]
+    offset: int = 0
+
+    def value(self, args) -> int:
+        v = self.const
+        for f in self.fields:
+            v *= int(args[f])
+        return v + self.offset
+
+
+@dataclass(frozen=True)
+class RegionForm:
+    space: str
+    field: str
+    access: str
+    align: int
+    rows: Form
+    row_bytes: Form
+    stride: Form
+
+
+def flag_fields(op: str) -> tuple[str, ...]:
+    """Fields that can change which regions an op has or their element sizes: enums and 1-bit fields."""
+    return tuple(f.name for f in OPS[op].fields if f.kind == "enum" or f.bits == 1)
+
+
+def _flag_values(op: str, name: str) -> range:
+    f = OPS[op].field_map[name]
+    return range(len(f.values)) if f.kind == "enum" else range(2)
+
+
+def _fit(op: str, probes: list[dict], values: list[int]) -> Form:
+    numeric = [f.name for f in OPS[op].fields if f.name not in flag_fields(op) and f.kind != "f32"]
+    candidates = [()] + [(a,) for a in numeric] + list(itertools.combinations(numeric, 2))
+    if len(set(values)) == 1:
+        return Form(0, (), values[0])
+    for fields in candidates[1:]:
+        prods = [Form(1, fields).value(p) for p in probes]
+        j = next((j for j in range(1, len(prods)) if prods[j] != prods[0]), None)
+        if j is None or (values[j] - values[0]) % (prods[j] - prods[0]):
+            continue
+        const = (values[j] - values[0]) // (prods[j] - prods[0])
+        form = Form(const, fields, values[0] - const * prods[0])
+        if all(form.value(p) == v for p, v in zip(probes, values)):
+            return form
+    raise ValueError(f"{op}: region quantity {values} is not const * field [* field] + offset of the probes")
+
+
+@lru_cache(maxsize=None)
+def region_forms(op: str) -> tuple[tuple[tuple[int, ...], tuple[RegionForm, ...]], ...]:
+    """For each combination of the flag fields' values (in `flag_fields` order), the op's region forms."""
+    spec = OPS[op]
+    flags = flag_fields(op)
+    rng = random.Random(op)
+    out = []
+    for combo in itertools.product(*(_flag_values(op, f) for f in flags)):
+        probes, regions = [], []
+        for _ in range(PROBES):
+            args = {}
+            for f in spec.fields:
+                if f.name in flags:
+                    args[f.name] = combo[flags.index(f.name)]
+                elif f.kind == "f32":
+                    args[f.name] = 1.0
+                else:
+                    args[f.name] = rng.randrange(2, min(f.max, 1000))
+            probes.append(args)
+            regions.append(Instruction(op, args).regions())
+        forms = []
+        for i, first in enumerate(regions[0]):
+            same = [r[i] for r in regions]
+            assert all((r.space, r.field, r.access, r.align) == (first.space, first.field, first.access, first.align)
+                       for r in same), op
+            assert all(r.base == p[r.field] for r, p in zip(same, probes)), op
+            forms.append(RegionForm(first.space, first.field, first.access, first.align,
+                                    _fit(op, probes, [r.rows for r in same]),
+                                    _fit(op, probes, [r.row_bytes for r in same]),
+                                    _fit(op, probes, [r.stride for r in same])))
+        out.append((combo, tuple(forms)))
+    return tuple(out)
+
+
+def max_regions(ops) -> int:
+    return max(len(forms) for op in ops for _, forms in region_forms(op))
+
+
+def _expr(form: Form, view):
+    v = Const(form.const)
+    for f in form.fields:
+        v = v * getattr(view, f)
+    return v + form.offset if form.offset >= 0 else v - (-form.offset)
+
+
+def op_ranges(op: str, view, count: int):
+    """`count` range descriptors for the decoded op `view`: dicts of valid, space (0 buf, 1 ddr), lo, hi,
+    read, write, align_ok (Amaranth expressions); regions the op's flags leave out are invalid.
+
+    The flag combinations select each region's base field, access and the factors of rows, row_bytes and
+    stride (cheap multiplexers); the span's multiply-add is built once per region."""
+    flags = flag_fields(op)
+    combos = region_forms(op)
+    out = []
+    for i in range(count):
+        q = dict(valid=Const(0), space=Const(0), base=Const(0), read=Const(0), write=Const(0), align=Const(0),
+                 rows=Const(0), row_bytes=Const(0), stride=Const(0))
+        for combo, forms in combos:
+            if i >= len(forms):
+                continue
+            cond = Const(1)
+            for name, value in zip(flags, combo):
+                cond = cond & (getattr(view, name) == value)
+            rf = forms[i]
+            new = dict(valid=Const(1), space=Const(SPACES.index(rf.space)), base=getattr(view, rf.field),
+                       read=Const(int(rf.access in ("r", "rw"))), write=Const(int(rf.access in ("w", "rw"))),
+                       align=Const(rf.align - 1), rows=_expr(rf.rows, view), row_bytes=_expr(rf.row_bytes, view),
+                       stride=_expr(rf.stride, view))
+            q = {k: Mux(cond, new[k], q[k]) for k in q}
+        empty = (q["rows"] == 0) | (q["row_bytes"] == 0)
+        hi = Mux(empty, q["base"], q["base"] + (q["rows"] - 1) * q["stride"] + q["row_bytes"])
+        out.append(dict(valid=q["valid"], space=q["space"], lo=q["base"], hi=hi, read=q["read"], write=q["write"],
+                        align_ok=(q["base"] & q["align"]) == 0))
+    return out

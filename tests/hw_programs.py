@@ -1,0 +1,143 @@
+"""Random valid programs for the RTL differential tests (tests/test_hw_*.py), and the runs they compare.
+
+Programs are built as `Bundle`s with fastmamba.isa and are hazard-free by
+construction: every transfer writes buffer or DDR bytes no operation in flight
+touches (fresh regions from bump allocators), and every read of loaded data
+follows a `ctl.wait` on the loads' semaphores.  `run_both` runs a program on
+the simulator (simulator.engine) and on the RTL (hardware.backend) from the
+same DDR image and returns both images and both counters.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from fastmamba.isa.instructions import Bundle, Instruction
+
+DDR_BYTES = 1 << 16
+SRC_END = 1 << 15  # sources live in [0, SRC_END); stores write above it
+
+
+class _Alloc:
+    def __init__(self, start: int, stop: int):
+        self.start, self.stop, self.next = start, stop, start
+
+    def take(self, nbytes: int, align: int = 1) -> int | None:
+        at = -(-self.next // align) * align
+        if at + nbytes > self.stop:
+            return None
+        self.next = at + nbytes
+        return at
+
+
+def _rows(rng: random.Random, max_bytes: int):
+    rows = rng.randint(1, 6)
+    row_bytes = rng.choice([rng.randint(1, 40), 16, 32, rng.randint(1, 70)])
+    pad = rng.choice([0, 0, rng.randint(1, 24)])
+    return rows, row_bytes, row_bytes + pad
+
+
+def random_dma_program(seed: int, target) -> tuple[list[Bundle], np.ndarray]:
+    """A program of ld, ldg, st, ctl.wait and ctl.halt, and its DDR image (random sources, zero outputs)."""
+    rng = random.Random(seed)
+    n_sems = min(target.semaphores, 8)
+    image = np.zeros(DDR_BYTES, np.uint8)
+    image[:SRC_END] = np.random.default_rng(seed).integers(0, 256, SRC_END, dtype=np.uint8)
+    bundles: list[Bundle] = []
+    outs = _Alloc(SRC_END, DDR_BYTES)
+    buf_bytes = int(target.buffer_bytes)
+    pending: dict[int, int] = {}
+
+    def emit(ops, delay=None):
+        bundles.append(Bundle(tuple(ops), rng.choice([0, 0, 0, 1, 3, 17]) if delay is None else delay))
+
+    half = n_sems // 2
+    load_sems, store_sems = range(1, half + 1), range(half + 1, n_sems + 1)
+
+    def wait_all(sems=range(1, n_sems + 1)):
+        for sem in sems:
+            if pending.get(sem):
+                emit([Instruction("ctl.wait", {"sem": sem, "count": pending.pop(sem)})])
+
+    def sem(pool):
+        s = rng.choice(pool)
+        pending[s] = pending.get(s, 0) + 1
+        return s
+
+    # index tables for ldg: int32 values in [0, limit) placed in the source area
+    limit = 24
+    bufs = _Alloc(0, buf_bytes)
+    for epoch in range(rng.randint(2, 4)):
+        if bufs.next > buf_bytes // 2:  # reuse the buffer once every store reading it has completed
+            wait_all()
+            bufs = _Alloc(0, buf_bytes)
+        loaded = []  # (buf, rows, row_bytes, buf_stride) regions complete after the epoch's waits
+        n_loads = rng.randint(1, 6)
+        for _ in range(n_loads):
+            kind = rng.choice(["ld", "ld", "ldg"])
+            rows, row_bytes, buf_stride = _rows(rng, 256)
+            if kind == "ldg":
+                # load the index vector first, wait for it, then gather
+                idx_src = rng.randrange(0, SRC_END - 4 * rows, 4)
+                values = np.array([rng.randrange(limit) for _ in range(rows)], "<i4")
+                image[idx_src:idx_src + 4 * rows] = values.view(np.uint8)
+                idx_buf = bufs.take(4 * rows, 4)
+                dst = bufs.take((rows - 1) * buf_stride + row_bytes)
+                if idx_buf is None or dst is None:
+                    break
+                s = rng.choice(load_sems)
+                emit([Instruction("ld", dict(buf=idx_buf, ddr=idx_src, rows=1, row_bytes=4 * rows, ddr_stride=4 * rows,
+                                             buf_stride=4 * rows, sem=s))])
+                emit([Instruction("ctl.wait", {"sem": s, "count": 1 + pending.pop(s, 0)})])
+                ddr_stride = row_bytes + rng.randint(0, 8)
+                table = rng.randrange(0, SRC_END - limit * ddr_stride)
+                emit([Instruction("ldg", dict(buf=dst, ddr=table, idx=idx_buf, rows=rows, row_bytes=row_bytes,
+                                              ddr_stride=ddr_stride, buf_stride=buf_stride, limit=limit,
+                                              sem=sem(load_sems)))])
+            else:
+                dst = bufs.take((rows - 1) * buf_stride + row_bytes)
+                if dst is None:
+                    break
+                ddr_stride = row_bytes + rng.choice([0, rng.randint(1, 64)])
+                src = rng.randrange(0, SRC_END - rows * ddr_stride)
+                emit([Instruction("ld", dict(buf=dst, ddr=src, rows=rows, row_bytes=row_bytes, ddr_stride=ddr_stride,
+                                             buf_stride=buf_stride, sem=sem(load_sems)))])
+            loaded.append((dst, rows, row_bytes, buf_stride))
+        wait_all(load_sems)
+        # store every loaded region (possibly re-shaped: same bytes per row) to fresh DDR; a store may share a
+        # bundle with the next epoch's first load
+        for dst, rows, row_bytes, buf_stride in loaded:
+            ddr_stride = row_bytes + rng.choice([0, rng.randint(1, 16)])
+            out = outs.take((rows - 1) * ddr_stride + row_bytes)
+            if out is None:
+                break
+            emit([Instruction("st", dict(ddr=out, buf=dst, rows=rows, row_bytes=row_bytes, ddr_stride=ddr_stride,
+                                         buf_stride=buf_stride, sem=sem(store_sems)))])
+    wait_all()
+    emit([Instruction("ctl.halt", {})], delay=0)
+    return bundles, image
+
+
+def run_sim(target, bundles, image):
+    from fastmamba.simulator.effects import MachineState
+    from fastmamba.simulator.engine import Engine
+
+    state = MachineState(ddr=image.copy(), buf=np.zeros(int(target.buffer_bytes), np.uint8))
+    stats = Engine(target).run(bundles, state)
+    return state.ddr, stats
+
+
+def run_rtl(target, bundles, image):
+    from fastmamba.hardware.backend import run_bundles
+
+    ddr = image.copy()
+    stats = run_bundles(target, bundles, ddr)
+    return ddr, stats
+
+
+def compare_stats(sim, rtl) -> list[str]:
+    """The counters that differ (the simulator's JSON keys)."""
+    a, b = sim.to_dict(), rtl.to_dict()
+    return [k for k in a if a[k] != b.get(k)]

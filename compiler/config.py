@@ -176,7 +176,8 @@ class Mamba2Config:
             hidden_act="silu", chunk_size=self.chunk_size,
         )
 
-    # mamba_ssm Mamba2 keyword arguments we know: those checked below, and those that only shape initialisation or kernels.
+    # mamba_ssm Mamba2 keyword arguments we know: those checked below, and those that only shape initialisation
+    # or kernels.
     _SSM_CFG_KNOWN = frozenset({"layer", "A_init_range", "dt_min", "dt_max", "dt_init_floor", "conv_init",
                                   "use_mem_eff_path", "layer_idx", "process_group", "sequence_parallel",
                                   "activation", "device", "dtype", "chunk_size", "d_state", "d_conv", "expand",

@@ -27,7 +27,8 @@ from typing import Callable, Mapping, Sequence
 
 import fastmamba.isa.instructions as instructions
 from fastmamba.isa.errors import FastmambaError
-from fastmamba.isa.instructions import BUNDLE_DELAY_BITS, OPCODE_BITS, SLOTS, Bundle, Instruction, InstructionError, OpSpec
+from fastmamba.isa.instructions import (BUNDLE_DELAY_BITS, OPCODE_BITS, SLOTS, Bundle, Instruction, InstructionError,
+                                        OpSpec)
 
 WORD_BYTES = 8
 SLOT_MASK_BITS = 8

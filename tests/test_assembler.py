@@ -1,4 +1,5 @@
-"""Assembly syntax: parsing, errors with file:line, and disassemble→assemble identity (isa.assembler, isa.disassembler)."""
+"""Assembly syntax: parsing, errors with file:line, and disassemble→assemble identity (isa.assembler,
+isa.disassembler)."""
 
 from __future__ import annotations
 

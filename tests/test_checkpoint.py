@@ -153,7 +153,8 @@ def test_transformers_object(tiny_model):
     assert loaded == config
     assert set(weights) == set(expected_shapes(config))
     # no copies: the store hands out the parameters' own storage
-    assert weights["backbone.layers.0.mixer.in_proj.weight"].data_ptr() == model.backbone.layers[0].mixer.in_proj.weight.data_ptr()
+    in_proj = model.backbone.layers[0].mixer.in_proj.weight
+    assert weights["backbone.layers.0.mixer.in_proj.weight"].data_ptr() == in_proj.data_ptr()
 
 
 @pytest.mark.parametrize("which", ["tiny_model", "untied_model"])
@@ -176,7 +177,8 @@ def test_mamba_ssm_directory(which, fmt, tmp_path, request):
     directory = save_mamba_ssm_dir(model, config, tmp_path / "ms", fmt=fmt)
     raw = json.loads((directory / "config.json").read_text())
     assert raw["ssm_cfg"]["layer"] == "Mamba2" and "hidden_size" not in raw
-    names = set(load_file(directory / "model.safetensors")) if fmt == "safetensors" else set(torch.load(directory / "pytorch_model.bin", weights_only=True))
+    names = (set(load_file(directory / "model.safetensors")) if fmt == "safetensors"
+             else set(torch.load(directory / "pytorch_model.bin", weights_only=True)))
     assert "backbone.embedding.weight" in names and "lm_head.weight" in names  # mamba_ssm's spelling, head always saved
     loaded, weights = load_model(directory)
     assert loaded == config
@@ -344,5 +346,6 @@ def test_bad_torch_bin(tiny_model, tmp_path):
 def test_default_model_dir_is_inside_the_package():
     import fastmamba.compiler
 
-    assert DEFAULT_MODEL_DIR.parent.parent.resolve() == type(DEFAULT_MODEL_DIR)(fastmamba.compiler.__file__).parent.resolve()
+    package_dir = type(DEFAULT_MODEL_DIR)(fastmamba.compiler.__file__).parent
+    assert DEFAULT_MODEL_DIR.parent.parent.resolve() == package_dir.resolve()
     assert DEFAULT_MODEL_DIR.name == "default"

@@ -22,8 +22,10 @@ builtin.module {
     %dt = mamba.slice %c {axis = 1 : i64, start = 0 : i64, size = 4 : i64} : tensor<4x8xf32> -> tensor<4x4xf32>
     %b = mamba.slice %c {axis = 1 : i64, start = 0 : i64, size = 6 : i64} : tensor<4x8xf32> -> tensor<4x6xf32>
     %h = mamba.weight "per_head" : tensor<4xf32>
-    %y, %s = mamba.ssm_scan %x, %dt, %h, %b, %b, %h state %st : tensor<4x8xf32>, tensor<4x4xf32>, tensor<4xf32>, tensor<4x6xf32>, tensor<4x6xf32>, tensor<4xf32> state tensor<4x2x3xf32> -> tensor<4x8xf32>, tensor<4x2x3xf32>
-    %g = mamba.gated_rmsnorm %y, %x, %nw {eps = 1.000000e-05 : f64, group_size = 4 : i64} : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+    %y, %s = mamba.ssm_scan %x, %dt, %h, %b, %b, %h state %st : tensor<4x8xf32>, tensor<4x4xf32>, tensor<4xf32>, \
+tensor<4x6xf32>, tensor<4x6xf32>, tensor<4xf32> state tensor<4x2x3xf32> -> tensor<4x8xf32>, tensor<4x2x3xf32>
+    %g = mamba.gated_rmsnorm %y, %x, %nw {eps = 1.000000e-05 : f64, group_size = 4 : i64} : (tensor<4x8xf32>, \
+tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
     %ow = mamba.weight "out" : tensor<4x8xf32>
     %o = mamba.linear %g, %ow : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x4xf32>
     %sp = mamba.softplus %o : tensor<4x4xf32>

@@ -1,4 +1,5 @@
-"""fastmamba.isa.numerics against plain-Python references of docs/NUMERICS.md: rounding, tables, exp/softplus, Hadamard."""
+"""fastmamba.isa.numerics against plain-Python references of docs/NUMERICS.md: rounding, tables, exp/softplus,
+Hadamard."""
 
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def test_hadamard_blocks_matches_block_matmul():
         b = 1 << hlog2
         a = rng.integers(-32768, 32768, (3, 2 * b * 2))
         h = [[(-1) ** bin(i & j).count("1") for j in range(b)] for i in range(b)]
-        ref = [[sum(int(a[r, blk * b + i]) * h[i][j] for i in range(b)) for blk in range(a.shape[1] // b) for j in range(b)]
+        ref = [[sum(int(a[r, blk * b + i]) * h[i][j] for i in range(b))
+                for blk in range(a.shape[1] // b) for j in range(b)]
                for r in range(a.shape[0])]
         assert nm.hadamard_blocks(a, hlog2).tolist() == ref
     with pytest.raises(ValueError):

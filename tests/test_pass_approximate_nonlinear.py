@@ -43,8 +43,11 @@ def test_softplus_becomes_the_first_order_approximation():
 def test_qssm_switches_to_the_table_and_nothing_else_changes():
     ir = """
 builtin.module {
-  func.func @f(%x: tensor<1x2xi16>, %dt: tensor<1x1xi16>, %p: tensor<1x4xi32>, %b: tensor<1x2xi16>, %c: tensor<1x2xi16>) -> tensor<1x2xi32> {
-    %y, %s = mamba_quant.qssm_scan %x, %dt, %p, %b, %c {dt_frac = 12 : i64, a_frac = 12 : i64, dbx_shift = 17 : i64, y_shift = 18 : i64, d_shift = 10 : i64, nonlinear = "exact"} : tensor<1x2xi16>, tensor<1x1xi16>, tensor<1x4xi32>, tensor<1x2xi16>, tensor<1x2xi16> -> tensor<1x2xi32>, tensor<1x2x2xi32>
+  func.func @f(%x: tensor<1x2xi16>, %dt: tensor<1x1xi16>, %p: tensor<1x4xi32>, %b: tensor<1x2xi16>, %c: \
+tensor<1x2xi16>) -> tensor<1x2xi32> {
+    %y, %s = mamba_quant.qssm_scan %x, %dt, %p, %b, %c {dt_frac = 12 : i64, a_frac = 12 : i64, dbx_shift = 17 : i64, \
+y_shift = 18 : i64, d_shift = 10 : i64, nonlinear = "exact"} : tensor<1x2xi16>, tensor<1x1xi16>, tensor<1x4xi32>, \
+tensor<1x2xi16>, tensor<1x2xi16> -> tensor<1x2xi32>, tensor<1x2x2xi32>
     func.return %y : tensor<1x2xi32>
   }
 }
@@ -55,7 +58,8 @@ builtin.module {
     module = run_pipeline(parse_ir(ir), "approximate-nonlinear")
     assert 'nonlinear = "table"' in print_ir(module)
     table = run_function(module, {}, "f", *args)[0]
-    # NUMERICS.md §5 worked example, from a zero state: dt = softplus_q(0) = 4096, x*B*dt >> 17 = 2^16, C.state >> 18 = 1024
+    # NUMERICS.md §5 worked example, from a zero state: dt = softplus_q(0) = 4096, x*B*dt >> 17 = 2^16,
+    # C.state >> 18 = 1024
     # plus D*x >> 10 = 1024 -> 2048 (channel 1, x = 512: 512 + 512); with exact nonlinearities
     # dt = round(ln 2 * 4096) = 2839 -> 710 + 1024 and 355 + 512.
     assert table[0].tolist() == [2048, 1024] and exact[0].tolist() == [1734, 867]

@@ -9,7 +9,8 @@ from fastmamba.compiler.pipeline import parse_ir, print_ir, run_pipeline
 
 IR = """
 builtin.module {
-  func.func @f(%x: tensor<3x8xf32>, %y: tensor<3x16xf32>, %z: tensor<3x16xf32>) -> (tensor<3x4xf32>, tensor<1x4xf32>, tensor<3x8xf32>, tensor<3x8xf32>) {
+  func.func @f(%x: tensor<3x8xf32>, %y: tensor<3x16xf32>, %z: tensor<3x16xf32>) -> (tensor<3x4xf32>, tensor<1x4xf32>, \
+tensor<3x8xf32>, tensor<3x8xf32>) {
     %g = mamba.weight "norm.weight" : tensor<8xf32>
     %w = mamba.weight "proj.weight" : tensor<4x8xf32>
     %n = mamba.rmsnorm %x, %g {eps = 1.000000e-05 : f64} : (tensor<3x8xf32>, tensor<8xf32>) -> tensor<3x8xf32>
@@ -21,7 +22,8 @@ builtin.module {
     %s = mamba.add %m, %x : (tensor<3x8xf32>, tensor<3x8xf32>) -> tensor<3x8xf32>
     %gw = mamba.weight "gated.weight" : tensor<16xf32>
     %o = mamba.weight "out.weight" : tensor<8x16xf32>
-    %q = mamba.gated_rmsnorm %y, %z, %gw {eps = 1.000000e-05 : f64, group_size = 8 : i64} : (tensor<3x16xf32>, tensor<3x16xf32>, tensor<16xf32>) -> tensor<3x16xf32>
+    %q = mamba.gated_rmsnorm %y, %z, %gw {eps = 1.000000e-05 : f64, group_size = 8 : i64} : (tensor<3x16xf32>, \
+tensor<3x16xf32>, tensor<16xf32>) -> tensor<3x16xf32>
     %p = mamba.linear %q, %o : (tensor<3x16xf32>, tensor<8x16xf32>) -> tensor<3x8xf32>
     func.return %a, %b, %s, %p : tensor<3x4xf32>, tensor<1x4xf32>, tensor<3x8xf32>, tensor<3x8xf32>
   }

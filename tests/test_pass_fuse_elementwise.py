@@ -9,11 +9,13 @@ from fastmamba.compiler.pipeline import parse_ir, print_ir, run_pipeline
 
 IR = """
 builtin.module {
-  func.func @f(%c: tensor<4x8xi16>, %z: tensor<4x8xf32>, %u: tensor<4x8xf32>) -> (tensor<4x8xi16>, tensor<4x8xf32>, tensor<4x8xf32>) {
+  func.func @f(%c: tensor<4x8xi16>, %z: tensor<4x8xf32>, %u: tensor<4x8xf32>) -> (tensor<4x8xi16>, tensor<4x8xf32>, \
+tensor<4x8xf32>) {
     %d = mamba_quant.dequantize %c {exp = -10 : i64} : tensor<4x8xi16> -> tensor<4x8xf32>
     %s = mamba.silu %d : tensor<4x8xf32>
     %one = mamba_quant.fill {value = 1.0 : f64} : tensor<8xf32>
-    %g = mamba.gated_rmsnorm %s, %z, %one {eps = 1.000000e-05 : f64, group_size = 4 : i64} : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+    %g = mamba.gated_rmsnorm %s, %z, %one {eps = 1.000000e-05 : f64, group_size = 4 : i64} : (tensor<4x8xf32>, \
+tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
     %q = mamba_quant.quantize %g {out_scale = 1000.0 : f32} : tensor<4x8xf32> -> tensor<4x8xi16>
     %a = mamba.add %u, %z : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
     %n = mamba.rmsnorm %a, %one {eps = 1.000000e-05 : f64} : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>

@@ -9,13 +9,21 @@ from fastmamba.isa.errors import InputError
 
 GOOD = """
 builtin.module {
-  func.func @f(%a: tensor<2x8xi16>, %w: tensor<4x8xf32>, %c: tensor<3x4xi16>, %cw: tensor<4x1x3xi16>, %cb: tensor<4xi32>,
-               %x: tensor<3x4xi16>, %dt: tensor<3x2xi16>, %p: tensor<2x4xi32>, %b: tensor<3x2xi16>, %z: tensor<2x8xf32>) -> (tensor<2x4xf32>, tensor<3x4xi16>, tensor<3x4xi32>, tensor<2x8xi8>) {
-    %wq, %ws = mamba_quant.quantize_weight %w {granularity = "channel"} : tensor<4x8xf32> -> tensor<4x8xi8>, tensor<4xf32>
-    %y = mamba_quant.qlinear %a, %wq, %ws {hlog2 = 3 : i64, qmul = 300 : i64, qshift = 12 : i64, act_scale = 0.5 : f64} : (tensor<2x8xi16>, tensor<4x8xi8>, tensor<4xf32>) -> tensor<2x4xf32>
-    %o, %s = mamba_quant.qconv1d %c, %cw, %cb {shift = 3 : i64} : tensor<3x4xi16>, tensor<4x1x3xi16>, tensor<4xi32> -> tensor<3x4xi16>, tensor<4x2xi16>
-    %sy, %ss = mamba_quant.qssm_scan %x, %dt, %p, %b, %b {dt_frac = 12 : i64, a_frac = 12 : i64, dbx_shift = 17 : i64, y_shift = 18 : i64, d_shift = 10 : i64, nonlinear = "table"} : tensor<3x4xi16>, tensor<3x2xi16>, tensor<2x4xi32>, tensor<3x2xi16>, tensor<3x2xi16> -> tensor<3x4xi32>, tensor<2x2x2xi32>
-    %v = mamba_quant.vec %a, %z {ops = ["gate", "rmsnorm"], a_exp = -8 : i64, b_exp = 0 : i64, group = 4 : i64, eps = 1.0e-05 : f64, out_scale = 100.0 : f32} : tensor<2x8xi16>, tensor<2x8xf32> -> tensor<2x8xi8>
+  func.func @f(%a: tensor<2x8xi16>, %w: tensor<4x8xf32>, %c: tensor<3x4xi16>, %cw: tensor<4x1x3xi16>, %cb: \
+tensor<4xi32>,
+               %x: tensor<3x4xi16>, %dt: tensor<3x2xi16>, %p: tensor<2x4xi32>, %b: tensor<3x2xi16>, %z: \
+tensor<2x8xf32>) -> (tensor<2x4xf32>, tensor<3x4xi16>, tensor<3x4xi32>, tensor<2x8xi8>) {
+    %wq, %ws = mamba_quant.quantize_weight %w {granularity = "channel"} : tensor<4x8xf32> -> tensor<4x8xi8>, \
+tensor<4xf32>
+    %y = mamba_quant.qlinear %a, %wq, %ws {hlog2 = 3 : i64, qmul = 300 : i64, qshift = 12 : i64, act_scale = 0.5 : \
+f64} : (tensor<2x8xi16>, tensor<4x8xi8>, tensor<4xf32>) -> tensor<2x4xf32>
+    %o, %s = mamba_quant.qconv1d %c, %cw, %cb {shift = 3 : i64} : tensor<3x4xi16>, tensor<4x1x3xi16>, tensor<4xi32> -> \
+tensor<3x4xi16>, tensor<4x2xi16>
+    %sy, %ss = mamba_quant.qssm_scan %x, %dt, %p, %b, %b {dt_frac = 12 : i64, a_frac = 12 : i64, dbx_shift = 17 : i64, \
+y_shift = 18 : i64, d_shift = 10 : i64, nonlinear = "table"} : tensor<3x4xi16>, tensor<3x2xi16>, tensor<2x4xi32>, \
+tensor<3x2xi16>, tensor<3x2xi16> -> tensor<3x4xi32>, tensor<2x2x2xi32>
+    %v = mamba_quant.vec %a, %z {ops = ["gate", "rmsnorm"], a_exp = -8 : i64, b_exp = 0 : i64, group = 4 : i64, eps = \
+1.0e-05 : f64, out_scale = 100.0 : f32} : tensor<2x8xi16>, tensor<2x8xf32> -> tensor<2x8xi8>
     func.return %y, %o, %sy, %v : tensor<2x4xf32>, tensor<3x4xi16>, tensor<3x4xi32>, tensor<2x8xi8>
   }
 }

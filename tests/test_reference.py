@@ -121,7 +121,8 @@ def test_float32_is_close_to_float64(models):
 
 
 def test_transformers_epsilon_is_kept():
-    """A transformers config's layer_norm_epsilon applies to all its norms, the gated one included, as in transformers."""
+    """A transformers config's layer_norm_epsilon applies to all its norms, the gated one included, as in
+    transformers."""
     config = make_config("groups2", norm_eps=1e-2, gated_norm_eps=1e-2)
     hf = random_hf_model(config, seed=11)
     loaded, weights = load_model(hf)

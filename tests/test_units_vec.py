@@ -235,7 +235,8 @@ def test_pitched_op_equals_the_packed_op(seed):
 
 
 def test_in_place_on_a_column_slice():
-    """dst = a with the same pitch updates a column slice in place; a different pitch over the same bytes is an error."""
+    """dst = a with the same pitch updates a column slice in place; a different pitch over the same bytes is an
+    error."""
     rows, ld, c0, cols = 3, 10, 4, 5
     m = np.arange(rows * ld, dtype=np.float32).reshape(rows, ld)
     state = new_state()

@@ -46,11 +46,13 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FloatAttr, IntegerAttr, StringAttr, f64, i64
 from xdsl.ir import Operation, SSAValue
 
-from fastmamba.compiler.backend.lower_base import ELEMENT_BYTES, LoweringError, View, as2d, contiguous_dma, dtype_of, shape_of
+from fastmamba.compiler.backend.lower_base import (ELEMENT_BYTES, LoweringError, View, as2d, contiguous_dma, dtype_of,
+                                                   shape_of)
 from fastmamba.compiler.backend.lower_mixer import Front, MixerLowering
 from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.dialects import mamba_quant as mq
-from fastmamba.compiler.dialects.accel import ProgramOp, op_of
+from fastmamba.compiler.dialects.accel import (MEM_PROP, AccelInstructionOp, MemAttr, ProgramOp, buf_ref, const_ref,
+                                               op_of, tensor_ref)
 from fastmamba.compiler.quant.sites import WEIGHT_EXPRESSIONS, weight_name
 from fastmamba.isa.container import TensorDesc
 from fastmamba.isa.instructions import Instruction
@@ -58,7 +60,7 @@ from fastmamba.isa.instructions import Instruction
 __all__ = ["LoweringOptions", "lower_functions", "DEFAULT_PREFETCH", "MEM_ATTR", "BUFFERS_ATTR", "CONSTS_ATTR",
            "ELEMENT_BYTES", "dtype_of"]
 
-MEM_ATTR = "mem"  # on an instruction op: address field -> "b:NAME" / "c:NAME" / "t:NAME"
+MEM_ATTR = MEM_PROP  # on an instruction op: address field -> #accel.mem<buf|const|tensor, "NAME">
 BUFFERS_ATTR = "buffers"  # on a program: name -> bytes
 CONSTS_ATTR = "consts"  # on a program: the constant blocks (dictionaries, see ConstBlock)
 DEFAULT_PREFETCH = 3  # weight tiles in flight ahead of the one being multiplied
@@ -119,10 +121,10 @@ class _Lowering(MixerLowering):
         self.rings: dict[str, int] = {}
 
     # --- emission helpers -----------------------------------------------------------------------------------
-    def emit(self, op: str, args: dict, mem: dict[str, str], debug: str) -> None:
+    def emit(self, op: str, args: dict, mem: dict[str, MemAttr], debug: str) -> None:
         accel = op_of(Instruction(op, args), debug)
         if mem:
-            accel.attributes[MEM_ATTR] = DictionaryAttr({k: StringAttr(v) for k, v in mem.items()})
+            accel.properties[MEM_PROP] = DictionaryAttr(dict(mem))
         self.ops.append(accel)
 
     def buffer(self, hint: str, nbytes: int) -> str:
@@ -162,7 +164,7 @@ class _Lowering(MixerLowering):
     def load_const(self, cname: str, hint: str, debug: str, ring: tuple[str, int] | None = None) -> str:
         nbytes = self.consts[cname].nbytes
         buf = self.ring(ring[0], ring[1], nbytes) if ring else self.buffer(hint, nbytes)
-        self.emit("ld", contiguous_dma(nbytes), {"buf": "b:" + buf, "ddr": "c:" + cname}, debug)
+        self.emit("ld", contiguous_dma(nbytes), {"buf": buf_ref(buf), "ddr": const_ref(cname)}, debug)
         return buf
 
     def tensor(self, name: str, role: str, shape: tuple[int, ...], dtype: str, exp: int = 0) -> str:
@@ -228,12 +230,12 @@ class _Lowering(MixerLowering):
         V, D = shape_of(op.table)
         self.tensor("tokens", "input", (T,), "i32")
         ids = self.buffer(f"{self.name}.tokens", 4 * T)
-        self.emit("ld", contiguous_dma(4 * T), {"buf": "b:" + ids, "ddr": "t:tokens"}, "embedding tokens")
+        self.emit("ld", contiguous_dma(4 * T), {"buf": buf_ref(ids), "ddr": tensor_ref("tokens")}, "embedding tokens")
         cname = self.const("embedding", "array", (op.table,), V * D * 4, dtype="f32")
         u = self.new_view(f"{self.name}.u", T, D, "f32")
         self.emit("ldg", dict(buf=0, ddr=0, idx=0, rows=T, row_bytes=4 * D, ddr_stride=4 * D, buf_stride=4 * D,
                               limit=V, sem=0),
-                  {"buf": "b:" + u.block, "ddr": "c:" + cname, "idx": "b:" + ids}, "embedding")
+                  {"buf": buf_ref(u.block), "ddr": const_ref(cname), "idx": buf_ref(ids)}, "embedding")
         self.views[op.result] = u
 
     def _SliceOp(self, op: mamba.SliceOp) -> None:
@@ -267,7 +269,7 @@ class _Lowering(MixerLowering):
         ops = list(op.micro_ops)
         if len(ops) > 4:
             raise LoweringError(f"{op.name}: {len(ops)} micro-ops, the VEC unit chains at most 4")
-        mem = {"a": "b:" + a.block, "dst": "b:" + dst.block}
+        mem = {"a": buf_ref(a.block), "dst": buf_ref(dst.block)}
         b_args = dict(b=0, b_type="f32", b_exp=0, b_mode="none", b_ld=cols)
         if op.b is not None:
             b_rows, _ = as2d(op.b)
@@ -275,7 +277,7 @@ class _Lowering(MixerLowering):
             b = b or self._vec_operand(op.b, op.name)
             b_args = dict(b=b.offset, b_type=b.dtype, b_exp=op.b_exp.value.data, b_mode=mode,
                           b_ld=b.ld if mode == "full" else cols)
-            mem["b"] = "b:" + b.block
+            mem["b"] = buf_ref(b.block)
         args = dict(dst=dst.offset, a=a.offset, rows=rows, cols=cols, a_ld=a.ld, dst_ld=dst.ld, a_type=a.dtype,
                     a_exp=op.a_exp.value.data, group=op.group.value.data, eps=op.eps.value.data,
                     out_type=dtype_of(op.result.type), out_scale=op.out_scale.value.data, **b_args)
@@ -358,8 +360,8 @@ class _Lowering(MixerLowering):
                 self.emit("lin", dict(dst=out.offset, src=src.offset, wgt=0, scale=_round4(n * K), m=r1 - r0, k=K,
                                       n=n, src_ld=a.ld, dst_ld=dst.ld, src_type=a.dtype, hlog2=op.hlog2.value.data,
                                       qmul=op.qmul.value.data, qshift=op.qshift.value.data, acc=0, out="f32"),
-                          {"dst": "b:" + dst.block, "src": "b:" + a.block, "wgt": "b:" + loaded[j],
-                           "scale": "b:" + loaded[j]}, f"{op.name} {site} tile {j}" + (
+                          {"dst": buf_ref(dst.block), "src": buf_ref(a.block), "wgt": buf_ref(loaded[j]),
+                           "scale": buf_ref(loaded[j])}, f"{op.name} {site} tile {j}" + (
                               f" rows {r0}:{r1}" if r1 - r0 < T else ""))
             if tile.consumer is not None:
                 vec, operand = tile.consumer
@@ -406,14 +408,15 @@ class _Lowering(MixerLowering):
             raise LoweringError(f"the program must return the f32 logits of one position, got {rows} x {V} "
                                 f"{logits.dtype}")
         self.tensor("logits", "output", (1, V), "f32")
-        self.emit("st", contiguous_dma(4 * V, buf=logits.offset), {"buf": "b:" + logits.block, "ddr": "t:logits"},
+        self.emit("st", contiguous_dma(4 * V, buf=logits.offset),
+                  {"buf": buf_ref(logits.block), "ddr": tensor_ref("logits")},
                   "logits")
         tok = self.buffer(f"{self.name}.next_token", 4)
-        self.emit("vec.argmax", dict(dst=0, a=logits.offset, rows=1, cols=V), {"dst": "b:" + tok,
-                                                                               "a": "b:" + logits.block},
+        self.emit("vec.argmax", dict(dst=0, a=logits.offset, rows=1, cols=V), {"dst": buf_ref(tok),
+                                                                               "a": buf_ref(logits.block)},
                   "next token")
         self.tensor("next_token", "output", (1,), "i32")
-        self.emit("st", contiguous_dma(4), {"buf": "b:" + tok, "ddr": "t:next_token"}, "next token")
+        self.emit("st", contiguous_dma(4), {"buf": buf_ref(tok), "ddr": tensor_ref("next_token")}, "next token")
 
 
 def _row_blocks(rows: int) -> list[tuple[int, int]]:
@@ -450,15 +453,14 @@ def _constants_function(name: str, fn: func.FuncOp, values: list[SSAValue]) -> f
 
 
 def buffer_lifetimes(ops, ends: list[int] | None = None) -> tuple[dict[str, int], dict[str, int]]:
-    """Per on-chip buffer (`b:` in the ops' `mem` attributes) the index of the first op using it and of the
+    """Per on-chip buffer (#accel.mem<buf, ...> in the ops' `mem`) the index of the first op using it and of the
     last, or with `ends` the largest ends[index] over the ops using it."""
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for index, op in enumerate(ops):
-        mem = op.attributes.get(MEM_ATTR)
-        for ref in (mem.data.values() if isinstance(mem, DictionaryAttr) else ()):
-            kind, _, block = ref.data.partition(":")
-            if kind == "b":
+        for ref in op.mem.values() if isinstance(op, AccelInstructionOp) else ():
+            if ref.on_chip:
+                block = ref.block.data
                 first.setdefault(block, index)
                 last[block] = max(last.get(block, 0), ends[index] if ends else index)
     return first, last

@@ -59,8 +59,8 @@ def build_plan(scheme: str, config: Mamba2Config, weights: Mapping[str, np.ndarr
                head: bool = False) -> QuantPlan:
     """The plan of one scheme from calibration ranges, as assign-scales derives it from the same ranges.
 
-    head: the LM head W8A8 too (as assign-scales{head="int8"}), rotated by the scheme's block (insert-hadamard{head=true});
-    else it stays binary32.
+    head: the LM head W8A8 too (as assign-scales{head="int8"}), rotated by the scheme's block
+    (insert-hadamard{head=true}); else it stays binary32.
 
     The conv and SSM formats also need weight magnitudes: the ranges' "w" (conv), "A" (exp(A_log)) and "D"
     (recorded by the calibrate pass), else taken from `weights` (numpy arrays).
@@ -145,7 +145,8 @@ def inject_outliers(config: Mamba2Config, weights: Mapping[str, Any], channels: 
 
 
 def calibration_ids(data: bytes, tail_start: int, max_bytes: int, tokenizer) -> tuple[np.ndarray, int]:
-    """Token ids of the first `max_bytes` of `data` before the held-out tail (the tail itself if nothing precedes it)."""
+    """Token ids of the first `max_bytes` of `data` before the held-out tail (the tail itself if nothing precedes
+    it)."""
     end = min(max_bytes, tail_start) if tail_start > 0 else min(max_bytes, len(data))
     while end < len(data) and 0x80 <= data[end] < 0xC0:  # a whole UTF-8 character
         end += 1

@@ -186,8 +186,8 @@ def ssm_scan_q(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int,
                block: int = 32):
     """The integer selective scan.  x [t, h, p], B/C [t, G, n], dt_raw [t, h], A/D/dt_bias [h], state [h, p, n].
 
-    Returns (y [t, h, p] int64 within i32, state' [h, p, n] within `state_bits`).  The recurrence runs token by token; the
-    products that do not depend on the state are formed per block of tokens.  `nonlinear` = "exact" replaces
+    Returns (y [t, h, p] int64 within i32, state' [h, p, n] within `state_bits`).  The recurrence runs token by
+    token; the products that do not depend on the state are formed per block of tokens.  `nonlinear` = "exact" replaces
     the NLA's table (softplus_q, exp_q) by float64 softplus and exp rounded to the same fixed-point formats
     (an ablation of the approximation; the accelerator implements "table").
     """

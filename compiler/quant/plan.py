@@ -126,7 +126,8 @@ def conv_quant(ranges: Mapping[str, float], weight_amax: float) -> ConvQuant:
 
 def ssm_quant(ranges: Mapping[str, float], a_amax: float, d_amax: float, *, nla_bits: int, nla_segments: int,
               state_bits: int) -> SSMQuant:
-    """Fixed-point formats of the SSM (docs/NUMERICS.md §5), every shift >= 0, with a factor-2 headroom on state and y."""
+    """Fixed-point formats of the SSM (docs/NUMERICS.md §5), every shift >= 0, with a factor-2 headroom on state
+    and y."""
     fx, fb, fc = (pow2_frac(ranges[k], I16_MAX) for k in ("x", "B", "C"))
     lg = nla_segments.bit_length() - 1
     dt_frac = min(pow2_frac(ranges["dt_raw"], I16_MAX), pow2_frac(ranges["dt"], (1 << nla_bits) - 1), nla_bits - 1)

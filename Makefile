@@ -1,12 +1,12 @@
 # The two set-up commands of README.md: `make demo` (main job on the bundled
-# model) and `make test` (the test suite).  Each creates .venv and installs
-# what is missing; a second run reuses it.
+# model) and `make test` (lint, types, then the test suite).  Each creates
+# .venv and installs what is missing; a second run reuses it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fastmamba demo --max-new-tokens 64
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -W error tests
+
+# ruff (rules and width in pyproject.toml) over every Python file; mypy over the
+# installed namespace.  The folders install as fastmamba.* through setuptools'
+# package-dir, which mypy cannot follow, so it reads a tree of links that lays
+# them out as the installed package does (build/typecheck/fastmamba/...).
+TYPECHECK := build/typecheck/fastmamba
+lint: $(STAMP)
+	$(BIN)/ruff check
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)
+	ln -s ../../../fastmamba/__init__.py ../../../fastmamba/__main__.py $(TYPECHECK)/
+	for d in compiler isa passes simulator hardware; do test ! -d $$d || ln -s ../../../$$d $(TYPECHECK)/$$d; done
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -88,6 +88,8 @@ class Roofline:
 def roofline(config: Mamba2Config, tokens: int, target: Target) -> Roofline:
     """The bound's terms for a program over `tokens` positions (1 for the decode step)."""
     c = config
+    nheads = c.nheads
+    assert nheads is not None  # Mamba2Config derives it when not given
     per = target.dma_bytes_per_cycle
     layer_macs = c.d_model * c.in_proj_out + c.d_inner * c.d_model
     head_macs = c.d_model * c.vocab_size
@@ -96,11 +98,11 @@ def roofline(config: Mamba2Config, tokens: int, target: Target) -> Roofline:
     conv_dtype, _ = _STATE_KINDS["conv"]
     ssm_dtype, _ = _STATE_KINDS["ssm"]
     state_one_way = c.n_layer * ((c.d_conv - 1) * c.conv_dim * dtype_itemsize(conv_dtype)
-                                 + c.nheads * c.headdim * c.d_state * dtype_itemsize(ssm_dtype))
+                                 + nheads * c.headdim * c.d_state * dtype_itemsize(ssm_dtype))
     return Roofline(
         tokens=tokens,
         lin=tokens * c.n_layer * layer_macs / target.lin_macs_per_cycle,
-        ssm=tokens * c.n_layer * c.nheads * c.headdim * c.d_state / target.ssm_elems_per_cycle,
+        ssm=tokens * c.n_layer * nheads * c.headdim * c.d_state / target.ssm_elems_per_cycle,
         conv=tokens * c.n_layer * c.conv_dim / target.conv_channels,
         ddr=weight_bytes / per,
         head_lin=head_macs / target.lin_macs_per_cycle,

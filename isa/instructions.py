@@ -11,8 +11,9 @@ Structure
 - `FieldSpec`: one named operand field: its width in bits, its kind
   (`u` unsigned, `s` signed two's complement, `f32` an IEEE binary32 bit
   pattern, `enum` an unsigned code with named values) and its meaning.
-- `OpSpec`: one operation: mnemonic, opcode, slot, fields (in encoding order)
-  and meaning.
+- `OpSpec`: one operation: mnemonic, opcode, slot, fields (in encoding order),
+  meaning, the memory it touches, and its cost column: the occupancy formula
+  (a function of `isa.costs`) and the target parameter holding its latency.
 - `Instruction`: an operation with a value for each field (validated against
   the spec); `Bundle`: the operations of one issue cycle plus the idle delay
   the static schedule wants after it.
@@ -27,6 +28,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Callable, Mapping
 
+from fastmamba.isa import costs
 from fastmamba.isa.errors import FastmambaError
 
 SLOTS: tuple[str, ...] = ("LD", "ST", "LIN", "CONV", "SSM", "VEC", "CTL")
@@ -107,6 +109,10 @@ class OpSpec:
     # Memory the instruction touches, from its fields alone (see `Region`); the
     # binary reader checks these statically and the simulator's hazard checks use them.
     region_fn: Callable[["Instruction"], tuple["Region", ...]] | None = field(default=None, compare=False, repr=False)
+    # The cost column (isa.costs): cycles the op holds its unit or the DDR channel, from its fields and the
+    # target; and the target parameter holding the further cycles until its results are complete (None: 0).
+    occupancy: Callable[["Instruction", object], int] | None = field(default=None, compare=False, repr=False)
+    latency_param: str | None = None
 
     def __post_init__(self) -> None:
         if self.slot not in SLOTS:
@@ -401,6 +407,7 @@ OPS: Mapping[str, OpSpec] = _table(
         ),
         "2-D strided copy DDR -> BUF: `rows` rows of `row_bytes` bytes; signals `sem` on completion.",
         _regions_ld,
+        occupancy=costs.transfer_cycles, latency_param="dma_latency",
     ),
     OpSpec(
         "ldg", 0x11, "LD",
@@ -417,6 +424,7 @@ OPS: Mapping[str, OpSpec] = _table(
         ),
         "Row gather DDR -> BUF (embedding lookup): destination row r = table row idx[r]; signals `sem` on completion.",
         _regions_ldg,
+        occupancy=costs.transfer_cycles, latency_param="dma_latency",
     ),
     OpSpec(
         "st", 0x20, "ST",
@@ -431,6 +439,7 @@ OPS: Mapping[str, OpSpec] = _table(
         ),
         "2-D strided copy BUF -> DDR: `rows` rows of `row_bytes` bytes; signals `sem` on completion.",
         _regions_st,
+        occupancy=costs.transfer_cycles, latency_param="dma_latency",
     ),
     OpSpec(
         "lin", 0x30, "LIN",
@@ -455,6 +464,7 @@ OPS: Mapping[str, OpSpec] = _table(
         "q = sat8(rshift_round(a * qmul, qshift)); acc = [dst +] q @ wgt^T (int32, saturating); "
         "dst = acc, or f32(acc) * scale[n] when out = f32.",
         _regions_lin,
+        occupancy=costs.lin_cycles, latency_param="lin_latency",
     ),
     OpSpec(
         "conv", 0x40, "CONV",
@@ -477,6 +487,7 @@ OPS: Mapping[str, OpSpec] = _table(
         "dst[t, c] = sat(rshift_round(sum_j wgt[j, c] * xx[t + j, c] + bias[c], shift)); "
         "upd: state = the last kw-1 rows of xx.",
         _regions_conv,
+        occupancy=costs.conv_cycles, latency_param="conv_latency",
     ),
     OpSpec(
         "ssm", 0x50, "SSM",
@@ -506,6 +517,7 @@ OPS: Mapping[str, OpSpec] = _table(
         "(first-order tables), state = dA * state + dt * x * B, y = C . state + D * x, in power-of-two "
         "fixed point (NUMERICS.md).",
         _regions_ssm,
+        occupancy=costs.ssm_cycles, latency_param="ssm_latency",
     ),
     OpSpec(
         "vec", 0x60, "VEC",
@@ -536,6 +548,7 @@ OPS: Mapping[str, OpSpec] = _table(
         "Fused element-wise chain in IEEE binary32: x = dequant(a); x = op3(op2(op1(op0(x)))) with "
         "add/mul/gate taking b; dst = x, or an integer quantization of it.",
         _regions_vec,
+        occupancy=costs.vec_cycles, latency_param="vec_latency",
     ),
     OpSpec(
         "vec.argmax", 0x61, "VEC",
@@ -547,15 +560,21 @@ OPS: Mapping[str, OpSpec] = _table(
         ),
         "Per row, the index of the largest element (the first one on ties).",
         _regions_argmax,
+        occupancy=costs.argmax_cycles, latency_param="vec_latency",
     ),
     OpSpec(
         "ctl.wait", 0x70, "CTL",
         (_f("sem", 8, "semaphore index"), _f("count", 16, "completions to wait for; subtracted once satisfied")),
         "Hold this bundle (and every later one) until semaphore `sem` is at least `count`, then subtract `count`.",
         _no_regions,
+        occupancy=costs.no_cycles,
     ),
     OpSpec("ctl.halt", 0x71, "CTL", (), "End of program: completes once every operation in flight has completed.",
-           _no_regions),
+           _no_regions, occupancy=costs.no_cycles),
 )
+
+_UNCOSTED = [s.name for s in OPS.values() if s.occupancy is None]
+if _UNCOSTED:
+    raise ValueError(f"op(s) {', '.join(_UNCOSTED)}: no occupancy formula (the cost column, isa.costs)")
 
 BY_OPCODE: Mapping[int, OpSpec] = MappingProxyType({s.opcode: s for s in OPS.values()})

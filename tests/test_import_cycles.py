@@ -2,7 +2,8 @@
 
 The import graph is built from the source files' `ast` (every `import` and
 `from ... import`, including those inside functions, which a lazy import hides
-from a plain module-level scan) and checked for cycles with networkx; each
+from a plain module-level scan; not those under `if TYPE_CHECKING:`, which
+never run) and checked for cycles with networkx; each
 module is then imported first in a fresh interpreter, which would fail on a
 cycle that needs a partially initialized module.
 """
@@ -33,11 +34,29 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of the tree except the bodies of `if TYPE_CHECKING:` (imports for annotations only)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if _is_type_checking(node):
+            stack.extend(node.orelse)
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+
+
 def _imported(name: str, path: Path, known: set[str]) -> set[str]:
     """The modules of `known` that `name`'s source imports anywhere in its body."""
     is_package = path.name == "__init__.py"
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -70,7 +89,8 @@ def _graph() -> nx.DiGraph:
 def test_the_graph_sees_every_kind_of_import(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("import fastmamba.isa.errors\nfrom fastmamba.isa import target\n"
-                      "def f():\n    from fastmamba.simulator.effects import Range\n")
+                      "def f():\n    from fastmamba.simulator.effects import Range\n"
+                      "if TYPE_CHECKING:\n    from fastmamba.simulator import stats\n")
     known = {"fastmamba.isa", "fastmamba.isa.errors", "fastmamba.isa.target", "fastmamba.simulator",
              "fastmamba.simulator.effects", "fastmamba.simulator.stats"}
     assert _imported("fastmamba.simulator.m", source, known) == known - {"fastmamba.simulator.stats"}

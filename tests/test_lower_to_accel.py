@@ -178,13 +178,25 @@ def _program(name: str, ops, buffers: dict[str, int], consts=()) -> ProgramOp:
     return program
 
 
-def _ld(buf: str, ddr: str, nbytes: int = 16):
+def _ref(text: str):
+    """A block reference in the tests' short form: b:NAME, c:NAME, t:NAME."""
+    from fastmamba.compiler.dialects.accel import buf_ref, const_ref, tensor_ref
+
+    kind, _, name = text.partition(":")
+    return {"b": buf_ref, "c": const_ref, "t": tensor_ref}[kind](name)
+
+
+def _with_mem(op, **fields: str):
     from xdsl.dialects.builtin import DictionaryAttr
 
+    op.properties[MEM_ATTR] = DictionaryAttr({k: _ref(v) for k, v in fields.items()})
+    return op
+
+
+def _ld(buf: str, ddr: str, nbytes: int = 16):
     op = op_of(Instruction("ld", dict(buf=0, ddr=0, rows=1, row_bytes=nbytes, ddr_stride=nbytes, buf_stride=nbytes,
                                       sem=0)))
-    op.attributes[MEM_ATTR] = DictionaryAttr({"buf": StringAttr(buf), "ddr": StringAttr(ddr)})
-    return op
+    return _with_mem(op, buf=buf, ddr=ddr)
 
 
 def test_plan_memory_reuses_dead_buffers_and_shares_constants():
@@ -198,13 +210,34 @@ def test_plan_memory_reuses_dead_buffers_and_shares_constants():
     assert [i["buf"] for i in ins] == [0, 0, 0]  # "one" is dead when "two" is born: same place
     assert ins[1]["ddr"] == 128 and a.tensor_descs[0].ddr == 128  # tensors after the image
     assert instruction_of(next(iter(b.body.block.ops)))["ddr"] == 0  # the shared constant
-    assert MEM_ATTR not in a.body.block.first_op.attributes and BUFFERS_ATTR not in a.attributes
+    first = a.body.block.first_op
+    assert MEM_ATTR not in first.properties and MEM_ATTR not in first.attributes and BUFFERS_ATTR not in a.attributes
 
 
 def test_plan_memory_rejects_unknown_blocks():
     module = ModuleOp([_program("a", [_ld("b:ghost", "c:w")], {}, [("w", 16)])])
     with pytest.raises(FastmambaError, match="undeclared buffers: ghost"):
         plan_memory(module, VC709)
+    module = ModuleOp([_program("a", [_ld("b:one", "t:ghost")], {"one": 16}, [])])
+    with pytest.raises(FastmambaError, match="field ddr names unknown tensor block 'ghost'"):
+        plan_memory(module, VC709)
+
+
+def test_mem_references_are_typed_and_verified():
+    """Each address field's block is an #accel.mem<space, "name"> that prints and parses back; the verifier
+    refuses a reference from a field that is not an address field, or into the other memory."""
+    from xdsl.utils.exceptions import VerifyException
+
+    program = _program("a", [_ld("b:one", "c:w")], {"one": 16}, [("w", 16)])
+    text = print_ir(ModuleOp([program]))
+    assert 'mem = {buf = #accel.mem<buf, "one">, ddr = #accel.mem<const, "w">}' in text
+    assert print_ir(parse_ir(text)) == text
+    for fields, message in (({"buf": "b:one", "rows": "b:x"}, "mem names rows, not an address field"),
+                            ({"buf": "t:x", "ddr": "c:w"}, "field buf addresses buf, mem puts it in tensor block 'x'"),
+                            ({"buf": "b:one", "ddr": "b:w"}, "field ddr addresses ddr, mem puts it in buf block 'w'")):
+        op = _with_mem(_ld("b:one", "c:w"), **fields)
+        with pytest.raises(VerifyException, match=message):
+            op.verify()
 
 
 def test_lin_tile_packing_matches_the_qlinear_rescale():
@@ -225,13 +258,10 @@ def test_lin_tile_packing_matches_the_qlinear_rescale():
 def test_plan_memory_keeps_a_buffer_until_its_last_reader_completes():
     """`one`'s last reader (a long vec) still runs when the next vec, issued as soon as the unit is free,
     writes `two`: giving `two` one's dead space would make it wait for that reader; plan-memory does not."""
-    from xdsl.dialects.builtin import DictionaryAttr
     from test_schedule_vliw import vec
 
     def vec_op(a: str, dst: str, rows: int, cols: int):
-        op = op_of(vec(0, 0, rows, cols))
-        op.attributes[MEM_ATTR] = DictionaryAttr({"a": StringAttr(a), "dst": StringAttr(dst)})
-        return op
+        return _with_mem(op_of(vec(0, 0, rows, cols)), a=a, dst=dst)
 
     ops = [_ld("b:one", "c:w", 4096), _ld("b:four", "c:v", 16), vec_op("b:one", "b:three", 64, 64),
            vec_op("b:four", "b:two", 1, 16)]

@@ -22,6 +22,7 @@ from fastmamba.compiler.backend.lower_base import (LoweringError, View, as2d, co
                                                    pow2_exp,
                                          shape_of)
 from fastmamba.compiler.dialects import mamba
+from fastmamba.compiler.dialects.accel import buf_ref, tensor_ref
 from fastmamba.compiler.dialects import mamba_quant as mq
 from fastmamba.compiler.quant.sites import weight_name
 
@@ -186,7 +187,7 @@ class MixerLowering:
         whole = (c0, c1) == (0, C)
         tag, rows = ("", {}) if whole else (f"[{c0}:{c1}]", {"rows": [c0, c1]})
         sbuf = self.buffer(f"{self.name}.l{layer}.conv_state", (kw - 1) * (c1 - c0) * 2)
-        self.emit("ld", self._state_dma(kw - 1, c0, c1, C), {"buf": "b:" + sbuf, "ddr": "t:" + state},
+        self.emit("ld", self._state_dma(kw - 1, c0, c1, C), {"buf": buf_ref(sbuf), "ddr": tensor_ref(state)},
                   f"layer {layer} conv state{tag}")
         w = self.load_const(self.const(f"layers.{layer}.conv.w{tag}", "conv_w", (op.weight,), kw * (c1 - c0) * 2,
                                        **rows),
@@ -210,9 +211,9 @@ class MixerLowering:
         tag = "" if (c0, c1) == (0, C) else f"[{c0}:{c1}]"
         self.emit("conv", dict(dst=dst.offset, src=x.offset, state=0, wgt=0, bias=0, t=x.rows, c=c1 - c0, kw=kw,
                                src_ld=x.ld, dst_ld=dst.ld, shift=op.shift.value.data, out_type=dst.dtype, upd=1),
-                  {"dst": "b:" + dst.block, "src": "b:" + x.block, "state": "b:" + sbuf, "wgt": "b:" + w,
-                   "bias": "b:" + bias}, f"{op.name} layer {layer}{tag}")
-        self.emit("st", self._state_dma(kw - 1, c0, c1, C), {"buf": "b:" + sbuf, "ddr": "t:" + state},
+                  {"dst": buf_ref(dst.block), "src": buf_ref(x.block), "state": buf_ref(sbuf), "wgt": buf_ref(w),
+                   "bias": buf_ref(bias)}, f"{op.name} layer {layer}{tag}")
+        self.emit("st", self._state_dma(kw - 1, c0, c1, C), {"buf": buf_ref(sbuf), "ddr": tensor_ref(state)},
                   f"layer {layer} conv state{tag}")
 
     def _QConv1dOp(self, op: mq.QConv1dOp) -> None:
@@ -270,7 +271,7 @@ class Scanner:
         if op == "ld":
             self.buffers.append(self.low.ring("ssm_state", STATE_RING, nbytes))
         self.low.emit(op, contiguous_dma(nbytes, ddr=h0 * head_bytes),
-                      {"buf": "b:" + self.buffers[c], "ddr": "t:" + self.state},
+                      {"buf": buf_ref(self.buffers[c]), "ddr": tensor_ref(self.state)},
                       f"layer {self.layer} ssm state heads {h0}+{h}")
 
     def load(self, c: int) -> None:
@@ -291,8 +292,8 @@ class Scanner:
             hpg=min(self.hpg, h), xbc_ld=xbc.ld, b_off=b_off, c_off=c_off, dt_ld=dt.ld, y_ld=y.ld,
             dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data, dbx_shift=op.dbx_shift.value.data,
             y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data),
-            {"y": "b:" + y.block, "xbc": "b:" + xbc.block, "dt": "b:" + dt.block, "params": "b:" + self.params,
-             "state": "b:" + self.buffers[c]}, f"{op.name} layer {self.layer} heads {h0}+{h}")
+            {"y": buf_ref(y.block), "xbc": buf_ref(xbc.block), "dt": buf_ref(dt.block), "params": buf_ref(self.params),
+             "state": buf_ref(self.buffers[c])}, f"{op.name} layer {self.layer} heads {h0}+{h}")
 
     def finish(self) -> None:
         self._state_dma(len(self.chunks) - 1, "st")

@@ -21,7 +21,8 @@ compiler/backend/buffer_alloc.py places them (first fit, reusing dead space;
 a buffer that does not fit is an error naming it).  If the reordered program
 does not fit, the lowering's order is allocated instead.
 Each instruction's address fields are then offset + the base of the block its
-`mem` attribute names, and the attribute is dropped.
+`mem` property names (an #accel.mem<buf|const|tensor, "NAME">), and the property
+is dropped.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, i64
 
 from fastmamba.compiler.backend.buffer_alloc import DEFAULT_ALIGN, BufferAllocationError, BufferRequest, allocate
-from fastmamba.compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, MEM_ATTR, buffer_lifetimes
-from fastmamba.compiler.dialects.accel import AccelInstructionOp, ProgramOp, instruction_of, op_of, tensor_attr
+from fastmamba.compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, buffer_lifetimes
+from fastmamba.compiler.dialects.accel import (AccelInstructionOp, MemAttr, ProgramOp, buf_ref, const_ref,
+                                               instruction_of, op_of, tensor_attr, tensor_ref)
 from fastmamba.isa import costs
 from fastmamba.isa.container import TensorDesc
 from fastmamba.isa.errors import InputError
@@ -64,7 +66,7 @@ def _consts(program: ProgramOp) -> list[DictionaryAttr]:
 DEFAULT_LOOKAHEAD = 24  # ops an op may move up when reordering by the symbolic schedule
 
 
-def _symbolic_access(instr: Instruction, mem: dict[str, str]) -> tuple[tuple, tuple]:
+def _symbolic_access(instr: Instruction, mem: dict[str, MemAttr]) -> tuple[tuple, tuple]:
     """(reads, writes) spans with each symbolic block its own space (offsets inside the block)."""
     reads, writes = [], []
     for r in instr.regions():
@@ -79,7 +81,7 @@ def _symbolic_access(instr: Instruction, mem: dict[str, str]) -> tuple[tuple, tu
     return tuple(reads), tuple(writes)
 
 
-def schedule_order(instrs: list[Instruction], mems: list[dict[str, str]], target,
+def schedule_order(instrs: list[Instruction], mems: list[dict[str, MemAttr]], target,
                    lookahead: int) -> tuple[list[int], list[int]]:
     """The issue order of the ops scheduled on symbolic memory (a valid order: it keeps every dependence),
     and for each position of that order the last position issued before its op completes."""
@@ -134,11 +136,6 @@ def plan_memory(module: ModuleOp, target, lookahead: int = DEFAULT_LOOKAHEAD) ->
     return MemoryPlan(image, const_ddr, peaks)
 
 
-def _mem_of(op) -> dict[str, str]:
-    mem = op.attributes.get(MEM_ATTR)
-    return {k: v.data for k, v in mem.data.items()} if isinstance(mem, DictionaryAttr) else {}
-
-
 def _allocate(ops, sizes: dict[str, int], target, program: str, ends: list[int] | None = None):
     """Place the buffers by lifetime: from the first op using one to the last (to `ends[index]`, the last op
     issued while that op still runs, when given: space an op still reads or writes is not reused under it)."""
@@ -169,7 +166,7 @@ def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, i
     plan = first = None
     windows = [w for w in (lookahead, lookahead // 3) if w > 0] if ops else []  # 0 would mean unlimited
     if windows:
-        instrs, mems = [instruction_of(o) for o in ops], [_mem_of(o) for o in ops]
+        instrs, mems = [instruction_of(o) for o in ops], [o.mem for o in ops]
     for window in windows:
         order, ends = schedule_order(instrs, mems, target, window)
         reordered = [ops[n] for n in order]
@@ -184,19 +181,20 @@ def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, i
         break
     if plan is None:  # the lowering's order; raises the error naming the buffer when that does not fit either
         plan, first = _allocate(ops, sizes, target, name)
-    base = {f"b:{b}": plan.offsets[b][0] for b in first}
-    base.update({f"c:{c}": d for c, d in const_ddr.items()})
-    base.update({f"t:{t}": d for t, d in tensor_ddr.items()})
+    base: dict[MemAttr, int] = {buf_ref(b): plan.offsets[b][0] for b in first}
+    base.update({const_ref(c): d for c, d in const_ddr.items()})
+    base.update({tensor_ref(t): d for t, d in tensor_ddr.items()})
     for op in ops:
-        mem = op.attributes.get(MEM_ATTR)
-        if not isinstance(mem, DictionaryAttr):
+        mem = op.mem
+        if not mem:
             continue
         instr = instruction_of(op)
         args = dict(instr.args)
-        for fname, ref in mem.data.items():
-            if ref.data not in base:
-                raise InputError(f"plan-memory: {op.name} field {fname} names unknown block {ref.data}")
-            args[fname] = int(args[fname]) + base[ref.data]
+        for fname, ref in mem.items():
+            if ref not in base:
+                raise InputError(f"plan-memory: {op.name} field {fname} names unknown {ref.space.data.value} block "
+                                 f"{ref.block.data!r}")
+            args[fname] = int(args[fname]) + base[ref]
         new = op_of(Instruction(instr.op, args), op.debug_text or None)
         program.body.block.insert_op_before(new, op)
         op.detach()

@@ -15,7 +15,13 @@ delays, assigns DMA semaphores and inserts `accel.ctl.wait`s; the emitter
   `FieldSpec.check`; an optional `debug` string names the IR op it came from
   (ASCII: xDSL 0.75 parses non-ASCII string escapes back as bytes).
   No operands or results: instructions act on memory, their order is the
-  program order.
+  program order.  Before plan-memory an op's optional `mem` property maps
+  address fields to the blocks they are offsets into, each a typed
+  `#accel.mem<SPACE, "NAME">` (MemAttr): `buf` an on-chip buffer, `const` a
+  constant block of the DDR image, `tensor` a DDR tensor of the program; the
+  verifier checks that each names an address field of the op, and that an
+  on-chip block is named only by a field addressing the buffer and a DDR
+  block only by one addressing DDR.
 - `accel.program`: a named program (`sym_name`), its DDR size and tensor
   descriptors (`tensors`: an array of dictionaries with the fields of
   `isa.container.TensorDesc`), and one block holding either instruction ops
@@ -52,6 +58,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     i64,
 )
+from xdsl.dialects.utils import EnumAttribute
 from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region
 from xdsl.irdl import (
     IRDLOperation,
@@ -64,8 +71,11 @@ from xdsl.irdl import (
     region_def,
     traits_def,
 )
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
 from xdsl.traits import NoTerminator
 from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.str_enum import StrEnum
 
 from fastmamba.isa.container import TENSOR_DTYPES, TENSOR_ROLES, TensorDesc
 from fastmamba.isa.errors import InputError
@@ -74,12 +84,74 @@ from fastmamba.isa.target import PRESETS, Target, load_target
 
 __all__ = [
     "Accel", "AccelInstructionOp", "ProgramOp", "BundleOp", "INSTRUCTION_OPS", "instruction_of", "op_of",
-    "tensor_attr", "tensor_of", "TargetAttr", "TARGET_ATTR", "target_attr", "module_target",
+    "tensor_attr", "tensor_of", "MemSpace", "MemSpaceAttr", "MemAttr", "MEM_PROP", "buf_ref", "const_ref",
+    "tensor_ref", "TargetAttr", "TARGET_ATTR", "target_attr", "module_target",
 ]
 
 DIALECT = "accel"
 DEBUG_PROP = "debug"
+MEM_PROP = "mem"  # before plan-memory: address field -> MemAttr
 _f32 = Float32Type()
+
+
+# --- symbolic memory ----------------------------------------------------------------------------------------------
+
+
+class MemSpace(StrEnum):
+    """Where a symbolic block lives: the on-chip buffer, or DDR as a constant block or a program tensor."""
+
+    BUF = "buf"
+    CONST = "const"
+    TENSOR = "tensor"
+
+
+@irdl_attr_definition
+class MemSpaceAttr(EnumAttribute[MemSpace]):
+    name = "accel.space"
+
+
+@irdl_attr_definition
+class MemAttr(ParametrizedAttribute):
+    """`#accel.mem<buf, "NAME">`: the block an address field is an offset into (lower-to-accel to plan-memory)."""
+
+    name = "accel.mem"
+    space: MemSpaceAttr = param_def()
+    block: StringAttr = param_def()
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_string(f"{self.space.data.value}, ")
+            printer.print_string_literal(self.block.data)
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            space = parser.parse_str_enum(MemSpace)
+            parser.parse_punctuation(",")
+            block = parser.parse_str_literal()
+        return MemSpaceAttr(space), StringAttr(block)
+
+    @property
+    def on_chip(self) -> bool:
+        return self.space.data == MemSpace.BUF
+
+    def __str__(self) -> str:
+        return f"{self.space.data.value}:{self.block.data}"
+
+
+def buf_ref(name: str) -> MemAttr:
+    """An on-chip buffer block (plan-memory places it by lifetime)."""
+    return MemAttr(MemSpaceAttr(MemSpace.BUF), StringAttr(name))
+
+
+def const_ref(name: str) -> MemAttr:
+    """A constant block of the DDR image (plan-memory places each name once per module)."""
+    return MemAttr(MemSpaceAttr(MemSpace.CONST), StringAttr(name))
+
+
+def tensor_ref(name: str) -> MemAttr:
+    """A DDR tensor of the program (its descriptor's address after plan-memory)."""
+    return MemAttr(MemSpaceAttr(MemSpace.TENSOR), StringAttr(name))
 
 
 # --- instruction ops, generated from the table ------------------------------------------------------------------
@@ -133,6 +205,14 @@ class AccelInstructionOp(IRDLOperation):
         """A field's value as written in the IR (enums by name)."""
         return _value_of(self.SPEC.field_map[name], self.properties[name])
 
+    @property
+    def mem(self) -> dict[str, MemAttr]:
+        """Address field -> the symbolic block it is an offset into (empty once plan-memory placed them)."""
+        attr = self.properties.get(MEM_PROP)
+        if not isinstance(attr, DictionaryAttr):
+            return {}
+        return {k: v for k, v in attr.data.items() if isinstance(v, MemAttr)}
+
     def verify_(self) -> None:
         for spec in self.SPEC.fields:
             attr = self.properties.get(spec.name)
@@ -144,6 +224,18 @@ class AccelInstructionOp(IRDLOperation):
                 spec.check(self.SPEC.name, _value_of(spec, attr))
             except InstructionError as exc:
                 raise VerifyException(f"{self.name}: {exc}") from None
+        mem = self.properties.get(MEM_PROP)
+        if isinstance(mem, DictionaryAttr):
+            spaces = {r.field: r.space for r in instruction_of(self).regions()}
+            for fname, ref in mem.data.items():
+                if not isinstance(ref, MemAttr):
+                    raise VerifyException(f"{self.name}: mem maps {fname} to {ref}, not an #accel.mem")
+                if fname not in spaces:
+                    raise VerifyException(f"{self.name}: mem names {fname}, not an address field of the op "
+                                          f"({', '.join(sorted(spaces)) or 'none'})")
+                if (spaces[fname] == "buf") != ref.on_chip:
+                    raise VerifyException(f"{self.name}: field {fname} addresses {spaces[fname]}, mem puts it in "
+                                          f"{ref.space.data.value} block {ref.block.data!r}")
 
 
 def _class_name(mnemonic: str) -> str:
@@ -159,6 +251,7 @@ def _make_op(spec: OpSpec) -> type[AccelInstructionOp]:
         "__module__": __name__,
         "__qualname__": _class_name(spec.name),
         "debug": opt_prop_def(StringAttr, prop_name=DEBUG_PROP),
+        "mem_blocks": opt_prop_def(DictionaryAttr, prop_name=MEM_PROP),
     }
     for f in spec.fields:
         body[f"field_{f.name}"] = prop_def(_prop_type(f), prop_name=f.name)
@@ -362,4 +455,4 @@ class ProgramOp(IRDLOperation):
 
 assert set(SLOTS) >= {s.slot for s in OPS.values()}
 
-Accel = Dialect(DIALECT, [ProgramOp, BundleOp, *INSTRUCTION_OPS.values()], [TargetAttr])
+Accel = Dialect(DIALECT, [ProgramOp, BundleOp, *INSTRUCTION_OPS.values()], [MemSpaceAttr, MemAttr, TargetAttr])

@@ -53,13 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on an internal error (a bug in fastmamba), print its full traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a command still being written is simply absent
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     for command in sub.choices.values():  # `fastmamba opt --debug ...` as well as `fastmamba --debug opt ...`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="on an internal error, print its full traceback")

@@ -2,7 +2,7 @@
 
 Place in the flow: the bottom of `isa/`, read by everything that needs a
 hardware fact: the simulator's timing model and unit semantics, the binary
-reader's size checks, and (later) the compiler's tiling, memory planning and
+reader's size checks, and the compiler's tiling, memory planning and
 scheduling.  Nothing else in fastmamba writes a width, rate or latency as a
 literal.
 

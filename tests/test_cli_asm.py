@@ -69,10 +69,12 @@ def test_disasm_help(capsys):
     assert "--no-data" in capsys.readouterr().out
 
 
-# --- asm (needs the target configurations of isa.target) ---------------------------
+# --- asm ----------------------------------------------------------------------------
 @pytest.fixture
 def load_target():
-    return pytest.importorskip("fastmamba.isa.target", reason="isa/target.py not written yet").load_target
+    from fastmamba.isa.target import load_target
+
+    return load_target
 
 SOURCE = """\
 .data addr=0x0 dtype=i8 values=[1, 2, 3, 4]

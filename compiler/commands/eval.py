@@ -1,10 +1,11 @@
 """`fastmamba eval`: bits per byte and perplexity of a model on held-out text.
 
-Place in the flow: a command-line leaf.  It measures a *scheme* (a way of
-running the model: today "fp32", the reference of compiler/reference.py) on
-the tail of a text file.  Later schemes (w8a8_rtn, w8a8_hadamard_linear,
-fastmamba, accelerator) register a builder in `SCHEMES`; each one's result becomes a key
-of the `--json` object beside "fp32", measured by the same `measure`.
+Place in the flow: a command-line leaf.  It measures *schemes* (ways of
+running the model) on the tail of a text file: "fp32", the reference of
+compiler/reference.py, and the quantized ones (w8a8_rtn, w8a8_hadamard_linear,
+fastmamba, accelerator), which compiler/quant/evaluate.py builds after one
+calibration; each one's result becomes a key of the `--json` object, measured
+by the same `measure`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The `accel` dialect: one op per accelerator instruction, generated from the ISA table, plus programs and bundles.
 
-Place in the flow: the lowest IR of the compiler.  lower-to-accel (issue 6)
+Place in the flow: the lowest IR of the compiler.  lower-to-accel
 produces an `accel.program` holding instruction ops in program order;
 schedule-vliw (passes/schedule_vliw.py) groups them into `accel.bundle`s with
 delays, assigns DMA semaphores and inserts `accel.ctl.wait`s; the emitter
@@ -11,8 +11,8 @@ delays, assigns DMA semaphores and inserts `accel.ctl.wait`s; the emitter
   `isa.instructions.OPS` (`accel.ld`, `accel.lin`, `accel.vec.argmax`,
   `accel.ctl.wait`, ...), generated from the table: one property per field
   (integers as i64 `IntegerAttr`, `f32` fields as f32 `FloatAttr`, enums by
-  their value name as `StringAttr`), each verified by the table's
-  `FieldSpec.check`; an optional `debug` string names the IR op it came from
+  their value name as `StringAttr`, each an IRDL constraint of the property),
+  the value verified by the table's `FieldSpec.check`; an optional `debug` string names the IR op it came from
   (ASCII: xDSL 0.75 parses non-ASCII string escapes back as bytes).
   No operands or results: instructions act on memory, their order is the
   program order.  Before plan-memory an op's optional `mem` property maps
@@ -51,6 +51,7 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
     DictionaryAttr,
+    I64,
     Float32Type,
     FloatAttr,
     IntegerAttr,
@@ -61,10 +62,13 @@ from xdsl.dialects.builtin import (
 from xdsl.dialects.utils import EnumAttribute
 from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region
 from xdsl.irdl import (
+    AttrConstraint,
+    AttrSetConstraint,
     IRDLOperation,
     ParsePropInAttrDict,
     irdl_attr_definition,
     irdl_op_definition,
+    irdl_to_attr_constraint,
     param_def,
     opt_prop_def,
     prop_def,
@@ -177,8 +181,14 @@ def _value_of(spec: FieldSpec, attr: Attribute) -> int | float | str:
     return int(attr.value.data)
 
 
-def _prop_type(spec: FieldSpec) -> type[Attribute]:
-    return FloatAttr if spec.kind == "f32" else StringAttr if spec.kind == "enum" else IntegerAttr
+def _prop_constraint(spec: FieldSpec) -> AttrConstraint:
+    """The IRDL constraint of a field's property: an i64 integer, an f32 float, or one of the enum's names (the
+    value's range, from the field's width, is the table's FieldSpec.check in verify_)."""
+    if spec.kind == "f32":
+        return irdl_to_attr_constraint(FloatAttr[Float32Type])
+    if spec.kind == "enum":
+        return AttrSetConstraint(frozenset(StringAttr(v) for v in spec.values))
+    return irdl_to_attr_constraint(IntegerAttr[I64])
 
 
 class AccelInstructionOp(IRDLOperation):
@@ -216,10 +226,6 @@ class AccelInstructionOp(IRDLOperation):
     def verify_(self) -> None:
         for spec in self.SPEC.fields:
             attr = self.properties.get(spec.name)
-            if spec.kind != "f32" and spec.kind != "enum" and isinstance(attr, IntegerAttr) and attr.type != i64:
-                raise VerifyException(f"{self.name}: field {spec.name} must be an i64 integer, got {attr.type}")
-            if isinstance(attr, FloatAttr) and attr.type != _f32:
-                raise VerifyException(f"{self.name}: field {spec.name} must be an f32 float, got {attr.type}")
             try:
                 spec.check(self.SPEC.name, _value_of(spec, attr))
             except InstructionError as exc:
@@ -254,7 +260,7 @@ def _make_op(spec: OpSpec) -> type[AccelInstructionOp]:
         "mem_blocks": opt_prop_def(DictionaryAttr, prop_name=MEM_PROP),
     }
     for f in spec.fields:
-        body[f"field_{f.name}"] = prop_def(_prop_type(f), prop_name=f.name)
+        body[f"field_{f.name}"] = prop_def(_prop_constraint(f), prop_name=f.name)
     return irdl_op_definition(type(_class_name(spec.name), (AccelInstructionOp,), body))
 
 

@@ -1,6 +1,6 @@
 """FP32 reference Mamba2: the language model as the sequential recurrence.
 
-Place in the flow: reference (1) of DESIGN §4.  It reads a `Mamba2Config`
+Place in the flow: reference (1) of docs/ARCHITECTURE.md §4.  It reads a `Mamba2Config`
 and a `WeightStore` (compiler.checkpoint) and nothing else of fastmamba; the
 quantized golden model and the simulator are measured against it, and it is
 itself checked against transformers' Mamba2ForCausalLM (tests/test_reference.py).

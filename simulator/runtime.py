@@ -1,6 +1,6 @@
 """Execution backends: load a binary, write inputs, run a program, read outputs, states and counters.
 
-Place in the flow: the one interface (DESIGN §6) between a compiled `.fmb`
+Place in the flow: the one interface (docs/ARCHITECTURE.md §6) between a compiled `.fmb`
 and whatever executes it.  `ExecutionBackend` is the protocol every backend
 implements, so tests and tools are written once against it;
 `SimulatorBackend` implements it with `simulator.engine` and the unit

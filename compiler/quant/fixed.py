@@ -2,7 +2,7 @@
 
 Place in the flow: the integer semantics used by the golden quantized model
 (compiler/quant/golden.py) and by the mamba_quant interpreter.  It imports
-neither isa.numerics nor the simulator (DESIGN §4: the golden model is an
+neither isa.numerics nor the simulator (docs/ARCHITECTURE.md §4: the golden model is an
 independent reading of the contract); tests/test_quant_fixed.py checks it
 against the doc's worked examples and against isa.numerics.
 

@@ -1,6 +1,6 @@
 """The golden quantized Mamba2: the accelerator's semantics at tensor level, from docs/NUMERICS.md.
 
-Place in the flow: reference (2) of DESIGN §4.  It reads a config, a weight store
+Place in the flow: reference (2) of docs/ARCHITECTURE.md §4.  It reads a config, a weight store
 and a QuantPlan (compiler/quant/plan.py) and nothing of the passes, the lowering or
 the simulator; the arithmetic is compiler/quant/fixed.py (written from the doc) and
 the offline weight transformations compiler/quant/offline.py.  The IR after the

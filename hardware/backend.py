@@ -1,4 +1,5 @@
-"""`RtlBackend`: the Verilated RTL machine as an execution backend (the simulator's interface, docs/ARCHITECTURE.md §6).
+"""`RtlBackend`: the Verilated RTL machine as an execution backend (the simulator's interface,
+docs/ARCHITECTURE.md §6).
 
 Place in the flow: beside `fastmamba.simulator.runtime.SimulatorBackend`, with
 the same methods (`load`, `binary`, `run(program, inputs)`), so that tools and

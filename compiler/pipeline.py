@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO, get_args, get_origin, get_type_hints
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import Builtin, ModuleOp
@@ -33,6 +33,7 @@ from xdsl.dialects.func import Func
 from xdsl.parser import Parser
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.printer import Printer
+from xdsl.utils.arg_spec import parse_pipeline
 from xdsl.utils.exceptions import ParseError, VerifyException
 
 from fastmamba.compiler.dialects.accel import Accel
@@ -100,11 +101,27 @@ def print_ir(module: ModuleOp) -> str:
     return out.getvalue() + "\n"
 
 
+def _check_choices(spec: str) -> None:
+    """An option typed as a Literal of choices (assign-scales{head="int8"}) given another value: an InputError
+    naming the pass, the option and the choices (xDSL's own message names neither)."""
+    for arg in parse_pipeline(spec):
+        if arg.name not in PASSES:
+            continue
+        hints = get_type_hints(PASSES[arg.name]())
+        for option, values in arg.normalize_parameter_names().parameters.items():
+            hint = hints.get(option)
+            if get_origin(hint) is Literal and not (len(values) == 1 and values[0] in get_args(hint)):
+                got = ", ".join(repr(v) for v in values) or "nothing"
+                raise InputError(f"{arg.name}: {option} must be one of {', '.join(map(repr, get_args(hint)))}, "
+                                 f"got {got}")
+
+
 def parse_passes(spec: str) -> list[ModulePass]:
     """The pass objects of `spec` (empty: none); unknown passes or options are InputErrors."""
     if not spec.strip():
         return []
     try:
+        _check_choices(spec)
         return list(PassPipeline.parse_spec(PASSES, spec).passes)
     except (ValueError, ParseError, TypeError) as exc:
         raise InputError(f"bad pass pipeline {spec!r}: {str(exc).splitlines()[0]} "

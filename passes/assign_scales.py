@@ -28,6 +28,7 @@ granularity and activations).  The SSM's formats come from the module's target (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from xdsl.context import Context
 from xdsl.dialects import builtin
@@ -155,20 +156,14 @@ class AssignScalesPass(ModulePass):
 
     name = "assign-scales"
 
-    granularity: str = "channel"
-    activations: str = "static"
+    granularity: Literal["channel", "tensor"] = "channel"
+    activations: Literal["static", "dynamic"] = "static"
     conv_ssm: bool = True
-    head: str = "f32"
+    head: Literal["f32", "int8"] = "f32"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
-        if self.granularity not in ("channel", "tensor"):
-            raise InputError(f"assign-scales: granularity must be 'channel' or 'tensor', got {self.granularity!r}")
         if not any(RANGE_ATTR in o.attributes for o in op.walk()):
             raise InputError("assign-scales: no calibrated ranges in the IR (run calibrate first)")
-        if self.activations not in ("static", "dynamic"):
-            raise InputError(f"assign-scales: activations must be 'static' or 'dynamic', got {self.activations!r}")
-        if self.head not in ("f32", "int8"):
-            raise InputError(f"assign-scales: head must be 'f32' or 'int8', got {self.head!r}")
         patterns: list[RewritePattern] = [QuantizeLinear(self.granularity, self.activations == "dynamic",
                                                          self.head == "int8")]
         if self.conv_ssm:

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from xdsl.context import Context
@@ -293,7 +293,7 @@ class CalibratePass(ModulePass):
     random: bool = False
     seed: int = 0
     model: str = ""
-    method: str = "max"
+    method: Literal["max", "percentile"] = "max"
     percentile: float = 99.99
     windows: int = 4
     function: str = "prefill"

@@ -163,3 +163,19 @@ def test_the_module_target_round_trips_and_is_checked(tmp_path):
         module_target(module, "plan-memory")
     with pytest.raises(VerifyException, match="64 lowercase hex digits"):
         TargetAttr(StringAttr("vc709"), StringAttr("abc")).verify()
+
+
+def test_field_properties_are_typed_by_irdl_constraints():
+    from xdsl.dialects.builtin import FloatAttr, f64, i32
+
+    ld = op_of(Instruction("ld", dict(buf=0, ddr=0, rows=1, row_bytes=16, ddr_stride=16, buf_stride=16, sem=0)))
+    ld.properties["rows"] = IntegerAttr(1, i32)
+    with pytest.raises(VerifyException, match="field rows must be an i64 integer"):
+        ld.verify()
+    vec = op_of(Instruction("vec", dict(dst=0, a=0, b=0, rows=1, cols=1, a_ld=1, b_ld=1, dst_ld=1, a_type="f32",
+                                         a_exp=0, b_type="f32", b_exp=0, b_mode="none", op0="none", op1="none",
+                                         op2="none", op3="none", group=1, eps=0.0, out_type="f32", out_scale=1.0)))
+    vec.verify()
+    vec.properties["out_scale"] = FloatAttr(1.0, f64)
+    with pytest.raises(VerifyException, match="field out_scale must be an f32 float"):
+        vec.verify()

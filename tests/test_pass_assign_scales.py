@@ -139,11 +139,11 @@ def test_uncalibrated_ir_is_an_error_and_bad_options_too():
     bare = LINEAR.replace(" {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}}", "")
     with pytest.raises(InputError, match="run calibrate first"):
         run_pipeline(parse_ir(bare), "set-target,assign-scales")
-    with pytest.raises(InputError, match="granularity"):
+    with pytest.raises(InputError, match="assign-scales: granularity must be one of 'channel', 'tensor', got 'row'"):
         run_pipeline(parse_ir(LINEAR), 'set-target,assign-scales{granularity="row"}')
-    with pytest.raises(InputError, match="activations"):
+    with pytest.raises(InputError, match="activations must be one of 'static', 'dynamic', got 'sometimes'"):
         run_pipeline(parse_ir(LINEAR), 'set-target,assign-scales{activations="sometimes"}')
-    with pytest.raises(InputError, match="head must be"):
+    with pytest.raises(InputError, match="head must be one of 'f32', 'int8', got 'int4'"):
         run_pipeline(parse_ir(LINEAR), 'set-target,assign-scales{head="int4"}')
     partial = LINEAR.replace("xr = 2.0 : f64", "w = 1.0 : f64")
     with pytest.raises(InputError, match="no calibrated xr"):

@@ -104,6 +104,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         run_pipeline(parse_ir(IR), "calibrate")
     with pytest.raises(InputError, match="cannot read"):
         run_pipeline(parse_ir(IR), f'calibrate{{text="{tmp_path / "missing.txt"}"}}')
+    with pytest.raises(InputError, match="calibrate: method must be one of 'max', 'percentile', got 'median'"):
+        run_pipeline(parse_ir(IR), 'calibrate{method="median"}')
+    with pytest.raises(InputError, match="give text or random=true, not both"):
+        run_pipeline(parse_ir(IR), f'set-target,calibrate{{text="{tmp_path / "t.txt"}" random=true}}')
 
 
 def test_cli_calibrates_with_a_model_directory(tmp_path, capsys):
@@ -125,3 +129,28 @@ def test_cli_calibrates_with_a_model_directory(tmp_path, capsys):
     for name in ("assign-scales", "approximate-nonlinear", "fuse-elementwise"):
         assert f"IR Dump After {name}" in captured.err
     assert "mamba_quant.qlinear" in captured.out and "mamba_quant.fused" in captured.out
+
+
+def test_random_tokens_and_copy_to_as_options(tmp_path):
+    """calibrate{random=true seed=S windows=W model=DIR copy_to="decode"} records what calibrate_module records on
+    seed S's uniform tokens with that model's weights, and gives @decode's ops the same ranges site by site."""
+    from fastmamba.compiler.checkpoint import load_model
+    from fastmamba.compiler.compile import merge_decode
+    from fastmamba.compiler.frontend.importer import import_model
+    from fastmamba.compiler.weights import NumpyWeights
+    from fastmamba.passes.calibrate import recorded_ranges
+    from model_factory import make_config, random_hf_model, save_hf_dir
+
+    model = save_hf_dir(random_hf_model(make_config("tiny"), seed=4), tmp_path / "m")
+    config, store = load_model(model)
+    module = import_model(model, "prefill", 6).module
+    merge_decode(module, import_model(model, "prefill", 1).module)
+    reference = run_pipeline(module.clone(), "set-target,fold-norm-weights,insert-hadamard,dce")
+    tokens = np.random.default_rng(7).integers(0, config.vocab_size, 2 * 6)
+    want = calibrate_module(reference, NumpyWeights(store), tokens, windows=2)
+    run_pipeline(module, f'set-target,fold-norm-weights,insert-hadamard,dce,'
+                         f'calibrate{{random=true seed=7 windows=2 model="{model}" copy_to="decode"}}')
+    assert recorded_ranges(module, "prefill") == want and len(want) == 2 * 4 + 1
+    assert recorded_ranges(module, "decode") == want
+    other = np.random.default_rng(8).integers(0, config.vocab_size, 2 * 6)
+    assert calibrate_module(reference, NumpyWeights(store), other, windows=2) != want  # the seed matters

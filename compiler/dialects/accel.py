@@ -65,10 +65,10 @@ from xdsl.irdl import (
     AttrConstraint,
     AttrSetConstraint,
     IRDLOperation,
+    MessageConstraint,
     ParsePropInAttrDict,
     irdl_attr_definition,
     irdl_op_definition,
-    irdl_to_attr_constraint,
     param_def,
     opt_prop_def,
     prop_def,
@@ -185,10 +185,11 @@ def _prop_constraint(spec: FieldSpec) -> AttrConstraint:
     """The IRDL constraint of a field's property: an i64 integer, an f32 float, or one of the enum's names (the
     value's range, from the field's width, is the table's FieldSpec.check in verify_)."""
     if spec.kind == "f32":
-        return irdl_to_attr_constraint(FloatAttr[Float32Type])
+        return MessageConstraint(FloatAttr[Float32Type], f"field {spec.name} must be an f32 float")
     if spec.kind == "enum":
-        return AttrSetConstraint(frozenset(StringAttr(v) for v in spec.values))
-    return irdl_to_attr_constraint(IntegerAttr[I64])
+        return MessageConstraint(AttrSetConstraint(frozenset(StringAttr(v) for v in spec.values)),
+                                 f"field {spec.name} must be one of {', '.join(spec.values)}")
+    return MessageConstraint(IntegerAttr[I64], f"field {spec.name} must be an i64 integer")
 
 
 class AccelInstructionOp(IRDLOperation):

@@ -15,7 +15,8 @@ LINEAR = """
 builtin.module {
   func.func @f(%x: tensor<3x8xf32>) -> tensor<3x4xf32> {
     %w = mamba.weight "backbone.layers.0.mixer.in_proj.weight" : tensor<4x8xf32>
-    %y = mamba.linear %x, %w {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}} : (tensor<3x8xf32>, tensor<4x8xf32>) -> tensor<3x4xf32>
+    %y = mamba.linear %x, %w {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}} : (tensor<3x8xf32>, \
+tensor<4x8xf32>) -> tensor<3x4xf32>
     func.return %y : tensor<3x4xf32>
   }
 }
@@ -27,7 +28,8 @@ builtin.module {
     %w = mamba.weight "backbone.layers.0.mixer.in_proj.weight" : tensor<4x8xf32>
     %xr = mamba_quant.hadamard %x {block = 8 : i64} : tensor<3x8xf32> -> tensor<3x8xf32>
     %wr = mamba_quant.rotate_columns %w {block = 8 : i64} : tensor<4x8xf32> -> tensor<4x8xf32>
-    %y = mamba.linear %xr, %wr {mamba_quant.range = {x = 2.0 : f64, xr = 6.0 : f64}} : (tensor<3x8xf32>, tensor<4x8xf32>) -> tensor<3x4xf32>
+    %y = mamba.linear %xr, %wr {mamba_quant.range = {x = 2.0 : f64, xr = 6.0 : f64}} : (tensor<3x8xf32>, \
+tensor<4x8xf32>) -> tensor<3x4xf32>
     func.return %y : tensor<3x4xf32>
   }
 }
@@ -105,7 +107,8 @@ builtin.module {
     %e = mamba.weight "backbone.embeddings.weight" : tensor<4x8xf32>
     %g = mamba.weight "backbone.norm_f.weight" : tensor<8xf32>
     %w = mamba_quant.scale_columns %e, %g : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
-    %y = mamba.lm_head %x, %w {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}} : (tensor<3x8xf32>, tensor<4x8xf32>) -> tensor<3x4xf32>
+    %y = mamba.lm_head %x, %w {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}} : (tensor<3x8xf32>, \
+tensor<4x8xf32>) -> tensor<3x4xf32>
     func.return %y : tensor<3x4xf32>
   }
 }
@@ -129,7 +132,8 @@ def test_lm_head_stays_binary32_unless_head_int8():
     # An uncalibrated head stays binary32, as an uncalibrated linear does.
     mixed = HEAD.replace(" {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}}", "").replace(
         "%y = mamba.lm_head", '%v = mamba.weight "backbone.layers.0.mixer.in_proj.weight" : tensor<8x8xf32>\n'
-        '    %x2 = mamba.linear %x, %v {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}} : (tensor<3x8xf32>, tensor<8x8xf32>) -> tensor<3x8xf32>\n'
+        '    %x2 = mamba.linear %x, %v {mamba_quant.range = {x = 2.0 : f64, xr = 2.0 : f64}} : (tensor<3x8xf32>, '
+        'tensor<8x8xf32>) -> tensor<3x8xf32>\n'
         '    %y = mamba.lm_head').replace("mamba.lm_head %x,", "mamba.lm_head %x2,")
     text = print_ir(run_pipeline(parse_ir(mixed), 'set-target,assign-scales{head="int8"}'))
     assert "mamba.lm_head" in text and "mamba_quant.qlinear" in text
@@ -155,7 +159,10 @@ builtin.module {
   func.func @f(%x: tensor<2x4xf32>, %dt: tensor<2x2xf32>, %B: tensor<2x2xf32>, %C: tensor<2x2xf32>) -> tensor<2x4xf32> {
     %A = mamba.weight "backbone.layers.0.mixer.A_log" : tensor<2xf32>
     %D = mamba.weight "backbone.layers.0.mixer.D" : tensor<2xf32>
-    %y, %s = mamba.ssm_scan %x, %dt, %A, %B, %C, %D {mamba_quant.range = {A = 2.0 : f64, B = 1.0 : f64, C = 1.0 : f64, D = 1.0 : f64, dt = 2.0 : f64, dt_raw = 2.0 : f64, state = 4.0 : f64, x = 1.0 : f64, y = 4.0 : f64}} : tensor<2x4xf32>, tensor<2x2xf32>, tensor<2xf32>, tensor<2x2xf32>, tensor<2x2xf32>, tensor<2xf32> -> tensor<2x4xf32>, tensor<2x2x2xf32>
+    %y, %s = mamba.ssm_scan %x, %dt, %A, %B, %C, %D {mamba_quant.range = {A = 2.0 : f64, B = 1.0 : f64, C = 1.0 : f64, \
+D = 1.0 : f64, dt = 2.0 : f64, dt_raw = 2.0 : f64, state = 4.0 : f64, x = 1.0 : f64, y = 4.0 : f64}} : \
+tensor<2x4xf32>, tensor<2x2xf32>, tensor<2xf32>, tensor<2x2xf32>, tensor<2x2xf32>, tensor<2xf32> -> tensor<2x4xf32>, \
+tensor<2x2x2xf32>
     func.return %y : tensor<2x4xf32>
   }
 }

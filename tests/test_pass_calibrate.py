@@ -65,7 +65,8 @@ def test_the_head_is_calibrated_as_a_linear_at_site_lm_head():
     tokens = np.arange(8)
     head = IR.replace("-> tensor<4x8xf32> {", "-> tensor<4x16xf32> {").replace(
         "func.return %y : tensor<4x8xf32>",
-        "%l = mamba.lm_head %y, %e : (tensor<4x8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>\n    func.return %l : tensor<4x16xf32>")
+        "%l = mamba.lm_head %y, %e : (tensor<4x8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>\n    func.return %l : "
+        "tensor<4x16xf32>")
     module = parse_ir(head)
     ranges = calibrate_module(module, w, tokens, windows=2)
     assert HEAD_SITE == "lm_head" and set(ranges) == {"backbone.layers.0.mixer.in_proj", "lm_head"}

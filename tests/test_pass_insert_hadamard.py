@@ -109,7 +109,8 @@ def test_block_above_the_target_limit(tmp_path):
 
 def test_verifier_rejects_a_block_not_dividing_the_width():
     bad = IR.replace('%h = mamba.linear %x, %w',
-                     '%xr = mamba_quant.hadamard %x {block = 512 : i64} : tensor<5x768xf32> -> tensor<5x768xf32>\n    %h = mamba.linear %xr, %w')
+                     '%xr = mamba_quant.hadamard %x {block = 512 : i64} : tensor<5x768xf32> -> tensor<5x768xf32>\n    '
+                     '%h = mamba.linear %xr, %w')
     with pytest.raises(InputError, match="does not divide"):
         parse_ir(bad)
 

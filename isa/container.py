@@ -5,8 +5,8 @@ execution backend.  A `Binary` holds one constant image (bytes placed at DDR
 address 0 of every program), the digest of the target it was built for, and
 named `Program`s (DDR size, instruction stream, tensor descriptors, optional
 debug text per bundle), and optional metadata: a JSON object as text (what the
-compiler records for `fastmamba run`: model, config, quantization plan).  `dump_fmb`/`write_fmb` serialize one; `load_fmb`/
-`read_fmb` parse and validate one, rejecting malformed, truncated or foreign
+compiler records for `fastmamba run`: model, config, quantization plan).
+`dump_fmb`/`write_fmb` serialize one; `load_fmb`/`read_fmb` parse and validate one, rejecting malformed, truncated or foreign
 files with a one-line `ContainerError` and never allocating more than the
 file's own size.
 

@@ -176,7 +176,8 @@ def test_ssm_without_softplus_dt_stays_float():
 
 
 def test_ssm_with_softplus_dt_is_quantized_and_close():
-    ir = SSM.replace("%y, %s = mamba.ssm_scan %x, %dt,", """%bias = mamba.weight "backbone.layers.0.mixer.dt_bias" : tensor<2xf32>
+    ir = SSM.replace("%y, %s = mamba.ssm_scan %x, %dt,", """\
+%bias = mamba.weight "backbone.layers.0.mixer.dt_bias" : tensor<2xf32>
     %s0 = mamba.add %dt, %bias : (tensor<2x2xf32>, tensor<2xf32>) -> tensor<2x2xf32>
     %d = mamba.softplus %s0 : tensor<2x2xf32>
     %y, %s = mamba.ssm_scan %x, %d,""")

@@ -177,7 +177,8 @@ def test_fold_and_rotate_keep_the_fp32_model_within_1e_5(tiny):
     (before, *states) = run_function(module, weights, "prefill", ids)
     rotated = run_pipeline(module.clone(), "set-target,fold-norm-weights,insert-hadamard")
     text = print_ir(rotated)
-    assert text.count("mamba_quant.hadamard") == 2 * config.n_layer and text.count("mamba_quant.fill") == 2 * config.n_layer + 1
+    assert text.count("mamba_quant.hadamard") == 2 * config.n_layer
+    assert text.count("mamba_quant.fill") == 2 * config.n_layer + 1
     (after, *states_after) = run_function(rotated, weights, "prefill", ids)
     assert np.abs(after - before).max() <= 1e-5 * np.abs(before).max()
     for s, t in zip(states, states_after):
@@ -210,7 +211,8 @@ def test_ranges_applied_to_a_one_token_import_give_the_same_scales_and_the_golde
     run_pipeline(one_ir, quantize)
     long_attrs, one_attrs = _quant_attrs(long_ir), _quant_attrs(one_ir)
     names = [name for name, _ in long_attrs]
-    assert names.count("mamba_quant.qlinear") == 2 * config.n_layer + 1 and names.count("mamba_quant.qssm_scan") == config.n_layer
+    assert names.count("mamba_quant.qlinear") == 2 * config.n_layer + 1
+    assert names.count("mamba_quant.qssm_scan") == config.n_layer
     assert "mamba_quant.vec" in names and "mamba_quant.qconv1d" in names
     assert long_attrs == one_attrs
 

@@ -1,4 +1,5 @@
-"""schedule-vliw: scheduled programs run on the simulator with no hazard, mean what the program order means, and are fast.
+"""schedule-vliw: scheduled programs run on the simulator with no hazard, mean what the program order means, and are
+fast.
 
 Every scheduled program is checked against the same instructions run strictly
 sequentially (compiler.backend.schedule.sequential: each op completes before

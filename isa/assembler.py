@@ -55,14 +55,19 @@ operations (`nop ; delay=100` idles).
 
 | directive | meaning |
 |---|---|
-| `.program NAME ddr_size=N` | starts a program; the bundles and tensor directives that follow belong to it. `ddr_size`: bytes of DDR it uses, at least the constant image's size |
-| `.input NAME ddr=ADDR shape=(D0, D1, ...) dtype=T [scale=F] [exp=E]` | an input tensor of the current program in DDR (row-major, dense); real value = stored × scale × 2^exp (defaults 1.0 and 0). `.output` and `.state` likewise |
+| `.program NAME ddr_size=N` | starts a program; the bundles and tensor directives that follow belong to it. \
+`ddr_size`: bytes of DDR it uses, at least the constant image's size |
+| `.input NAME ddr=ADDR shape=(D0, D1, ...) dtype=T [scale=F] [exp=E]` | an input tensor of the current program in DDR \
+(row-major, dense); real value = stored × scale × 2^exp (defaults 1.0 and 0). `.output` and `.state` likewise |
 | `.loc "TEXT"` | debug text for the next bundle (e.g. the IR op it came from) |
-| `.data addr=ADDR dtype=T values=[v0, v1, ...]` | constant-image bytes at DDR address ADDR: the values packed little-endian as `T`; the list may continue over several lines until its `]` |
-| `.data addr=ADDR file=PATH.npy [dtype=T]` | the array of a `.npy` file (C order), path relative to the `.s` file; its dtype must be one of the tensor dtypes (and equal `T` when given) |
+| `.data addr=ADDR dtype=T values=[v0, v1, ...]` | constant-image bytes at DDR address ADDR: the values packed \
+little-endian as `T`; the list may continue over several lines until its `]` |
+| `.data addr=ADDR file=PATH.npy [dtype=T]` | the array of a `.npy` file (C order), path relative to the `.s` file; \
+its dtype must be one of the tensor dtypes (and equal `T` when given) |
 | `.data addr=ADDR hex=HEXBYTES` | raw bytes |
 | `.image_size N` | the constant image's length (default: the end of the last `.data`); bytes no `.data` sets are zero |
-| `.target_digest HEX` | the 32-byte target digest the binary records (written by the disassembler); assembling for a target with another digest is an error |
+| `.target_digest HEX` | the 32-byte target digest the binary records (written by the disassembler); assembling for a \
+target with another digest is an error |
 
 Constant-image directives may appear anywhere; the image is shared by all
 programs and placed at DDR address 0 of each.  Blocks must not overlap.
@@ -128,7 +133,8 @@ def _keyvalues(text: str, allowed: tuple[str, ...], what: str, sep: str = r"\s")
             raise AsmError(f"{what}: expected key=value at {text[pos:pos + 20]!r}")
         key, value = m.group(1), m.group(2)
         if key not in allowed:
-            raise AsmError(f"{what}: unknown {'field' if sep == ',' else 'key'} {key!r} (expected: {', '.join(allowed)})")
+            raise AsmError(f"{what}: unknown {'field' if sep == ',' else 'key'} {key!r} (expected: "
+                           f"{', '.join(allowed)})")
         if key in out:
             raise AsmError(f"{what}: {key} given twice")
         out[key] = value
@@ -399,7 +405,8 @@ def _image(a: _Assembly, limit: int) -> bytes:
     blocks = sorted(a.blocks, key=lambda b: b[0])
     for (a0, d0, l0), (a1, _, l1) in zip(blocks, blocks[1:]):
         if a1 < a0 + len(d0):
-            raise AsmError(f"{a.path}:{l1}: .data at {a1:#x} overlaps the block from line {l0} ({a0:#x}..{a0 + len(d0):#x})")
+            raise AsmError(f"{a.path}:{l1}: .data at {a1:#x} overlaps the block from line {l0} "
+                           f"({a0:#x}..{a0 + len(d0):#x})")
     image = bytearray(size)
     for addr, data, _ in blocks:
         image[addr:addr + len(data)] = data
@@ -425,7 +432,8 @@ def assemble(text: str, path: str = "<string>", target=None, base_dir: str | os.
         raise AsmError(f"{path}: {exc}") from None
     image = _image(a, MAX_IMAGE_BYTES if target is None else min(MAX_IMAGE_BYTES, target.ddr_bytes))
     if target is not None and a.digest is not None and a.digest != target.digest():
-        raise AsmError(f"{path}: .target_digest {a.digest.hex()[:16]}… differs from the target's {target.digest().hex()[:16]}…")
+        raise AsmError(f"{path}: .target_digest {a.digest.hex()[:16]}… differs from the target's "
+                       f"{target.digest().hex()[:16]}…")
     digest = a.digest if a.digest is not None else (target.digest() if target is not None else bytes(DIGEST_BYTES))
     programs = []
     for d in a.programs:

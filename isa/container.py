@@ -6,9 +6,9 @@ address 0 of every program), the digest of the target it was built for, and
 named `Program`s (DDR size, instruction stream, tensor descriptors, optional
 debug text per bundle), and optional metadata: a JSON object as text (what the
 compiler records for `fastmamba run`: model, config, quantization plan).
-`dump_fmb`/`write_fmb` serialize one; `load_fmb`/`read_fmb` parse and validate one, rejecting malformed, truncated or foreign
-files with a one-line `ContainerError` and never allocating more than the
-file's own size.
+`dump_fmb`/`write_fmb` serialize one; `load_fmb`/`read_fmb` parse and validate
+one, rejecting malformed, truncated or foreign files with a one-line
+`ContainerError` and never allocating more than the file's own size.
 
 The byte layout is defined once, by the record table `LAYOUT` and the code
 tables `SECTION_KINDS`, `TENSOR_ROLES`, `TENSOR_DTYPES` below; the

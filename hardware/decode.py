@@ -135,7 +135,7 @@ class BundleFetch(wiring.Component):
             length = Signal(8, name=f"len_{slot}")
             known = Signal(name=f"known_{slot}")
             with m.Switch(opcode):
-                for name, spec in OPS.items():
+                for spec in OPS.values():
                     if spec.slot == slot:
                         with m.Case(spec.opcode):
                             m.d.comb += [length.eq(spec.words), known.eq(1)]

@@ -143,7 +143,8 @@ class F32Mul(wiring.Component):
                               zero=(e == 0) & (f == 0), sig=Cat(f, e != 0), eff=Mux(e == 0, 1, e))
         fa, fb = fields["a"], fields["b"]
         prod = Signal(2 * sig_bits)
-        exp_sum = Signal(signed(EXP_BITS + 3))  # biased exponent of the product's bit 2*sig_bits - 1, before normalizing
+        # biased exponent of the product's bit 2*sig_bits - 1, before normalizing
+        exp_sum = Signal(signed(EXP_BITS + 3))
         special = Signal()
         special_bits = Signal(32)
         sign = Signal()

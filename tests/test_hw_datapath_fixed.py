@@ -68,7 +68,7 @@ def test_rshift_round_worked_table_and_constant_shifts():
     outs = {f"c{s}": rshift_round(x, s) for s in (0, 1, 2, 5, 39, 40, 63, 64, 127)}
     values = [v for v, _, _ in table] + [(1 << 39) - 1, -(1 << 39), 1 << 38, -(1 << 38), 16, -16, 48, -48]
     got = _comb_eval({"x": x}, outs, [{"x": v} for v in values])
-    for (v, s, want), g in zip(table, got):
+    for (_, s, want), g in zip(table, got):
         assert g[f"c{s}"] == want
     for v, g in zip(values, got):
         for s in (0, 1, 2, 5, 39, 40, 63, 64, 127):

@@ -93,7 +93,7 @@ def region_forms(op: str) -> tuple[tuple[tuple[int, ...], tuple[RegionForm, ...]
     for combo in itertools.product(*(_flag_values(op, f) for f in flags)):
         probes, regions = [], []
         for _ in range(PROBES):
-            args = {}
+            args: dict[str, int | float] = {}
             for f in spec.fields:
                 if f.name in flags:
                     args[f.name] = combo[flags.index(f.name)]

@@ -102,7 +102,9 @@ def no_cycles(i: Instruction, target) -> int:
 
 def occupancy(instr: Instruction, target) -> int:
     """Cycles `instr` holds its unit (compute) or the DDR channel (DMA); 0 for CTL."""
-    return instr.spec.occupancy(instr, target)
+    formula = instr.spec.occupancy
+    assert formula is not None, f"{instr.spec.name} has no occupancy in the ISA table"
+    return formula(instr, target)
 
 
 def latency(instr: Instruction, target) -> int:

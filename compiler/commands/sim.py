@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     result = backend.run(program, inputs, trace=bool(args.trace))
 
     if args.trace:
+        assert result.trace is not None  # run(trace=True) records one
         result.trace.write(args.trace)
     if args.output_dir:
         directory = Path(args.output_dir)

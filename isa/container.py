@@ -49,7 +49,8 @@ class ContainerError(FastmambaError):
 # ---------------------------------------------------------------------------
 # The layout table
 # ---------------------------------------------------------------------------
-TYPE_NAMES = {"8s": "bytes[8]", "32s": "bytes[32]", "B": "u8", "H": "u16", "I": "u32", "i": "i32", "Q": "u64", "f": "f32"}
+TYPE_NAMES = {"8s": "bytes[8]", "32s": "bytes[32]", "B": "u8", "H": "u16", "I": "u32", "i": "i32", "Q": "u64",
+              "f": "f32"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class Record:
 
 
 FILE_HEADER = Record("file header", (
-    ("magic", "8s", "`89 46 4d 42 0d 0a 1a 0a` (`\\x89FMB\\r\\n\\x1a\\n`): identifies the file and catches text-mode mangling"),
+    ("magic", "8s", "`89 46 4d 42 0d 0a 1a 0a` (`\\x89FMB\\r\\n\\x1a\\n`): identifies the file and catches text-mode "
+                    "mangling"),
     ("version", "I", f"format version, {FORMAT_VERSION}; a reader rejects any other"),
     ("section_count", "I", "number of entries in the section table"),
     ("file_size", "Q", "total length of the file in bytes; a shorter file is truncated"),
@@ -200,7 +202,8 @@ class Program:
         for t in self.tensors:
             if t.name == name:
                 return t
-        raise InputError(f"program {self.name} has no tensor {name!r} (has: {', '.join(t.name for t in self.tensors) or 'none'})")
+        raise InputError(f"program {self.name} has no tensor {name!r} (has: "
+                         f"{', '.join(t.name for t in self.tensors) or 'none'})")
 
 
 @dataclass(frozen=True)
@@ -273,7 +276,8 @@ def _validate_program(prog: Program, image_size: int, target) -> None:
     if not isinstance(prog.ddr_size, int) or prog.ddr_size < 0:
         raise ContainerError(f"{where}: ddr_size must be a non-negative integer")
     if prog.ddr_size < image_size:
-        raise ContainerError(f"{where}: ddr_size {prog.ddr_size} is smaller than the constant image ({image_size} bytes)")
+        raise ContainerError(f"{where}: ddr_size {prog.ddr_size} is smaller than the constant image ({image_size} "
+                             "bytes)")
     if target is not None and prog.ddr_size > target.ddr_bytes:
         raise ContainerError(f"{where}: ddr_size {prog.ddr_size} exceeds the target's DDR ({target.ddr_bytes} bytes)")
     names: set[str] = set()
@@ -285,7 +289,8 @@ def _validate_program(prog: Program, image_size: int, target) -> None:
         if t.role not in TENSOR_ROLES:
             raise ContainerError(f"{where}: tensor {t.name}: role {t.role!r} is not one of {', '.join(TENSOR_ROLES)}")
         if t.dtype not in TENSOR_DTYPES:
-            raise ContainerError(f"{where}: tensor {t.name}: dtype {t.dtype!r} is not one of {', '.join(TENSOR_DTYPES)}")
+            raise ContainerError(f"{where}: tensor {t.name}: dtype {t.dtype!r} is not one of "
+                                 f"{', '.join(TENSOR_DTYPES)}")
         if len(t.shape) > 255 or any(not isinstance(d, int) or d < 0 for d in t.shape):
             raise ContainerError(f"{where}: tensor {t.name}: shape {t.shape} must be at most 255 non-negative integers")
         if not isinstance(t.ddr, int) or t.ddr < 0 or t.ddr + t.nbytes > prog.ddr_size:
@@ -298,7 +303,8 @@ def _validate_program(prog: Program, image_size: int, target) -> None:
     _check_static_addresses(prog, where, target)
     for index, text in prog.debug.items():
         if not isinstance(index, int) or not 0 <= index < len(prog.bundles):
-            raise ContainerError(f"{where}: debug text for bundle {index}, but the program has {len(prog.bundles)} bundles")
+            raise ContainerError(f"{where}: debug text for bundle {index}, but the program has {len(prog.bundles)} "
+                                 "bundles")
         if not isinstance(text, str):
             raise ContainerError(f"{where}: debug text for bundle {index} is not a string")
 
@@ -347,7 +353,8 @@ def _program_section(prog: Program) -> bytes:
         try:
             text = prog.debug[index].encode("utf-8")
         except UnicodeEncodeError:
-            raise ContainerError(f"program {prog.name}: debug text for bundle {index} is not encodable as UTF-8") from None
+            raise ContainerError(f"program {prog.name}: debug text for bundle {index} is not encodable as "
+                                 "UTF-8") from None
         if len(text) > 0xFFFFFFFF:
             raise ContainerError(f"program {prog.name}: debug text for bundle {index} is too long")
         parts.append(DEBUG_RECORD.pack(bundle=index, text_length=len(text)))
@@ -362,7 +369,8 @@ def _fmb_parts(binary: Binary, target=None) -> list[bytes]:
     """The serialized file as consecutive parts (validated first): header and section table, then each
     section and its padding.  The constant image is one part as it is, not copied."""
     validate_binary(binary, target)
-    sections = [(_KIND["const_image"], binary.const_image)] + [(_KIND["program"], _program_section(p)) for p in binary.programs]
+    sections = [(_KIND["const_image"], binary.const_image)] + [(_KIND["program"],
+                                                                _program_section(p)) for p in binary.programs]
     if binary.meta:
         try:
             sections.append((_KIND["meta"], binary.meta.encode("utf-8")))
@@ -464,7 +472,8 @@ def load_fmb(data: bytes, target=None) -> Binary:
         if e["kind"] not in SECTION_KINDS:
             raise ContainerError(f"fmb: section {i} has unknown kind {e['kind']}")
         if e["offset"] % SECTION_ALIGN or e["offset"] < table_end or e["offset"] + e["length"] > len(data):
-            raise ContainerError(f"fmb: section {i} (offset {e['offset']}, length {e['length']}) lies outside the file's data area")
+            raise ContainerError(f"fmb: section {i} (offset {e['offset']}, length {e['length']}) lies outside the "
+                                 "file's data area")
         spans.append((e["offset"], e["offset"] + e["length"], i))
     spans.sort()
     for (_, a_end, a), (b_start, _, b) in zip(spans, spans[1:]):
@@ -510,7 +519,8 @@ def _read_program(data: bytes, entry: dict, index: int) -> Program:
         rec = cur.record(TENSOR_RECORD)
         tname = cur.text(rec["name_length"], "tensor name")
         if rec["role"] >= len(TENSOR_ROLES) or rec["dtype"] not in _DTYPE_BY_CODE:
-            raise ContainerError(f"{cur.what}: tensor {tname}: unknown role code {rec['role']} or dtype code {rec['dtype']}")
+            raise ContainerError(f"{cur.what}: tensor {tname}: unknown role code {rec['role']} or dtype code "
+                                 f"{rec['dtype']}")
         pos = cur.need(8 * rec["rank"], f"shape of tensor {tname}")
         shape = struct.unpack_from(f"<{rec['rank']}Q", data, pos)
         tensors.append(TensorDesc(tname, TENSOR_ROLES[rec["role"]], rec["ddr"], shape, _DTYPE_BY_CODE[rec["dtype"]],

@@ -286,7 +286,7 @@ def _data(a: _Assembly, rest: str) -> tuple[int, bytes]:
         try:
             return addr, bytes.fromhex(kv["hex"])
         except ValueError:
-            raise AsmError(f".data: hex= is not an even number of hex digits") from None
+            raise AsmError(".data: hex= is not an even number of hex digits") from None
     if "values" in kv:
         if dtype is None:
             raise AsmError(".data values=[...] needs dtype=")

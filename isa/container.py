@@ -25,7 +25,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from fastmamba.isa.encoding import DecodeError, decode_bundles, encode_bundles
 from fastmamba.isa.errors import FastmambaError, InputError

@@ -69,7 +69,7 @@ def random_dma_program(seed: int, target) -> tuple[list[Bundle], np.ndarray]:
     # index tables for ldg: int32 values in [0, limit) placed in the source area
     limit = 24
     bufs = _Alloc(0, buf_bytes)
-    for epoch in range(rng.randint(2, 4)):
+    for _ in range(rng.randint(2, 4)):
         if bufs.next > buf_bytes // 2:  # reuse the buffer once every store reading it has completed
             wait_all()
             bufs = _Alloc(0, buf_bytes)

@@ -27,6 +27,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Mapping
 
+from fastmamba.isa.dtypes import DTYPES, itemsize
 from fastmamba.isa.encoding import DecodeError, decode_bundles, encode_bundles
 from fastmamba.isa.errors import FastmambaError, InputError
 from fastmamba.isa.fileio import write_atomic
@@ -143,14 +144,14 @@ TENSOR_ROLES: tuple[str, ...] = ("input", "output", "state")
 """Role codes: index in this tuple.  Inputs are written before a run, outputs read after it, states both."""
 
 TENSOR_DTYPES: Mapping[str, tuple[int, str]] = MappingProxyType({
-    # name: (code in a tensor record, little-endian `struct` format of one element)
-    "u8": (0, "<B"), "i8": (1, "<b"), "i16": (2, "<h"), "i32": (3, "<i"), "i64": (4, "<q"), "f32": (5, "<f"),
+    # name: (code in a tensor record, little-endian `struct` format of one element), from isa.dtypes
+    name: (d.code, d.struct_format) for name, d in DTYPES.items()
 })
 
 
 def dtype_itemsize(dtype: str) -> int:
     """Bytes per element of a tensor dtype name."""
-    return struct.calcsize(TENSOR_DTYPES[dtype][1])
+    return itemsize(dtype)
 
 
 _DTYPE_BY_CODE = {code: name for name, (code, _) in TENSOR_DTYPES.items()}

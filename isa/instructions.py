@@ -1,6 +1,7 @@
 """The instruction set as one table: every fact about an instruction lives here.
 
-Place in the flow: the bottom of `isa/`.  The encoder/decoder
+Place in the flow: near the bottom of `isa/`, above only the element types
+(`isa.dtypes`) and the cost formulas (`isa.costs`) its columns name.  The encoder/decoder
 (`isa.encoding`), the assembler and disassembler, the generated
 `docs/ISA.md` and the simulator's dispatch all derive from `OPS` below;
 none of them lists opcodes, fields or widths of its own.
@@ -29,6 +30,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 from fastmamba.isa import costs
+from fastmamba.isa.dtypes import MACHINE_TYPES, itemsize
 from fastmamba.isa.errors import FastmambaError
 
 SLOTS: tuple[str, ...] = ("LD", "ST", "LIN", "CONV", "SSM", "VEC", "CTL")
@@ -251,8 +253,8 @@ def _table(*specs: OpSpec) -> Mapping[str, OpSpec]:
 # ---------------------------------------------------------------------------
 # Element types and operand regions.
 # ---------------------------------------------------------------------------
-DTYPES: tuple[str, ...] = ("i8", "i16", "i32", "f32")
-DTYPE_BYTES: Mapping[str, int] = MappingProxyType({"i8": 1, "i16": 2, "i32": 4, "f32": 4})
+DTYPES: tuple[str, ...] = MACHINE_TYPES  # the operand element types (isa.dtypes, the one table)
+DTYPE_BYTES: Mapping[str, int] = MappingProxyType({name: itemsize(name) for name in DTYPES})
 
 
 @dataclass(frozen=True)
@@ -546,7 +548,7 @@ OPS: Mapping[str, OpSpec] = _table(
             _f("out_scale", 32, "quantization scale for integer outputs: q = sat(rne(x * out_scale))", "f32"),
         ),
         "Fused element-wise chain in IEEE binary32: x = dequant(a); x = op3(op2(op1(op0(x)))) with "
-        "add/mul/gate taking b; dst = x, or an integer quantization of it.",
+        "add/mul/gate taking b; dst = x, or an integer quantization of it.",  # isa.numerics.MICRO_OPS_WITH_B
         _regions_vec,
         occupancy=costs.vec_cycles, latency_param="vec_latency",
     ),

@@ -1,7 +1,8 @@
 """The accelerator's arithmetic, written once: rounding, saturation, and each unit's math.
 
-Place in the flow: bottom of `isa/` (imports numpy only, plus `isa.target`
-for the `python -m fastmamba.isa.numerics` report).  The simulator's unit semantics
+Place in the flow: bottom of `isa/` (imports numpy and the element-type
+table `isa.dtypes` only, plus `isa.target` for the `python -m
+fastmamba.isa.numerics` report).  The simulator's unit semantics
 (`simulator/units/*`) call these functions on views of the machine's memory;
 docs/NUMERICS.md states the same rules in words and formulas so the compiler's
 golden model can be written from the document alone (it does not import this
@@ -20,9 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-INT_TYPES = ("i8", "i16", "i32")
-NUMPY_DTYPES = {"i8": np.dtype("<i1"), "i16": np.dtype("<i2"), "i32": np.dtype("<i4"), "f32": np.dtype("<f4")}
-INT_RANGE = {name: (int(np.iinfo(NUMPY_DTYPES[name]).min), int(np.iinfo(NUMPY_DTYPES[name]).max)) for name in INT_TYPES}
+from fastmamba.isa.dtypes import INT_MACHINE_TYPES, MACHINE_TYPES, int_range, numpy_dtype
+
+# The machine's element types and ranges, from the one table (isa.dtypes).
+INT_TYPES = INT_MACHINE_TYPES
+NUMPY_DTYPES = {name: numpy_dtype(name) for name in MACHINE_TYPES}
+INT_RANGE = {name: int_range(name) for name in INT_TYPES}
 
 # log2(e) ~ 1.4375 = 23 / 16: the NLA's exp is 2^(z * 23 >> 4).
 LOG2E_NUM = 23
@@ -339,6 +343,8 @@ def rmsnorm(x, group: int, eps: float) -> np.ndarray:
     return (g * r[..., None]).reshape(rows, cols)
 
 
+# The VEC micro-ops that read b (docs/NUMERICS.md §6), listed once: the simulator's operand checks and
+# the mamba_quant dialect's verifier read it (tests/test_isa_dtypes.py holds the instruction table's text to it).
 MICRO_OPS_WITH_B = ("add", "mul", "gate")
 
 

@@ -21,8 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
+from fastmamba.isa.dtypes import numpy_dtype
 from fastmamba.isa.instructions import Region
-from fastmamba.isa.numerics import NUMPY_DTYPES
 from fastmamba.simulator.effects import MachineState, Range, SimulationError
 
 READ_ACCESS = ("r", "rw")
@@ -108,7 +108,7 @@ def region_ranges(regions: Iterable[Region]) -> tuple[tuple[Range, ...], tuple[R
 
 def view(state: MachineState, region: Region, dtype: str | None = None) -> np.ndarray:
     """The region as a [rows, cols] array viewing the machine's memory (bytes when dtype is None)."""
-    dt = np.dtype(np.uint8) if dtype is None else NUMPY_DTYPES[dtype]
+    dt = np.dtype(np.uint8) if dtype is None else numpy_dtype(dtype)
     return np.ndarray((region.rows, region.row_bytes // dt.itemsize), dtype=dt, buffer=state.space(region.space),
                       offset=region.base, strides=(region.stride, dt.itemsize))
 

@@ -23,7 +23,8 @@ from typing import Mapping, Protocol
 
 import numpy as np
 
-from fastmamba.isa.container import TENSOR_DTYPES, Binary, Program, TensorDesc, read_fmb
+from fastmamba.isa.container import Binary, Program, TensorDesc, read_fmb
+from fastmamba.isa.dtypes import numpy_dtype
 from fastmamba.isa.errors import InputError
 from fastmamba.simulator.effects import MachineState
 from fastmamba.simulator.stats import Stats
@@ -31,11 +32,6 @@ from fastmamba.simulator.trace import Trace
 
 WRITABLE_ROLES = ("input", "state")
 READ_ROLES = ("output", "state")
-
-
-def numpy_dtype(dtype: str) -> np.dtype:
-    """The little-endian numpy dtype of a container dtype name (`i8`, `f32`, ...)."""
-    return np.dtype(TENSOR_DTYPES[dtype][1])
 
 
 @dataclass

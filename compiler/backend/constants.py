@@ -31,12 +31,10 @@ from fastmamba.compiler.dialects.accel import ProgramOp
 from fastmamba.compiler.backend.lowering import CONSTS_ATTR
 from fastmamba.compiler.backend.memory import IMAGE_ATTR
 from fastmamba.compiler.interpreters.mamba_quant import make_interpreter
+from fastmamba.isa.dtypes import numpy_dtype
 from fastmamba.isa.errors import InputError
 
 __all__ = ["build_image", "pack_block"]
-
-_NUMPY = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "f32": np.float32}
-
 
 def pack_block(kind: str, arrays: list[np.ndarray], params: Mapping[str, Any]) -> bytes:
     """The bytes of one constant block."""
@@ -51,8 +49,7 @@ def pack_block(kind: str, arrays: list[np.ndarray], params: Mapping[str, Any]) -
         return np.ascontiguousarray(_rows(np.asarray(w), params)[:, 0, :].T).astype("<i2").tobytes()
     if kind == "array":
         (v,) = arrays
-        return _rows(np.asarray(v),
-                     params).astype(np.dtype(_NUMPY[params["dtype"]]).newbyteorder("<")).tobytes()  # row-major
+        return _rows(np.asarray(v), params).astype(numpy_dtype(params["dtype"])).tobytes()  # row-major
     raise InputError(f"unknown constant block kind {kind!r}")
 
 

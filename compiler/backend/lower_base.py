@@ -14,11 +14,12 @@ from xdsl.ir import SSAValue
 
 from fastmamba.compiler.dialects import mamba_quant as mq
 from fastmamba.isa.errors import InputError
+from fastmamba.isa.instructions import DTYPE_BYTES
 
 __all__ = ["LoweringError", "ELEMENT_BYTES", "View", "dtype_of", "shape_of", "as2d", "layer_of", "pow2_exp",
            "contiguous_dma"]
 
-ELEMENT_BYTES = {"i8": 1, "i16": 2, "i32": 4, "f32": 4}
+ELEMENT_BYTES = DTYPE_BYTES  # of the machine's element types (isa.dtypes, the one table)
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
 

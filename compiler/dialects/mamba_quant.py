@@ -63,7 +63,9 @@ from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from fastmamba.compiler.dialects.mamba import tensor_type
+from fastmamba.isa.instructions import MICRO_OPS
 from fastmamba.isa.instructions import OPS as ISA_OPS
+from fastmamba.isa.numerics import MICRO_OPS_WITH_B
 
 __all__ = [
     "MambaQuant", "FillOp", "ScaleColumnsOp", "RotateColumnsOp", "QuantizeWeightOp", "HadamardOp", "QuantizeOp",
@@ -74,7 +76,7 @@ __all__ = [
 
 _CALL_FORMAT = "operands attr-dict `:` functional-type(operands, results)"
 INT_TYPES = {"i8": i8, "i16": i16, "i32": i32}
-VEC_MICRO_OPS = ("add", "mul", "silu", "gate", "rmsnorm", "softplus")
+VEC_MICRO_OPS = tuple(op for op in MICRO_OPS if op != "none")  # the ISA's micro-ops (isa.instructions)
 NONLINEAR_MODES = ("exact", "table")
 
 
@@ -577,8 +579,8 @@ class VecOp(_QuantOp):
         ops = self.micro_ops
         if len(ops) > 4 or any(not isinstance(o, StringAttr) or o.data not in VEC_MICRO_OPS for o in self.ops.data):
             raise VerifyException(f"{self.name}: at most 4 micro-ops from {', '.join(VEC_MICRO_OPS)}, got {list(ops)}")
-        if self.b is None and any(o in ("add", "mul", "gate") for o in ops):
-            raise VerifyException(f"{self.name}: add, mul and gate need a b operand")
+        if self.b is None and any(o in MICRO_OPS_WITH_B for o in ops):
+            raise VerifyException(f"{self.name}: {', '.join(MICRO_OPS_WITH_B)} need a b operand")
         g = _int(self.group)
         if "rmsnorm" in ops and (g < 1 or cols % g):
             raise VerifyException(f"{self.name}: group {g} does not divide the {cols} columns")

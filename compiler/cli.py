@@ -19,19 +19,20 @@ import sys
 from fastmamba.compiler.diagnostics import report
 from fastmamba.isa.errors import FastmambaError
 
-# Subcommand modules, in the order `--help` lists them.
-COMMANDS = (
-    "fastmamba.compiler.commands.demo",
-    "fastmamba.compiler.commands.compile",
-    "fastmamba.compiler.commands.import_cmd",
-    "fastmamba.compiler.commands.opt",
-    "fastmamba.compiler.commands.generate",
-    "fastmamba.compiler.commands.eval",
-    "fastmamba.compiler.commands.asm",
-    "fastmamba.compiler.commands.disasm",
-    "fastmamba.compiler.commands.sim",
-    "fastmamba.compiler.commands.run",
-)
+# Command name -> the module that registers it, in the order `--help` lists them.  Only the named
+# command's module is imported (`fastmamba opt` never loads torch); `--help` or an unknown name loads all.
+COMMANDS = {
+    "demo": "fastmamba.compiler.commands.demo",
+    "compile": "fastmamba.compiler.commands.compile",
+    "import": "fastmamba.compiler.commands.import_cmd",
+    "opt": "fastmamba.compiler.commands.opt",
+    "generate": "fastmamba.compiler.commands.generate",
+    "eval": "fastmamba.compiler.commands.eval",
+    "asm": "fastmamba.compiler.commands.asm",
+    "disasm": "fastmamba.compiler.commands.disasm",
+    "sim": "fastmamba.compiler.commands.sim",
+    "run": "fastmamba.compiler.commands.run",
+}
 
 PROG = "fastmamba"
 
@@ -43,7 +44,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of `command` (one of COMMANDS) when given."""
     parser = OneLineErrorParser(
         prog=PROG,
         description="Compile Mamba2 language models for a FastMamba-style FPGA accelerator and run them on its "
@@ -52,16 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="on an internal error (a bug in fastmamba), print its full traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        importlib.import_module(name).register(sub)
+    for name, module in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(module).register(sub)
     for command in sub.choices.values():  # `fastmamba opt --debug ...` as well as `fastmamba --debug opt ...`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="on an internal error, print its full traceback")
     return parser
 
 
+def _command_in(argv: list[str]) -> str | None:
+    """The command `argv` names (its first word that is not an option; the global options take no value)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)

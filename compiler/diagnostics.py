@@ -41,10 +41,10 @@ def write_reproducer(text: str, name: str, dump_dir: str | os.PathLike | None = 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         return path
-    fd, path = tempfile.mkstemp(prefix="fastmamba-", suffix=f"-{name}")
+    fd, temp = tempfile.mkstemp(prefix="fastmamba-", suffix=f"-{name}")
     with os.fdopen(fd, "w") as out:
         out.write(text)
-    return Path(path)
+    return Path(temp)
 
 
 def describe(exc: BaseException) -> str:

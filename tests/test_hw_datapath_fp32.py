@@ -98,6 +98,8 @@ def mul_runner():
 def test_f32_mul_bulk_matches_numpy(mul_runner):
     a, b = f32_pairs(BULK, seed=11)
     (got,) = mul_runner.run(a, b)
+    assert got.shape == (len(a), 1)
+    got = got[:, 0]
     want = f32_mul_reference(a, b)
     bad = np.nonzero(got != want)[0]
     assert bad.size == 0, [(hex(a[i]), hex(b[i]), hex(got[i]), hex(want[i])) for i in bad[:8]]
@@ -111,6 +113,8 @@ def test_i32_to_f32_bulk_matches_numpy():
     runner = StreamRunner(I32ToF32(), ("a",), ("y",))
     x = i32_values(BULK, seed=12)
     (got,) = runner.run(x.view(np.uint32))
+    assert got.shape == (len(x), 1)
+    got = got[:, 0]
     want = x.astype(np.float32).view(np.uint32)
     bad = np.nonzero(got != want)[0]
     assert bad.size == 0, [(int(x[i]), hex(got[i]), hex(want[i])) for i in bad[:8]]

@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # InternalError, or any other exception: a bug, not the user's input
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # InternalError or any other exception (xDSL has BaseExceptions too): a bug
         sys.stdout.flush()
         return report(exc, f"{PROG} {args.command}", args.debug, sys.stderr)
 

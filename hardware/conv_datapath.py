@@ -20,7 +20,7 @@ K = `conv_kernel_max`.
          sum_{j<kw} w[j][c] * x[j][c] + bias[c], shift)), an i16 result
          sign-extended; `y_valid`.
     Stage 1 registers the K products of every lane (zero beyond kw), stage 2
-    their exact sum with the bias (`ACC_BITS` = 35 bits for K = 4: |acc| <
+    their exact sum with the bias (`acc_bits` = 34 bits for K = 4: |acc| <
     K * 2^30 + 2^31), stage 3 the rounded, saturated result.
 """
 

@@ -36,7 +36,7 @@ N = `lin_groups * lin_mac_trees`.
          outputs: acc := init + dot), `last` (this cycle ends them); `valid`.
     Out: `total` ArrayLayout(signed(32), N) = sat_i32(acc) after a `last`
          cycle (held until the next); `total_valid` (one cycle per `last`).
-    acc_n += sum_i q[i] * w[n][i] each valid cycle, exact: `ACC_BITS` (34)
+    acc_n += sum_i q[i] * w[n][i] each valid cycle, exact: `ACC_BITS` (33)
     bits hold 2^14 * (2^16 - 1) + 2^31, the largest |init + q @ w^T| of one
     op (k < 2^16 by the ISA), so int32 saturation happens once, at the end.
     Stage 1 registers the W products of every tree; stage 2 adds them into

@@ -13,7 +13,10 @@ and `fastmamba compile` alike: it verifies after each pass, prints the IR
 after the named passes (or all), writes every stage into a dump folder
 (NN-<pass>.mlir, 00 the input), times each pass, and on a failure leaves
 the failing pass's input IR in a file and names the `fastmamba opt` command
-that reproduces it.
+that reproduces it.  A pass that raises an input error (FastmambaError) is
+one line; any other exception, or IR that no longer verifies after a pass,
+is a bug in fastmamba (InternalError, reported by compiler/diagnostics.py
+with the reproducer).
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ from xdsl.parser import Parser
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.printer import Printer
 from xdsl.utils.arg_spec import parse_pipeline
-from xdsl.utils.exceptions import ParseError, VerifyException
+from xdsl.utils.exceptions import ArgSpecParseError, ParseError, VerifyException
 
 from fastmamba.compiler.dialects.accel import Accel
 from fastmamba.compiler.dialects.mamba import Mamba
 from fastmamba.compiler.dialects.mamba_quant import MambaQuant
-from fastmamba.isa.errors import FastmambaError, InputError
+from fastmamba.compiler.diagnostics import describe, write_reproducer
+from fastmamba.isa.errors import FastmambaError, InputError, InternalError
 
 __all__ = ["PASSES", "register_pass", "mamba_context", "parse_ir", "print_ir", "parse_passes", "pipeline_spec",
            "DriverOptions", "PassDriver", "run_pipeline"]
@@ -81,17 +85,23 @@ def mamba_context() -> Context:
     return ctx
 
 
+def _verify_message(exc: VerifyException) -> str:
+    """A verifier's message on one line: its first line, and an IRDL constraint's underlying failure."""
+    lines = str(exc).splitlines()
+    under = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Underlying verification")), "")
+    return f"{lines[0]} ({under})" if under else lines[0]
+
+
 def parse_ir(text: str, source: str = "<input>") -> ModuleOp:
     """Parse and verify `mamba` IR text; a bad file is an InputError naming it."""
     try:
         module = Parser(mamba_context(), text, source).parse_module()
+        module.verify()
     except ParseError as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise InputError(f"cannot parse {source}: {lines[-1].strip() if lines else 'syntax error'}") from None
-    try:
-        module.verify()
-    except VerifyException as exc:
-        raise InputError(f"{source} does not verify: {str(exc).splitlines()[0]}") from None
+    except VerifyException as exc:  # (IRDL constraints are checked as the parser builds an op, too)
+        raise InputError(f"{source} does not verify: {_verify_message(exc)}") from None
     return module
 
 
@@ -123,6 +133,11 @@ def parse_passes(spec: str) -> list[ModulePass]:
     try:
         _check_choices(spec)
         return list(PassPipeline.parse_spec(PASSES, spec).passes)
+    except ArgSpecParseError as exc:  # malformed text ('cse,,dce', 'cse{', 'cse dce'); a BaseException in xDSL
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        column = lines[1].rsplit(":", 1)[-1] if len(lines) > 1 else "?"
+        raise InputError(f"bad pass pipeline {spec!r}: {lines[-1][:1].lower()}{lines[-1][1:]} "
+                         f"(at character {column})") from None
     except (ValueError, ParseError, TypeError) as exc:
         raise InputError(f"bad pass pipeline {spec!r}: {str(exc).splitlines()[0]} "
                          f"(available: {', '.join(sorted(PASSES))})") from None
@@ -138,7 +153,8 @@ class DriverOptions:
     """What PassDriver shows of a run.  print_after: True (after every pass) or pass names; dump_dir: a folder
     for NN-<pass>.mlir after every pass (00: the input, named input_name); time_passes: a line per pass on
     `log` (default stderr) as it ends; reproducer: on a failure, the failing pass's input IR is written (into
-    dump_dir, else $TMPDIR) and the error names it and the `fastmamba opt` command that reruns the pass."""
+    dump_dir, else a new temporary file) and the error names it and the `fastmamba opt` command that reruns
+    the pass."""
 
     print_after: Collection[str] | bool = ()
     dump_dir: str | os.PathLike | None = None
@@ -199,17 +215,16 @@ class PassDriver:
             start = time.perf_counter()
             try:
                 p.apply(ctx, module)
-            except FastmambaError as exc:
-                raise InputError(f"{exc}{self._repro(p, snapshot)}") from None
-            except Exception as exc:  # a bug in a pass: still say where and how to reproduce
-                first = str(exc).splitlines()[0] if str(exc) else ""
-                raise InputError(f"pass {p.name} failed: {type(exc).__name__}: {first}{self._repro(p, snapshot)}") \
-                    from None
+            except FastmambaError as exc:  # the input: one line, naming the reproducer
+                path, rerun = self._repro(p, snapshot)
+                raise InputError(f"{exc} (its input IR: {path}; reproduce: {rerun})" if path else str(exc)) from None
+            except Exception as exc:  # a bug in the pass
+                raise InternalError(f"pass {p.name} failed: {describe(exc)}", *self._repro(p, snapshot)) from exc
             try:
                 module.verify()
-            except VerifyException as exc:
-                raise InputError(f"IR does not verify after pass {p.name}: {str(exc).splitlines()[0]}"
-                                 f"{self._repro(p, snapshot)}") from None
+            except VerifyException as exc:  # a bug in the pass too: it left IR that does not verify
+                raise InternalError(f"IR does not verify after pass {p.name}: {_verify_message(exc)}",
+                                    *self._repro(p, snapshot)) from exc
             self.record(p.name, time.perf_counter() - start)
             if on_pass is not None:
                 on_pass(p, module)
@@ -220,19 +235,17 @@ class PassDriver:
             self._dump(p.name, module, text)
         return module
 
-    def _repro(self, p: ModulePass, snapshot: ModuleOp | None) -> str:
+    def _repro(self, p: ModulePass, snapshot: ModuleOp | None) -> tuple[str | None, str | None]:
+        """With reproducer: the failing pass's input IR written (into dump_dir, else a new file named in the
+        message, compiler.diagnostics.write_reproducer) and the command rerunning the pass on it."""
         if not self.options.reproducer:
-            return ""
-        if self.options.dump_dir:
-            folder, source = Path(self.options.dump_dir), self.last_dump
-        else:
-            folder, source = Path(os.environ.get("TMPDIR", "/tmp")), None
-        path = folder / f"{self.index:02d}-{p.name}.failed-input.mlir"
+            return None, None
+        text = self.last_dump.read_text() if self.options.dump_dir and self.last_dump else print_ir(snapshot)
         try:
-            path.write_text(source.read_text() if source is not None else print_ir(snapshot))
+            path = write_reproducer(text, f"{self.index:02d}-{p.name}.failed-input.mlir", self.options.dump_dir)
         except OSError:
-            return ""
-        return f" (its input IR: {path}; reproduce: fastmamba opt {path} -p '{pipeline_spec([p])}')"
+            return None, None
+        return str(path), f"fastmamba opt {path} -p '{pipeline_spec([p])}'"
 
 
 def run_pipeline(module: ModuleOp, spec: str | Sequence[ModulePass], print_after: Collection[str] | bool = (),

@@ -100,3 +100,42 @@ def test_opt_dump_dir_and_time_passes(ir_file, tmp_path, capsys):
     assert (dump / "03-dce.mlir").read_text() == captured.out  # the last stage is what opt prints
     assert "#accel.target<\"vc709\"" in captured.out and "#accel.target" not in (dump / "00-input.mlir").read_text()
     assert [line.split()[0] for line in captured.err.splitlines()] == ["set-target", "canonicalize", "dce"]
+
+
+def test_a_pass_that_crashes_or_breaks_the_ir_is_a_bug_with_a_reproducer(ir_file, tmp_path, monkeypatch, capsys):
+    """An exception that is not an input error, or IR that no longer verifies after a pass, is an internal error
+    (exit 70) naming the failing pass's input IR, written into --dump-dir, and the command rerunning it."""
+    from dataclasses import dataclass
+
+    from xdsl.passes import ModulePass
+
+    from fastmamba.compiler import pipeline
+    from fastmamba.compiler.diagnostics import EXIT_INTERNAL
+
+    @dataclass(frozen=True)
+    class Crash(ModulePass):
+        name = "crash"
+
+        def apply(self, ctx, op):
+            raise KeyError("no such site")
+
+    @dataclass(frozen=True)
+    class Unverified(ModulePass):
+        name = "unverified"
+
+        def apply(self, ctx, op):
+            fn = next(iter(op.body.block.ops))
+            fn.body.block.last_op.detach()  # the function loses its terminator
+
+    monkeypatch.setitem(pipeline.PASSES, "crash", lambda: Crash)
+    monkeypatch.setitem(pipeline.PASSES, "unverified", lambda: Unverified)
+    for name, message in (("crash", "pass crash failed: KeyError: 'no such site' (in apply, "),
+                          ("unverified", "IR does not verify after pass unverified: ")):
+        dump = tmp_path / name
+        assert main(["opt", str(ir_file), "-p", f"dce,{name}", "--dump-dir", str(dump)]) == EXIT_INTERNAL
+        lines = capsys.readouterr().err.splitlines()
+        assert lines[0].startswith(f"fastmamba opt: internal error: {message}")
+        reproducer = dump / f"02-{name}.failed-input.mlir"
+        assert lines[2] == f"  The IR the failing pass ran on is in {reproducer}"
+        assert lines[3] == f"  Reproduce it with: fastmamba opt {reproducer} -p '{name}'"
+        assert reproducer.read_text() == (dump / "01-dce.mlir").read_text()

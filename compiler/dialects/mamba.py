@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
-    AnyFloat,
+    AnyFloatConstr,
     FloatAttr,
     Float64Type,
     IntegerAttr,
@@ -41,8 +41,10 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Dialect, Operation, SSAValue
 from xdsl.irdl import (
+    AnyAttr,
     AttrSizedOperandSegments,
     IRDLOperation,
+    MessageConstraint,
     VarConstraint,
     base,
     ParsePropInAttrDict,
@@ -92,14 +94,15 @@ def _element(value: SSAValue) -> Attribute:
     return value.type.element_type
 
 
-def _float(op: Operation, *values: SSAValue) -> None:
-    """All `values` share one floating-point element type."""
-    first = _element(values[0])
-    if not isinstance(first, AnyFloat):
-        raise VerifyException(f"{op.name}: expected a floating-point element type, got {first}")
-    for v in values[1:]:
-        if _element(v) != first:
-            raise VerifyException(f"{op.name}: element types differ: {first} and {_element(v)}")
+# IRDL constraints of the operand and result types: a float tensor whose element type all of the op's float
+# tensors share (the variable E), a tensor of integers (token ids), a tensor whose element type the op's other
+# such tensors share (a slice).  Shapes and their relations stay in each op's verify_.
+_FLOAT = VarConstraint("E", AnyFloatConstr)
+FLOAT_TENSOR = MessageConstraint(TensorType.constr(element_type=_FLOAT),
+                                 "element types differ or are not floating-point")
+INT_TENSOR = MessageConstraint(TensorType.constr(element_type=base(IntegerType)), "tokens must be integers")
+SAME_TENSOR = MessageConstraint(TensorType.constr(element_type=VarConstraint("E", AnyAttr())),
+                                "element types differ")
 
 
 def _expect(op: Operation, what: str, got: Sequence[int], want: Sequence[int]) -> None:
@@ -141,9 +144,9 @@ class WeightOp(_MambaOp):
 @irdl_op_definition
 class EmbeddingOp(_MambaOp):
     name = "mamba.embedding"
-    tokens = operand_def(TensorType)
-    table = operand_def(TensorType)
-    result = result_def(TensorType)
+    tokens = operand_def(INT_TENSOR)
+    table = operand_def(FLOAT_TENSOR)
+    result = result_def(FLOAT_TENSOR)
     assembly_format = _CALL_FORMAT
 
     def __init__(self, tokens: SSAValue, table: SSAValue):
@@ -153,19 +156,16 @@ class EmbeddingOp(_MambaOp):
     def verify_(self) -> None:
         (t,) = _shape(self, self.tokens, "tokens", 1)
         _, d = _shape(self, self.table, "the table", 2)
-        if not isinstance(_element(self.tokens), IntegerType):
-            raise VerifyException(f"{self.name}: tokens must be integers, got {_element(self.tokens)}")
-        _float(self, self.table, self.result)
         _expect(self, "the result", _shape(self, self.result, "the result"), (t, d))
 
 
 @irdl_op_definition
 class RMSNormOp(_MambaOp):
     name = "mamba.rmsnorm"
-    x = operand_def(TensorType)
-    weight = operand_def(TensorType)
+    x = operand_def(FLOAT_TENSOR)
+    weight = operand_def(FLOAT_TENSOR)
     eps = prop_def(FloatAttr)
-    result = result_def(TensorType)
+    result = result_def(FLOAT_TENSOR)
     assembly_format = _CALL_FORMAT
 
     def __init__(self, x: SSAValue, weight: SSAValue, eps: float):
@@ -175,14 +175,13 @@ class RMSNormOp(_MambaOp):
         t, d = _shape(self, self.x, "x", 2)
         _expect(self, "the weight", _shape(self, self.weight, "the weight"), (d,))
         _expect(self, "the result", _shape(self, self.result, "the result"), (t, d))
-        _float(self, self.x, self.weight, self.result)
         _eps(self, self.eps)
 
 
 class _MatmulOp(_MambaOp):
-    x = operand_def(TensorType)
-    weight = operand_def(TensorType)
-    result = result_def(TensorType)
+    x = operand_def(FLOAT_TENSOR)
+    weight = operand_def(FLOAT_TENSOR)
+    result = result_def(FLOAT_TENSOR)
     assembly_format = _CALL_FORMAT
 
     def __init__(self, x: SSAValue, weight: SSAValue):
@@ -195,7 +194,6 @@ class _MatmulOp(_MambaOp):
         if k != k_w:
             raise VerifyException(f"{self.name}: x has {k} columns but the weight [{m}, {k_w}] expects {k_w}")
         _expect(self, "the result", _shape(self, self.result, "the result"), (t, m))
-        _float(self, self.x, self.weight, self.result)
 
 
 @irdl_op_definition
@@ -215,11 +213,11 @@ class LMHeadOp(_MatmulOp):
 @irdl_op_definition
 class SliceOp(_MambaOp):
     name = "mamba.slice"
-    x = operand_def(TensorType)
+    x = operand_def(SAME_TENSOR)
     axis = prop_def(IntegerAttr)
     start = prop_def(IntegerAttr)
     size = prop_def(IntegerAttr)
-    result = result_def(TensorType)
+    result = result_def(SAME_TENSOR)
     assembly_format = "$x attr-dict `:` type($x) `->` type($result)"
 
     def __init__(self, x: SSAValue, axis: int, start: int, size: int):
@@ -239,8 +237,6 @@ class SliceOp(_MambaOp):
         want = list(shape)
         want[axis] = size
         _expect(self, "the result", _shape(self, self.result, "the result"), want)
-        if _element(self.result) != _element(self.x):
-            raise VerifyException(f"{self.name}: element types differ")
 
 
 @irdl_op_definition
@@ -248,12 +244,12 @@ class Conv1dOp(_MambaOp):
     """Causal depthwise conv1d with its state (the last K-1 inputs, oldest first; zeros if absent)."""
 
     name = "mamba.conv1d"
-    x = operand_def(TensorType)
-    weight = operand_def(TensorType)
-    bias = opt_operand_def(TensorType)
-    state = opt_operand_def(TensorType)
-    result = result_def(TensorType)
-    new_state = result_def(TensorType)
+    x = operand_def(FLOAT_TENSOR)
+    weight = operand_def(FLOAT_TENSOR)
+    bias = opt_operand_def(FLOAT_TENSOR)
+    state = opt_operand_def(FLOAT_TENSOR)
+    result = result_def(FLOAT_TENSOR)
+    new_state = result_def(FLOAT_TENSOR)
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = ("$x `,` $weight (`bias` $bias^)? (`state` $state^)? attr-dict `:` type($x) `,` type($weight) "
                        "(`bias` type($bias)^)? (`state` type($state)^)? `->` type($result) `,` type($new_state)")
@@ -274,8 +270,6 @@ class Conv1dOp(_MambaOp):
             _expect(self, "the state", _shape(self, self.state, "the state"), (c, k - 1))
         _expect(self, "the result", _shape(self, self.result, "the result"), (t, c))
         _expect(self, "the new state", _shape(self, self.new_state, "the new state"), (c, k - 1))
-        _float(self, self.x, self.weight, *[v for v in (self.bias, self.state) if v is not None], self.result,
-               self.new_state)
 
 
 class _SSMOp(_MambaOp):
@@ -300,8 +294,6 @@ class _SSMOp(_MambaOp):
         state = self.state
         if state is not None:
             _expect(self, "the state", _shape(self, state, "the state"), (h, p, n))
-        _float(self, self.x, self.dt, self.A_log, self.B, self.C, self.D, self.y, self.new_state,
-               *([state] if state is not None else []))
         return t, h, p, n, gn // n
 
 
@@ -310,15 +302,15 @@ class SSMScanOp(_SSMOp):
     """The selective scan over T tokens from `state` (zeros if absent)."""
 
     name = "mamba.ssm_scan"
-    x = operand_def(TensorType)
-    dt = operand_def(TensorType)
-    A_log = operand_def(TensorType)
-    B = operand_def(TensorType)
-    C = operand_def(TensorType)
-    D = operand_def(TensorType)
-    state = opt_operand_def(TensorType)
-    y = result_def(TensorType)
-    new_state = result_def(TensorType)
+    x = operand_def(FLOAT_TENSOR)
+    dt = operand_def(FLOAT_TENSOR)
+    A_log = operand_def(FLOAT_TENSOR)
+    B = operand_def(FLOAT_TENSOR)
+    C = operand_def(FLOAT_TENSOR)
+    D = operand_def(FLOAT_TENSOR)
+    state = opt_operand_def(FLOAT_TENSOR)
+    y = result_def(FLOAT_TENSOR)
+    new_state = result_def(FLOAT_TENSOR)
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = ("$x `,` $dt `,` $A_log `,` $B `,` $C `,` $D (`state` $state^)? attr-dict `:` type($x) `,` "
                        "type($dt) `,` type($A_log) `,` type($B) `,` type($C) `,` type($D) (`state` type($state)^)? "
@@ -338,15 +330,15 @@ class SSMStepOp(_SSMOp):
     """One token of the selective scan (the decode step)."""
 
     name = "mamba.ssm_step"
-    x = operand_def(TensorType)
-    dt = operand_def(TensorType)
-    A_log = operand_def(TensorType)
-    B = operand_def(TensorType)
-    C = operand_def(TensorType)
-    D = operand_def(TensorType)
-    state = operand_def(TensorType)
-    y = result_def(TensorType)
-    new_state = result_def(TensorType)
+    x = operand_def(FLOAT_TENSOR)
+    dt = operand_def(FLOAT_TENSOR)
+    A_log = operand_def(FLOAT_TENSOR)
+    B = operand_def(FLOAT_TENSOR)
+    C = operand_def(FLOAT_TENSOR)
+    D = operand_def(FLOAT_TENSOR)
+    state = operand_def(FLOAT_TENSOR)
+    y = result_def(FLOAT_TENSOR)
+    new_state = result_def(FLOAT_TENSOR)
     assembly_format = _CALL_FORMAT
 
     def __init__(self, x: SSAValue, dt: SSAValue, A_log: SSAValue, B: SSAValue, C: SSAValue, D: SSAValue,
@@ -364,12 +356,12 @@ class GatedRMSNormOp(_MambaOp):
     """RMSNorm(y * silu(z)) over groups of group_size channels, times the weight."""
 
     name = "mamba.gated_rmsnorm"
-    y = operand_def(TensorType)
-    z = operand_def(TensorType)
-    weight = operand_def(TensorType)
+    y = operand_def(FLOAT_TENSOR)
+    z = operand_def(FLOAT_TENSOR)
+    weight = operand_def(FLOAT_TENSOR)
     eps = prop_def(FloatAttr)
     group_size = prop_def(IntegerAttr)
-    result = result_def(TensorType)
+    result = result_def(FLOAT_TENSOR)
     assembly_format = _CALL_FORMAT
 
     def __init__(self, y: SSAValue, z: SSAValue, weight: SSAValue, group_size: int, eps: float):
@@ -381,7 +373,6 @@ class GatedRMSNormOp(_MambaOp):
         _expect(self, "z", _shape(self, self.z, "z"), (t, e))
         _expect(self, "the weight", _shape(self, self.weight, "the weight"), (e,))
         _expect(self, "the result", _shape(self, self.result, "the result"), (t, e))
-        _float(self, self.y, self.z, self.weight, self.result)
         _eps(self, self.eps)
         g = self.group_size.value.data
         if g < 1 or e % g:
@@ -389,7 +380,7 @@ class GatedRMSNormOp(_MambaOp):
 
 
 class _UnaryOp(_MambaOp):
-    T: ClassVar = VarConstraint("T", base(TensorType))
+    T: ClassVar = VarConstraint("T", TensorType.constr(element_type=AnyFloatConstr))
     x = operand_def(T)
     result = result_def(T)
     assembly_format = "$x attr-dict `:` type($result)"
@@ -398,8 +389,7 @@ class _UnaryOp(_MambaOp):
         super().__init__(operands=[x], result_types=[x.type])
 
     def verify_(self) -> None:
-        _expect(self, "the result", _shape(self, self.result, "the result"), _shape(self, self.x, "x"))
-        _float(self, self.x, self.result)
+        _expect(self, "the result", _shape(self, self.result, "the result"), _shape(self, self.x, "x"))  # static
 
 
 @irdl_op_definition
@@ -415,9 +405,9 @@ class SoftplusOp(_UnaryOp):
 
 
 class _BinaryOp(_MambaOp):
-    lhs = operand_def(TensorType)
-    rhs = operand_def(TensorType)
-    result = result_def(TensorType)
+    lhs = operand_def(FLOAT_TENSOR)
+    rhs = operand_def(FLOAT_TENSOR)
+    result = result_def(FLOAT_TENSOR)
     assembly_format = _BINARY_FORMAT
 
     def __init__(self, lhs: SSAValue, rhs: SSAValue):
@@ -428,7 +418,6 @@ class _BinaryOp(_MambaOp):
         if len(rhs) > len(lhs) or tuple(lhs[len(lhs) - len(rhs):]) != tuple(rhs):
             raise VerifyException(f"{self.name}: rhs shape {list(rhs)} does not broadcast to lhs shape {list(lhs)}")
         _expect(self, "the result", _shape(self, self.result, "the result"), lhs)
-        _float(self, self.lhs, self.rhs, self.result)
 
 
 @irdl_op_definition

@@ -41,6 +41,7 @@ from fastmamba.isa.target import Target
 
 from fastmamba.hardware.buffer import Buffer
 from fastmamba.hardware.decode import RTL_SLOTS, BundleFetch, op_layout
+from fastmamba.hardware.lin_unit import LinUnit
 from fastmamba.hardware.regions import SPACES, max_regions, op_ranges
 
 DMA_STAGES = 1  # the address stage between a beat and the DDR port (docs/RTL.md)
@@ -85,7 +86,7 @@ class Machine(wiring.Component):
         self.fetch = BundleFetch(imem_words)
         self.buf = Buffer(target.buffer_bytes, self.W)
         self.n_sems = target.semaphores
-        self.entries = table_entries(target, [u.LATENCY for u in self.units.values()])
+        self.entries = table_entries(target, [u.pipeline_latency(target) for u in self.units.values()])
         # the slots whose operations enter the in-flight table: the DMA engines and the compute units built
         self.issue_slots = tuple(s for s in ISSUE_SLOTS if s in ("LD", "ST") or s in self.units)
         self.n_regions = max_regions([op for op, spec in OPS.items() if spec.slot in self.issue_slots])
@@ -360,15 +361,16 @@ class Machine(wiring.Component):
 
         # ---------------- compute units ----------------
         unit_done = {}  # slot -> (pulse, entry)
+        units_built = {}
         unit_start = {}
         for slot, factory in self.units.items():
             unit = factory(t, self.buf, m)
             m.submodules[f"unit_{slot}"] = unit
-            ops = [op for op, spec in OPS.items() if spec.slot == slot]
             start = issue & present[slot]
-            unit.connect(m, start=start, view=views[ops[0]], entry=alloc[slot][0])
-            m.d.comb += unit_ready[slot].eq(unit.ready)
+            m.d.comb += [unit.start.eq(start), unit.op.eq(getattr(fetch, f"op_{slot}")[:len(unit.op)]),
+                         unit.entry.eq(alloc[slot][0]), unit_ready[slot].eq(unit.ready)]
             unit_done[slot] = (unit.done, unit.done_entry)
+            units_built[slot] = unit
             unit_start[slot] = start
         for slot in ("LIN", "CONV"):
             if slot not in self.units:
@@ -518,6 +520,12 @@ class Machine(wiring.Component):
             m.d.sync += sem_pending[s].eq(sem_pending[s] + add - inc)
         m.d.sync += dma_inflight.eq(dma_inflight + ld_issue + st_issue - done_rd - done_wr)
 
+        for slot in ("LIN", "CONV"):
+            if slot in self.units:
+                unit = units_built[slot]
+                m.d.sync += counters[f"busy_{slot}"].eq(counters[f"busy_{slot}"] + unit.busy_cycle)
+                with m.If(unit_start[slot]):
+                    m.d.sync += counters["macs"].eq(counters["macs"] + unit.macs_of_op)
         # ---------------- control sequencing ----------------
         any_inflight = (ent_valid != 0) | (q_count != 0) | ch_active | a_valid
         with m.If(self.start):
@@ -562,16 +570,10 @@ class Machine(wiring.Component):
             with m.If(halting & ~any_inflight):
                 m.d.sync += [running.eq(0), done.eq(1),
                              counters["cycles"].eq(Mux(now > halt_time + 1, now, halt_time + 1))]
-        for slot in ("LIN", "CONV"):
-            if slot in self.units:
-                unit = m.submodules[f"unit_{slot}"]
-                m.d.sync += counters[f"busy_{slot}"].eq(counters[f"busy_{slot}"] + unit.busy_cycle)
-                with m.If(unit_start[slot]):
-                    m.d.sync += counters["macs"].eq(counters["macs"] + unit.macs_of_op)
         return m
 
 
-UNITS: dict = {}  # slot -> compute unit class (hardware/units.py); LIN and CONV are not integrated yet
+UNITS: dict = {"LIN": LinUnit}  # slot -> compute unit class; CONV is not integrated yet
 
 
 def make_machine(target: Target, imem_words: int = 4096) -> Machine:

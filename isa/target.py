@@ -31,7 +31,7 @@ from fastmamba.isa.instructions import OPS
 NLA_BITS_MIN, NLA_BITS_MAX = 8, 24  # dt < 2^nla_bits times an int32 A must stay below 2^62 with margin
 SSM_STATE_BITS = (16, 24, 32)  # the state saturates to this many bits, stored in int32
 CONV_KERNEL_MIN = 2
-FLAG_PARAMETERS = ("dma_row_bursts",)  # 0 or 1
+FLAG_PARAMETERS = ("dma_row_bursts", "lin_row_tiles")  # 0 or 1
 POWER_OF_TWO_PARAMETERS = ("hadamard_max_block", "nla_segments", "ssm_headdim_lanes", "ssm_dstate_lanes",
                            "lin_mac_tree_width")
 
@@ -68,6 +68,10 @@ class Target:
     lin_mac_trees: int = 64
     lin_mac_tree_width: int = 4
     lin_latency: int = 16
+    # 0: LIN occupancy ceil(m*k*n / lin_macs_per_cycle) (the MACs packed over rows and channels);
+    # 1: m * ceil(n / (lin_groups*lin_mac_trees)) * ceil(k / lin_mac_tree_width), the RTL's LIN unit
+    # (one activation row's W positions broadcast to every tree per cycle; docs/RTL.md).
+    lin_row_tiles: int = 0
     # Largest online Hadamard block.  256 divides the 130M model's 768 and 1536 (and
     # 2560/5120 of 2.7B); larger blocks add adder-tree depth for little outlier gain.
     hadamard_max_block: int = 256
@@ -171,7 +175,8 @@ class Target:
 SMALL = Target(
     name="small", buffer_bytes=64 * 1024, ddr_bytes=16 * 1024**2, ddr_gbytes_per_s=4.0, dma_latency=16,
     dma_queue_depth=4, dma_row_bursts=1, semaphores=8, lin_groups=1, lin_hadamard_trees=1, lin_mac_trees=4,
-    lin_mac_tree_width=4, lin_latency=8, hadamard_max_block=16, conv_channels=4, conv_kernel_max=4, conv_latency=4,
+    lin_mac_tree_width=4, lin_latency=9, lin_row_tiles=1, hadamard_max_block=16, conv_channels=4,
+    conv_kernel_max=4, conv_latency=4,
     ssm_headdim_lanes=4, ssm_dstate_lanes=4, ssm_latency=12, nla_lanes=4, vec_lanes=8, vec_latency=10)
 
 PRESETS: dict[str, Target] = {"vc709": Target(), "small": SMALL}

@@ -141,3 +141,75 @@ def compare_stats(sim, rtl) -> list[str]:
     """The counters that differ (the simulator's JSON keys)."""
     a, b = sim.to_dict(), rtl.to_dict()
     return [k for k in a if a[k] != b.get(k)]
+
+
+def _f32_bits(values) -> np.ndarray:
+    return np.asarray(values, "<f4").view(np.uint8)
+
+
+def random_lin_program(seed: int, target, schedule_target=None) -> tuple[list[Bundle], np.ndarray]:
+    """Load operands, run 1-3 `lin` ops (k-tiled with acc where drawn), store the results, halt.
+
+    Each LIN bundle's delay is the op's duration on `schedule_target` (default: `target`) minus one, so the
+    store (or the next tile) issues the cycle the results complete: a wrong latency there reads too early."""
+    from fastmamba.isa import costs
+
+    sched = schedule_target or target
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    max_block = int(target.hadamard_max_block)
+    image = np.zeros(DDR_BYTES, np.uint8)
+    ddr = _Alloc(0, SRC_END)
+    buf = _Alloc(0, int(target.buffer_bytes))
+    bundles: list[Bundle] = []
+    m = rng.randint(1, 5)
+    n = rng.randint(1, 9)
+    hlog2 = rng.randint(0, max_block.bit_length() - 1)
+    block = 1 << hlog2
+    tiles = rng.choice([1, 1, 2, 3])
+    k_tile = block * rng.randint(1, max(1, 48 // block))
+    k = k_tile * tiles
+    src_type = rng.choice(["i8", "i16"])
+    esize = 1 if src_type == "i8" else 2
+    src_ld = k + rng.choice([0, 0, rng.randint(1, 9)])
+    dst_ld = n + rng.choice([0, rng.randint(1, 5)])
+    lo, hi = (-128, 128) if src_type == "i8" else rng.choice([(-32768, 32768), (-300, 300), (-3, 4)])
+    src = nrng.integers(lo, hi, (m, src_ld), dtype=np.int64).astype("<i1" if esize == 1 else "<i2")
+    wgt = nrng.integers(-128, 128, (n, k), dtype=np.int64).astype("<i1")
+    dst0 = nrng.integers(-(1 << 31), 1 << 31, (m, dst_ld), dtype=np.int64).astype("<i4")
+    if rng.random() < 0.5:
+        dst0 = (dst0 >> rng.randint(0, 31)).astype("<i4")
+    scale = (nrng.standard_normal(n) * 10.0 ** rng.randint(-6, 2)).astype("<f4")
+    regions = {"src": src.view(np.uint8).reshape(-1), "wgt": wgt.view(np.uint8).reshape(-1),
+               "dst": dst0.view(np.uint8).reshape(-1), "scale": scale.view(np.uint8)}
+    at = {}
+    for sem, (name, raw) in enumerate(regions.items(), start=1):
+        d = ddr.take(raw.size, 4)
+        b = buf.take(raw.size, 4)
+        image[d:d + raw.size] = raw
+        at[name] = b
+        bundles.append(Bundle((Instruction("ld", dict(buf=b, ddr=d, rows=1, row_bytes=raw.size,
+                                                      ddr_stride=raw.size, buf_stride=raw.size, sem=sem)),)))
+    for sem in range(1, len(regions) + 1):
+        bundles.append(Bundle((Instruction("ctl.wait", {"sem": sem, "count": 1}),)))
+    qmul = rng.choice([1, rng.randint(1, 70000 >> 2), rng.randint(1, 65535)])
+    qshift = rng.choice([0, rng.randint(0, 20), rng.randint(0, 63)])
+    acc0 = rng.randint(0, 1)
+    out_last = rng.choice(["i32", "f32"])
+    for tile in range(tiles):
+        last = tile == tiles - 1
+        op = Instruction("lin", dict(
+            dst=at["dst"], src=at["src"] + tile * k_tile * esize, wgt=at["wgt"] + tile * k_tile, scale=at["scale"],
+            m=m, k=k_tile, n=n, src_ld=src_ld, dst_ld=dst_ld, src_type=src_type, hlog2=hlog2, qmul=qmul,
+            qshift=qshift, acc=acc0 if tile == 0 else 1, out=out_last if last else "i32"))
+        # the wgt rows of a tile are k apart, the op's weights contiguous: tiles need k_tile = k
+        if tiles > 1:
+            op = Instruction("lin", {**dict(op.args), "wgt": at["wgt"] + tile * n * k_tile})
+        bundles.append(Bundle((op,), costs.duration(op, sched) - 1))
+    nbytes = regions["dst"].size
+    out = ddr.take(nbytes, 4)
+    bundles.append(Bundle((Instruction("st", dict(ddr=out, buf=at["dst"], rows=1, row_bytes=nbytes,
+                                                  ddr_stride=nbytes, buf_stride=nbytes, sem=1)),)))
+    bundles.append(Bundle((Instruction("ctl.wait", {"sem": 1, "count": 1}),)))
+    bundles.append(Bundle((Instruction("ctl.halt", {}),)))
+    return bundles, image

@@ -8,6 +8,19 @@ build_plan), with the LM head binary32 or W8A8 (assign-scales{head="int8"}); als
 the ranges of one import applied (apply_ranges) to a one-token import of the same
 model.  Also: the float plan is close to the FP32 reference, the schemes are
 ordered as expected, and outlier injection keeps the FP32 function.
+
+What the interpreter-vs-golden comparison can and cannot see: both sides run
+the same arithmetic code (compiler/quant/fixed.py for rounding, saturation,
+the NLA and the units; compiler/quant/offline.py for the folded, rotated and
+quantized weights), so it checks the passes' structure, i.e. which operations the
+pipeline leaves, with which scales, shifts, rotation blocks and fused chains,
+in which order, and that the printed IR carries all of it; it cannot see a bug
+in that shared arithmetic.  Independent checks of the arithmetic: the
+simulator's isa/numerics.py (written separately from fixed.py) against the
+golden model (`fastmamba run --check`; tests/test_compile.py, tests/test_runner.py,
+tests/test_units_*.py), the worked examples of docs/NUMERICS.md
+(tests/test_numerics.py), and the constant image's weights against the
+checkpoint by a second route (tests/test_image_check.py).
 """
 
 from __future__ import annotations
@@ -48,6 +61,8 @@ def tiny():
 @pytest.mark.parametrize("block,activations,head", [(0, "static", "f32"), (1, "static", "f32"), (0, "dynamic", "f32"),
                                                      (0, "static", "int8"), (1, "static", "int8")])
 def test_interpreter_equals_golden_after_the_full_pipeline(tiny, block, activations, head):
+    """Same arithmetic code on both sides (fixed.py, offline.py): this checks the pipeline's structure and
+    scales, not the arithmetic (see the module docstring for the independent checks)."""
     config, store, module, tokens = tiny
     weights = NumpyWeights(store)
     rotate_head = " head=true" if head == "int8" else ""

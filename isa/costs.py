@@ -1,11 +1,13 @@
 """The timing of every operation, written once: what the scheduler plans with and the simulator charges.
 
-Place in the flow: `isa/`, beside the instruction table it reads.  The
-compiler's VLIW scheduler (passes/schedule_vliw.py, compiler/backend/) plans
-with these numbers; the simulator's unit footprints (simulator/units/*.py)
-charge the same formulas (tests/test_isa_costs.py checks that they agree, so
-the simulator can read them from here).  Every rate and latency comes from
-the target config (`isa.target.Target`).
+Place in the flow: `isa/`, just below the instruction table: each `OpSpec` of
+`isa.instructions.OPS` names its occupancy formula (one of the functions
+here) and the target parameter holding its latency, its cost column; this
+module's `occupancy` and `latency` read that column.  The compiler's VLIW
+scheduler (passes/schedule_vliw.py, compiler/backend/) plans with these
+numbers; the simulator's unit footprints (simulator/units/*.py) charge the
+same (tests/test_isa_costs.py checks that they agree).  Every rate and
+latency comes from the target config (`isa.target.Target`).
 
 - `occupancy(instr, target)`: cycles the operation holds its unit.  Compute
   units (LIN, CONV, SSM, VEC): work / the unit's rate.  DMA (LD, ST): cycles
@@ -31,9 +33,10 @@ operation issued at t starts at max(t, channel free), holds the channel
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from fastmamba.isa.instructions import OPS, Instruction
+if TYPE_CHECKING:  # the instruction table imports this module for its cost column
+    from fastmamba.isa.instructions import Instruction
 
 DMA_SLOTS = ("LD", "ST")
 COMPUTE_SLOTS = ("LIN", "CONV", "SSM", "VEC")
@@ -60,64 +63,53 @@ def transfer_cycles(instr: Instruction, target) -> int:
     return dma_cycles(ddr_bytes(instr), target)
 
 
-def _lin(i: Instruction, target) -> int:
+def lin_cycles(i: Instruction, target) -> int:
+    """LIN: ceil(m*k*n / lin_macs_per_cycle), the MACs at the unit's rate; with the target's lin_row_tiles
+    m * ceil(n / (lin_groups*lin_mac_trees)) * ceil(k / lin_mac_tree_width) (the RTL's LIN unit)."""
     m, k, n = int(i["m"]), int(i["k"]), int(i["n"])
     if getattr(target, "lin_row_tiles", 0):
         return m * -(-n // (target.lin_groups * target.lin_mac_trees)) * -(-k // target.lin_mac_tree_width)
     return math.ceil(m * k * n / target.lin_macs_per_cycle)
 
 
-def _conv(i: Instruction, target) -> int:
+def conv_cycles(i: Instruction, target) -> int:
+    """CONV: ceil(t*c / conv_channels), all kw taps of a channel per cycle."""
     return math.ceil(int(i["t"]) * int(i["c"]) / target.conv_channels)
 
 
-def _ssm(i: Instruction, target) -> int:
+def ssm_cycles(i: Instruction, target) -> int:
+    """SSM: per token the larger of the state elements at ssm_elems_per_cycle and the heads at nla_lanes."""
     t, h, p, n = (int(i[f]) for f in ("t", "h", "p", "n"))
     per_token = max(math.ceil(h * p * n / target.ssm_elems_per_cycle), math.ceil(h / target.nla_lanes))
     return t * per_token
 
 
-def _vec(i: Instruction, target) -> int:
+def vec_cycles(i: Instruction, target) -> int:
+    """VEC chain: ceil(rows*cols / vec_lanes), twice with an rmsnorm (a second pass after the sum of squares)."""
     passes = VEC_PASSES_WITH_RMSNORM if "rmsnorm" in (i.enum(f) for f in VEC_MICRO_OP_FIELDS) else 1
     return passes * math.ceil(int(i["rows"]) * int(i["cols"]) / target.vec_lanes)
 
 
-def _argmax(i: Instruction, target) -> int:
+def argmax_cycles(i: Instruction, target) -> int:
+    """vec.argmax: ceil(rows*cols / vec_lanes)."""
     return math.ceil(int(i["rows"]) * int(i["cols"]) / target.vec_lanes)
 
 
-def _dma(i: Instruction, target) -> int:
-    return transfer_cycles(i, target)
-
-
-def _none(i: Instruction, target) -> int:
+def no_cycles(i: Instruction, target) -> int:
+    """CTL: occupies nothing."""
     return 0
-
-
-# op -> (occupancy formula, the target parameter holding its pipeline latency, or None for 0)
-_COSTS: Mapping[str, tuple[Callable[[Instruction, object], int], str | None]] = {
-    "ld": (_dma, "dma_latency"),
-    "ldg": (_dma, "dma_latency"),
-    "st": (_dma, "dma_latency"),
-    "lin": (_lin, "lin_latency"),
-    "conv": (_conv, "conv_latency"),
-    "ssm": (_ssm, "ssm_latency"),
-    "vec": (_vec, "vec_latency"),
-    "vec.argmax": (_argmax, "vec_latency"),
-    "ctl.wait": (_none, None),
-    "ctl.halt": (_none, None),
-}
-assert set(_COSTS) == set(OPS), "every operation of the table needs a cost"
 
 
 def occupancy(instr: Instruction, target) -> int:
     """Cycles `instr` holds its unit (compute) or the DDR channel (DMA); 0 for CTL."""
-    return _COSTS[instr.op][0](instr, target)
+    formula = instr.spec.occupancy
+    assert formula is not None, f"{instr.spec.name} has no occupancy in the ISA table"
+    return formula(instr, target)
 
 
 def latency(instr: Instruction, target) -> int:
     """Cycles after the occupancy until `instr`'s results are complete."""
-    param = _COSTS[instr.op][1]
+    param = instr.spec.latency_param
     return 0 if param is None else int(getattr(target, param))
 
 

@@ -7,12 +7,16 @@ status 70, with the traceback only under --debug (before or after the command na
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
+from xdsl.passes import ModulePass
 
 from fastmamba.compiler import diagnostics
 from fastmamba.compiler.cli import main
 from fastmamba.compiler.commands import opt as opt_command
 from fastmamba.compiler.diagnostics import EXIT_INTERNAL, invariant, write_reproducer
+from fastmamba.compiler.pipeline import PASSES, DriverOptions, PassDriver, parse_ir, parse_passes
 from fastmamba.isa.errors import FastmambaError, InputError, InternalError
 
 IR = """builtin.module {
@@ -103,3 +107,88 @@ def test_write_reproducer_into_the_dump_dir_or_a_named_temp_file(tmp_path, monke
     assert first.parent == second.parent == tmp_path / "tmp" and first != second  # never overwrites another
     assert first.name.startswith("fastmamba-") and first.name.endswith("-plan-memory.mlir")
     assert (first.read_text(), second.read_text()) == ("a", "b")
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("cse,,dce", "expected pass name here (at character 5)"),
+    ("cse{", "expected argument name here (at character 5)"),
+    ("cse dce", "expected a comma or pass arguments here (at character 4)"),
+    (",dce", "expected pass name here (at character 1)"),
+    ("cse{a=1", "malformed pass arguments, expected either a space or `}` here (at character 8)"),
+])
+def test_malformed_pipelines_are_one_line(spec, message, ir_file, capsys):
+    assert main(["opt", str(ir_file), "-p", spec]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"fastmamba opt: error: bad pass pipeline {spec!r}: {message}\n"
+
+
+@dataclass(frozen=True)
+class CrashingPass(ModulePass):
+    """A pass with a bug: it looks up a name that is not there."""
+
+    name = "crashing-for-test"
+
+    def apply(self, ctx, op) -> None:
+        _lookup({}, "l0_in_proj")
+
+
+@dataclass(frozen=True)
+class InvalidIRPass(ModulePass):
+    """A pass with a bug: it removes the op defining a value that is still used."""
+
+    name = "invalid-ir-for-test"
+
+    def apply(self, ctx, op) -> None:
+        fn = next(iter(op.body.block.ops))
+        next(iter(fn.body.block.ops)).detach()
+
+
+@pytest.fixture
+def broken_passes(monkeypatch):
+    monkeypatch.setitem(PASSES, CrashingPass.name, lambda: CrashingPass)
+    monkeypatch.setitem(PASSES, InvalidIRPass.name, lambda: InvalidIRPass)
+
+
+@pytest.mark.parametrize("broken,first_line", [
+    ("crashing-for-test", "pass crashing-for-test failed: KeyError: 'l0_in_proj' (in _lookup, "),
+    ("invalid-ir-for-test", "IR does not verify after pass invalid-ir-for-test: "),
+])
+def test_a_failing_pass_is_a_bug_with_its_reproducer_in_the_dump_dir(broken, first_line, broken_passes, ir_file,
+                                                                      tmp_path, capsys):
+    dump = tmp_path / "dump"
+    assert main(["opt", str(ir_file), "-p", f"dce,{broken}", "--dump-dir", str(dump)]) == EXIT_INTERNAL
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == "" and "Traceback" not in err
+    assert lines[0].startswith(f"fastmamba opt: internal error: {first_line}")
+    assert lines[1] == "  This is a bug in fastmamba, not a problem with your input."
+    repro = dump / f"02-{broken}.failed-input.mlir"  # 00 the input, 01 after dce
+    assert lines[2] == f"  The IR the failing pass ran on is in {repro}"
+    assert lines[3] == f"  Reproduce it with: fastmamba opt {repro} -p '{broken}'"
+    assert "and that file." in lines[4]
+    assert repro.read_text() == (dump / "01-dce.mlir").read_text() == IR  # the failing pass's input, as dce left it
+    # the command it names fails the same way, on that file alone
+    assert main(["opt", str(repro), "-p", broken]) == EXIT_INTERNAL
+    assert capsys.readouterr().err.splitlines()[0] == lines[0]
+
+
+def test_a_failing_pass_without_a_dump_dir_writes_no_file(broken_passes, ir_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(diagnostics.tempfile, "tempdir", str(tmp_path))
+    before = sorted(tmp_path.iterdir())
+    assert main(["opt", str(ir_file), "-p", "crashing-for-test"]) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "internal error: pass crashing-for-test failed: KeyError" in err and "failing pass ran on" not in err
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_driver_reproducer_without_dump_dir_is_a_new_file_named_in_the_error(broken_passes, tmp_path, monkeypatch):
+    monkeypatch.setattr(diagnostics.tempfile, "tempdir", str(tmp_path))
+    module = parse_ir(IR)
+    driver = PassDriver(parse_passes("dce,crashing-for-test"), DriverOptions(reproducer=True))
+    with pytest.raises(InternalError) as info:
+        driver.run(module)
+    (repro,) = tmp_path.iterdir()
+    assert info.value.reproducer == str(repro) and repro.read_text() == IR
+    assert repro.name.startswith("fastmamba-") and repro.name.endswith("-02-crashing-for-test.failed-input.mlir")
+    assert info.value.rerun == f"fastmamba opt {repro} -p 'crashing-for-test'"
+    assert isinstance(info.value.__cause__, KeyError)  # the original exception, for --debug's traceback

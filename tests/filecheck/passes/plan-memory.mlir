@@ -1,0 +1,53 @@
+// RUN: fastmamba opt %s -p set-target,plan-memory | filecheck %s
+// RUN: fastmamba opt %s -p 'set-target,plan-memory{lookahead=0}' | filecheck %s --check-prefix=INORDER
+
+// lower-to-accel.mlir's output (without its target).  The constant image is
+// at DDR 0: the f32 embedding (8 x 16 x 4 = 512 bytes), then the head's tile
+// (160 bytes, at 512; the image 704 bytes); the program's tensors follow,
+// each 64-byte aligned: tokens 704, logits 768, next_token 832 (DDR size 896).
+// On-chip buffers are placed by lifetime in the order a symbolic-memory
+// schedule issues the ops: the weight tile's load moves up next to the
+// tokens' (buffer peak 384 bytes).  With lookahead=0 the lowering's order is
+// kept and the peak is 320 bytes.  The `mem` attributes are gone.
+
+builtin.module {
+  accel.program attributes {buffers = {"prefill.tokens#1" = 8 : i64, "prefill.u#2" = 128 : i64, "prefill.v#3" = 32 : i64, "prefill.embeddings.out#4" = 32 : i64, prefill.weight_ring0 = 160 : i64, "prefill.next_token#5" = 4 : i64}, consts = [{name = "embedding", kind = "array", bytes = 512 : i64, function = "prefill_constants", sources = [0 : i64], dtype = "f32"}, {name = "embeddings[0:8]", kind = "lin_tile", bytes = 160 : i64, function = "prefill_constants", sources = [1 : i64, 2 : i64], rows = [0 : i64, 8 : i64], act_scale = 0.016835324421619179 : f64}], sym_name = "prefill", ddr_size = 0 : i64, tensors = [{name = "tokens", role = "input", ddr = 0 : i64, shape = array<i64: 2>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "logits", role = "output", ddr = 0 : i64, shape = array<i64: 1, 8>, dtype = "f32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "next_token", role = "output", ddr = 0 : i64, shape = array<i64: 1>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}]} {
+    accel.ld {buf = 0 : i64, ddr = 0 : i64, rows = 1 : i64, row_bytes = 8 : i64, ddr_stride = 8 : i64, buf_stride = 8 : i64, sem = 0 : i64, debug = "embedding tokens", mem = {buf = #accel.mem<buf, "prefill.tokens#1">, ddr = #accel.mem<tensor, "tokens">}}
+    accel.ldg {buf = 0 : i64, ddr = 0 : i64, idx = 0 : i64, rows = 2 : i64, row_bytes = 64 : i64, ddr_stride = 64 : i64, buf_stride = 64 : i64, limit = 8 : i64, sem = 0 : i64, debug = "embedding", mem = {buf = #accel.mem<buf, "prefill.u#2">, ddr = #accel.mem<const, "embedding">, idx = #accel.mem<buf, "prefill.tokens#1">}}
+    accel.vec {dst = 0 : i64, a = 64 : i64, b = 0 : i64, rows = 1 : i64, cols = 16 : i64, a_ld = 16 : i64, b_ld = 16 : i64, dst_ld = 16 : i64, a_type = "f32", a_exp = 0 : i64, b_type = "f32", b_exp = 0 : i64, b_mode = "none", op0 = "rmsnorm", op1 = "none", op2 = "none", op3 = "none", group = 16 : i64, eps = 1.000000e-05 : f32, out_type = "i16", out_scale = 15255.7051 : f32, debug = "mamba_quant.vec rmsnorm", mem = {a = #accel.mem<buf, "prefill.u#2">, dst = #accel.mem<buf, "prefill.v#3">}}
+    accel.ld {buf = 0 : i64, ddr = 0 : i64, rows = 1 : i64, row_bytes = 160 : i64, ddr_stride = 160 : i64, buf_stride = 160 : i64, sem = 0 : i64, debug = "mamba_quant.qlinear embeddings tile 0 weights", mem = {buf = #accel.mem<buf, "prefill.weight_ring0">, ddr = #accel.mem<const, "embeddings[0:8]">}}
+    accel.lin {dst = 0 : i64, src = 0 : i64, wgt = 0 : i64, scale = 128 : i64, m = 1 : i64, k = 16 : i64, n = 8 : i64, src_ld = 16 : i64, dst_ld = 8 : i64, src_type = "i16", hlog2 = 0 : i64, qmul = 65323 : i64, qshift = 26 : i64, acc = 0 : i64, out = "f32", debug = "mamba_quant.qlinear embeddings tile 0", mem = {dst = #accel.mem<buf, "prefill.embeddings.out#4">, src = #accel.mem<buf, "prefill.v#3">, wgt = #accel.mem<buf, "prefill.weight_ring0">, scale = #accel.mem<buf, "prefill.weight_ring0">}}
+    accel.st {ddr = 0 : i64, buf = 0 : i64, rows = 1 : i64, row_bytes = 32 : i64, ddr_stride = 32 : i64, buf_stride = 32 : i64, sem = 0 : i64, debug = "logits", mem = {buf = #accel.mem<buf, "prefill.embeddings.out#4">, ddr = #accel.mem<tensor, "logits">}}
+    accel.vec.argmax {dst = 0 : i64, a = 0 : i64, rows = 1 : i64, cols = 8 : i64, debug = "next token", mem = {dst = #accel.mem<buf, "prefill.next_token#5">, a = #accel.mem<buf, "prefill.embeddings.out#4">}}
+    accel.st {ddr = 0 : i64, buf = 0 : i64, rows = 1 : i64, row_bytes = 4 : i64, ddr_stride = 4 : i64, buf_stride = 4 : i64, sem = 0 : i64, debug = "next token", mem = {buf = #accel.mem<buf, "prefill.next_token#5">, ddr = #accel.mem<tensor, "next_token">}}
+  }
+  func.func @prefill_constants() -> (tensor<8x16xf32>, tensor<8x16xi8>, tensor<8xf32>) {
+    %embeddings = mamba.weight "backbone.embeddings.weight" : tensor<8x16xf32>
+    %0, %1 = mamba_quant.quantize_weight %embeddings {granularity = "channel"} : tensor<8x16xf32> -> tensor<8x16xi8>, tensor<8xf32>
+    func.return %embeddings, %0, %1 : tensor<8x16xf32>, tensor<8x16xi8>, tensor<8xf32>
+  }
+}
+
+// CHECK:       builtin.module attributes {accel.target = #accel.target<"vc709", "{{[0-9a-f]+}}">} {
+// CHECK-NEXT:  accel.program attributes {consts = [{name = "embedding", kind = "array", bytes = 512 : i64, function = "prefill_constants", sources = [0 : i64], dtype = "f32", ddr = 0 : i64}, {name = "embeddings[0:8]", kind = "lin_tile", bytes = 160 : i64, function = "prefill_constants", sources = [1 : i64, 2 : i64], rows = [0 : i64, 8 : i64], act_scale = 0.016835324421619179 : f64, ddr = 512 : i64}], image_bytes = 704 : i64, buffer_peak = 384 : i64, sym_name = "prefill", ddr_size = 896 : i64, tensors = [{name = "tokens", role = "input", ddr = 704 : i64, shape = array<i64: 2>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "logits", role = "output", ddr = 768 : i64, shape = array<i64: 1, 8>, dtype = "f32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "next_token", role = "output", ddr = 832 : i64, shape = array<i64: 1>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}]} {
+// CHECK-NEXT:  accel.ld {buf = 0 : i64, ddr = 704 : i64, rows = 1 : i64, row_bytes = 8 : i64, ddr_stride = 8 : i64, buf_stride = 8 : i64, sem = 0 : i64, debug = "embedding tokens"}
+// CHECK-NEXT:  accel.ld {buf = 64 : i64, ddr = 512 : i64, rows = 1 : i64, row_bytes = 160 : i64, ddr_stride = 160 : i64, buf_stride = 160 : i64, sem = 0 : i64, debug = "mamba_quant.qlinear embeddings tile 0 weights"}
+// CHECK-NEXT:  accel.ldg {buf = 256 : i64, ddr = 0 : i64, idx = 0 : i64, rows = 2 : i64, row_bytes = 64 : i64, ddr_stride = 64 : i64, buf_stride = 64 : i64, limit = 8 : i64, sem = 0 : i64, debug = "embedding"}
+// CHECK-NEXT:  accel.vec {dst = 0 : i64, a = 320 : i64, b = 0 : i64, rows = 1 : i64, cols = 16 : i64, a_ld = 16 : i64, b_ld = 16 : i64, dst_ld = 16 : i64, a_type = "f32", a_exp = 0 : i64, b_type = "f32", b_exp = 0 : i64, b_mode = "none", op0 = "rmsnorm", op1 = "none", op2 = "none", op3 = "none", group = 16 : i64, eps = 1.000000e-05 : f32, out_type = "i16", out_scale = 15255.7051 : f32, debug = "mamba_quant.vec rmsnorm"}
+// CHECK-NEXT:  accel.lin {dst = 256 : i64, src = 0 : i64, wgt = 64 : i64, scale = 192 : i64, m = 1 : i64, k = 16 : i64, n = 8 : i64, src_ld = 16 : i64, dst_ld = 8 : i64, src_type = "i16", hlog2 = 0 : i64, qmul = 65323 : i64, qshift = 26 : i64, acc = 0 : i64, out = "f32", debug = "mamba_quant.qlinear embeddings tile 0"}
+// CHECK-NEXT:  accel.st {ddr = 768 : i64, buf = 256 : i64, rows = 1 : i64, row_bytes = 32 : i64, ddr_stride = 32 : i64, buf_stride = 32 : i64, sem = 0 : i64, debug = "logits"}
+// CHECK-NEXT:  accel.vec.argmax {dst = 0 : i64, a = 256 : i64, rows = 1 : i64, cols = 8 : i64, debug = "next token"}
+// CHECK-NEXT:  accel.st {ddr = 832 : i64, buf = 0 : i64, rows = 1 : i64, row_bytes = 4 : i64, ddr_stride = 4 : i64, buf_stride = 4 : i64, sem = 0 : i64, debug = "next token"}
+// CHECK-NEXT:  }
+// CHECK-NOT:   #accel.mem
+
+// INORDER:     accel.program attributes {consts = [{name = "embedding", kind = "array", bytes = 512 : i64, function = "prefill_constants", sources = [0 : i64], dtype = "f32", ddr = 0 : i64}, {name = "embeddings[0:8]", kind = "lin_tile", bytes = 160 : i64, function = "prefill_constants", sources = [1 : i64, 2 : i64], rows = [0 : i64, 8 : i64], act_scale = 0.016835324421619179 : f64, ddr = 512 : i64}], image_bytes = 704 : i64, buffer_peak = 320 : i64, sym_name = "prefill", ddr_size = 896 : i64, tensors = [{name = "tokens", role = "input", ddr = 704 : i64, shape = array<i64: 2>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "logits", role = "output", ddr = 768 : i64, shape = array<i64: 1, 8>, dtype = "f32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "next_token", role = "output", ddr = 832 : i64, shape = array<i64: 1>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}]} {
+// INORDER-NEXT: accel.ld {buf = 0 : i64, ddr = 704 : i64, rows = 1 : i64, row_bytes = 8 : i64, ddr_stride = 8 : i64, buf_stride = 8 : i64, sem = 0 : i64, debug = "embedding tokens"}
+// INORDER-NEXT: accel.ldg {buf = 64 : i64, ddr = 0 : i64, idx = 0 : i64, rows = 2 : i64, row_bytes = 64 : i64, ddr_stride = 64 : i64, buf_stride = 64 : i64, limit = 8 : i64, sem = 0 : i64, debug = "embedding"}
+// INORDER-NEXT: accel.vec {dst = 0 : i64, a = 128 : i64, b = 0 : i64, rows = 1 : i64, cols = 16 : i64, a_ld = 16 : i64, b_ld = 16 : i64, dst_ld = 16 : i64, a_type = "f32", a_exp = 0 : i64, b_type = "f32", b_exp = 0 : i64, b_mode = "none", op0 = "rmsnorm", op1 = "none", op2 = "none", op3 = "none", group = 16 : i64, eps = 1.000000e-05 : f32, out_type = "i16", out_scale = 15255.7051 : f32, debug = "mamba_quant.vec rmsnorm"}
+// INORDER-NEXT: accel.ld {buf = 64 : i64, ddr = 512 : i64, rows = 1 : i64, row_bytes = 160 : i64, ddr_stride = 160 : i64, buf_stride = 160 : i64, sem = 0 : i64, debug = "mamba_quant.qlinear embeddings tile 0 weights"}
+// INORDER-NEXT: accel.lin {dst = 256 : i64, src = 0 : i64, wgt = 64 : i64, scale = 192 : i64, m = 1 : i64, k = 16 : i64, n = 8 : i64, src_ld = 16 : i64, dst_ld = 8 : i64, src_type = "i16", hlog2 = 0 : i64, qmul = 65323 : i64, qshift = 26 : i64, acc = 0 : i64, out = "f32", debug = "mamba_quant.qlinear embeddings tile 0"}
+// INORDER-NEXT: accel.st {ddr = 768 : i64, buf = 256 : i64, rows = 1 : i64, row_bytes = 32 : i64, ddr_stride = 32 : i64, buf_stride = 32 : i64, sem = 0 : i64, debug = "logits"}
+// INORDER-NEXT: accel.vec.argmax {dst = 0 : i64, a = 256 : i64, rows = 1 : i64, cols = 8 : i64, debug = "next token"}
+// INORDER-NEXT: accel.st {ddr = 832 : i64, buf = 0 : i64, rows = 1 : i64, row_bytes = 4 : i64, ddr_stride = 4 : i64, buf_stride = 4 : i64, sem = 0 : i64, debug = "next token"}
+// INORDER-NEXT: }

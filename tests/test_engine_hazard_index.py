@@ -4,17 +4,23 @@
 only falls back to the scan when some range meets one; these tests drive it
 with random operations (overlapping, nested, empty, in both memories, some
 expiring) and compare every answer with `_find_hazard` over the operations
-still in flight, in issue order.
+still in flight, in issue order.  The last tests run real programs through
+the engine with many operations in flight, so that the engine's use of the
+index is checked too: each hazard must be reported, naming the one operation
+it conflicts with, and the same program made safe (a wait) must run.
 """
 
 from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
-from fastmamba.simulator.effects import Range
-from fastmamba.simulator.engine import _find_hazard, _InFlight, _InFlightSet
+from fastmamba.isa.instructions import Bundle, Instruction
+from fastmamba.isa.target import load_target
+from fastmamba.simulator.effects import MachineState, Range, SimulationError
+from fastmamba.simulator.engine import _find_hazard, _InFlight, _InFlightSet, simulate
 
 
 def _random_ranges(rng: random.Random, count: int, spaces=("buf", "ddr")) -> tuple[Range, ...]:
@@ -85,3 +91,66 @@ def test_addresses_that_do_not_fold_switch_to_the_scan():
     assert inflight.hazard(mine, (), inflight.spans(mine, ()))[0] == "RAW"
     inflight.prune(10)
     assert not inflight
+
+
+# --- the engine with real instructions: many loads in flight, one conflicting ---
+VC709 = load_target("vc709")
+SLOT_BYTES = 64  # each load fills its own 64-byte slot of the buffer: 16 f32
+LOADS = 24
+HALT = Bundle((Instruction("ctl.halt", {}),))
+
+
+def _ld(slot: int, sem: int = 1) -> Instruction:
+    return Instruction("ld", {"buf": slot * SLOT_BYTES, "ddr": slot * SLOT_BYTES, "rows": 1, "row_bytes": SLOT_BYTES,
+                              "ddr_stride": SLOT_BYTES, "buf_stride": SLOT_BYTES, "sem": sem})
+
+
+def _vec_copy(src_slot: int, dst_slot: int, rows: int = 1) -> Instruction:
+    cols = SLOT_BYTES // 4
+    return Instruction("vec", {"dst": dst_slot * SLOT_BYTES, "a": src_slot * SLOT_BYTES, "b": 0, "rows": rows,
+                               "cols": cols, "a_ld": cols, "b_ld": cols, "dst_ld": cols, "a_type": "f32", "a_exp": 0,
+                               "b_type": "f32", "b_exp": 0, "b_mode": "none", "op0": "none", "op1": "none",
+                               "op2": "none", "op3": "none", "group": 1, "eps": 0.0, "out_type": "f32",
+                               "out_scale": 1.0})
+
+
+def _run(bundles) -> MachineState:
+    ddr = np.arange(LOADS * SLOT_BYTES * 2, dtype=np.uint32).astype(np.float32).view(np.uint8)[:LOADS * SLOT_BYTES * 2]
+    state = MachineState(ddr=ddr.copy(), buf=np.zeros(LOADS * SLOT_BYTES * 2, np.uint8))
+    simulate(list(bundles) + [HALT], state, VC709)
+    return state
+
+
+def _loads() -> list[Bundle]:
+    return [Bundle((_ld(slot),)) for slot in range(LOADS)]
+
+
+def test_the_engine_reports_a_read_of_a_load_still_in_flight_naming_that_load():
+    last = LOADS - 3  # among the loads still in flight when the reader issues
+    with pytest.raises(SimulationError) as info:
+        _run(_loads() + [Bundle((_vec_copy(last, LOADS),))])
+    msg = str(info.value)
+    assert msg.startswith(f"bundle {LOADS}, slot VEC: `vec ") and "RAW hazard: reads buf" in msg
+    assert f"which `ld buf={last * SLOT_BYTES}, " in msg and f"(bundle {last}, slot LD)" in msg
+
+
+def test_the_same_read_after_waiting_for_the_loads_runs_and_reads_the_data():
+    wait = Instruction("ctl.wait", {"sem": 1, "count": LOADS})
+    state = _run(_loads() + [Bundle((wait,)), Bundle((_vec_copy(LOADS - 3, LOADS),))])
+    got = state.buf[LOADS * SLOT_BYTES:(LOADS + 1) * SLOT_BYTES]
+    assert np.array_equal(got, state.ddr[(LOADS - 3) * SLOT_BYTES:(LOADS - 2) * SLOT_BYTES])
+
+
+def test_the_engine_reports_a_load_over_what_a_long_op_still_reads():
+    reader = _vec_copy(LOADS - 1, LOADS, rows=1)  # reads slot LOADS - 1 for vec_latency + 1 cycles
+    wait = Instruction("ctl.wait", {"sem": 1, "count": LOADS})
+    with pytest.raises(SimulationError, match=rf"^bundle {LOADS + 2}, slot LD: .*WAR hazard: writes buf.*"
+                                              rf"\(bundle {LOADS + 1}, slot VEC\)"):
+        _run(_loads() + [Bundle((wait,)), Bundle((reader,)), Bundle((_ld(LOADS - 1, sem=0),))])
+
+
+def test_the_engine_reports_two_writes_of_one_slot_in_flight():
+    last = LOADS - 1  # the load and the vec of one bundle write one slot (slot 0's load is complete by then)
+    with pytest.raises(SimulationError, match=rf"^bundle {last}, slot VEC: .*WAW hazard: writes buf.*"
+                                              rf"\(bundle {last}, slot LD\)"):
+        _run(_loads()[:-1] + [Bundle((_ld(last), _vec_copy(0, last)))])

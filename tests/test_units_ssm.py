@@ -275,3 +275,22 @@ def test_ssm_shifts_past_the_word_give_zero():
         y, final = reference(xbc, dt_raw, params, st, h=h, p=p, n=n, hpg=hpg, b_off=b_off, c_off=c_off, **fmt)
         assert get(state, ADDR["y"], t, h * p, np.int32).tolist() == y.tolist()
         assert get(state, ADDR["state"], h * p, n, np.int32).tolist() == final.tolist()
+
+
+def test_ssm_saturates_the_state_at_every_token_and_y_reads_the_saturated_state():
+    """Three tokens, worked by hand from docs/NUMERICS.md §5 (dt = 4096 and dA = 12110 as in its worked example):
+    token 0 injects dt*x*B = 4096 * 32767^2 and saturates the state at 2^31 - 1 (y reads it); token 1 only decays
+    it, back into range; token 2 subtracts 4096*1000.  Saturating once after the last token instead, or reading y
+    before the update, gives other numbers (2^31 - 1 for every state, and y0 = 1000)."""
+    xbc = np.array([[32767, 32767, 1], [0, 32767, 1], [1, -1000, 1]], np.int16)  # x | B | C per token
+    state = new_state()
+    put(state, ADDR["xbc"], xbc)
+    put(state, ADDR["dt"], np.zeros((3, 1), np.int16))
+    put(state, ADDR["params"], np.array([[-4096, 1024, 0, 0]], np.int32))  # A = -1.0, D = 1.0, dt_bias = 0
+    put(state, ADDR["state"], np.array([[1000]], np.int32))
+    issue(ssm(t=3, dt_frac=12, a_frac=12, dbx_shift=0, y_shift=0, d_shift=10), state)
+    decayed_max = (12110 * (2**31 - 1) + (1 << 14)) >> 15  # token 1: rshift_round(dA * state, 15)
+    assert decayed_max == 793640960
+    token2 = ((12110 * decayed_max + (1 << 14)) >> 15) - 4096 * 1000
+    assert get(state, ADDR["y"], 3, 1, np.int32).ravel().tolist() == [2**31 - 1, decayed_max, token2 + 1]
+    assert get(state, ADDR["state"], 1, 1, np.int32).item() == token2 == 289208200

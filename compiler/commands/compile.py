@@ -13,7 +13,10 @@ from fastmamba.isa.errors import InputError
 
 
 def _stage_lines() -> str:
-    return "\n".join(f"    {pipeline_spec([p])}" for p in compile_pipeline())
+    shown = {"set-target": "set-target{target=--target}",
+             "calibrate": 'calibrate{text=TEXT|random=true model=DIR windows=N copy_to="decode"}'}
+    lines = [shown.get(p.name) or pipeline_spec([p]) for p in compile_pipeline()]
+    return "\n".join(f"    {line}" for line in lines)
 
 
 HELP = "compile a model to an accelerator binary (.fmb)"

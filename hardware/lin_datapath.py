@@ -16,7 +16,8 @@ N = `lin_groups * lin_mac_trees`.
          sign-extended; element c is k position c of the current R-aligned
          window); `hlog2` unsigned(4) (0 .. log2 B; the decoder rejects
          more); `qmul` unsigned(16); `qshift` unsigned(6); `j` unsigned
-         range(R // W) (which group of W outputs of the window); `valid`.
+         range(R // W) (which group of W outputs of the window; one ignored
+         bit when R = W); `valid`.
     Out: `q` ArrayLayout(signed(8), W): q[i] = sat_i8(rshift_round(a'[j*W + i]
          * qmul, qshift)), where a' = the window rotated in blocks of
          b = 2^hlog2 (a' = a @ H_b per block; for b < W several blocks lie in

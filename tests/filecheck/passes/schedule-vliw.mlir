@@ -1,6 +1,7 @@
 // RUN: fastmamba opt %s -p set-target,schedule-vliw | filecheck %s
 // RUN: fastmamba opt %s -p set-target,schedule-vliw | fastmamba opt - -p schedule-vliw | filecheck %s
 // RUN: fastmamba opt %s -p 'set-target,schedule-vliw{lookahead=1}' | filecheck %s --check-prefix=LOOK1
+// RUN: fastmamba opt %s -p 'set-target{target="small"},schedule-vliw' | filecheck %s --check-prefix=SMALL
 
 // plan-memory.mlir's output (without its target), scheduled into bundles.
 // The tokens' load and the weight tile's load each get a semaphore (1, 2);
@@ -11,6 +12,8 @@
 // bundle; halt ends the program.  A scheduled program is left as it is (the
 // second RUN).  With lookahead=1 an op may move up by one place only, so the
 // argmax gets a bundle of its own.
+// On the RTL-sized target (small: shorter DDR latency, 16 bytes a cycle) the
+// same bundles get other delays: the schedule follows the module's target.
 
 builtin.module {
   accel.program attributes {consts = [{name = "embedding", kind = "array", bytes = 512 : i64, function = "prefill_constants", sources = [0 : i64], dtype = "f32", ddr = 0 : i64}, {name = "embeddings[0:8]", kind = "lin_tile", bytes = 160 : i64, function = "prefill_constants", sources = [1 : i64, 2 : i64], rows = [0 : i64, 8 : i64], act_scale = 0.016835324421619179 : f64, ddr = 512 : i64}], image_bytes = 704 : i64, buffer_peak = 384 : i64, sym_name = "prefill", ddr_size = 896 : i64, tensors = [{name = "tokens", role = "input", ddr = 704 : i64, shape = array<i64: 2>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "logits", role = "output", ddr = 768 : i64, shape = array<i64: 1, 8>, dtype = "f32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "next_token", role = "output", ddr = 832 : i64, shape = array<i64: 1>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}]} {
@@ -94,3 +97,21 @@ builtin.module {
 // LOOK1-NEXT:  }
 // LOOK1-NEXT:  func.func @prefill_constants() -> (tensor<8x16xf32>, tensor<8x16xi8>, tensor<8xf32>) {
 // LOOK1-NEXT:  %embeddings = mamba.weight "backbone.embeddings.weight" : tensor<8x16xf32>
+
+// SMALL:       builtin.module attributes {accel.target = #accel.target<"small", "{{[0-9a-f]+}}">}
+// SMALL:       accel.bundle attributes {delay = 0 : i64}
+// SMALL-NEXT:  accel.ld {{.*}} debug = "embedding tokens"
+// SMALL:       accel.bundle attributes {delay = 15 : i64}
+// SMALL-NEXT:  accel.ld {{.*}} debug = "mamba_quant.qlinear embeddings tile 0 weights"
+// SMALL:       accel.bundle attributes {delay = 23 : i64}
+// SMALL-NEXT:  accel.ldg {{.*}} debug = "embedding"
+// SMALL:       accel.bundle attributes {delay = 13 : i64}
+// SMALL-NEXT:  accel.vec {{.*}} debug = "mamba_quant.vec rmsnorm"
+// SMALL:       accel.bundle attributes {delay = 16 : i64}
+// SMALL-NEXT:  accel.lin {{.*}} debug = "mamba_quant.qlinear embeddings tile 0"
+// SMALL:       accel.bundle attributes {delay = 10 : i64}
+// SMALL-NEXT:  accel.st {{.*}} debug = "logits"
+// SMALL-NEXT:  accel.vec.argmax
+// SMALL:       accel.bundle attributes {delay = 0 : i64}
+// SMALL-NEXT:  accel.st {{.*}} debug = "next token"
+// SMALL-NEXT:  accel.ctl.halt

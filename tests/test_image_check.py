@@ -76,3 +76,15 @@ def test_broken_offline_weights_fail_it(compiled, monkeypatch, mutation):
     assert image != result.binary.const_image
     with pytest.raises(ImageCheckError, match=message):
         check_image(result.module, image, DEFAULT_MODEL_DIR)
+
+
+def test_every_rmsnorm_of_the_binary_carries_the_models_eps(compiled):
+    """The eps of the model's norms reaches every VEC instruction with an rmsnorm (tests/test_rmsnorm_eps_directed.py
+    shows the units use it); a fusion or lowering that dropped it would leave eps = 0 here."""
+    result, config, _ = compiled
+    eps = {float(np.float32(config.norm_eps)), float(np.float32(config.gated_norm_eps))}
+    norms = [op for prog in result.binary.programs for bundle in prog.bundles for op in bundle.ops
+             if op.op == "vec" and "rmsnorm" in (op.enum(f) for f in ("op0", "op1", "op2", "op3"))]
+    per_step = 2 * config.n_layer + 1  # the norm before each mixer, the gated norm in it, the final norm
+    assert len(norms) >= 2 * per_step and all(float(op["eps"]) in eps for op in norms)
+    assert min(eps) > 0

@@ -42,7 +42,7 @@ from shapes import SHAPES, RandomWeights, quantized_module, ranges_by_calibratio
 PAPER_DECODE_TOKENS_PER_S = 5.68  # FastMamba on the VC709, Mamba2-2.7B (arXiv 2505.18975)
 
 
-def compile_and_run(config, length: int, ranges: dict, target, zero_image: bool) -> dict:
+def compile_and_run(config, length: int, ranges: dict, target, zero_image: bool, target_spec: str = "vc709") -> dict:
     from fastmamba.compiler.backend.constants import build_image
     from fastmamba.compiler.backend.emit import emit_binary
     from fastmamba.compiler.compile import CompileOptions, backend_stages
@@ -51,9 +51,9 @@ def compile_and_run(config, length: int, ranges: dict, target, zero_image: bool)
 
     times = {}
     t = time.perf_counter()
-    module = quantized_module(config, length, ranges, decode=False)
+    module = quantized_module(config, length, ranges, decode=False, target=target_spec)
     times["frontend+quant"] = time.perf_counter() - t
-    for spec in backend_stages(CompileOptions(seq_len=length, target=target.name)):
+    for spec in backend_stages(CompileOptions(seq_len=length)):  # the target is the module's
         t = time.perf_counter()
         run_pipeline(module, spec)
         times[spec.split("{")[0]] = time.perf_counter() - t
@@ -92,7 +92,7 @@ def prefill(args) -> None:
     config = SHAPES[args.shape]
     ranges = ranges_by_calibration(config)
     for length in [int(x) for x in args.lengths.split(",")]:
-        run = compile_and_run(config, length, ranges, target, args.zero_image)
+        run = compile_and_run(config, length, ranges, target, args.zero_image, args.target)
         roof = roofline(config, length, target)
         cycles = run["stats"].cycles
         row = {"L": length, "cycles": cycles, "bound": round(roof.prefill), "ratio": round(cycles / roof.prefill, 4),
@@ -118,7 +118,7 @@ def decode(args) -> None:
     target = load_target(args.target)
     config = SHAPES[args.shape]
     ranges = ranges_by_calibration(config)
-    run = compile_and_run(config, 1, ranges, target, args.zero_image)
+    run = compile_and_run(config, 1, ranges, target, args.zero_image, args.target)
     roof = roofline(config, 1, target)
     cycles = run["stats"].cycles
     tps = target.clock_hz / cycles

@@ -82,8 +82,9 @@ def ranges_by_calibration(config: Mamba2Config, calib_layers: int = 1, length: i
     return out
 
 
-def quantized_module(config: Mamba2Config, length: int, ranges: dict, decode: bool = True):
-    """The module `fastmamba compile` lowers (prefill at `length`, and decode), quantized with `ranges`."""
+def quantized_module(config: Mamba2Config, length: int, ranges: dict, decode: bool = True, target: str = "vc709"):
+    """The module `fastmamba compile` lowers (prefill at `length`, and decode), quantized with `ranges` for
+    `target` (a preset or target file, set on the module for every later pass)."""
     from fastmamba.compiler.compile import around_calibration, merge_decode
     from fastmamba.compiler.frontend.importer import import_model
     from fastmamba.compiler.pipeline import run_pipeline
@@ -92,7 +93,7 @@ def quantized_module(config: Mamba2Config, length: int, ranges: dict, decode: bo
     module = import_model(config, "prefill", length).module
     if decode:
         merge_decode(module, import_model(config, "prefill", 1).module)
-    before, after = around_calibration()
+    before, after = around_calibration(target)
     run_pipeline(module, before)
     apply_ranges(module, ranges, function="prefill")
     if decode:

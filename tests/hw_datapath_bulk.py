@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import inspect
 import os
 import subprocess
 import sys
@@ -130,20 +131,30 @@ def _runtime_objects(vr: Path) -> list[Path]:
     return objs
 
 
+def _hardware_sources(module, seen: dict) -> dict:
+    """The source files of `module` and of every fastmamba.hardware module its globals come from."""
+    if module.__name__ in seen:
+        return seen
+    seen[module.__name__] = Path(module.__file__).read_bytes()
+    for value in vars(module).values():
+        name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+        if isinstance(name, str) and name.startswith("fastmamba.hardware.") and name in sys.modules:
+            _hardware_sources(sys.modules[name], seen)
+    return seen
+
+
 def _component_key(component, extra: str) -> str:
+    """A hash of what the component's Verilog is made from: the hardware modules it is built from, Amaranth's
+    version, its class, its integer parameters and port widths (which carry the target's and the ISA's
+    numbers); `extra` (the driver) too.  Other hardware/ or isa/ files changing does not rebuild it."""
     import amaranth
 
-    import fastmamba.hardware
-    import fastmamba.isa
-
     h = hashlib.sha256(extra.encode())
-    for package in (fastmamba.hardware, fastmamba.isa):
-        for path in sorted(Path(package.__file__).parent.glob("*.py")):
-            h.update(path.name.encode() + path.read_bytes())
+    for name, text in sorted(_hardware_sources(sys.modules[type(component).__module__], {}).items()):
+        h.update(name.encode() + text)
     params = {k: v for k, v in sorted(vars(component).items()) if isinstance(v, (bool, int, str))}
     ports = {name: len(Value.cast(getattr(component, name))) for name in component.signature.members}
-    h.update(repr((amaranth.__version__, type(component).__module__, type(component).__qualname__, params,
-                   sorted(ports.items()))).encode())
+    h.update(repr((amaranth.__version__, type(component).__qualname__, params, sorted(ports.items()))).encode())
     return h.hexdigest()[:16]
 
 
@@ -163,8 +174,7 @@ class StreamRunner:
                   .replace("@VALID_IN@", valid_in).replace("@VALID_OUT@", valid_out))
         vr = _verilator_root()
         # Writing the Verilog of a vc709-sized component takes Amaranth 10-25 s, so the build is found by a
-        # hash of what the Verilog is made from: the hardware/ and isa/ sources, Amaranth's version, the
-        # component's class, its integer parameters and port widths; and the driver.
+        # hash of what the Verilog is made from (`_component_key`), not of the Verilog.
         out = BUILD / _component_key(component, driver + str(vr))
         lib = out / "libtop.so"
         if lib.exists():

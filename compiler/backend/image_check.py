@@ -33,11 +33,13 @@ from typing import Any
 import numpy as np
 from safetensors import safe_open
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp
-from xdsl.ir import SSAValue
+from xdsl.dialects.builtin import ArrayAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr
+from xdsl.ir import Attribute, SSAValue
 
 from fastmamba.compiler.backend.lowering import CONSTS_ATTR
 from fastmamba.compiler.dialects.accel import ProgramOp
+from fastmamba.compiler.dialects.mamba import WeightOp
+from fastmamba.compiler.dialects.mamba_quant import QuantizeWeightOp, RotateColumnsOp, ScaleColumnsOp
 from fastmamba.isa.errors import FastmambaError
 
 ROUNDING_SLACK = 1e-4  # in units of the scale: the f32 rescale and float32 intermediates move w' by ~1e-5 of it
@@ -89,39 +91,53 @@ class _Checkpoint:
 def _derive(value: SSAValue, checkpoint: _Checkpoint) -> tuple[np.ndarray, str]:
     """The float64 value of a weight expression, computed here; and the checkpoint tensor it starts from."""
     op = value.owner
-    name = getattr(op, "name", "")
-    if name == "mamba.weight":
-        tensor = op.properties["name"].data
+    if isinstance(op, WeightOp):
+        tensor = op.weight_name.data
         return checkpoint.tensor(tensor), tensor
-    if name == "mamba_quant.scale_columns":
-        w, source = _derive(op.operands[0], checkpoint)
-        s, _ = _derive(op.operands[1], checkpoint)
+    if isinstance(op, ScaleColumnsOp):
+        w, source = _derive(op.w, checkpoint)
+        s, _ = _derive(op.s, checkpoint)
         return w * s[None, :], source
-    if name == "mamba_quant.rotate_columns":
-        w, source = _derive(op.operands[0], checkpoint)
-        b = int(op.properties["block"].value.data)
+    if isinstance(op, RotateColumnsOp):
+        w, source = _derive(op.w, checkpoint)
+        b = op.block.value.data
         if w.shape[-1] % b:
             raise ImageCheckError(f"{source}: rotation block {b} does not divide {w.shape[-1]} columns")
         rotated = (w.reshape(-1, b) @ (hadamard(b) / math.sqrt(b))).reshape(w.shape)
         return rotated, source
-    raise ImageCheckError(f"weight expression op {name or op} is not one this check re-derives")
+    raise ImageCheckError(f"weight expression op {getattr(op, 'name', op)} is not one this check re-derives")
 
 
 def _quantized_weight(value: SSAValue) -> tuple[SSAValue, str]:
     op = value.owner
-    if getattr(op, "name", "") != "mamba_quant.quantize_weight":
+    if not isinstance(op, QuantizeWeightOp):
         raise ImageCheckError(f"a lin_tile block's weights come from {getattr(op, 'name', op)}, not quantize_weight")
-    return op.operands[0], op.properties["granularity"].data
+    return op.w, op.granularity.data
+
+
+def _plain(attr: Attribute) -> Any:
+    """A block parameter as a Python value (strings, integers, floats, lists of them)."""
+    if isinstance(attr, StringAttr):
+        return attr.data
+    if isinstance(attr, (IntegerAttr, FloatAttr)):
+        return attr.value.data
+    if isinstance(attr, ArrayAttr):
+        return [_plain(a) for a in attr.data]
+    raise ImageCheckError(f"unexpected constant block parameter {attr}")
 
 
 def _blocks(module: ModuleOp) -> list[dict[str, Any]]:
-    programs = [p for p in module.walk() if isinstance(p, ProgramOp)]
+    """The lin_tile blocks of every program (each once), their parameters as Python values."""
     seen, out = set(), []
-    for p in programs:
-        for c in (p.attributes.get(CONSTS_ATTR) or ArrayAttr([])).data:
-            if c.data["name"].data not in seen and c.data["kind"].data == "lin_tile":
-                seen.add(c.data["name"].data)
-                out.append(c.data)
+    for p in module.walk():
+        if not isinstance(p, ProgramOp):
+            continue
+        consts = p.attributes.get(CONSTS_ATTR)
+        for c in consts.data if isinstance(consts, ArrayAttr) else ():
+            block = {k: _plain(v) for k, v in c.data.items()}
+            if block["name"] not in seen and block["kind"] == "lin_tile":
+                seen.add(block["name"])
+                out.append(block)
     return out
 
 
@@ -133,16 +149,17 @@ def check_image(module: ModuleOp, image: bytes, model_dir: str | Path) -> list[T
     derived: dict[SSAValue, tuple[np.ndarray, str]] = {}
     checks: dict[str, TensorCheck] = {}
     for block in _blocks(module):
-        ret = functions[block["function"].data].body.block.last_op
-        wq_value = ret.operands[block["sources"].data[0].value.data]
+        ret = functions[block["function"]].body.block.last_op
+        assert ret is not None, "a constants function ends with its return"
+        wq_value = ret.operands[block["sources"][0]]
         source, granularity = _quantized_weight(wq_value)
         if source not in derived:
             derived.clear()  # one tensor at a time: its tiles follow one another
             derived[source] = _derive(source, checkpoint)
         w, name = derived[source]
-        r0, r1 = (a.value.data for a in block["rows"].data) if "rows" in block else (0, w.shape[0])
-        act_scale = float(block["act_scale"].value.data)
-        ddr, n, k = int(block["ddr"].value.data), r1 - r0, w.shape[1]
+        r0, r1 = block.get("rows", (0, w.shape[0]))
+        act_scale = float(block["act_scale"])
+        ddr, n, k = int(block["ddr"]), r1 - r0, w.shape[1]
         q = np.frombuffer(image, np.int8, n * k, ddr).reshape(n, k).astype(np.float64)
         scale_at = ddr + n * k + (-(n * k) % WEIGHT_ALIGN)
         wscale = np.frombuffer(image, "<f4", n, scale_at).astype(np.float64) / act_scale
@@ -152,12 +169,12 @@ def check_image(module: ModuleOp, image: bytes, model_dir: str | Path) -> list[T
         error = np.abs(q - w[r0:r1] / wscale[:, None]).max(axis=1)
         for r in range(n):
             if scale_error[r] > SCALE_RTOL:
-                raise ImageCheckError(f"{name} channel {r0 + r} (block {block['name'].data}): scale {wscale[r]:.9g} "
+                raise ImageCheckError(f"{name} channel {r0 + r} (block {block['name']}): scale {wscale[r]:.9g} "
                                       f"in the image, max|w| / 127 = {want_scale[r]:.9g}")
             if error[r] > 0.5 + ROUNDING_SLACK or np.abs(q[r]).max() > 127:
                 col = int(np.argmax(np.abs(q[r] - w[r0 + r] / wscale[r])))
                 raise ImageCheckError(
-                    f"{name} channel {r0 + r} (block {block['name'].data}): int8 weight {int(q[r, col])} at column "
+                    f"{name} channel {r0 + r} (block {block['name']}): int8 weight {int(q[r, col])} at column "
                     f"{col}, but w' / scale = {w[r0 + r, col] / wscale[r]:.4f}: {error[r]:.4f} of a step away "
                     f"(round to nearest keeps within 0.5)")
         check = checks.setdefault(name, TensorCheck(name, 0, 0.0, 0.0))

@@ -217,6 +217,10 @@ def describe_error(bundles, kind: str, b: int, slot: int, info0: int, info1: int
         return f"{where}: deadlock: no operation in flight can bring semaphore {info0} to the count"
     if kind == "semaphore":
         return f"{where}: semaphore {info0} outside the target's semaphores"
+    if kind == "lin_block":
+        return f"{where}: field hlog2: the Hadamard block 2^{info0} exceeds the target's or does not divide k"
+    if kind == "conv_kw":
+        return f"{where}: field kw = {info0} outside the target's kernel widths"
     if kind == "zero_count":
         return f"{where}: a count field is 0"
     if kind == "run_off_end":

@@ -37,16 +37,17 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from fastmamba.isa.instructions import OPS, SLOTS
-from fastmamba.isa.target import Target
+from fastmamba.isa.target import CONV_KERNEL_MIN, Target
 
 from fastmamba.hardware.buffer import Buffer
 from fastmamba.hardware.decode import RTL_SLOTS, BundleFetch, op_layout
+from fastmamba.hardware.conv_unit import ConvUnit
 from fastmamba.hardware.lin_unit import LinUnit
-from fastmamba.hardware.regions import SPACES, max_regions, op_ranges
+from fastmamba.hardware.regions import SPACES, op_ranges
 
 DMA_STAGES = 1  # the address stage between a beat and the DDR port (docs/RTL.md)
 ERRORS = ("none", "unimplemented", "zero_count", "semaphore", "misaligned", "out_of_range", "RAW", "WAR", "WAW",
-          "deadlock", "ldg_index", "dma_queue", "table_full", "run_off_end", "cycle_limit")
+          "deadlock", "ldg_index", "dma_queue", "table_full", "run_off_end", "cycle_limit", "lin_block", "conv_kw")
 ERROR_CODE = {name: i for i, name in enumerate(ERRORS)}
 # Counts the simulator's units require to be >= 1 (simulator/units/*: check_positive).
 POSITIVE_FIELDS = {"ld": ("rows", "row_bytes"), "ldg": ("rows", "row_bytes"), "st": ("rows", "row_bytes"),
@@ -57,6 +58,22 @@ COUNTERS = ("cycles", "rtl_cycles", "bundles", "ops", "macs", "ddr_bytes_read", 
             "stall_semaphore", "stall_structural", "stall_dma_queue",
             "busy_LD", "busy_ST", "busy_LIN", "busy_CONV", "ops_LD", "ops_ST", "ops_LIN", "ops_CONV")
 ADDR_BITS = 41  # DDR addresses and span ends (40-bit fields)
+
+
+def _positions(op: str) -> dict[int, int]:
+    """Region index of `op` -> its position in the in-flight table (0: the DDR range; 1..: buffer ranges)."""
+    from fastmamba.hardware.regions import region_forms
+
+    longest = max((forms for _, forms in region_forms(op)), key=len)
+    out, nxt = {}, 1
+    for i, rf in enumerate(longest):
+        if rf.space == "ddr":
+            assert 0 not in out.values(), f"{op}: more than one DDR region"
+            out[i] = 0
+        else:
+            out[i] = nxt
+            nxt += 1
+    return out
 
 
 def check_target(target: Target) -> None:
@@ -89,7 +106,10 @@ class Machine(wiring.Component):
         self.entries = table_entries(target, [u.pipeline_latency(target) for u in self.units.values()])
         # the slots whose operations enter the in-flight table: the DMA engines and the compute units built
         self.issue_slots = tuple(s for s in ISSUE_SLOTS if s in ("LD", "ST") or s in self.units)
-        self.n_regions = max_regions([op for op, spec in OPS.items() if spec.slot in self.issue_slots])
+        # Table positions: 0 holds an op's DDR range (ld, ldg, st have one), 1.. its buffer ranges, narrower.
+        self.positions = {op: _positions(op) for op, spec in OPS.items() if spec.slot in self.issue_slots}
+        self.n_regions = 1 + max(len(p) - (0 in p.values()) for p in self.positions.values())
+        self.buf_bits = (int(target.buffer_bytes) + 1).bit_length()
         self.rd_tag_layout = data.StructLayout({
             "buf": unsigned(self.buf.addr_bits), "len": range(self.W + 1), "last": unsigned(1),
             "sem": unsigned(8), "entry": range(self.entries)})
@@ -151,8 +171,11 @@ class Machine(wiring.Component):
         ent_valid = Signal(E)
         ent_bundle = Array(Signal(32, name=f"ent{e}_bundle") for e in range(E))
         ent_slot = Array(Signal(4, name=f"ent{e}_slot") for e in range(E))
+        def width(r):
+            return ADDR_BITS if r == 0 else self.buf_bits
+
         ent_rng = [[{k: Signal(w, name=f"ent{e}_r{r}_{k}") for k, w in
-                     (("valid", 1), ("space", 1), ("lo", ADDR_BITS), ("hi", ADDR_BITS), ("read", 1), ("write", 1))}
+                     (("valid", 1), ("lo", width(r)), ("hi", width(r)), ("read", 1), ("write", 1))}
                     for r in range(R)] for e in range(E)]
 
         # ---------------- decode the bundle at pc ----------------
@@ -176,15 +199,15 @@ class Machine(wiring.Component):
         slot_error = {}  # slot -> (flag, code, info0, info1)
         for slot in ISSUE_SLOTS:
             ops = [op for op, spec in OPS.items() if spec.slot == slot]
-            rng = [dict(valid=Const(0), space=Const(0), lo=Const(0, ADDR_BITS), hi=Const(0, ADDR_BITS),
-                        read=Const(0), write=Const(0), align_ok=Const(1)) for _ in range(R)]
+            rng = [dict(valid=Const(0), lo=Const(0, ADDR_BITS), hi=Const(0, ADDR_BITS), read=Const(0), write=Const(0))
+                   for _ in range(R)]
             e_flag, e_code, e_info0, e_info1 = Const(0), Const(0, 8), Const(0, 64), Const(0, 64)
             for op in ops:
                 v = views.get(op)
                 if v is None:  # an op of this slot the RTL lacks (none among ISSUE_SLOTS today)
                     continue
                 sel = is_op[op]
-                ranges = op_ranges(op, v, R)
+                ranges = op_ranges(op, v, len(self.positions[op]))
                 # this op's first error: zero count, semaphore field, then per region alignment, bounds
                 f, c, i0, i1 = Const(0), Const(0, 8), Const(0, 64), Const(0, 64)
                 checks = []
@@ -192,6 +215,12 @@ class Machine(wiring.Component):
                     checks.append((getattr(v, name) == 0, "zero_count", Const(k), Const(0)))
                 if "sem" in OPS[op].field_map:
                     checks.append((v.sem > self.n_sems, "semaphore", v.sem, Const(0)))
+                if op == "lin":  # the Hadamard block: at most the target's, dividing k
+                    block = Const(1, 16) << v.hlog2
+                    checks.append(((block > t.hadamard_max_block) | ((v.k & (block - 1)) != 0), "lin_block",
+                                   v.hlog2, Const(0)))
+                if op == "conv":
+                    checks.append(((v.kw < CONV_KERNEL_MIN) | (v.kw > t.conv_kernel_max), "conv_kw", v.kw, Const(0)))
                 for r, rg in enumerate(ranges):
                     size = Mux(rg["space"] == SPACES.index("ddr"), self.ddr_size, Const(t.buffer_bytes))
                     checks.append((rg["valid"] & ~rg["align_ok"], "misaligned", Const(r), Const(0)))
@@ -201,10 +230,10 @@ class Machine(wiring.Component):
                     i0, i1 = Mux(cond, a, i0), Mux(cond, b, i1)
                 e_flag, e_code = Mux(sel, f, e_flag), Mux(sel, c, e_code)
                 e_info0, e_info1 = Mux(sel, i0, e_info0), Mux(sel, i1, e_info1)
-                for r in range(R):
-                    for key in rng[r]:
-                        rng[r][key] = Mux(sel, ranges[r][key], rng[r][key])
-            sig = [{k: Signal(ADDR_BITS if k in ("lo", "hi") else 1, name=f"{slot}_r{r}_{k}") for k in rng[r]}
+                for i, pos in self.positions[op].items():
+                    for key in rng[pos]:
+                        rng[pos][key] = Mux(sel, ranges[i][key], rng[pos][key])
+            sig = [{k: Signal(width(r) if k in ("lo", "hi") else 1, name=f"{slot}_r{r}_{k}") for k in rng[r]}
                    for r in range(R)]
             for r in range(R):
                 for k in rng[r]:
@@ -218,17 +247,20 @@ class Machine(wiring.Component):
             slot_error[slot] = (flag, code, i0s, i1s)
 
         def overlap(a, b):
-            return a["valid"] & b["valid"] & (a["space"] == b["space"]) & (a["lo"] < b["hi"]) & (b["lo"] < a["hi"])
+            return a["valid"] & b["valid"] & (a["lo"] < b["hi"]) & (b["lo"] < a["hi"])
 
-        def conflict(mine, theirs):
-            """(RAW, WAW, WAR) of my ranges against another op's ranges."""
+        has_ddr = {slot: any(0 in self.positions[op].values() for op, spec in OPS.items() if spec.slot == slot)
+                   for slot in ISSUE_SLOTS}
+
+        def conflict(mine, theirs, ddr=True):
+            """(RAW, WAW, WAR) of my ranges against another op's ranges (position 0 with 0: DDR; the rest: BUF)."""
             raw = waw = war = Const(0)
-            for a in mine:
-                for b in theirs:
-                    o = overlap(a, b)
-                    raw = raw | (o & a["read"] & b["write"])
-                    waw = waw | (o & a["write"] & b["write"])
-                    war = war | (o & a["write"] & b["read"])
+            pairs = [(a, b) for a in mine[1:] for b in theirs[1:]] + ([(mine[0], theirs[0])] if ddr else [])
+            for a, b in pairs:
+                o = overlap(a, b)
+                raw = raw | (o & a["read"] & b["write"])
+                waw = waw | (o & a["write"] & b["write"])
+                war = war | (o & a["write"] & b["read"])
             return raw, waw, war
 
         hazard = {}  # slot -> (flag, code, other bundle, other slot)
@@ -237,10 +269,10 @@ class Machine(wiring.Component):
             h_flag, h_code, h_bundle, h_slot = Const(0), Const(0, 8), Const(0, 32), Const(0, 4)
             cands = []
             for e in range(E):
-                raw, waw, war = conflict(mine, ent_rng[e])
+                raw, waw, war = conflict(mine, ent_rng[e], has_ddr[slot])
                 cands.append((ent_valid[e], raw, waw, war, ent_bundle[e], ent_slot[e]))
             for earlier in ISSUE_SLOTS[:si]:  # ops of this bundle issued before it (slot order)
-                raw, waw, war = conflict(mine, slot_ranges[earlier])
+                raw, waw, war = conflict(mine, slot_ranges[earlier], has_ddr[slot] and has_ddr[earlier])
                 cands.append((present[earlier], raw, waw, war, bundle_idx, Const(SLOTS.index(earlier), 4)))
             for valid, raw, waw, war, ob, osl in reversed(cands):
                 any_ = valid & (raw | waw | war)
@@ -573,7 +605,7 @@ class Machine(wiring.Component):
         return m
 
 
-UNITS: dict = {"LIN": LinUnit}  # slot -> compute unit class; CONV is not integrated yet
+UNITS: dict = {"LIN": LinUnit, "CONV": ConvUnit}  # slot -> compute unit class
 
 
 def make_machine(target: Target, imem_words: int = 4096) -> Machine:

@@ -74,7 +74,10 @@ def lin_cycles(i: Instruction, target) -> int:
 
 def conv_cycles(i: Instruction, target) -> int:
     """CONV: ceil(t*c / conv_channels), all kw taps of a channel per cycle."""
-    return math.ceil(int(i["t"]) * int(i["c"]) / target.conv_channels)
+    t, c = int(i["t"]), int(i["c"])
+    if getattr(target, "conv_row_tiles", 0):  # the RTL's CONV unit: one token's block of channels per cycle
+        return t * -(-c // target.conv_channels)
+    return math.ceil(t * c / target.conv_channels)
 
 
 def ssm_cycles(i: Instruction, target) -> int:

@@ -31,7 +31,7 @@ from fastmamba.isa.instructions import OPS
 NLA_BITS_MIN, NLA_BITS_MAX = 8, 24  # dt < 2^nla_bits times an int32 A must stay below 2^62 with margin
 SSM_STATE_BITS = (16, 24, 32)  # the state saturates to this many bits, stored in int32
 CONV_KERNEL_MIN = 2
-FLAG_PARAMETERS = ("dma_row_bursts", "lin_row_tiles")  # 0 or 1
+FLAG_PARAMETERS = ("dma_row_bursts", "lin_row_tiles", "conv_row_tiles")  # 0 or 1
 POWER_OF_TWO_PARAMETERS = ("hadamard_max_block", "nla_segments", "ssm_headdim_lanes", "ssm_dstate_lanes",
                            "lin_mac_tree_width")
 
@@ -79,6 +79,9 @@ class Target:
     conv_channels: int = 32
     conv_kernel_max: int = 4
     conv_latency: int = 8
+    # 0: CONV occupancy ceil(t*c / conv_channels); 1: t * ceil(c / conv_channels), the RTL's CONV unit
+    # (one token's block of channels per cycle; docs/RTL.md).
+    conv_row_tiles: int = 0
     # SSM: 32 x 8 multiply-add lanes (32 headdim x 8 d_state), 32-bit state.
     ssm_headdim_lanes: int = 32
     ssm_dstate_lanes: int = 8
@@ -176,7 +179,7 @@ SMALL = Target(
     name="small", buffer_bytes=64 * 1024, ddr_bytes=16 * 1024**2, ddr_gbytes_per_s=4.0, dma_latency=16,
     dma_queue_depth=4, dma_row_bursts=1, semaphores=8, lin_groups=1, lin_hadamard_trees=1, lin_mac_trees=4,
     lin_mac_tree_width=4, lin_latency=9, lin_row_tiles=1, hadamard_max_block=16, conv_channels=4,
-    conv_kernel_max=4, conv_latency=4,
+    conv_kernel_max=4, conv_latency=4, conv_row_tiles=1,
     ssm_headdim_lanes=4, ssm_dstate_lanes=4, ssm_latency=12, nla_lanes=4, vec_lanes=8, vec_latency=10)
 
 PRESETS: dict[str, Target] = {"vc709": Target(), "small": SMALL}

@@ -213,3 +213,64 @@ def random_lin_program(seed: int, target, schedule_target=None) -> tuple[list[Bu
     bundles.append(Bundle((Instruction("ctl.wait", {"sem": 1, "count": 1}),)))
     bundles.append(Bundle((Instruction("ctl.halt", {}),)))
     return bundles, image
+
+
+def random_conv_program(seed: int, target, schedule_target=None) -> tuple[list[Bundle], np.ndarray]:
+    """Load operands, run 1-3 `conv` ops over consecutive token chunks (the state carried with upd), store
+    dst and the state, halt.  Delays as in `random_lin_program`."""
+    from fastmamba.isa import costs
+
+    sched = schedule_target or target
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    image = np.zeros(DDR_BYTES, np.uint8)
+    ddr = _Alloc(0, SRC_END)
+    buf = _Alloc(0, int(target.buffer_bytes))
+    bundles: list[Bundle] = []
+    kw = rng.randint(2, int(target.conv_kernel_max))
+    c = rng.randint(1, 11)
+    chunks = [rng.randint(1, 6) for _ in range(rng.choice([1, 1, 2, 3]))]
+    t = sum(chunks)
+    out_type = rng.choice(["i16", "i32"])
+    osize = 2 if out_type == "i16" else 4
+    src_ld = c + rng.choice([0, rng.randint(1, 5)])
+    dst_ld = c + rng.choice([0, rng.randint(1, 5)])
+    big = rng.random() < 0.5
+    lim = 32768 if big else 300
+    src = nrng.integers(-lim, lim, (t, src_ld), dtype=np.int64).astype("<i2")
+    state = nrng.integers(-lim, lim, (kw - 1, c), dtype=np.int64).astype("<i2")
+    wgt = nrng.integers(-lim, lim, (kw, c), dtype=np.int64).astype("<i2")
+    bias = nrng.integers(-(1 << 31), 1 << 31, c, dtype=np.int64).astype("<i4")
+    if not big:
+        bias = (bias >> 16).astype("<i4")
+    dst0 = np.zeros((t, dst_ld), "<i2" if osize == 2 else "<i4")
+    regions = {"src": src, "state": state, "wgt": wgt, "bias": bias, "dst": dst0}
+    at, at_ddr = {}, {}
+    for sem, (name, arr) in enumerate(regions.items(), start=1):
+        raw = arr.view(np.uint8).reshape(-1)
+        d = ddr.take(raw.size, 4)
+        b = buf.take(raw.size, 4)
+        image[d:d + raw.size] = raw
+        at[name], at_ddr[name] = b, d
+        bundles.append(Bundle((Instruction("ld", dict(buf=b, ddr=d, rows=1, row_bytes=raw.size, ddr_stride=raw.size,
+                                                      buf_stride=raw.size, sem=min(sem, target.semaphores))),)))
+    for sem in range(1, len(regions) + 1):
+        bundles.append(Bundle((Instruction("ctl.wait", {"sem": sem, "count": 1}),)))
+    shift = rng.choice([0, rng.randint(0, 20), rng.randint(0, 127), 1])
+    start = 0
+    for i, tc in enumerate(chunks):
+        op = Instruction("conv", dict(
+            dst=at["dst"] + start * dst_ld * osize, src=at["src"] + start * src_ld * 2, state=at["state"],
+            wgt=at["wgt"], bias=at["bias"], t=tc, c=c, kw=kw, src_ld=src_ld, dst_ld=dst_ld, shift=shift,
+            out_type=out_type, upd=1 if i < len(chunks) - 1 else rng.randint(0, 1)))
+        bundles.append(Bundle((op,), costs.duration(op, sched) - 1))
+        start += tc
+    for sem, name in ((1, "dst"), (2, "state")):
+        raw = regions[name].view(np.uint8).reshape(-1)
+        out = ddr.take(raw.size, 4)
+        bundles.append(Bundle((Instruction("st", dict(ddr=out, buf=at[name], rows=1, row_bytes=raw.size,
+                                                      ddr_stride=raw.size, buf_stride=raw.size, sem=sem)),)))
+    for sem in (1, 2):
+        bundles.append(Bundle((Instruction("ctl.wait", {"sem": sem, "count": 1}),)))
+    bundles.append(Bundle((Instruction("ctl.halt", {}),)))
+    return bundles, image

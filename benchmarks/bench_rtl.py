@@ -1,0 +1,104 @@
+"""RTL simulation speed: the Verilated machine of hardware/ (small preset), and what building it costs.
+
+Place in the flow: a measurement, not a test.  Prints
+
+1. the build: Verilog export, Verilator + C++ compile and link (cold: into an
+   empty build directory; skipped with --warm-only), and the warm lookup a
+   second run pays (both caches hit);
+2. simulation speed in clock cycles per second of wall time, one ctypes call
+   per program: a LIN-heavy program (back-to-back `lin` ops keep the MAC
+   array busy) and a DMA program (strided loads and stores), each repeated.
+
+Run: `.venv/bin/python benchmarks/bench_rtl.py [--warm-only] [--repeat N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fastmamba.hardware import backend, build  # noqa: E402
+from fastmamba.isa import costs  # noqa: E402
+from fastmamba.isa.instructions import Bundle, Instruction  # noqa: E402
+from fastmamba.isa.target import PRESETS  # noqa: E402
+
+SMALL = PRESETS["small"]
+HALT = Bundle((Instruction("ctl.halt"),))
+
+
+def lin_program(ops: int) -> list[Bundle]:
+    lin = Instruction("lin", dict(dst=0x4000, src=0, wgt=0x1000, scale=0x6000, m=8, k=64, n=16, src_ld=64, dst_ld=16,
+                                  src_type="i16", hlog2=4, qmul=3, qshift=2, acc=1, out="i32"))
+    occ = costs.occupancy(lin, SMALL)
+    # each op accumulates onto the last one's results: issue once they are complete
+    return [Bundle((lin,), occ + SMALL.lin_latency - 1) for _ in range(ops)] + [HALT]
+
+
+def dma_program(pairs: int) -> list[Bundle]:
+    out = []
+    for i in range(pairs):
+        out.append(Bundle((Instruction("ld", dict(buf=0x100 * (i % 8), ddr=0x40 * i, rows=8, row_bytes=24,
+                                                 ddr_stride=40, buf_stride=32, sem=1)),)))
+        out.append(Bundle((Instruction("ctl.wait", {"sem": 1, "count": 1}),)))
+        out.append(Bundle((Instruction("st", dict(ddr=0x8000 + 0x100 * (i % 64), buf=0x100 * (i % 8), rows=8,
+                                                 row_bytes=24, ddr_stride=32, buf_stride=32, sem=2)),)))
+    out.append(Bundle((Instruction("ctl.wait", {"sem": 2, "count": pairs}),)))
+    return out + [HALT]
+
+
+def speed(name: str, bundles: list[Bundle], repeat: int) -> None:
+    ddr = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8)
+    backend.run_bundles(SMALL, bundles, ddr.copy())  # load the library
+    best = None
+    for _ in range(repeat):
+        image = ddr.copy()
+        start = time.perf_counter()
+        stats = backend.run_bundles(SMALL, bundles, image)
+        wall = time.perf_counter() - start
+        best = wall if best is None else min(best, wall)
+    print(f"{name:<12} {stats.rtl_cycles:>10,} cycles  {best * 1e3:8.1f} ms  {stats.rtl_cycles / best / 1e6:6.2f} M cycles/s "
+          f"(best of {repeat}, one ctypes call per run)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--warm-only", action="store_true", help="skip the cold build into an empty directory")
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    print(f"target small: {SMALL.lin_groups * SMALL.lin_mac_trees} MAC trees x {SMALL.lin_mac_tree_width}, "
+          f"{SMALL.buffer_bytes // 1024} KiB buffer, {SMALL.dma_bytes_per_cycle:g} B/cycle DMA")
+    if not args.warm_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = os.environ.get("FASTMAMBA_BUILD")
+            os.environ["FASTMAMBA_BUILD"] = tmp
+            try:
+                timings: dict = {}
+                start = time.perf_counter()
+                build.library(SMALL, backend.IMEM_WORDS, timings)
+                cold = time.perf_counter() - start
+            finally:
+                if old is None:
+                    del os.environ["FASTMAMBA_BUILD"]
+                else:
+                    os.environ["FASTMAMBA_BUILD"] = old
+        print(f"cold build   {cold:8.1f} s  (Verilog export {timings.get('verilog_s', 0):.1f} s, Verilator, "
+              f"C++ compile and link {timings.get('compile_s', 0):.1f} s)")
+    build.library(SMALL, backend.IMEM_WORDS)
+    start = time.perf_counter()
+    build.library(SMALL, backend.IMEM_WORDS)
+    print(f"warm lookup  {time.perf_counter() - start:8.3f} s  (both caches hit: no export, no compile)")
+    speed("LIN-heavy", lin_program(200), args.repeat)
+    speed("DMA", dma_program(400), args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""The RTL's CONV unit (hardware/conv_unit.py around hardware/conv_datapath.py) against the simulator,
+and the examples/ programs on the RTL.
+
+Random `conv` programs on the `small` preset (tests/hw_programs.py: every
+kernel width, 1-3 token chunks carrying the state with upd, i16 and i32
+outputs, shifts up to 127 with ties, saturating values, padded pitches): the
+DDR image (dst and the final state) equal byte for byte and every counter
+equal.  The target's conv_latency equals the unit's depth, and a schedule for a
+shorter one is a RAW hazard on the RTL.  examples/matmul_int8.s, re-timed for
+`small` (each LIN bundle's delay its op's duration - 1, as the example's
+comment derives it for vc709), runs bit-exact on the RTL; examples/ssm_step.s
+is refused (no SSM unit yet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmamba.hardware.backend import RtlBackend, RtlError
+from fastmamba.hardware.conv_unit import conv_latency
+from fastmamba.isa import costs
+from fastmamba.isa.assembler import assemble_file
+from fastmamba.isa.container import Binary, Program
+from fastmamba.isa.errors import InputError
+from fastmamba.isa.instructions import Bundle
+from fastmamba.isa.target import PRESETS
+from fastmamba.simulator.runtime import SimulatorBackend
+
+from hw_programs import compare_stats, random_conv_program, run_rtl, run_sim
+
+SMALL = PRESETS["small"]
+N_RANDOM = 120
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_target_latency_is_the_rtl_pipeline_depth():
+    assert SMALL.conv_latency == conv_latency(SMALL)
+
+
+def test_random_conv_programs_bit_exact_and_cycle_equal():
+    differ = []
+    for seed in range(N_RANDOM):
+        bundles, image = random_conv_program(seed, SMALL)
+        sim_ddr, sim_stats = run_sim(SMALL, bundles, image)
+        rtl_ddr, rtl_stats = run_rtl(SMALL, bundles, image)
+        bad = np.flatnonzero(sim_ddr != rtl_ddr)
+        assert bad.size == 0, f"seed {seed}: {bad.size} DDR bytes differ, first at {bad[0]:#x}"
+        keys = compare_stats(sim_stats, rtl_stats)
+        if keys:
+            differ.append((seed, {k: (sim_stats.to_dict()[k], rtl_stats.to_dict()[k]) for k in keys}))
+    assert not differ, differ[:3]
+
+
+def test_a_wrong_conv_latency_is_caught_by_the_rtl_only():
+    wrong = dataclasses.replace(SMALL, conv_latency=SMALL.conv_latency - 1)
+    bundles, image = random_conv_program(5, SMALL, schedule_target=wrong)
+    run_sim(wrong, bundles, image)
+    with pytest.raises(RtlError, match=r"^RTL: bundle \d+, slot (CONV|ST): .*RAW hazard.*slot CONV"):
+        run_rtl(SMALL, bundles, image)
+
+
+def _retimed(binary: Binary) -> Binary:
+    programs = []
+    for prog in binary.programs:
+        bundles = []
+        for b in prog.bundles:
+            lin = b.op_in("LIN")
+            delay = max(b.delay, costs.duration(lin, SMALL) - 1) if lin is not None else b.delay
+            bundles.append(Bundle(b.ops, delay))
+        programs.append(dataclasses.replace(prog, bundles=tuple(bundles)))
+    return dataclasses.replace(binary, programs=tuple(programs))
+
+
+def test_example_matmul_on_the_rtl():
+    binary = _retimed(assemble_file(EXAMPLES / "matmul_int8.s", SMALL))
+    sim, rtl = SimulatorBackend(SMALL), RtlBackend(SMALL)
+    sim.load(binary)
+    rtl.load(binary)
+    a = np.random.default_rng(11).integers(-128, 128, (16, 64), dtype=np.int8)
+    for inputs in ({}, {"a": a}):
+        s, r = sim.run("main", inputs), rtl.run("main", inputs)
+        assert np.array_equal(s.outputs["c"], r.outputs["c"])
+        assert s.stats.to_dict() == {k: v for k, v in r.stats.to_dict().items() if k != "rtl_cycles"}
+
+
+def test_example_ssm_is_refused():
+    binary = assemble_file(EXAMPLES / "ssm_step.s", SMALL)
+    rtl = RtlBackend(SMALL)
+    rtl.load(binary)
+    with pytest.raises(InputError, match="not implemented in the RTL yet: ssm"):
+        rtl.run(binary.programs[0].name)

@@ -57,8 +57,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         if command is None or name == command:
             importlib.import_module(module).register(sub)
-    for command in sub.choices.values():  # `fastmamba opt --debug ...` as well as `fastmamba --debug opt ...`
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+    for subparser in sub.choices.values():  # `fastmamba opt --debug ...` as well as `fastmamba --debug opt ...`
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="on an internal error, print its full traceback")
     return parser
 

@@ -59,7 +59,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             importlib.import_module(module).register(sub)
     for subparser in sub.choices.values():  # `fastmamba opt --debug ...` as well as `fastmamba --debug opt ...`
         subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                             help="on an internal error, print its full traceback")
+                               help="on an internal error, print its full traceback")
     return parser
 
 

@@ -64,8 +64,8 @@ def speed(name: str, bundles: list[Bundle], repeat: int) -> None:
         stats = backend.run_bundles(SMALL, bundles, image)
         wall = time.perf_counter() - start
         best = wall if best is None else min(best, wall)
-    print(f"{name:<12} {stats.rtl_cycles:>10,} cycles  {best * 1e3:8.1f} ms  {stats.rtl_cycles / best / 1e6:6.2f} M cycles/s "
-          f"(best of {repeat}, one ctypes call per run)")
+    print(f"{name:<12} {stats.rtl_cycles:>10,} cycles  {best * 1e3:8.1f} ms  "
+          f"{stats.rtl_cycles / best / 1e6:6.2f} M cycles/s (best of {repeat}, one ctypes call per run)")
 
 
 def main() -> int:

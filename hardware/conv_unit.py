@@ -23,7 +23,7 @@ write ports) beside its dst row.  LATENCY = 1 + ConvDatapath.LATENCY + 1 - 1
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Elaboratable, Module, Mux, Signal, signed
 from amaranth.lib import data
 
 from fastmamba.hardware.conv_datapath import OUT_TYPES, ConvDatapath

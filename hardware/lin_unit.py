@@ -174,7 +174,6 @@ class LinUnit(Elaboratable):
             stages.append(s)
         s1 = stages[1]  # read data valid
         s_mac = stages[1 + LH]  # MacArray input
-        s_out = stages[1 + LH + LM]  # MacArray total (on last beats)
         s_wr = stages[1 + LH + LM + LR]  # write
 
         def delay(value, n, name):

@@ -24,7 +24,7 @@ from fastmamba.hardware.backend import RtlBackend, RtlError
 from fastmamba.hardware.conv_unit import conv_latency
 from fastmamba.isa import costs
 from fastmamba.isa.assembler import assemble_file
-from fastmamba.isa.container import Binary, Program
+from fastmamba.isa.container import Binary
 from fastmamba.isa.errors import InputError
 from fastmamba.isa.instructions import Bundle
 from fastmamba.isa.target import PRESETS

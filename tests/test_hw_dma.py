@@ -167,3 +167,16 @@ def test_cli_backend_rtl_error_is_one_line(tmp_path, capsys):
     code = main(["sim", str(path), "--target", "small", "--backend", "rtl"])
     out, err = capsys.readouterr()
     assert code == 1 and err.count("\n") == 1 and "RTL: bundle 1, slot ST" in err and "RAW hazard" in err
+
+
+def test_a_second_run_does_not_rebuild():
+    import time
+
+    from fastmamba.hardware import backend, build
+
+    lib = build.library(SMALL, backend.IMEM_WORDS)
+    mtime = lib.stat().st_mtime
+    start = time.perf_counter()
+    assert build.library(SMALL, backend.IMEM_WORDS) == lib
+    assert time.perf_counter() - start < 5.0 and lib.stat().st_mtime == mtime
+    assert lib.parent.parent == build.build_root() and (lib.parent / "top.v").exists()

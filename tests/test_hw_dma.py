@@ -180,3 +180,8 @@ def test_a_second_run_does_not_rebuild():
     assert build.library(SMALL, backend.IMEM_WORDS) == lib
     assert time.perf_counter() - start < 5.0 and lib.stat().st_mtime == mtime
     assert lib.parent.parent == build.build_root() and (lib.parent / "top.v").exists()
+
+
+def test_targets_the_rtl_cannot_build_are_refused_in_one_line():
+    with pytest.raises(InputError, match=r"^target vc709: the RTL .*dma_bytes_per_cycle must be a power of two"):
+        run_bundles(PRESETS["vc709"], [Bundle((HALT,))], np.zeros(64, np.uint8))

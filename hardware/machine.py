@@ -65,7 +65,8 @@ def _positions(op: str) -> dict[int, int]:
     from fastmamba.hardware.regions import region_forms
 
     longest = max((forms for _, forms in region_forms(op)), key=len)
-    out, nxt = {}, 1
+    out: dict[int, int] = {}
+    nxt = 1
     for i, rf in enumerate(longest):
         if rf.space == "ddr":
             assert 0 not in out.values(), f"{op}: more than one DDR region"

@@ -1,8 +1,14 @@
 // RUN: not fastmamba opt %s -p set-target,plan-memory 2>&1 | filecheck %s
+// RUN: rm -rf %t.dump
+// RUN: not fastmamba opt %s -p set-target,plan-memory --dump-dir %t.dump 2>&1 | filecheck %s --check-prefix=DUMP
+// RUN: not fastmamba opt %t.dump/02-plan-memory.failed-input.mlir -p plan-memory 2>&1 | filecheck %s
 
 // lower-to-accel.mlir's output with the gathered embedding rows' buffer grown
 // to 128,000,000 bytes: more than the target's on-chip buffer.  The error
 // names the buffer, its size and lifetime, and what else is live then.
+// With --dump-dir the failing pass's input IR is kept there (00 the input,
+// 01 after set-target, 02 what plan-memory ran on) and the error names the
+// command that reproduces it, which fails the same way.
 
 builtin.module {
   accel.program attributes {buffers = {"prefill.tokens#1" = 8 : i64, "prefill.u#2" = 128000000 : i64, "prefill.v#3" = 32 : i64, "prefill.embeddings.out#4" = 32 : i64, prefill.weight_ring0 = 160 : i64, "prefill.next_token#5" = 4 : i64}, consts = [{name = "embedding", kind = "array", bytes = 512 : i64, function = "prefill_constants", sources = [0 : i64], dtype = "f32"}, {name = "embeddings[0:8]", kind = "lin_tile", bytes = 160 : i64, function = "prefill_constants", sources = [1 : i64, 2 : i64], rows = [0 : i64, 8 : i64], act_scale = 0.016835324421619179 : f64}], sym_name = "prefill", ddr_size = 0 : i64, tensors = [{name = "tokens", role = "input", ddr = 0 : i64, shape = array<i64: 2>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "logits", role = "output", ddr = 0 : i64, shape = array<i64: 1, 8>, dtype = "f32", scale = 1.000000e+00 : f32, exp = 0 : i64}, {name = "next_token", role = "output", ddr = 0 : i64, shape = array<i64: 1>, dtype = "i32", scale = 1.000000e+00 : f32, exp = 0 : i64}]} {
@@ -24,3 +30,5 @@ builtin.module {
 
 // CHECK:       fastmamba opt: error: tensor prefill.u#2 (128000000 bytes x 1 slot(s), live [1, 2]) does not fit the on-chip buffer of 4405248 bytes: 64 bytes of 1 other tensor(s) are live then
 // CHECK-EMPTY:
+// DUMP:        fastmamba opt: error: tensor prefill.u#2 (128000000 bytes x 1 slot(s), live [1, 2]) does not fit the on-chip buffer of 4405248 bytes: 64 bytes of 1 other tensor(s) are live then (its input IR: {{.*}}.dump/02-plan-memory.failed-input.mlir; reproduce: fastmamba opt {{.*}}.dump/02-plan-memory.failed-input.mlir -p 'plan-memory')
+// DUMP-EMPTY:

@@ -71,8 +71,12 @@ def _command_in(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_in(argv))
-    args = parser.parse_args(argv)
+    try:  # start-up (importing the command's module, torch or xDSL) can take seconds: Ctrl-C there too
+        parser = build_parser(_command_in(argv))
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
     try:
         return int(args.run(args) or 0)
     except FastmambaError as exc:

@@ -44,12 +44,13 @@ from fastmamba.compiler.errors import ModelError
 __all__ = ["CompileOptions", "CompileResult", "compile_model", "compile_pipeline", "calibration_pass",
            "model_pipeline", "calibration_source",
            "DEFAULT_CALIBRATION_TEXT", "META_FORMAT", "quant_stages", "around_calibration", "backend_stages",
-           "merge_decode"]
+           "merge_decode", "check_inputs", "check_model_fits", "max_seq_len", "check_options", "CALIBRATION_RANDOM"]
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CALIBRATION_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 CALIBRATION_WINDOWS = 4
 CALIBRATION_SEED = 0  # the random calibration tokens when there is no text
+CALIBRATION_RANDOM = "random"  # --calibration random: seeded random tokens, asked for explicitly
 
 
 @dataclass(frozen=True)
@@ -118,17 +119,24 @@ def backend_stages(o: CompileOptions) -> list[str]:
     return _specs(compile_pipeline(o)[8:])
 
 
-def calibration_source(text_path: str | os.PathLike | None, tokenizer) -> tuple[Path | None, str]:
+def calibration_source(text_path: str | os.PathLike | None, tokenizer, random: bool = False) \
+        -> tuple[Path | None, str]:
     """The calibration text (given, else tinyshakespeare beside the repository when it exists and the model has a
-    tokenizer), or None for random tokens; checked readable here, before the import."""
+    tokenizer), or None for random tokens (asked for with `random`, or no text found), and a description of it
+    (with {count} for the number of tokens); the text is checked readable here, before the import."""
+    if random:
+        if text_path:
+            raise InputError("give --calibration-text FILE or --calibration random, not both")
+        return None, f"{{count}} random tokens (seed {CALIBRATION_SEED}; --calibration random)"
     path = Path(text_path) if text_path else DEFAULT_CALIBRATION_TEXT
     if text_path and tokenizer is None:
         raise InputError(f"the model has no tokenizer (tokenizer.json) to encode the calibration text {path}")
     if text_path or (path.is_file() and tokenizer is not None):
         if not os.access(path, os.R_OK) or not path.is_file():
             raise InputError(f"cannot read calibration text {path}")
-        return path, f"the first {{count}} tokens of {path}"
-    return None, f"{{count}} random tokens (seed {CALIBRATION_SEED}; no calibration text found)"
+        chosen = "" if text_path else " (the default calibration text: no --calibration-text given)"
+        return path, f"the first {{count}} tokens of {path}{chosen}"
+    return None, f"{{count}} random tokens (seed {CALIBRATION_SEED}; no calibration text given or found)"
 
 
 def merge_decode(prefill: ModuleOp, decode: ModuleOp) -> None:
@@ -139,32 +147,112 @@ def merge_decode(prefill: ModuleOp, decode: ModuleOp) -> None:
     prefill.body.block.add_op(fn)
 
 
-def _prepare(model, options: CompileOptions, calibration_text):
-    """The model's config, weight store and tokenizer (None without one), where the calibration tokens come from,
-    and the pipeline; bad options and inputs are InputErrors here, before the import."""
-    from fastmamba.compiler.checkpoint import load_model
-    from fastmamba.compiler.tokenizer import load_tokenizer
+def _field_max(op: str, name: str) -> int:
+    """The largest value of an unsigned instruction field (widths from isa.instructions)."""
+    from fastmamba.isa.instructions import OPS
 
+    return (1 << OPS[op].field_map[name].bits) - 1
+
+
+def check_model_fits(config, target) -> None:
+    """InputError unless every model dimension the binary encodes fits its instruction field and the target:
+    the conv kernel (conv.kw, the target's conv_kernel_max), the head dimension and d_state (ssm.p, ssm.n),
+    heads per B/C group (ssm.hpg) and the widest activation row (the row pitch of lin/conv/ssm/vec)."""
+    from fastmamba.isa.target import CONV_KERNEL_MIN
+
+    low, high = CONV_KERNEL_MIN, min(target.conv_kernel_max, _field_max("conv", "kw"))
+    if not low <= config.d_conv <= high:
+        raise InputError(f"the model's conv kernel d_conv={config.d_conv} does not fit target {target.name}: "
+                         f"its CONV unit takes kernels of {low} .. {high} (conv_kernel_max)")
+    hpg = config.nheads // config.ngroups
+    rows = {"d_model": config.d_model, "d_inner": config.d_inner, "conv_dim": config.conv_dim,
+            "in_proj_out": config.in_proj_out, "vocab_size": config.vocab_size}
+    widest = max(rows, key=lambda k: rows[k])
+    for what, value, spec, why in (
+            ("headdim", config.headdim, ("ssm", "p"), "the ssm.p field"),
+            ("d_state", config.d_state, ("ssm", "n"), "the ssm.n field"),
+            ("heads per group (nheads / ngroups)", hpg, ("ssm", "hpg"), "the ssm.hpg field"),
+            (widest, rows[widest], ("ssm", "xbc_ld"), "the row pitch fields (lin dst_ld, ssm xbc_ld, ...)")):
+        if value > _field_max(*spec):
+            raise InputError(f"the model's {what} = {value} does not fit {why}: at most {_field_max(*spec)}")
+
+
+def max_seq_len(config, target) -> int:
+    """The largest prefill length (--seq-len) that can fit: the token-count fields (lin.m, conv.t, ssm.t), and
+    the on-chip buffer, which must hold the SSM step's operands whole for all the tokens of a prefill: its
+    int16 x|B|C rows (conv_dim columns) and its int32 output y (d_inner columns), 2 * conv_dim + 4 * d_inner
+    bytes a token.  An upper bound: the buffer planner also places the tensors live beside them, so a length
+    a little below it can still fail there (with its own message); one above it cannot fit."""
+    per_token = 2 * config.conv_dim + 4 * config.d_inner
+    return min(_field_max("ssm", "t"), _field_max("lin", "m"), _field_max("conv", "t"),
+               target.buffer_bytes // per_token)
+
+
+def check_options(options: CompileOptions, target) -> None:
+    """InputError naming the option unless every compile option lies in its range (the model-dependent
+    bound of --seq-len is checked by _prepare, once the model's config is read)."""
     if options.seq_len < 1:
         raise InputError(f"--seq-len must be at least 1, got {options.seq_len}")
+    if options.calibration_windows < 1:
+        raise InputError(f"--calibration-windows must be at least 1, got {options.calibration_windows}")
+    if not 0 <= options.tile_kib <= target.buffer_bytes // 1024:
+        raise InputError(f"--tile-kib must lie in [0, {target.buffer_bytes // 1024}] (0: 1/16 of the buffer; at "
+                         f"most target {target.name}'s on-chip buffer), got {options.tile_kib}")
+    if options.prefetch < 1:
+        raise InputError(f"--prefetch must be at least 1 (weight tiles loaded ahead), got {options.prefetch}")
+    names = options.print_after if not isinstance(options.print_after, bool) else ()
+    unknown = sorted(set(names) - {p.name for p in compile_pipeline(options)})
+    if unknown:
+        raise InputError(f"--print-ir-after names a pass not in the pipeline: {', '.join(unknown)} "
+                         f"(its passes: {', '.join(p.name for p in compile_pipeline(options))})")
+
+
+def check_inputs(model: str | os.PathLike, options: CompileOptions):
+    """The model's config and weight store, once the options, the model and --seq-len are checked against the
+    target: every bad input is an InputError (or ModelError) here, in seconds, before the import."""
+    from fastmamba.compiler.checkpoint import load_model
+    from fastmamba.isa.target import load_target
+
+    target = load_target(options.target)
+    check_options(options, target)
     config, store = load_model(model)
+    check_model_fits(config, target)
+    longest = max_seq_len(config, target)
+    if options.seq_len > longest:
+        raise InputError(f"--seq-len {options.seq_len} does not fit: at most {longest} tokens of this model's "
+                         f"prefill fit target {target.name} (its {target.buffer_bytes}-byte buffer holds "
+                         f"{2 * config.conv_dim + 4 * config.d_inner} bytes a token at the SSM step)")
+    return config, store
+
+
+def _prepare(model, options: CompileOptions, calibration_text, random: bool = False):
+    """The model's config, weight store and tokenizer (None without one), where the calibration tokens come from,
+    and the pipeline; bad options and inputs, and a model the target cannot run, are InputErrors here, before
+    the import."""
+    from fastmamba.compiler.tokenizer import load_tokenizer
+
+    config, store = check_inputs(model, options)
     try:
         tokenizer = load_tokenizer(config, model)
     except ModelError:  # no tokenizer: calibration falls back to random tokens (unless a text is given)
         tokenizer = None
-    text, origin = calibration_source(calibration_text, tokenizer)
+    text, origin = calibration_source(calibration_text, tokenizer, random)
     return config, store, tokenizer, origin, compile_pipeline(options, calibration_pass(options, model, text))
 
 
 def model_pipeline(model: str | os.PathLike, options: CompileOptions = CompileOptions(),
-                   calibration_text: str | os.PathLike | None = None) -> str:
+                   calibration_text: str | os.PathLike | None = None, calibration_random: bool = False) -> str:
     """The pipeline `compile_model(model, options, calibration_text=...)` runs, as `fastmamba opt -p` takes it."""
-    return pipeline_spec(_prepare(model, options, calibration_text)[4])
+    return pipeline_spec(_prepare(model, options, calibration_text, calibration_random)[4])
 
 
 def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOptions(), *,
-                  calibration_text: str | os.PathLike | None = None, log: TextIO | None = None) -> CompileResult:
-    """Compile the model at `model` (a checkpoint directory); the binary is returned, not written."""
+                  calibration_text: str | os.PathLike | None = None, calibration_random: bool = False,
+                  log: TextIO | None = None) -> CompileResult:
+    """Compile the model at `model` (a checkpoint directory); the binary is returned, not written.
+
+    Calibration reads `calibration_text`, or seeded random tokens with `calibration_random`; with neither, the
+    default text (else random tokens) is used and a warning naming it goes to `log` before the long work."""
     from fastmamba.compiler.backend.constants import build_image
     from fastmamba.compiler.backend.emit import emit_binary
     from fastmamba.compiler.frontend.importer import import_model
@@ -177,7 +265,12 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     log = log or sys.stderr
     target = load_target(options.target)
     t0 = time.perf_counter()
-    config, store, tokenizer, origin, passes = _prepare(model, options, calibration_text)
+    config, store, tokenizer, origin, passes = _prepare(model, options, calibration_text, calibration_random)
+    count = options.seq_len * options.calibration_windows
+    if not calibration_text and not calibration_random:
+        log.write(f"warning: calibrating on {origin.format(count=count)}; choose with --calibration-text FILE or "
+                  f"--calibration random\n")
+        log.flush()
     driver = PassDriver(passes, DriverOptions(print_after=options.print_after, dump_dir=options.dump_dir,
                                               time_passes=options.time_passes, input_name="import",
                                               reproducer=True), log)
@@ -196,7 +289,6 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     start = time.perf_counter()
     image = build_image(module, weights, target)
     plan = build_plan("fastmamba", config, weights, ranges, target=target, head=True)
-    count = options.seq_len * options.calibration_windows
     meta = {"format": META_FORMAT, "model": str(Path(model).resolve()), "bundled": _is_bundled(model),
             "config": config.to_dict() if hasattr(config, "to_dict") else dict(config.__dict__),
             "seq_len": options.seq_len, "target": options.target, "calibration": origin.format(count=count),

@@ -1,8 +1,11 @@
-"""Atomic file output: a failed command never leaves a half-written file.
+"""File output for every command: atomic writes, and the check that an output can be written at all.
 
-Every writer of user-visible output (binaries, IR dumps, traces, JSON) goes
-through `write_atomic`, which writes to a temporary file beside the target
-and renames it into place only once the content is complete.
+Place in the flow: under every writer of user-visible output (binaries, IR dumps, traces, JSON).
+`write_atomic` writes to a temporary file beside the target and renames it into place only once the
+content is complete, so a failed command never leaves a half-written file; `check_writable` is the same
+test made before any long work (a compile checks its -o and --dump-dir before importing the model).
+Both turn an operating-system failure (missing or read-only directory, permission, full disk) into an
+`InputError` naming the path: the one error path for all commands' output.
 """
 
 from __future__ import annotations
@@ -14,15 +17,53 @@ from pathlib import Path
 from fastmamba.isa.errors import InputError
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str | list[bytes]) -> None:
-    """Write `data` (or the concatenation of a list of parts) to `path` all at once, or leave `path`
-    untouched."""
-    path = Path(path)
-    parts = data if isinstance(data, list) else [data.encode() if isinstance(data, str) else data]
+def _directory(path: Path, what: str) -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise InputError(f"output directory does not exist: {directory}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        raise InputError(f"cannot write {what}{path}: the directory {directory} does not exist")
+    if path.is_dir():
+        raise InputError(f"cannot write {what}{path}: it is a directory")
+    return directory
+
+
+def _cannot(path: Path, what: str, exc: OSError) -> InputError:
+    return InputError(f"cannot write {what}{path}: {exc.strerror or exc}")
+
+
+def check_writable(path: str | os.PathLike, what: str = "") -> None:
+    """InputError unless a file can be created beside `path` (what write_atomic would do); writes nothing.
+
+    `what` names the option in the message ("-o ", "--trace ")."""
+    path = Path(path)
+    directory = _directory(path, what)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=directory)
+    except OSError as exc:
+        raise _cannot(path, what, exc) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_writable_dir(directory: str | os.PathLike, what: str = "") -> None:
+    """InputError unless `directory` exists or can be created, and files can be created in it."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create {what}{directory}: {exc.strerror or exc}") from None
+    check_writable(directory / "probe", what)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str | list[bytes], what: str = "") -> None:
+    """Write `data` (or the concatenation of a list of parts) to `path` all at once, or leave `path`
+    untouched; an OSError is an InputError naming `path` (and `what`, the option, when given)."""
+    path = Path(path)
+    parts = data if isinstance(data, list) else [data.encode() if isinstance(data, str) else data]
+    directory = _directory(path, what)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _cannot(path, what, exc) from None
     try:
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         umask = os.umask(0)
@@ -32,9 +73,11 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | list[bytes]) -> No
             for part in parts:
                 f.write(part)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise _cannot(path, what, exc) from None
         raise

@@ -6,7 +6,7 @@ import argparse
 
 from fastmamba.isa.assembler import assemble_file
 from fastmamba.isa.container import dump_fmb
-from fastmamba.isa.fileio import write_atomic
+from fastmamba.isa.fileio import check_writable, write_atomic
 
 HELP = "assemble an assembly file (.s) into an instruction binary (.fmb)"
 DESCRIPTION = """\
@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fastmamba.isa.target import load_target
 
+    check_writable(args.output, "-o ")
     target = load_target(args.target)
     binary = assemble_file(args.source, target)
-    write_atomic(args.output, dump_fmb(binary, target))
+    write_atomic(args.output, dump_fmb(binary, target), "-o ")
     return 0

@@ -36,8 +36,15 @@ The binary holds two programs, `prefill` (--seq-len tokens) and `decode` (one
 token), the int8/fixed-point weights, the recurrent-state descriptors and the
 metadata `fastmamba run` needs (model, config, quantization plan).
 Calibration reads the first --calibration-windows x --seq-len tokens of
---calibration-text (default: ../shared/data/tinyshakespeare.txt beside the
-repository when it exists, else seeded random tokens).
+--calibration-text, or seeded random tokens with --calibration random; with
+neither, ../shared/data/tinyshakespeare.txt beside the repository when it
+exists (else random tokens) is used, with a warning naming it.  The binary's
+metadata records which (`fastmamba disasm --meta` prints it).
+
+The model, the options and the output are checked before any long work: every
+model dimension must fit its instruction field and the target (the conv kernel
+its conv_kernel_max), --seq-len at most the longest prefill the target's
+buffer can hold (the error states it), -o and --dump-dir writable.
 
 --print-ir-after / --print-ir-after-all print the IR to stderr after those
 stages; --dump-dir writes the IR after every stage as NN-<stage>.mlir; a
@@ -65,6 +72,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, default=64, metavar="L", help="tokens of the prefill program (default 64)")
     p.add_argument("--target", default="vc709", metavar="NAME|FILE", help="target preset or .toml/.json file")
     p.add_argument("--calibration-text", metavar="FILE", default=None, help="text whose start calibrates the ranges")
+    p.add_argument("--calibration", choices=("random",), default=None,
+                   help="random: calibrate on seeded random tokens (instead of a text)")
     p.add_argument("--calibration-windows", type=int, default=CALIBRATION_WINDOWS, metavar="N",
                    help=f"windows of --seq-len tokens to calibrate on (default {CALIBRATION_WINDOWS})")
     p.add_argument("--tile-kib", type=int, default=0, metavar="KIB",
@@ -74,10 +83,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def options_of(args: argparse.Namespace, **extra) -> CompileOptions:
-    if args.seq_len < 1:
-        raise InputError(f"--seq-len must be at least 1, got {args.seq_len}")
-    if args.calibration_windows < 1:
-        raise InputError(f"--calibration-windows must be at least 1, got {args.calibration_windows}")
+    """The compile options the arguments give (compiler.compile.check_options checks their ranges)."""
     return CompileOptions(seq_len=args.seq_len, target=args.target, calibration_windows=args.calibration_windows,
                           tile_kib=args.tile_kib, prefetch=args.prefetch, **extra)
 
@@ -100,16 +106,22 @@ def summary(result) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fastmamba.isa.container import write_fmb
+    from fastmamba.isa.fileio import check_writable, check_writable_dir
     from fastmamba.isa.target import load_target
 
+    random = args.calibration == "random"
     if args.print_pipeline:
-        sys.stdout.write(model_pipeline(model_dir(args), options_of(args), args.calibration_text) + "\n")
+        sys.stdout.write(model_pipeline(model_dir(args), options_of(args), args.calibration_text, random) + "\n")
         return 0
     if not args.output:
         raise InputError("give the binary to write: -o OUT.fmb")
+    check_writable(args.output, "-o ")
+    if args.dump_dir:
+        check_writable_dir(args.dump_dir, "--dump-dir ")
     print_after = True if args.print_ir_after_all else tuple(n for n in args.print_ir_after.split(",") if n)
     options = options_of(args, print_after=print_after, dump_dir=args.dump_dir, time_passes=args.time_passes)
-    result = compile_model(model_dir(args), options, calibration_text=args.calibration_text)
+    result = compile_model(model_dir(args), options, calibration_text=args.calibration_text,
+                           calibration_random=random)
     write_fmb(args.output, result.binary, load_target(args.target))
     sys.stderr.write(f"wrote {args.output}\n{summary(result)}\n")
     return 0

@@ -17,7 +17,10 @@ on the instruction-level simulator, as `fastmamba run --greedy --check` does:
 prints the text, the cycles, the time at the target clock, tokens/s of
 prefill and decode, each unit's utilization and the DDR traffic, and whether
 every program run equalled the golden quantized model bit for bit (a mismatch
-exits 1).  --output keeps the binary."""
+exits 1).  --output keeps the binary.  Calibration reads the default text
+(../shared/data/tinyshakespeare.txt beside the repository) when it exists,
+else seeded random tokens; the first line says which.  The prompt, the
+options and --output are checked before compiling."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,21 +39,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR
     from fastmamba.compiler.commands import run as run_cmd
-    from fastmamba.compiler.commands.generate import _int_at_least
+    from fastmamba.compiler.commands.generate import _int_at_least, prompt_text
     from fastmamba.compiler.commands.compile import summary
-    from fastmamba.compiler.compile import CompileOptions, compile_model
+    from fastmamba.compiler.compile import DEFAULT_CALIBRATION_TEXT, CompileOptions, check_inputs, compile_model
     from fastmamba.isa.container import write_fmb
-    from fastmamba.isa.errors import InputError
+    from fastmamba.isa.fileio import check_writable
     from fastmamba.isa.target import load_target
 
-    if args.seq_len < 1:
-        raise InputError(f"--seq-len must be at least 1, got {args.seq_len}")
+    prompt_text(args.prompt)
     max_new = _int_at_least(args.max_new_tokens, "--max-new-tokens", 0)
+    if args.output:
+        check_writable(args.output, "--output ")
+    check_inputs(DEFAULT_MODEL_DIR, CompileOptions(seq_len=args.seq_len))
+    text = DEFAULT_CALIBRATION_TEXT if DEFAULT_CALIBRATION_TEXT.is_file() else None
     start = time.perf_counter()
     if not args.json:
-        print(f"compiling {DEFAULT_MODEL_DIR} (prefill of {args.seq_len} tokens, decode) ...", file=sys.stderr,
-              flush=True)
-    result = compile_model(DEFAULT_MODEL_DIR, CompileOptions(seq_len=args.seq_len))
+        print(f"compiling {DEFAULT_MODEL_DIR} (prefill of {args.seq_len} tokens, decode; calibrated on "
+              f"{text or 'seeded random tokens'}) ...", file=sys.stderr, flush=True)
+    result = compile_model(DEFAULT_MODEL_DIR, CompileOptions(seq_len=args.seq_len), calibration_text=text,
+                           calibration_random=text is None)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.output) if args.output else Path(tmp) / "default.fmb"
         write_fmb(path, result.binary, load_target("vc709"))

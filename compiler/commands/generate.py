@@ -34,6 +34,20 @@ def _int_at_least(text: str, flag: str, minimum: int, maximum: int = 2**63 - 1) 
     return value
 
 
+def prompt_text(text: str, flag: str = "--prompt") -> str:
+    """`text` (an argument, decoded by Python with surrogateescape) if it is non-empty UTF-8 text, else an
+    InputError naming the first byte that is not UTF-8 (the shell passed raw bytes)."""
+    if not text:
+        raise InputError(f"{flag} is empty: give at least one character to start from")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = text[exc.start:exc.end].encode("utf-8", "surrogateescape")
+        raise InputError(f"{flag} is not UTF-8 text: byte 0x{raw[0]:02x} at offset "
+                         f"{len(text[:exc.start].encode('utf-8', 'surrogateescape'))}") from None
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("generate", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,8 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     max_new = _int_at_least(args.max_new_tokens, "--max-new-tokens", 0)
     seed = _int_at_least(args.seed, "--seed", 0) if args.seed is not None else None
-    if not args.prompt:
-        raise InputError("--prompt is empty: give at least one character to start from")
+    prompt_text(args.prompt)
 
     import torch
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastmamba.compiler.pipeline import PASSES, DriverOptions, PassDriver, parse_ir, parse_passes, print_ir
 from fastmamba.isa.errors import InputError
-from fastmamba.isa.fileio import write_atomic
+from fastmamba.isa.fileio import check_writable, check_writable_dir, write_atomic
 
 HELP = "run passes on a mamba IR file and print the result"
 DESCRIPTION = """\
@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.list_passes:
         sys.stdout.write("".join(f"{name}\n" for name in sorted(PASSES)))
         return 0
+    if args.output:
+        check_writable(args.output, "-o ")
+    if args.dump_dir:
+        check_writable_dir(args.dump_dir, "--dump-dir ")
     if args.input == "-":
         text, source = sys.stdin.read(), "<stdin>"
     else:
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     PassDriver(passes, options, sys.stderr).run(module)
     out = print_ir(module)
     if args.output:
-        write_atomic(args.output, out)
+        write_atomic(args.output, out, "-o ")
     else:
         sys.stdout.write(out)
     return 0

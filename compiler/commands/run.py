@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastmamba.compiler.commands.generate import _int_at_least
+from fastmamba.compiler.commands.generate import _int_at_least, prompt_text
 from fastmamba.isa.errors import FastmambaError, InputError
 from fastmamba.compiler.errors import ModelError
 
@@ -141,6 +141,7 @@ class Sampling:
 
 
 def run(args: argparse.Namespace) -> int:
+    prompt_text(args.prompt)
     max_new = _int_at_least(args.max_new_tokens, "--max-new-tokens", 0)
     seed = _int_at_least(args.seed, "--seed", 0) if args.seed is not None else None
     top_k = _int_at_least(args.top_k, "--top-k", 0) if args.top_k is not None else 0
@@ -160,8 +161,7 @@ def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_j
     from fastmamba.isa.target import load_target
     from fastmamba.simulator.runtime import SimulatorBackend
 
-    if not prompt:
-        raise InputError("--prompt is empty: give at least one character to start from")
+    prompt_text(prompt)
     binary = read_fmb(path)
     try:
         meta = read_meta(binary)

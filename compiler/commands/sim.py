@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fastmamba.isa.errors import InputError
-from fastmamba.isa.fileio import write_atomic
+from fastmamba.isa.fileio import check_writable, check_writable_dir, write_atomic
 
 HELP = "run a program of an instruction binary (.fmb) on the simulator"
 DESCRIPTION = """\
@@ -119,9 +119,13 @@ def run(args: argparse.Namespace) -> int:
 
     target = load_target(args.target)
     inputs = parse_inputs(args.input)
+    if args.backend == "rtl" and args.trace:
+        raise InputError("--trace is a simulator feature: the RTL backend writes no trace")
+    if args.trace:
+        check_writable(args.trace, "--trace ")
+    if args.output_dir:
+        check_writable_dir(args.output_dir, "--output-dir ")
     if args.backend == "rtl":
-        if args.trace:
-            raise InputError("--trace is a simulator feature: the RTL backend writes no trace")
         from fastmamba.hardware.backend import RtlBackend
 
         backend = RtlBackend(target)
@@ -136,10 +140,6 @@ def run(args: argparse.Namespace) -> int:
         result.trace.write(args.trace)
     if args.output_dir:
         directory = Path(args.output_dir)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create --output-dir {directory}: {exc.strerror or exc}") from None
         for name, array in {**result.outputs, **result.states}.items():
             _save_npy(directory, name, array)
 

@@ -45,13 +45,21 @@ def check_writable(path: str | os.PathLike, what: str = "") -> None:
 
 
 def check_writable_dir(directory: str | os.PathLike, what: str = "") -> None:
-    """InputError unless `directory` exists or can be created, and files can be created in it."""
+    """InputError unless `directory` is a directory files can be created in, or can be made one (its nearest
+    existing ancestor is a writable directory); creates nothing."""
     directory = Path(directory)
+    existing = directory
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot create {what}{directory}: {existing} is not a directory")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".fastmamba-", suffix=".probe", dir=existing)
     except OSError as exc:
-        raise InputError(f"cannot create {what}{directory}: {exc.strerror or exc}") from None
-    check_writable(directory / "probe", what)
+        verb = "write into" if existing == directory else "create"
+        raise InputError(f"cannot {verb} {what}{directory}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str | list[bytes], what: str = "") -> None:

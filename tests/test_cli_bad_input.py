@@ -225,3 +225,24 @@ def test_ctrl_c_during_start_up(monkeypatch, capsys):
 
     monkeypatch.setattr(cli.importlib, "import_module", interrupted)
     fails(capsys, ["compile", "--help"], 130, "fastmamba: interrupted")
+
+
+def test_a_seq_len_over_the_bound_does_not_fit_the_planner_either(models, tmp_path, monkeypatch, capsys):
+    """The bound is an upper bound: with the check lifted, one token more fails in plan-memory (the buffer
+    planner itself), so the early error never refuses a length that would have compiled."""
+    from fastmamba.compiler import compile as compile_module
+
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps({"buffer_bytes": 16384}))
+    longest = max_seq_len(make_config("tiny"), load_target(str(small)))
+    assert longest == 16384 // 416 == 39
+    out = tmp_path / "a.fmb"
+    argv = ["compile", "--model", str(models["tiny"]), "--target", str(small), "--calibration", "random",
+            "--calibration-windows", "1", "-o", str(out), "--seq-len", str(longest + 1),
+            "--dump-dir", str(tmp_path / "stages")]  # where the failing pass's input IR is kept
+    fails(capsys, argv, 1, f"at most {longest} tokens", left=out)
+    assert not (tmp_path / "stages").exists()  # checked writable, not created, before the error
+    monkeypatch.setattr(compile_module, "max_seq_len", lambda config, target: 1 << 16)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "plan-memory" in err and "does not fit the on-chip buffer of 16384" in err and not out.exists()

@@ -140,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
         result.trace.write(args.trace)
     if args.output_dir:
         directory = Path(args.output_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create --output-dir {directory}: {exc.strerror or exc}") from None
         for name, array in {**result.outputs, **result.states}.items():
             _save_npy(directory, name, array)
 

@@ -171,7 +171,8 @@ def check_model_fits(config, target) -> None:
     for what, value, spec, why in (
             ("headdim", config.headdim, ("ssm", "p"), "the ssm.p field"),
             ("d_state", config.d_state, ("ssm", "n"), "the ssm.n field"),
-            ("heads per group (nheads / ngroups)", hpg, ("ssm", "hpg"), "the ssm.hpg field"),
+            ("heads per group (nheads / ngroups)", hpg, ("ssm", "hpg"),
+             "the ssm.h and ssm.hpg fields (the lowering gives an SSM op a whole B/C group)"),
             (widest, rows[widest], ("ssm", "xbc_ld"), "the row pitch fields (lin dst_ld, ssm xbc_ld, ...)")):
         if value > _field_max(*spec):
             raise InputError(f"the model's {what} = {value} does not fit {why}: at most {_field_max(*spec)}")

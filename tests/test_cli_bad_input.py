@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from fastmamba.compiler import cli
 from fastmamba.compiler.cli import main
-from fastmamba.compiler.compile import CompileOptions, check_options, max_seq_len
+from fastmamba.compiler.compile import CompileOptions, check_model_fits, check_options, max_seq_len
 from fastmamba.compiler.config import Mamba2Config
 from fastmamba.isa.errors import InputError
 from fastmamba.isa.fileio import write_atomic
@@ -111,6 +112,27 @@ def test_longest_seq_len_is_stated(models, tmp_path, capsys, no_long_work):
 def test_longest_seq_len_is_bounded_by_the_token_fields():
     big = Mamba2Config(d_model=4, n_layer=1, vocab_size=16, d_state=2, headdim=2)
     assert max_seq_len(big, load_target("vc709")) == (1 << 16) - 1  # lin.m, conv.t, ssm.t are 16 bits
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(d_conv=5), "d_conv=5 does not fit target vc709: its CONV unit takes kernels of 2 .. 4"),
+    (dict(d_conv=1), "d_conv=1 does not fit"),
+    # 512 heads in one group: lower-to-accel would fail with "ssm: field h = 512 outside [0, 255]"
+    (dict(d_model=32, expand=16, headdim=1, d_state=2), "heads per group (nheads / ngroups) = 512 does not fit "
+                                                        "the ssm.h and ssm.hpg fields"),
+    (dict(vocab_size=70000), "vocab_size = 70000 does not fit the row pitch fields"),
+    (dict(d_state=70000), "d_state = 70000 does not fit the ssm.n field: at most 65535"),
+])
+def test_model_dimensions_against_fields_and_target(overrides, words):
+    config = make_config("tiny", **overrides)
+    with pytest.raises(InputError, match=re.escape(words)):
+        check_model_fits(config, load_target("vc709"))
+
+
+def test_the_tiny_models_fit():
+    for name in ("tiny", "groups2", "expand3_k3", "groups4_k2"):
+        check_model_fits(make_config(name), load_target("vc709"))
+        check_model_fits(make_config(name), load_target("small"))
 
 
 def test_check_options_names_each_option():

@@ -185,3 +185,36 @@ def test_a_second_run_does_not_rebuild():
 def test_targets_the_rtl_cannot_build_are_refused_in_one_line():
     with pytest.raises(InputError, match=r"^target vc709: the RTL .*dma_bytes_per_cycle must be a power of two"):
         run_bundles(PRESETS["vc709"], [Bundle((HALT,))], np.zeros(64, np.uint8))
+
+
+def _merged(bundles):
+    """Each store with the load after it in one bundle (the generator's loads write fresh bytes)."""
+    out, i = [], 0
+    while i < len(bundles):
+        if i + 1 < len(bundles) and bundles[i].ops[0].op == "st" and bundles[i + 1].ops[0].op in ("ld", "ldg"):
+            out.append(Bundle(bundles[i].ops + bundles[i + 1].ops, bundles[i + 1].delay))
+            i += 2
+        else:
+            out.append(bundles[i])
+            i += 1
+    return out
+
+
+def test_load_and_store_in_one_bundle():
+    merged = 0
+    for seed in range(0, N_RANDOM, 2):
+        bundles, image = random_dma_program(seed, SMALL)
+        both = _merged(bundles)
+        merged += len(bundles) - len(both)
+        sim_ddr, sim_stats = run_sim(SMALL, both, image)
+        rtl_ddr, rtl_stats = run_rtl(SMALL, both, image)
+        assert np.array_equal(sim_ddr, rtl_ddr) and not compare_stats(sim_stats, rtl_stats), seed
+    assert merged > 50
+
+
+def test_hazard_between_the_ops_of_one_bundle():
+    bundles = [Bundle((_ld(0, 0, 2, 16, 1), _st(2048, 8, 1, 16, 2))), Bundle((WAIT1,)),
+               Bundle((Instruction("ctl.wait", {"sem": 2, "count": 1}),)), Bundle((HALT,))]
+    sim, rtl = _both_fail(bundles)
+    assert sim.startswith("bundle 0, slot ST") and "RAW hazard" in sim
+    assert rtl.startswith("RTL: bundle 0, slot ST") and "RAW hazard" in rtl and "(bundle 0, slot LD)" in rtl

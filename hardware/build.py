@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -171,6 +172,7 @@ def library(target, imem_words: int, timings: dict | None = None) -> Path:
         _run(["g++", "-O2", "-fPIC", "-shared", "-std=c++17", *inc, *map(str, sorted(HARNESS_DIR.glob("*.cpp"))),
               str(obj / f"V{TOP}__ALL.a"), str(runtime), "-o", str(tmp), "-pthread"], out, "link the harness")
         os.replace(tmp, lib)
+        shutil.rmtree(obj, ignore_errors=True)  # the generated C++ and objects (~150 MB): the library is linked
         if timings is not None:
             timings["compile_s"] = time.perf_counter() - start
     return lib

@@ -43,11 +43,9 @@ OUT_TYPES = _LIN["out"].values  # ("i32", "f32")
 
 def lin_latency(target) -> int:
     """The LIN unit's pipeline depth: what the target's lin_latency must be."""
-    probe = HadamardRequant(target)
-    probe._MustUse__silence = True  # built only to read its LATENCY
     # the op's last beat reads in the occupancy's last cycle; its result lands a buffer read, the three
     # datapaths and a write later
-    return (1 + probe.LATENCY + MacArray.LATENCY + LinRescale.LATENCY + 1) - 1
+    return (1 + HadamardRequant.latency(target) + MacArray.LATENCY + LinRescale.LATENCY + 1) - 1
 
 
 def check(target, word_bytes: int) -> None:

@@ -304,6 +304,86 @@ def ssm_scan(x, B, C, dt_raw, A, D, dt_bias, state, *, hpg: int, dt_frac: int, a
 
 
 # ---------------------------------------------------------------------------
+# VEC's exp and log1p: binary32 operations and fixed tables only (docs/NUMERICS.md §6).
+# ---------------------------------------------------------------------------
+# e^-a (a >= 0) = 2^y, y = -a * log2(e): y * 32 = n + r (n = rint, |r| <= 1/2), 2^y = 2^u * 2^(k/32) * 2^(r/32)
+# with n = 32u + k, 2^(r/32) by the second-order Taylor polynomial 1 + r (E1 + r E2).
+VEC_EXP_SEGMENTS = 32
+VEC_LOG2E = np.uint32(0x3FB8AA3B).view(np.float32)  # binary32(log2 e) = 1.44269502
+VEC_EXP_Y_MIN = np.float32(-160.0)  # y is clamped here: 2^-160 underflows to 0 whatever the table gives
+VEC_EXP_E1 = np.float32(np.log(2.0) / 32)  # 0x3CB17218
+VEC_EXP_E2 = np.float32((np.log(2.0) / 32) ** 2 / 2)  # 0x3975FDF0
+# log1p(q), 0 <= q <= 1: j = min(floor(32 q), 31), r = (q - j/32) * R[j],
+# log1p(q) = L[j] + r (1 + r (-1/2 + r (1/3 - r/4))).
+VEC_LOG_SEGMENTS = 32
+VEC_LOG_C3 = np.float32(1.0 / 3.0)  # 0x3EAAAAAB
+# silu and softplus of a NaN: the NaN with its quiet bit set (§6 NaN bits)
+_QUIET_BIT = np.uint32(0x00400000)
+
+
+def _binary32_table(values: np.ndarray) -> np.ndarray:
+    t = values.astype(np.float32)
+    t.setflags(write=False)
+    return t
+
+
+VEC_EXP_TABLE = _binary32_table(np.exp2(np.arange(VEC_EXP_SEGMENTS) / VEC_EXP_SEGMENTS))  # 2^(k/32)
+VEC_LOG_TABLE = _binary32_table(np.log1p(np.arange(VEC_LOG_SEGMENTS) / VEC_LOG_SEGMENTS))  # log1p(j/32)
+VEC_RECIP_TABLE = _binary32_table(1.0 / (1.0 + np.arange(VEC_LOG_SEGMENTS) / VEC_LOG_SEGMENTS))  # 1/(1 + j/32)
+
+
+def vec_exp_neg(a) -> np.ndarray:
+    """e^-a for binary32 a >= 0 (+inf included; not NaN), in binary32 steps (docs/NUMERICS.md §6)."""
+    a = np.asarray(a, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        y = np.maximum(-a * VEC_LOG2E, VEC_EXP_Y_MIN)  # one rounding; -inf -> -160
+        w = y * np.float32(VEC_EXP_SEGMENTS)  # exact
+        n = np.rint(w)  # nearest integer, ties to even (exact)
+        r = w - n  # exact, |r| <= 1/2
+        ni = n.astype(np.int32)
+        u = ni >> np.int32(5)  # floor(n / 32)
+        k = ni & np.int32(VEC_EXP_SEGMENTS - 1)
+        p = np.float32(1.0) + r * (VEC_EXP_E1 + r * VEC_EXP_E2)
+        return np.ldexp(VEC_EXP_TABLE[k] * p, u).astype(np.float32)
+
+
+def vec_log1p(q) -> np.ndarray:
+    """log1p(q) for binary32 0 <= q <= 1, in binary32 steps (docs/NUMERICS.md §6)."""
+    q = np.asarray(q, dtype=np.float32)
+    j = np.minimum(np.floor(q * np.float32(VEC_LOG_SEGMENTS)), np.float32(VEC_LOG_SEGMENTS - 1)).astype(np.int32)
+    r = (q - j.astype(np.float32) / np.float32(VEC_LOG_SEGMENTS)) * VEC_RECIP_TABLE[j]
+    p = r * (np.float32(1.0) + r * (np.float32(-0.5) + r * (VEC_LOG_C3 + r * np.float32(-0.25))))
+    return VEC_LOG_TABLE[j] + p
+
+
+def _quiet_nan_where(x: np.ndarray, result: np.ndarray) -> np.ndarray:
+    nan = np.isnan(x)
+    if not nan.any():
+        return result
+    return np.where(nan, (x.view(np.uint32) | _QUIET_BIT).view(np.float32), result)
+
+
+def silu(x) -> np.ndarray:
+    """x / (1 + e^-x) for x >= 0, x e^x / (1 + e^x) for x < 0, e^-|x| by vec_exp_neg (binary32 steps, §6)."""
+    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        e = vec_exp_neg(np.where(np.isnan(x), np.float32(0), np.abs(x)))
+        num = np.where(x < 0, x * e, x)
+        y = num / (np.float32(1.0) + e)
+        y = np.where(x == -np.inf, np.float32(-0.0), y)
+    return _quiet_nan_where(x, y.astype(np.float32))
+
+
+def softplus(x) -> np.ndarray:
+    """x for x > 20, else max(x, 0) + log1p(e^-|x|) (binary32 steps, §6)."""
+    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        g = vec_log1p(vec_exp_neg(np.where(np.isnan(x), np.float32(0), np.abs(x))))
+        y = np.where(x > SOFTPLUS_THRESHOLD, x, np.where(x > 0, x, np.float32(0)) + g)
+    return _quiet_nan_where(x, y.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------
 # VEC: the floating-point group (IEEE binary32, every step rounded to binary32).
 # ---------------------------------------------------------------------------
 def dequant(a, exp: int) -> np.ndarray:
@@ -313,20 +393,6 @@ def dequant(a, exp: int) -> np.ndarray:
         return a.astype(np.float32)
     with np.errstate(all="ignore"):  # IEEE: overflow gives +-inf, tiny values round
         return np.ldexp(a.astype(np.float32), np.int32(exp)).astype(np.float32)
-
-
-def silu(x) -> np.ndarray:
-    """x / (1 + exp(-x)) evaluated in float64, rounded once to binary32."""
-    x64 = np.asarray(x, dtype=np.float64)
-    with np.errstate(over="ignore"):
-        return (x64 / (1.0 + np.exp(-x64))).astype(np.float32)
-
-
-def softplus(x) -> np.ndarray:
-    """log1p(exp(x)) evaluated in float64, rounded once to binary32; x itself for x > 20."""
-    x = np.asarray(x, dtype=np.float32)
-    x64 = np.minimum(x.astype(np.float64), SOFTPLUS_THRESHOLD)
-    return np.where(x > SOFTPLUS_THRESHOLD, x, np.log1p(np.exp(x64)).astype(np.float32))
 
 
 def rmsnorm(x, group: int, eps: float) -> np.ndarray:
@@ -422,6 +488,24 @@ def approximation_errors(frac: int = 12, segments: int = 8, bits: int = 16, poin
     return report
 
 
+VEC_ERROR_RANGES = {"silu": ((-20.0, 20.0), (-87.0, 0.0), (0.0, 88.0)),
+                    "softplus": ((-20.0, 20.0), (-87.0, 0.0), (0.0, 30.0))}
+
+
+def vec_approximation_errors(points: int = 400_001) -> dict:
+    """Max abs / rel errors of VEC's silu and softplus against float64 np.exp / np.log1p, on binary32 grids."""
+    report = {}
+    for name, fn in (("silu", silu), ("softplus", softplus)):
+        for lo, hi in VEC_ERROR_RANGES[name]:
+            x = np.linspace(lo, hi, points).astype(np.float32)
+            x = x[x != 0]
+            x64 = x.astype(np.float64)
+            ref = x64 / (1.0 + np.exp(-x64)) if name == "silu" else np.where(x64 > 20, x64, np.log1p(np.exp(x64)))
+            err = np.abs(fn(x).astype(np.float64) - ref)
+            report[f"{name} [{lo:g}, {hi:g}]"] = (float(err.max()), float((err / np.abs(ref)).max()))
+    return report
+
+
 def _main() -> None:
     from fastmamba.isa.target import load_target
 
@@ -433,6 +517,10 @@ def _main() -> None:
         print(f"fraction bits {frac}:")
         for name, (abs_err, rel_err) in approximation_errors(frac, segments, bits).items():
             print(f"  {name:22s} max abs {abs_err:.3e}  max rel {rel_err:.3e}")
+    print(f"VEC (binary32 steps, {VEC_EXP_SEGMENTS}-entry 2^(k/32) and {VEC_LOG_SEGMENTS}-entry log1p tables)"
+          " against float64 np.exp / np.log1p:")
+    for name, (abs_err, rel_err) in vec_approximation_errors().items():
+        print(f"  {name:22s} max abs {abs_err:.3e}  max rel {rel_err:.3e}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ Hadamard."""
 
 from __future__ import annotations
 
+import decimal
 import math
 from fractions import Fraction
 
@@ -11,6 +12,8 @@ import pytest
 
 from fastmamba.isa import numerics as nm
 from fastmamba.isa.target import load_target
+
+import vec_reference as vr
 
 TARGET = load_target("vc709")
 S, BITS = TARGET.nla_segments, TARGET.nla_bits
@@ -212,17 +215,97 @@ def test_rmsnorm_sequential_binary32_sum():
                 assert got[r, g * 16 + c] == np.float32(x[r, g * 16 + c] * inv)
 
 
-def test_silu_softplus_rounded_once_from_float64():
-    xs = np.array([-1000.0, -30.0, -1.0, 0.0, 0.5, 3.0, 19.9, 20.0, 20.5, 1e30], dtype=np.float32)
-    silu = nm.silu(xs)
-    for x, y in zip(xs, silu):
-        xd = float(x)
-        ref = xd / (1.0 + math.exp(-xd)) if xd > -700 else -0.0
-        assert y == np.float32(ref)
-    sp = nm.softplus(xs)
-    for x, y in zip(xs, sp):
-        xd = float(x)
-        assert y == (x if xd > 20 else np.float32(math.log1p(math.exp(xd))))
+def _nearest_binary32(value: Fraction, got: np.float32) -> bool:
+    """Whether `got` is a binary32 nearest to the real `value` (no neighbour is strictly closer)."""
+    err = abs(Fraction(float(got)) - value)
+    return all(abs(Fraction(float(n)) - value) >= err
+               for n in (np.nextafter(got, np.float32(np.inf)), np.nextafter(got, np.float32(-np.inf))))
+
+
+def test_vec_tables_and_constants_are_correctly_rounded():
+    """§6's tables and constants against 60-digit decimal values: each is the binary32 nearest its real value."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        ln2 = decimal.Decimal(2).ln()
+        for k in range(32):
+            assert _nearest_binary32(Fraction((ln2 * k / 32).exp()), nm.VEC_EXP_TABLE[k]), k
+            assert _nearest_binary32(Fraction((1 + decimal.Decimal(k) / 32).ln()), nm.VEC_LOG_TABLE[k]), k
+            assert _nearest_binary32(Fraction(32, 32 + k), nm.VEC_RECIP_TABLE[k]), k
+        assert _nearest_binary32(Fraction(1 / ln2), nm.VEC_LOG2E)
+        assert _nearest_binary32(Fraction(ln2 / 32), nm.VEC_EXP_E1)
+        assert _nearest_binary32(Fraction((ln2 / 32) ** 2 / 2), nm.VEC_EXP_E2)
+        assert _nearest_binary32(Fraction(1, 3), nm.VEC_LOG_C3)
+
+
+def _bits(v) -> list[int]:
+    return np.asarray(v, np.float32).view(np.uint32).ravel().tolist()
+
+
+# (x, silu(x), softplus(x)) as binary32 bit patterns, worked by hand from §6 (its worked examples) and IEEE rules.
+DIRECTED = [
+    (0x00000000, 0x00000000, 0x3F317218),  # +0: 0 / 2; L(E(0)) = L(1) = Lt[31] + ... = ln 2
+    (0x80000000, 0x80000000, 0x3F317218),  # -0: -0 / 2; max(-0, +0) taken as +0
+    (0x3F800000, 0x3F3B26A8, 0x3FA818F6),  # 1
+    (0xBF800000, 0xBE89B2B1, 0x3EA063D6),  # -1
+    (0x00000001, 0x00000000, 0x3F317218),  # the smallest subnormal: x / 2 rounds to even (0)
+    (0x80000001, 0x80000000, 0x3F317218),
+    (0x00000002, 0x00000001, 0x3F317218),  # 2^-148 / 2 = 2^-149 exactly
+    (0x41A00000, 0x41A00000, 0x41A00000),  # 20: still the formula, 20 + 2.06e-9 rounds to 20
+    (0x41A00001, 0x41A00001, 0x41A00001),  # just above 20: x itself
+    (0xC1A00000, 0xB3310D40, 0x310DA433),  # -20
+    (0xC2C80000, 0x80000A8C, 0x0000001B),  # -100: subnormal results
+    (0xC47A0000, 0x80000000, 0x00000000),  # -1000: E = +0
+    (0x7F800000, 0x7F800000, 0x7F800000),  # +inf
+    (0xFF800000, 0x80000000, 0x00000000),  # -inf: silu -0 by definition, softplus +0 + L(0)
+    (0x7F7FFFFF, 0x7F7FFFFF, 0x7F7FFFFF),  # the largest binary32: x / 1, and x > 20
+    (0xFF7FFFFF, 0x80000000, 0x00000000),  # its negative: E(+max) = +0
+    (0x7FA00001, 0x7FE00001, 0x7FE00001),  # a signaling NaN with a payload: quieted, payload kept
+    (0xFFC00005, 0xFFC00005, 0xFFC00005),  # a negative quiet NaN: itself
+]
+
+
+def test_silu_softplus_directed_values_worked_by_hand():
+    x = np.array([d[0] for d in DIRECTED], np.uint32).view(np.float32)
+    got_silu, got_sp = _bits(nm.silu(x)), _bits(nm.softplus(x))
+    for (xb, silu_b, sp_b), gs, gp in zip(DIRECTED, got_silu, got_sp):
+        assert (gs, gp) == (silu_b, sp_b), (hex(xb), hex(gs), hex(gp))
+
+
+def test_vec_exp_and_log1p_steps():
+    """E and L of §6 at their segment and range boundaries, with values that follow from the steps alone."""
+    assert _bits(nm.vec_exp_neg(np.array([0.0, np.inf, 200.0, 1e30], np.float32))) == [0x3F800000, 0, 0, 0]
+    # the table points: L(j/32) = Lt[j] (d = 0, r = 0); L(1) uses segment 31: d = 1/32
+    j = np.arange(32, dtype=np.float32)
+    assert _bits(nm.vec_log1p(j / np.float32(32))) == _bits(nm.VEC_LOG_TABLE)
+    assert _bits(nm.vec_log1p(np.float32(1.0))) == [0x3F317218]
+    # y = -149 exactly (a = 149 / LOG2E rounded so that a * LOG2E rounds to 149 is found by search): E = 2^-149
+    a = np.float32(149.0) / nm.VEC_LOG2E
+    while np.float32(a * nm.VEC_LOG2E) != np.float32(149.0):
+        a = np.nextafter(a, np.float32(np.inf) if np.float32(a * nm.VEC_LOG2E) < 149 else np.float32(0))
+    assert _bits(nm.vec_exp_neg(a)) == [0x00000001]
+    # E(1) step by step (§6's worked example)
+    assert _bits(nm.vec_exp_neg(np.float32(1.0))) == [0x3EBC5AB2]
+
+
+def test_silu_softplus_equal_a_scalar_reading_of_the_doc():
+    """20,000 random bit patterns and values against tests/vec_reference.py (Python floats rounded by struct)."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.integers(0, 1 << 32, 10_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+                        rng.uniform(-110, 30, 10_000).astype(np.float32)])
+    x = x[~np.isnan(x)]
+    for v, s, p in zip(x.tolist(), nm.silu(x).tolist(), nm.softplus(x).tolist()):
+        assert vr.bits(vr.silu(v)) == vr.bits(s) and vr.bits(vr.softplus(v)) == vr.bits(p), v
+
+
+@pytest.mark.parametrize("name,lo,hi,max_rel", [("silu", -20, 20, 2e-6), ("silu", -87, 0, 6e-6),
+                                                ("softplus", -20, 20, 2e-6), ("softplus", -87, 0, 6e-6)])
+def test_silu_softplus_close_to_float64(name, lo, hi, max_rel):
+    x = np.linspace(lo, hi, 100_001).astype(np.float32)
+    x = x[x != 0]
+    x64 = x.astype(np.float64)
+    ref = x64 / (1 + np.exp(-x64)) if name == "silu" else np.log1p(np.exp(x64))
+    got = getattr(nm, name)(x).astype(np.float64)
+    assert np.max(np.abs(got - ref) / np.abs(ref)) < max_rel
 
 
 def test_argmax_first_of_ties():

@@ -54,6 +54,51 @@ def test_vec_examples():
                                                                            np.float32(1.1313709)]]
     assert fixed.silu_f32(np.array([1.0])).tolist() == [np.float32(0.7310586)]
     assert fixed.softplus_f32(np.array([0.0, 25.0], np.float32)).tolist() == [np.float32(0.6931472), 25.0]
+    # §6's worked examples, bit for bit: silu(-1), softplus(+-1), silu/softplus(-100), and a quieted NaN
+    x = np.array([0xBF800000, 0x3F800000, 0xC2C80000, 0x7FA00001], np.uint32).view(np.float32)
+    assert fixed.silu_f32(x).view(np.uint32).tolist() == [0xBE89B2B1, 0x3F3B26A8, 0x80000A8C, 0x7FE00001]
+    assert fixed.softplus_f32(x).view(np.uint32).tolist() == [0x3EA063D6, 0x3FA818F6, 0x0000001B, 0x7FE00001]
+
+
+def _silu_softplus_inputs() -> np.ndarray:
+    """About 1.2M binary32 inputs: random bit patterns, random values where the functions bend, and structured
+    ones: every exponent with edge mantissas, the neighbours of the x > 20 switch, of E's segment points
+    (32 y = n, n + 1/2) and of L's (q = j/32), and the special values."""
+    rng = np.random.default_rng(12)
+    parts = [rng.integers(0, 1 << 32, 500_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+             rng.uniform(-120, 30, 400_000).astype(np.float32),
+             rng.standard_normal(100_000).astype(np.float32)]
+    exps = np.arange(256, dtype=np.uint32) << np.uint32(23)
+    mants = np.array([0, 1, 2, 0x400000, 0x7FFFFE, 0x7FFFFF], np.uint32)
+    edge = (exps[:, None] | mants[None, :]).ravel()
+    parts.append(np.concatenate([edge, edge | np.uint32(1 << 31)]).view(np.float32))
+    # x with |x| * log2e near (n + {0, 1/2}) / 32, n up to 160 * 32; and x = -ln(1 + ...) hitting q near j/32
+    grid = (np.arange(0, 160 * 64 + 1, dtype=np.float64) / 64) / np.log2(np.e)
+    q = np.arange(1, 33, dtype=np.float64) / 32
+    centres = np.concatenate([grid, -np.log(q)]).astype(np.float32)
+    near = [centres]
+    for _ in range(3):
+        near.append(np.nextafter(near[-1], np.float32(np.inf)))
+    near.append(np.nextafter(centres, np.float32(0)))
+    around = np.concatenate(near)
+    parts += [around, -around, np.array([20.0, 19.999998, 20.000002, -20.0, 0.0, -0.0, np.inf, -np.inf], np.float32)]
+    nans = np.array([0x7FC00000, 0x7F800001, 0xFFBFFFFF, 0x7FA00001], np.uint32).view(np.float32)
+    return np.concatenate(parts + [nans])
+
+
+def test_silu_softplus_bit_exact_with_isa_numerics_on_a_million_inputs():
+    x = _silu_softplus_inputs()
+    assert x.size > 1_000_000
+    for golden, sim in ((fixed.silu_f32, numerics.silu), (fixed.softplus_f32, numerics.softplus)):
+        g, s = golden(x).view(np.uint32), sim(x).view(np.uint32)
+        bad = np.flatnonzero(g != s)
+        assert bad.size == 0, (golden.__name__, x[bad[:5]], g[bad[:5]], s[bad[:5]])
+
+
+def test_silu_softplus_use_no_float64():
+    """§6: binary32 steps only; the golden model's functions never form a float64 array."""
+    for fn in (fixed.silu_f32, fixed.softplus_f32, fixed.exp_neg_f32, fixed.log1p_f32):
+        assert "float64" not in inspect.getsource(fn) and "astype(np.float64" not in inspect.getsource(fn)
 
 
 def test_agrees_with_isa_numerics_on_random_operands():

@@ -279,17 +279,78 @@ def dequant(a, exp: int) -> np.ndarray:
     return np.ldexp(a.astype(np.float32), np.int32(exp)).astype(np.float32)
 
 
+def _f32_hex(words: str) -> np.ndarray:
+    """Binary32 constants from their bit patterns (the hex words of docs/NUMERICS.md §6)."""
+    return np.array([int(w, 16) for w in words.split()], np.uint32).view(np.float32)
+
+
+# §6's tables, copied from the document: 2^(k/32), log1p(j/32), 1/(1 + j/32) for k, j = 0..31.
+EXP2_32 = _f32_hex("""
+    3F800000 3F82CD87 3F85AAC3 3F88980F 3F8B95C2 3F8EA43A 3F91C3D3 3F94F4F0 3F9837F0 3F9B8D3A 3F9EF532 3FA27043
+    3FA5FED7 3FA9A15B 3FAD583F 3FB123F6 3FB504F3 3FB8FBAF 3FBD08A4 3FC12C4D 3FC5672A 3FC9B9BE 3FCE248C 3FD2A81E
+    3FD744FD 3FDBFBB8 3FE0CCDF 3FE5B907 3FEAC0C7 3FEFE4BA 3FF5257D 3FFA83B3""")
+LOG1P_32 = _f32_hex("""
+    00000000 3CFC14D8 3D785186 3DB78694 3DF1383B 3E14AA98 3E2FF984 3E4A92D5 3E647FBE 3E7DC8C3 3E8B3AE5 3E974716
+    3EA30C5E 3EAE8DEE 3EB9CEC0 3EC4D19C 3ECF991F 3EDA27BC 3EE47FBE 3EEEA350 3EF8947B 3F012A95 3F05F397 3F0AA61F
+    3F0F42FB 3F13CAF1 3F183EBA 3F1C9F07 3F20EC7F 3F2527C3 3F295169 3F2D6A02""")
+RECIP_32 = _f32_hex("""
+    3F800000 3F783E10 3F70F0F1 3F6A0EA1 3F638E39 3F5D67C9 3F579436 3F520D21 3F4CCCCD 3F47CE0C 3F430C31 3F3E82FA
+    3F3A2E8C 3F360B61 3F321643 3F2E4C41 3F2AAAAB 3F272F05 3F23D70A 3F20A0A1 3F1D89D9 3F1A90E8 3F17B426 3F14F209
+    3F124925 3F0FB824 3F0D3DCB 3F0AD8F3 3F088889 3F064B8A 3F042108 3F020821""")
+LOG2E_F32, EXP_C1, EXP_C2, THIRD_F32 = _f32_hex("3FB8AA3B 3CB17218 3975FDF0 3EAAAAAB")
+
+
+def exp_neg_f32(a: np.ndarray) -> np.ndarray:
+    """e^-a for binary32 a in [0, +inf]: y = max(-a * log2e, -160); 32y = n + r; n = 32u + k;
+    2^u * (2^(k/32) * (1 + r (c1 + r c2)))."""
+    f = np.float32
+    y = np.maximum(np.negative(a, dtype=f) * LOG2E_F32, f(-160))
+    y32 = y * f(32)
+    n = np.rint(y32)
+    r = y32 - n
+    k = np.mod(n, f(32)).astype(np.int64)
+    u = np.floor(n / f(32)).astype(np.int32)  # n / 32 is exact, so its floor is u
+    poly = f(1) + r * (EXP_C1 + r * EXP_C2)
+    return np.ldexp(EXP2_32[k] * poly, u).astype(f)
+
+
+def log1p_f32(q: np.ndarray) -> np.ndarray:
+    """log1p(q) for binary32 q in [0, 1]: j = min(floor(32q), 31), r = (q - j/32) * R[j],
+    L[j] + r (1 + r (-1/2 + r (1/3 + r (-1/4))))."""
+    f = np.float32
+    jf = np.minimum(np.floor(q * f(32)), f(31))
+    j = jf.astype(np.int64)
+    r = (q - jf * f(1 / 32)) * RECIP_32[j]
+    s = THIRD_F32 + r * f(-0.25)
+    s = f(-0.5) + r * s
+    s = f(1) + r * s
+    return LOG1P_32[j] + r * s
+
+
+def _nan_quieted(x32: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """y, with x's NaNs where x is NaN (quiet bit 22 set, sign and payload kept)."""
+    quiet = (x32.view(np.uint32) | np.uint32(1 << 22)).view(np.float32)
+    return np.where(x32 != x32, quiet, y)
+
+
 def silu_f32(x: np.ndarray) -> np.ndarray:
-    x64 = np.asarray(x, np.float32).astype(np.float64)
-    return (x64 / (1.0 + np.exp(-x64))).astype(np.float32)
+    """q = e^-|x|; x / (1 + q) for x >= 0, (x q) / (1 + q) for x < 0; silu(-inf) = -0."""
+    x32 = np.asarray(x, np.float32)
+    with np.errstate(all="ignore"):
+        q = exp_neg_f32(np.where(x32 != x32, np.float32(0), np.abs(x32)))
+        neg = x32 < 0
+        y = np.where(neg, x32 * q, x32) / (np.float32(1) + q)
+        y = np.where(np.isneginf(x32), np.float32(-0.0), y)
+    return _nan_quieted(x32, y)
 
 
 def softplus_f32(x: np.ndarray) -> np.ndarray:
+    """x for x > 20, else max(x, +0) + log1p(e^-|x|)."""
     x32 = np.asarray(x, np.float32)
-    x64 = x32.astype(np.float64)
-    with np.errstate(over="ignore"):
-        sp = np.log1p(np.exp(x64)).astype(np.float32)
-    return np.where(x32 > 20, x32, sp)
+    with np.errstate(all="ignore"):
+        tail = log1p_f32(exp_neg_f32(np.where(x32 != x32, np.float32(0), np.abs(x32))))
+        y = np.where(x32 > 20, x32, np.maximum(x32, np.float32(0)) + tail)
+    return _nan_quieted(x32, y.astype(np.float32))
 
 
 def rmsnorm_f32(x: np.ndarray, group: int, eps: float) -> np.ndarray:

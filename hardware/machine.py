@@ -557,8 +557,9 @@ class Machine(wiring.Component):
             if slot in self.units:
                 unit = units_built[slot]
                 m.d.sync += counters[f"busy_{slot}"].eq(counters[f"busy_{slot}"] + unit.busy_cycle)
-                with m.If(unit_start[slot]):
-                    m.d.sync += counters["macs"].eq(counters["macs"] + unit.macs_of_op)
+        # the MACs of every compute op issued this cycle (LIN and CONV may issue in one bundle)
+        new_macs = sum((Mux(unit_start[slot], units_built[slot].macs_of_op, 0) for slot in units_built), Const(0, 64))
+        m.d.sync += counters["macs"].eq(counters["macs"] + new_macs)
         # ---------------- control sequencing ----------------
         any_inflight = (ent_valid != 0) | (q_count != 0) | ch_active | a_valid
         with m.If(self.start):

@@ -93,3 +93,32 @@ def test_example_ssm_is_refused():
     rtl.load(binary)
     with pytest.raises(InputError, match="not implemented in the RTL yet: ssm"):
         rtl.run(binary.programs[0].name)
+
+
+def test_lin_and_conv_in_one_bundle_with_a_load():
+    """Both compute units and the DMA busy at once: one bundle issues a lin, a conv and a prefetch load."""
+    from fastmamba.isa.instructions import Instruction
+
+    rng = np.random.default_rng(7)
+    image = np.zeros(1 << 15, np.uint8)
+    image[:0x2000] = rng.integers(0, 256, 0x2000, dtype=np.uint8)
+    image[0x1800:0x1810] = 0  # conv state rows: small values
+    ld = [Instruction("ld", dict(buf=0, ddr=0, rows=1, row_bytes=0x1800, ddr_stride=0x1800, buf_stride=0x1800,
+                                 sem=1))]
+    lin = Instruction("lin", dict(dst=0x2000, src=0x0, wgt=0x100, scale=0x200, m=2, k=16, n=5, src_ld=16, dst_ld=5,
+                                  src_type="i8", hlog2=2, qmul=5, qshift=3, acc=0, out="f32"))
+    conv = Instruction("conv", dict(dst=0x2100, src=0x400, state=0x500, wgt=0x600, bias=0x700, t=3, c=6, kw=3,
+                                    src_ld=6, dst_ld=6, shift=9, out_type="i32", upd=1))
+    pre = Instruction("ld", dict(buf=0x3000, ddr=0x1000, rows=4, row_bytes=40, ddr_stride=48, buf_stride=40, sem=2))
+    delay = max(costs.duration(lin, SMALL), costs.duration(conv, SMALL), costs.duration(pre, SMALL)) - 1
+    st = Instruction("st", dict(ddr=0x3000, buf=0x2000, rows=1, row_bytes=0x1100, ddr_stride=0x1100,
+                                buf_stride=0x1100, sem=3))
+    st2 = Instruction("st", dict(ddr=0x2000, buf=0x3000, rows=4, row_bytes=40, ddr_stride=40, buf_stride=40, sem=3))
+    bundles = [Bundle(tuple(ld)), Bundle((Instruction("ctl.wait", {"sem": 1, "count": 1}),)),
+               Bundle((pre, lin, conv), delay), Bundle((Instruction("ctl.wait", {"sem": 2, "count": 1}),)),
+               Bundle((st,)), Bundle((st2,)), Bundle((Instruction("ctl.wait", {"sem": 3, "count": 2}),)),
+               Bundle((Instruction("ctl.halt", {}),))]
+    sim_ddr, sim_stats = run_sim(SMALL, bundles, image)
+    rtl_ddr, rtl_stats = run_rtl(SMALL, bundles, image)
+    assert np.array_equal(sim_ddr, rtl_ddr) and not compare_stats(sim_stats, rtl_stats)
+    assert sim_stats.ops_per_unit["LIN"] == sim_stats.ops_per_unit["CONV"] == 1

@@ -25,10 +25,11 @@ from typing import Mapping
 
 import numpy as np
 
-from fastmamba.isa.container import TENSOR_DTYPES, Binary, Program, TensorDesc, read_fmb
+from fastmamba.isa.container import Binary
 from fastmamba.isa.encoding import encode_bundles
 from fastmamba.isa.errors import FastmambaError, InputError
 from fastmamba.isa.formatting import format_instruction
+from fastmamba.isa.host import initial_ddr, load_binary, read_results
 from fastmamba.isa.instructions import SLOTS
 
 from fastmamba.hardware import build
@@ -37,7 +38,6 @@ from fastmamba.hardware.regions import region_forms, flag_fields
 
 UNITS = tuple(s for s in SLOTS if s != "CTL")
 STALL_CAUSES = ("semaphore", "structural", "dma_queue")
-WRITABLE_ROLES = ("input", "state")
 IMEM_WORDS = 16384
 DEFAULT_MAX_CYCLES = 200_000_000
 
@@ -100,23 +100,6 @@ class RtlRunResult:
     states: dict
     stats: RtlStats
     trace: None = None
-
-
-def _np_dtype(dtype: str) -> np.dtype:
-    return np.dtype(TENSOR_DTYPES[dtype][1])
-
-
-def _check_input(prog: Program, name: str, value) -> tuple[TensorDesc, np.ndarray]:
-    desc = next((t for t in prog.tensors if t.name == name), None)
-    if desc is None or desc.role not in WRITABLE_ROLES:
-        writable = [t.name for t in prog.tensors if t.role in WRITABLE_ROLES]
-        raise InputError(f"program {prog.name} has no input or state {name!r} (has: {', '.join(writable) or 'none'})")
-    array = np.asarray(value)
-    want = _np_dtype(desc.dtype)
-    if array.dtype.newbyteorder("=") != want.newbyteorder("=") or array.shape != desc.shape:
-        raise InputError(f"program {prog.name}: {desc.role} {name!r} must be {desc.dtype} {desc.shape}, "
-                         f"got {array.dtype.name} {array.shape}")
-    return desc, array
 
 
 class _Library:
@@ -236,13 +219,7 @@ class RtlBackend:
         self._binary: Binary | None = None
 
     def load(self, binary: Binary | str | os.PathLike) -> None:
-        if not isinstance(binary, Binary):
-            binary = read_fmb(binary)
-        want = self.target.digest()
-        if binary.target_digest != want:
-            raise InputError(f"the binary was built for another target (digest {binary.target_digest.hex()[:16]}…); "
-                             f"the chosen target {getattr(self.target, 'name', '')} has digest {want.hex()[:16]}…")
-        self._binary = binary
+        self._binary = load_binary(binary, self.target)
 
     @property
     def binary(self) -> Binary:
@@ -256,17 +233,7 @@ class RtlBackend:
             raise InputError("the RTL backend writes no trace (use the simulator's --trace)")
         binary = self.binary
         prog = binary.program(program)
-        checked = [_check_input(prog, name, value) for name, value in (inputs or {}).items()]
-        ddr = np.zeros(prog.ddr_size, np.uint8)
-        ddr[:len(binary.const_image)] = np.frombuffer(binary.const_image, np.uint8)
-        for desc, array in checked:
-            raw = np.ascontiguousarray(array, dtype=_np_dtype(desc.dtype)).reshape(-1).view(np.uint8)
-            ddr[desc.ddr:desc.ddr + desc.nbytes] = raw
+        ddr = initial_ddr(binary, prog, inputs)
         stats = run_bundles(self.target, prog.bundles, ddr, max_cycles)
-
-        def read(desc: TensorDesc) -> np.ndarray:
-            return ddr[desc.ddr:desc.ddr + desc.nbytes].view(_np_dtype(desc.dtype)).reshape(desc.shape).copy()
-
-        outputs = {t.name: read(t) for t in prog.tensors if t.role == "output"}
-        states = {t.name: read(t) for t in prog.tensors if t.role == "state"}
+        outputs, states = read_results(prog, ddr)
         return RtlRunResult(prog.name, outputs, states, stats)

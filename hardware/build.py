@@ -29,6 +29,7 @@ from pathlib import Path
 
 import amaranth
 
+from fastmamba.isa import instructions
 from fastmamba.isa.errors import FastmambaError
 
 HERE = Path(__file__).resolve().parent
@@ -78,11 +79,13 @@ def _run(cmd, cwd: Path, step: str) -> None:
 
 
 def _sources_digest() -> str:
+    """The hardware modules that shape the Verilog and isa/ (the instruction table the decoder and units are
+    generated from, the costs and regions they follow), with amaranth's version."""
     h = hashlib.sha256(amaranth.__version__.encode())
-    for path in sorted(HERE.glob("*.py")):
-        if path.name in NOT_RTL:
-            continue
-        h.update(path.name.encode())
+    isa_dir = Path(instructions.__file__).resolve().parent
+    paths = [p for p in sorted(HERE.glob("*.py")) if p.name not in NOT_RTL] + sorted(isa_dir.glob("*.py"))
+    for path in paths:
+        h.update(f"{path.parent.name}/{path.name}".encode())
         h.update(path.read_bytes())
     return h.hexdigest()
 

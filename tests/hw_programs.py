@@ -143,6 +143,27 @@ def compare_stats(sim, rtl) -> list[str]:
     return [k for k in a if a[k] != b.get(k)]
 
 
+def compare_random_programs(generate, target, count: int) -> int:
+    """Run `count` programs `generate(seed, target)` on the simulator and the RTL; assert equal DDR images
+    (byte for byte) and equal counters, and that the RTL saw `done` one cycle after the last completion.
+    Returns the programs' total cycles."""
+    differ = []
+    total_cycles = 0
+    for seed in range(count):
+        bundles, image = generate(seed, target)
+        sim_ddr, sim_stats = run_sim(target, bundles, image)
+        rtl_ddr, rtl_stats = run_rtl(target, bundles, image)
+        bad = np.flatnonzero(sim_ddr != rtl_ddr)
+        assert bad.size == 0, f"seed {seed}: {bad.size} DDR bytes differ, first at {bad[0]:#x}"
+        keys = compare_stats(sim_stats, rtl_stats)
+        if keys:
+            differ.append((seed, {k: (sim_stats.to_dict()[k], rtl_stats.to_dict()[k]) for k in keys}))
+        assert rtl_stats.rtl_cycles == rtl_stats.cycles + 1, seed  # the cycle that sees `done`
+        total_cycles += sim_stats.cycles
+    assert not differ, differ[:3]
+    return total_cycles
+
+
 def _f32_bits(values) -> np.ndarray:
     return np.asarray(values, "<f4").view(np.uint8)
 

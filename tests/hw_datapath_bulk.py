@@ -13,7 +13,7 @@ Ports of any width travel as uint32 words (`pack`, `unpack`); the component
 is free-running, with an input and an output valid.
 
 Also the structured binary32 and int32 operand sets the tests and the
-benchmark share (`f32_pairs`, `i32_values`).
+benchmark share (`f32_pairs`, `f32_add_pairs`, `i32_values`).
 """
 
 from __future__ import annotations
@@ -336,6 +336,76 @@ def f32_mul_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.uint32)
     with np.errstate(all="ignore"):
         y = (a.view(np.float32) * b.view(np.float32)).view(np.uint32)
+    both = _is_nan(a) & _is_nan(b)
+    return np.where(both, a | np.uint32(0x00400000), y)
+
+
+def f32_add_pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n binary32 operand pairs and `sub` bits for the adder: every pair of specials (both operations),
+    exponent differences 0..30, exact ties at alignment shifts 1..24, massive cancellation, subnormal operands
+    and results, sums near the overflow boundary, and random bits."""
+    rng = np.random.default_rng(seed)
+    sa, sb = np.meshgrid(F32_SPECIALS, F32_SPECIALS)
+    parts_a, parts_b = [sa.ravel(), sa.ravel()], [sb.ravel(), sb.ravel()]
+    parts_s = [np.zeros(sa.size, dtype=np.int64), np.ones(sa.size, dtype=np.int64)]
+    q = max(n // 7, 1)
+
+    def bits(sign, exp, frac):
+        return ((sign.astype(np.uint32) << 31) | (exp.astype(np.uint32) << 23) | frac.astype(np.uint32))
+
+    def rsign(k):
+        return rng.integers(0, 2, k)
+
+    def frac(k):
+        return rng.integers(0, 1 << 23, k)
+
+    def add(a, b):
+        parts_a.append(a)
+        parts_b.append(b)
+        parts_s.append(rsign(len(a)))
+
+    # Alignment: exponent differences 0..30 either way.
+    ea = rng.integers(1, 255, q)
+    add(bits(rsign(q), ea, frac(q)), bits(rsign(q), np.clip(ea + rng.integers(-30, 31, q), 0, 254), frac(q)))
+    # Exact ties: the smaller operand's bits below the larger's last place are exactly 100..0 (shift d = 1..24).
+    d = rng.integers(1, 25, q)
+    ea = rng.integers(25, 255, q)
+    sig = ((1 << 23) | ((rng.integers(0, 1 << 23, q) >> d) << d) | (1 << (d - 1))) & ((1 << 24) - 1)
+    add(bits(rsign(q), ea, frac(q)), bits(rsign(q), ea - d, sig & ((1 << 23) - 1)))
+    # Massive cancellation: equal exponents (or one apart), significands that differ in their low bits only.
+    ea = rng.integers(0, 255, q)
+    fa = frac(q)
+    low = rng.integers(0, 24, q)
+    fb = fa ^ (rng.integers(0, 1 << 23, q) & ((1 << low) - 1))
+    sa, sb = rsign(q), rsign(q)
+    parts_a.append(bits(sa, ea, fa))
+    parts_b.append(bits(sb, np.clip(ea + rng.integers(-1, 2, q), 0, 254), fb))
+    parts_s.append(1 - (sa ^ sb))  # an effective subtraction
+    # Subnormal operands and results: exponents 0..2.
+    add(bits(rsign(q), rng.integers(0, 3, q), frac(q)), bits(rsign(q), rng.integers(0, 3, q), frac(q)))
+    # Overflow boundary: exponents 252..254, significands near all ones.
+    fa = np.where(rng.integers(0, 2, q), frac(q), (1 << 23) - rng.integers(1, 4, q))
+    add(bits(rsign(q), rng.integers(252, 255, q), fa), bits(rsign(q), rng.integers(225, 255, q), frac(q)))
+    # Random bit patterns (NaNs and infinities included at their natural rate), and a special with random.
+    r = n - sum(len(p) for p in parts_a)
+    if r > 0:
+        ra = rng.integers(0, 1 << 32, r, dtype=np.uint64).astype(np.uint32)
+        rb = rng.integers(0, 1 << 32, r, dtype=np.uint64).astype(np.uint32)
+        pick = rng.integers(0, 4, r) == 0
+        ra[pick] = rng.choice(F32_SPECIALS, int(pick.sum()))
+        add(ra, rb)
+    return (np.concatenate(parts_a)[:n].astype(np.uint32), np.concatenate(parts_b)[:n].astype(np.uint32),
+            np.concatenate(parts_s)[:n].astype(np.uint32))
+
+
+def f32_add_reference(a: np.ndarray, b: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    """a + b (a - b where `sub`) as bits by docs/NUMERICS.md §6: numpy float32, except that of two NaN operands
+    a's (quieted) is the result, as in `f32_mul_reference`."""
+    a = np.asarray(a, dtype=np.uint32)
+    b = np.asarray(b, dtype=np.uint32)
+    with np.errstate(all="ignore"):
+        fa, fb = a.view(np.float32), b.view(np.float32)
+        y = np.where(np.asarray(sub) != 0, fa - fb, fa + fb).view(np.uint32)
     both = _is_nan(a) & _is_nan(b)
     return np.where(both, a | np.uint32(0x00400000), y)
 

@@ -1,4 +1,4 @@
-"""hardware.fp32: int32 -> binary32 and the binary32 multiply, bit for bit against numpy float32.
+"""hardware.fp32: int32 -> binary32, the binary32 multiply and add, bit for bit against numpy float32.
 
 Directed corner cases run in Amaranth's simulator (which also measures each
 LATENCY); millions of random and structured operands run through the same
@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastmamba.hardware.fp32 import DEFAULT_NAN, F32Mul, I32ToF32
-from hw_datapath_bulk import F32_SPECIALS, StreamRunner, f32_mul_reference, f32_pairs, i32_values, stream_sim
+from fastmamba.hardware.fp32 import DEFAULT_NAN, F32Add, F32Mul, I32ToF32
+from hw_datapath_bulk import (F32_SPECIALS, StreamRunner, f32_add_pairs, f32_add_reference, f32_mul_reference,
+                              f32_pairs, i32_values, stream_sim)
 
 BULK = 2_000_000
 
@@ -120,3 +121,86 @@ def test_i32_to_f32_bulk_matches_numpy():
     assert bad.size == 0, [(int(x[i]), hex(got[i]), hex(want[i])) for i in bad[:8]]
     inexact = x.astype(np.float32).astype(np.int64) != x
     assert inexact.sum() > 200_000  # values of 25 bits and more: rounding happens
+
+
+def _add_directed() -> list[tuple[int, int, int]]:
+    """(a, b, sub) triples: every pair of specials both ways, then the adder's named corners."""
+    triples = [(int(a), int(b), s) for a in F32_SPECIALS for b in F32_SPECIALS[::2] for s in (0, 1)]
+    one = _f32(1.0)
+    for d in (1, 2, 3, 23, 24, 25, 26, 27, 40):  # ties and near-ties on alignment shifts of d bits
+        small = one - (d << 23)  # 2^-d
+        triples += [(one, small, 0), (0x3F800001, small, 0), (one, small | 0x1, 0), (0x3F800001, small | 0x1, 0),
+                    (one, small, 1), (0x3F800001, small, 1), (one, small | 0x1, 1), (0x3FFFFFFF, small, 0)]
+    triples += [
+        (_f32(1.0), 0x33800000, 0),  # 1 + 2^-24: a tie, to even (1.0)
+        (0x3F800001, 0x33800000, 0),  # (1 + 2^-23) + 2^-24: a tie, up to 1 + 2^-22
+        (_f32(1.0), 0x33800001, 0),  # just over the tie: up
+        (_f32(1.0), 0x33000000, 1),  # 1 - 2^-25: a tie below 1 (ulp 2^-24 there), to even (1.0)
+        (_f32(1.0), 0x33000001, 1),  # just over it: 1 - 2^-24
+        (0x4B7FFFFF, 0x3F000000, 0),  # (2^24 - 1) + 0.5: a tie with a carry out, up to 2^24
+        (0x3F800001, 0x3F800000, 1), (0x3FC00000, 0x3FBFFFFF, 1),  # massive cancellation: 2^-23, 2^-22
+        (0x00800000, 0x007FFFFF, 1), (0x00800001, 0x00800000, 1),  # across the smallest normal: subnormal results
+        (0x007FFFFF, 0x00000001, 0), (0x00400000, 0x00400000, 0), (0x00000001, 0x00000001, 0),  # to the normal range
+        (0x00000003, 0x80000001, 0), (0x80000005, 0x00000002, 0), (0x00000001, 0x00000001, 1),  # exact: x - x = +0
+        (0x7F7FFFFF, 0x7F7FFFFF, 0), (0x7F7FFFFF, 0x73800000, 0), (0x7F7FFFFF, 0x73000000, 0),  # overflow, the tie
+        (0x7F7FFFFF, 0x72FFFFFF, 0), (0xFF7FFFFF, 0x73800000, 1), (0x7F7FFFFF, 0xFF7FFFFF, 0),
+        (_f32(-0.0), _f32(-0.0), 0), (_f32(-0.0), _f32(0.0), 0), (_f32(0.0), _f32(-0.0), 0),
+        (_f32(-0.0), _f32(0.0), 1), (_f32(0.0), _f32(0.0), 1), (_f32(-2.5), _f32(-2.5), 1), (_f32(-2.5), _f32(2.5), 0),
+        (0x7F800000, 0x7F800000, 1), (0x7F800000, 0xFF800000, 0), (0xFF800000, 0xFF800000, 0),
+        (0x7F800000, 0x7F800000, 0), (0xFF800000, 0x7F800000, 1), (0x7F800000, 0x00000001, 1),
+        (0x7F800001, 0x7FC00002, 0), (0x7FC00002, 0x7F800001, 1), (0xFFC00123, 0x3F800000, 1),
+        (0x3F800000, 0x7F800001, 1), (0x3F800000, 0xFFA00001, 1), (0x7F800000, 0x7FC00001, 1),
+    ]
+    return triples
+
+
+def test_f32_add_directed_corners():
+    triples = _add_directed()
+    got = stream_sim(F32Add(), [{"a": a, "b": b, "sub": s} for a, b, s in triples], ("y",), F32Add.LATENCY)
+    want = f32_add_reference(*(np.array([t[i] for t in triples], dtype=np.uint32) for i in range(3)))
+    bad = [(hex(t[0]), hex(t[1]), t[2], hex(g["y"]), hex(w)) for t, g, w in zip(triples, got, want) if g["y"] != w]
+    assert not bad, bad[:8]
+    y = dict(zip(triples, (g["y"] for g in got)))
+    assert y[(_f32(1.0), 0x33800000, 0)] == _f32(1.0) and y[(0x3F800001, 0x33800000, 0)] == 0x3F800002
+    assert y[(_f32(1.0), 0x33000000, 1)] == _f32(1.0) and y[(0x4B7FFFFF, 0x3F000000, 0)] == _f32(2.0**24)
+    assert y[(0x3F800001, 0x3F800000, 1)] == 0x34000000  # 2^-23, exactly
+    assert y[(0x00800001, 0x00800000, 1)] == 0x00000001 and y[(0x007FFFFF, 0x00000001, 0)] == 0x00800000
+    # Half an ulp above max finite: a tie, and max finite's significand is odd, so it rounds up to inf; just below
+    # half an ulp it stays.
+    assert y[(0x7F7FFFFF, 0x73000000, 0)] == 0x7F800000 and y[(0x7F7FFFFF, 0x72FFFFFF, 0)] == 0x7F7FFFFF
+    assert y[(0x7F7FFFFF, 0x73800000, 0)] == 0x7F800000 and y[(0xFF7FFFFF, 0x73800000, 1)] == 0xFF800000
+    assert y[(_f32(-0.0), _f32(-0.0), 0)] == 0x80000000 and y[(_f32(-0.0), _f32(0.0), 0)] == 0
+    assert y[(_f32(0.0), _f32(0.0), 1)] == 0 and y[(_f32(-2.5), _f32(-2.5), 1)] == 0 and y[(1, 1, 1)] == 0
+    assert y[(0x7F800000, 0x7F800000, 1)] == DEFAULT_NAN and y[(0x7F800000, 0xFF800000, 0)] == DEFAULT_NAN
+    assert y[(0xFF800000, 0x7F800000, 1)] == 0xFF800000
+    assert y[(0x7F800001, 0x7FC00002, 0)] == 0x7FC00001 and y[(0x7FC00002, 0x7F800001, 1)] == 0x7FC00002
+    assert y[(0x3F800000, 0xFFA00001, 1)] == 0xFFE00001  # a - NaN: the NaN's own sign, quieted
+
+
+def _add_coverage(a: np.ndarray, b: np.ndarray, sub: np.ndarray, ref: np.ndarray) -> dict[str, int]:
+    """How many sums are exact half-way cases, subnormal, or cancel 8 or more leading bits (coverage)."""
+    with np.errstate(all="ignore"):
+        fb = np.where(sub != 0, -b.view(np.float32), b.view(np.float32))
+        exact = a.view(np.float32).astype(np.float64) + fb.astype(np.float64)  # exact when the shift is <= 29
+        r = ref.view(np.float32)
+        toward = np.nextafter(r, np.where(exact > r, np.inf, -np.inf).astype(np.float32)).astype(np.float64)
+        tie = np.isfinite(exact) & np.isfinite(r) & (exact != r) & (exact - r == toward - exact)
+    exp = lambda x: ((x >> 23) & 0xFF).astype(np.int64)  # noqa: E731
+    finite = (exp(a) < 255) & (exp(b) < 255) & (ref & 0x7FFFFFFF != 0)
+    cancel = finite & (np.maximum(exp(a), exp(b)) - exp(ref) >= 8)
+    subnormal = (exp(ref) == 0) & ((ref & 0x7FFFFF) != 0)
+    return {"ties": int(tie.sum()), "subnormal": int(subnormal.sum()), "cancel": int(cancel.sum())}
+
+
+def test_f32_add_bulk_matches_numpy():
+    runner = StreamRunner(F32Add(), ("a", "b", "sub"), ("y",))
+    a, b, sub = f32_add_pairs(BULK, seed=13)
+    (got,) = runner.run(a, b, sub)
+    assert got.shape == (len(a), 1)
+    got = got[:, 0]
+    want = f32_add_reference(a, b, sub)
+    bad = np.nonzero(got != want)[0]
+    assert bad.size == 0, [(hex(a[i]), hex(b[i]), int(sub[i]), hex(got[i]), hex(want[i])) for i in bad[:8]]
+    cover = _add_coverage(a, b, sub, want)
+    assert cover["ties"] > 100_000 and cover["subnormal"] > 50_000 and cover["cancel"] > 50_000, cover
+    assert (want == DEFAULT_NAN).sum() > 100 and (want == 0).sum() > 5_000 and (want == 0x7F800000).sum() > 1_000

@@ -1,4 +1,4 @@
-"""IEEE binary32 building blocks: int32 -> binary32 conversion, binary32 multiply and add, round to nearest even.
+"""IEEE binary32 building blocks: int32 -> binary32, binary32 multiply, add and divide, round to nearest even.
 
 Place in the flow: `hardware/`'s floating-point primitives, used by LIN's f32
 rescale (`lin_datapath.LinRescale`, docs/NUMERICS.md §2) and meant for the VEC
@@ -31,6 +31,17 @@ patterns (`unsigned(32)`).
     (rather than the caller flipping b's sign bit) so that a NaN b keeps its
     own sign, as x86-64's subss returns it.  NaN results as F32Mul's: a NaN
     operand quieted (`a`'s when both are NaN); inf - inf gives 0xFFC00000.
+
+`F32Div()`: LATENCY = 9.
+    In:  `a`, `b` unsigned(32) (binary32 bits), `valid` 1.
+    Out: `y` unsigned(32) = bits of a / b, `y_valid` 1.
+    IEEE 754 binary32 divide, round to nearest even, subnormal inputs and
+    outputs, overflow to +-inf, signed zeros; x / 0 = +-inf for x != 0,
+    0 / 0 and inf / inf give 0xFFC00000, NaN operands as F32Mul's.  A
+    restoring divider unrolled into stages of BITS_PER_STAGE = 4 quotient
+    bits (26 in all: 24 significand bits, one for a quotient below 1, a
+    round bit; the remainder gives the sticky bit), between a stage that
+    normalizes subnormal operands and one that rounds and packs.
 
 The output registers of each stage are the pipeline registers counted by
 LATENCY: an operand presented in cycle t is visible on `y` in cycle t + LATENCY.
@@ -272,4 +283,91 @@ class F32Add(wiring.Component):
         with m.Else():
             m.d.sync += self.y.eq(Cat(magnitude, sign))
         m.d.sync += self.y_valid.eq(valid1)
+        return m
+
+
+def _unpack_normalized(m: Module, v, name: str):
+    """Fields of binary32 bits `v` for the divider and square root: NaN/inf/zero flags, the 24-bit significand
+    shifted so that its top bit is set (subnormals normalized), and the matching exponent (biased, signed)."""
+    e, f = v[FRAC_BITS:FRAC_BITS + EXP_BITS], v[:FRAC_BITS]
+    sig = Cat(f, e != 0)
+    lz = _leading_zeros(m, sig, f"{name}_lz")
+    norm = Signal(FRAC_BITS + 1, name=f"{name}_norm")
+    m.d.comb += norm.eq(sig << lz)
+    exp = Signal(signed(EXP_BITS + 3), name=f"{name}_exp")
+    m.d.comb += exp.eq(Mux(e == 0, 1, e) - lz)
+    return dict(nan=(e == EXP_MAX) & (f != 0), inf=(e == EXP_MAX) & (f == 0), zero=(e == 0) & (f == 0),
+                sig=norm, exp=exp)
+
+
+class F32Div(wiring.Component):
+    """binary32 / binary32 -> binary32, IEEE 754 round to nearest even (LATENCY 9: a restoring divider,
+    QUOTIENT_BITS quotient bits in stages of BITS_PER_STAGE)."""
+
+    QUOTIENT_BITS = FRAC_BITS + 3  # the 24 significand bits, a bit for a quotient below 1, a round bit
+    BITS_PER_STAGE = 4
+    LATENCY = 2 + -(-QUOTIENT_BITS // BITS_PER_STAGE)  # operands in, the quotient stages, round and pack
+
+    def __init__(self):
+        super().__init__({"a": In(unsigned(32)), "b": In(unsigned(32)), "valid": In(1),
+                          "y": Out(unsigned(32)), "y_valid": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        sig_bits, qbits = FRAC_BITS + 1, self.QUOTIENT_BITS
+        # Stage 1: classify, normalize subnormal operands, the quotient's exponent, the special results.
+        fa, fb = _unpack_normalized(m, self.a, "div_a"), _unpack_normalized(m, self.b, "div_b")
+        sign_now = self.a[31] ^ self.b[31]
+        rem = Signal(sig_bits + 1, name="div_rem0")  # partial remainder, < 2 * divisor
+        div = Signal(sig_bits, name="div_div0")
+        quo = Signal(qbits, name="div_quo0")
+        # biased exponent of quotient bit qbits - 1 (the ratio of the significands is in (1/2, 2))
+        exp = Signal(signed(EXP_BITS + 3), name="div_exp0")
+        sign, special, special_bits, valid = Signal(name="div_sign0"), Signal(name="div_special0"), \
+            Signal(32, name="div_special_bits0"), Signal(name="div_valid0")
+        m.d.sync += [
+            rem.eq(fa["sig"]), div.eq(fb["sig"]), quo.eq(0), exp.eq(fa["exp"] - fb["exp"] + BIAS),
+            sign.eq(sign_now), valid.eq(self.valid),
+            special.eq(fa["nan"] | fb["nan"] | fa["inf"] | fb["inf"] | fa["zero"] | fb["zero"]),
+        ]
+        with m.If(fa["nan"]):
+            m.d.sync += special_bits.eq(self.a | QUIET_BIT)
+        with m.Elif(fb["nan"]):
+            m.d.sync += special_bits.eq(self.b | QUIET_BIT)
+        with m.Elif((fa["inf"] & fb["inf"]) | (fa["zero"] & fb["zero"])):
+            m.d.sync += special_bits.eq(DEFAULT_NAN)
+        with m.Elif(fa["inf"] | fb["zero"]):  # inf / x, x / 0: a signed infinity
+            m.d.sync += special_bits.eq(Cat(Const(INF_BITS, 31), sign_now))
+        with m.Else():  # 0 / x, x / inf: a signed zero
+            m.d.sync += special_bits.eq(Cat(Const(0, 31), sign_now))
+        # The quotient stages: one restoring step per bit, quo = floor(sig_a * 2^(qbits - 1) / sig_b).
+        step = 0
+        for stage in range(1, -(-qbits // self.BITS_PER_STAGE) + 1):
+            r, q = rem, quo
+            for _ in range(min(self.BITS_PER_STAGE, qbits - step)):
+                bit = r >= div
+                r_next = Signal(sig_bits + 1, name=f"div_r{step}")
+                m.d.comb += r_next.eq(Mux(bit, r - div, r) << 1)
+                q_next = Signal(qbits, name=f"div_q{step}")
+                m.d.comb += q_next.eq(Cat(bit, q[:-1]))
+                r, q, step = r_next, q_next, step + 1
+            carried = {}
+            for key, sig in (("rem", r), ("quo", q), ("div", div), ("exp", exp), ("sign", sign),
+                             ("special", special), ("special_bits", special_bits), ("valid", valid)):
+                nxt = Signal.like(sig, name=f"div_{key}{stage}")
+                m.d.sync += nxt.eq(sig)
+                carried[key] = nxt
+            rem, quo, div, exp, sign = carried["rem"], carried["quo"], carried["div"], carried["exp"], carried["sign"]
+            special, special_bits, valid = carried["special"], carried["special_bits"], carried["valid"]
+        # Last stage: the remainder becomes a sticky bit under the quotient; normalize (at most one place), round.
+        mant = Cat(rem != 0, quo)
+        lz = Signal(name="div_norm_shift")
+        m.d.comb += lz.eq(~quo[-1])
+        norm = Signal(len(mant), name="div_norm")
+        m.d.comb += norm.eq(mant << lz)
+        magnitude = round_pack(m, norm, exp - lz, "div")
+        m.d.sync += [
+            self.y.eq(Mux(special, special_bits, Cat(magnitude, sign))),
+            self.y_valid.eq(valid),
+        ]
         return m

@@ -13,7 +13,7 @@ Ports of any width travel as uint32 words (`pack`, `unpack`); the component
 is free-running, with an input and an output valid.
 
 Also the structured binary32 and int32 operand sets the tests and the
-benchmark share (`f32_pairs`, `f32_add_pairs`, `i32_values`).
+benchmark share (`f32_pairs`, `f32_add_pairs`, `f32_div_pairs`, `i32_values`).
 """
 
 from __future__ import annotations
@@ -406,6 +406,63 @@ def f32_add_reference(a: np.ndarray, b: np.ndarray, sub: np.ndarray) -> np.ndarr
     with np.errstate(all="ignore"):
         fa, fb = a.view(np.float32), b.view(np.float32)
         y = np.where(np.asarray(sub) != 0, fa - fb, fa + fb).view(np.uint32)
+    both = _is_nan(a) & _is_nan(b)
+    return np.where(both, a | np.uint32(0x00400000), y)
+
+
+def f32_div_pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n binary32 (dividend, divisor) pairs: every pair of specials, quotients within 2^-30 of a round-to-even
+    tie (a = b * t rounded, t half-way between two binary32 values), exact ties in the subnormal range (a
+    divisor a power of two), quotients near the subnormal and overflow boundaries, subnormal operands, and
+    random bits."""
+    rng = np.random.default_rng(seed)
+    sa, sb = np.meshgrid(F32_SPECIALS, F32_SPECIALS)
+    parts_a, parts_b = [sa.ravel()], [sb.ravel()]
+    q = max(n // 6, 1)
+
+    def bits(sign, exp, frac):
+        return ((sign.astype(np.uint32) << 31) | (exp.astype(np.uint32) << 23) | frac.astype(np.uint32))
+
+    def rsign(k):
+        return rng.integers(0, 2, k)
+
+    def frac(k):
+        return rng.integers(0, 1 << 23, k)
+
+    # Near-ties: t = (2^24 + odd) / 2^24 is half-way between two binary32 neighbours; a = float32(b * t).
+    b = bits(rsign(q), rng.integers(64, 190, q), frac(q))
+    t = ((1 << 24) + (rng.integers(0, 1 << 23, q) * 2 + 1)) / float(1 << 24) * 2.0 ** rng.integers(-20, 21, q)
+    parts_a.append((b.view(np.float32).astype(np.float64) * t).astype(np.float32).view(np.uint32))
+    parts_b.append(b)
+    # Subnormal quotients and their ties: any significand over a power of two (exact ties when it is odd).
+    parts_a.append(bits(rsign(q), rng.integers(0, 40, q), frac(q) | rng.integers(0, 2, q)))
+    parts_b.append(bits(rsign(q), rng.integers(127, 200, q), np.zeros(q, dtype=np.int64)))
+    # Quotient exponents near the subnormal boundary (e_a - e_b near -126) and near overflow (near +127).
+    ea = rng.integers(0, 130, q)
+    parts_a.append(bits(rsign(q), ea, frac(q)))
+    parts_b.append(bits(rsign(q), np.clip(ea + 127 + rng.integers(-3, 27, q), 0, 254), frac(q)))
+    eb = rng.integers(0, 128, q)
+    parts_a.append(bits(rsign(q), np.clip(eb + 127 + rng.integers(-2, 3, q), 0, 254), frac(q)))
+    parts_b.append(bits(rsign(q), eb, frac(q)))
+    # Random bit patterns (NaNs and infinities included at their natural rate), and a special with random.
+    r = n - sum(len(p) for p in parts_a)
+    if r > 0:
+        ra = rng.integers(0, 1 << 32, r, dtype=np.uint64).astype(np.uint32)
+        rb = rng.integers(0, 1 << 32, r, dtype=np.uint64).astype(np.uint32)
+        pick = rng.integers(0, 4, r)
+        ra[pick == 0] = rng.choice(F32_SPECIALS, int((pick == 0).sum()))
+        rb[pick == 1] = rng.choice(F32_SPECIALS, int((pick == 1).sum()))
+        parts_a.append(ra)
+        parts_b.append(rb)
+    return np.concatenate(parts_a)[:n].astype(np.uint32), np.concatenate(parts_b)[:n].astype(np.uint32)
+
+
+def f32_div_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b as bits by docs/NUMERICS.md §6, as `f32_mul_reference`."""
+    a = np.asarray(a, dtype=np.uint32)
+    b = np.asarray(b, dtype=np.uint32)
+    with np.errstate(all="ignore"):
+        y = (a.view(np.float32) / b.view(np.float32)).view(np.uint32)
     both = _is_nan(a) & _is_nan(b)
     return np.where(both, a | np.uint32(0x00400000), y)
 

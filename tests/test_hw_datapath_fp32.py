@@ -1,4 +1,4 @@
-"""hardware.fp32: int32 -> binary32, the binary32 multiply and add, bit for bit against numpy float32.
+"""hardware.fp32: int32 -> binary32, the binary32 multiply, add and divide, bit for bit against numpy float32.
 
 Directed corner cases run in Amaranth's simulator (which also measures each
 LATENCY); millions of random and structured operands run through the same
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastmamba.hardware.fp32 import DEFAULT_NAN, F32Add, F32Mul, I32ToF32
-from hw_datapath_bulk import (F32_SPECIALS, StreamRunner, f32_add_pairs, f32_add_reference, f32_mul_reference,
-                              f32_pairs, i32_values, stream_sim)
+from fastmamba.hardware.fp32 import DEFAULT_NAN, F32Add, F32Div, F32Mul, I32ToF32
+from hw_datapath_bulk import (F32_SPECIALS, StreamRunner, f32_add_pairs, f32_add_reference, f32_div_pairs,
+                              f32_div_reference, f32_mul_reference, f32_pairs, i32_values, stream_sim)
 
 BULK = 2_000_000
 
@@ -204,3 +204,60 @@ def test_f32_add_bulk_matches_numpy():
     cover = _add_coverage(a, b, sub, want)
     assert cover["ties"] > 100_000 and cover["subnormal"] > 50_000 and cover["cancel"] > 50_000, cover
     assert (want == DEFAULT_NAN).sum() > 100 and (want == 0).sum() > 5_000 and (want == 0x7F800000).sum() > 1_000
+
+
+DIV_DIRECTED = [
+    (_f32(1.0), _f32(3.0)), (_f32(2.0), _f32(3.0)), (_f32(-1.0), _f32(7.0)), (_f32(10.0), _f32(0.1)),
+    (_f32(1.0), 0x3F800001), (0x3F800001, 0x3F800002), (0x3F7FFFFF, 0x3F800000), (_f32(5.0), _f32(5.0)),
+    (0x00000001, 0x00000001), (0x00000003, 0x00000002), (0x007FFFFF, 0x00000001), (0x00000001, 0x007FFFFF),
+    (0x00800000, _f32(2.0)), (0x00000003, _f32(2.0)), (0x00000001, _f32(2.0)), (0x00000005, _f32(4.0)),
+    (0x00000001, _f32(0.5)), (0x00800000, 0x3F800001), (0x00FFFFFF, _f32(2.0)), (_f32(1.0), 0x7F7FFFFF),
+    (0x00000001, _f32(2.0**24)), (0x00000003, _f32(4.0)), (0x00000001, _f32(1.5)), (0x00000001, _f32(3.0)),
+    (0x7F7FFFFF, _f32(0.5)), (0x7F7FFFFF, 0x00000001), (0x7F000000, 0x3F7FFFFF), (0x7F7FFFFF, 0x3F800001),
+    (0xFF7FFFFF, 0x3F7FFFFF), (0x7F7FFFFF, _f32(1.0)), (_f32(1.0), 0x00000001), (_f32(1.0), 0x00200000),
+    (_f32(3.0), _f32(0.0)), (_f32(3.0), _f32(-0.0)), (_f32(-3.0), _f32(0.0)), (0x00000001, _f32(-0.0)),
+    (_f32(0.0), _f32(0.0)), (_f32(-0.0), _f32(0.0)), (_f32(0.0), _f32(-5.0)), (_f32(-0.0), 0x00000001),
+    (0x7F800000, 0x7F800000), (0xFF800000, 0x7F800000), (0x7F800000, _f32(0.0)), (0x7F800000, _f32(-2.0)),
+    (_f32(2.0), 0xFF800000), (_f32(0.0), 0x7F800000), (0x7F800000, 0x00000001),
+    (0x7F800001, 0x7FC00002), (0x7FC00002, 0x7F800001), (0xFFC00123, 0x3F800000), (0x3F800000, 0x7F800001),
+    (0x7FC00000, _f32(0.0)), (_f32(0.0), 0xFFA00001), (0x7F800000, 0x7FC12345),
+]
+
+
+def test_f32_div_directed_corners():
+    pairs = DIV_DIRECTED + [(int(a), int(b)) for a in F32_SPECIALS[::2] for b in F32_SPECIALS]
+    got = stream_sim(F32Div(), [{"a": a, "b": b} for a, b in pairs], ("y",), F32Div.LATENCY)
+    want = f32_div_reference(np.array([p[0] for p in pairs], dtype=np.uint32),
+                             np.array([p[1] for p in pairs], dtype=np.uint32))
+    bad = [(hex(p[0]), hex(p[1]), hex(g["y"]), hex(w)) for p, g, w in zip(pairs, got, want) if g["y"] != w]
+    assert not bad, bad[:8]
+    y = dict(zip(pairs, (g["y"] for g in got)))
+    assert y[(_f32(1.0), _f32(3.0))] == 0x3EAAAAAB and y[(_f32(2.0), _f32(3.0))] == 0x3F2AAAAB
+    assert y[(0x00000003, _f32(2.0))] == 0x00000002 and y[(0x00000001, _f32(2.0))] == 0  # subnormal ties to even
+    assert y[(0x00000003, _f32(4.0))] == 0x00000001 and y[(0x00000001, _f32(1.5))] == 0x00000001
+    assert y[(0x7F7FFFFF, _f32(0.5))] == 0x7F800000 and y[(0xFF7FFFFF, 0x3F7FFFFF)] == 0xFF800000
+    assert y[(_f32(3.0), _f32(-0.0))] == 0xFF800000 and y[(_f32(-0.0), 0x00000001)] == 0x80000000
+    assert y[(_f32(0.0), _f32(0.0))] == DEFAULT_NAN and y[(0x7F800000, 0x7F800000)] == DEFAULT_NAN
+    assert y[(0x7F800000, _f32(0.0))] == 0x7F800000 and y[(_f32(2.0), 0xFF800000)] == 0x80000000
+    assert y[(0x7F800001, 0x7FC00002)] == 0x7FC00001 and y[(_f32(0.0), 0xFFA00001)] == 0xFFE00001
+
+
+def test_f32_div_bulk_matches_numpy():
+    runner = StreamRunner(F32Div(), ("a", "b"), ("y",))
+    a, b = f32_div_pairs(BULK, seed=14)
+    (got,) = runner.run(a, b)
+    assert got.shape == (len(a), 1)
+    got = got[:, 0]
+    want = f32_div_reference(a, b)
+    bad = np.nonzero(got != want)[0]
+    assert bad.size == 0, [(hex(a[i]), hex(b[i]), hex(got[i]), hex(want[i])) for i in bad[:8]]
+    # Coverage: quotients within 2^-30 of a half-way point (where a wrong sticky bit shows), subnormal quotients.
+    with np.errstate(all="ignore"):
+        exact = a.view(np.float32).astype(np.float64) / b.view(np.float32).astype(np.float64)
+        r = want.view(np.float32)
+        toward = np.nextafter(r, np.where(exact > r, np.inf, -np.inf).astype(np.float32)).astype(np.float64)
+        mid = (r.astype(np.float64) + toward) / 2
+        near = np.isfinite(exact) & (r != 0) & (np.abs(exact - mid) <= np.abs(toward - r.astype(np.float64)) * 2.0**-30)
+    subnormal = ((want & 0x7F800000) == 0) & ((want & 0x7FFFFF) != 0)
+    assert near.sum() > 100_000 and subnormal.sum() > 100_000, (int(near.sum()), int(subnormal.sum()))
+    assert (want == DEFAULT_NAN).sum() > 1_000 and ((want & 0x7FFFFFFF) == 0x7F800000).sum() > 10_000

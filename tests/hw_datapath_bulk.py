@@ -13,7 +13,8 @@ Ports of any width travel as uint32 words (`pack`, `unpack`); the component
 is free-running, with an input and an output valid.
 
 Also the structured binary32 and int32 operand sets the tests and the
-benchmark share (`f32_pairs`, `f32_add_pairs`, `f32_div_pairs`, `i32_values`).
+benchmark share (`f32_pairs`, `f32_add_pairs`, `f32_div_pairs`, `f32_sqrt_values`,
+`i32_values`).
 """
 
 from __future__ import annotations
@@ -465,6 +466,31 @@ def f32_div_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         y = (a.view(np.float32) / b.view(np.float32)).view(np.uint32)
     both = _is_nan(a) & _is_nan(b)
     return np.where(both, a | np.uint32(0x00400000), y)
+
+
+def f32_sqrt_values(n: int, seed: int) -> np.ndarray:
+    """n binary32 operands for the square root: the specials, exact squares and their neighbours one ulp either
+    side (roots a fraction of an ulp off a binary32 value), positive subnormals, and random bits (half of them
+    negative).  Exact ties do not exist for the square root."""
+    rng = np.random.default_rng(seed)
+    parts = [F32_SPECIALS]
+    q = max(n // 5, 1)
+    root = rng.integers(1, 1 << 12, q) * 2.0 ** rng.integers(-80, 52, q)  # 12-bit significands: exact squares
+    squares = (root * root).astype(np.float32).view(np.uint32)
+    parts.append(squares)
+    parts.append(squares + rng.choice(np.array([-1, 1], dtype=np.int64), q).astype(np.uint32))
+    parts.append(rng.integers(1, 1 << 23, q).astype(np.uint32))
+    r = n - sum(len(p) for p in parts)
+    if r > 0:
+        parts.append(rng.integers(0, 1 << 32, r, dtype=np.uint64).astype(np.uint32))
+    return np.concatenate(parts)[:n].astype(np.uint32)
+
+
+def f32_sqrt_reference(a: np.ndarray) -> np.ndarray:
+    """sqrt(a) as bits by docs/NUMERICS.md §6: numpy float32 (a NaN quieted; a negative operand the default
+    NaN)."""
+    with np.errstate(all="ignore"):
+        return np.sqrt(np.asarray(a, dtype=np.uint32).view(np.float32)).view(np.uint32)
 
 
 def i32_values(n: int, seed: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""hardware.fp32: int32 -> binary32, the binary32 multiply, add and divide, bit for bit against numpy float32.
+"""hardware.fp32: int32 -> binary32, binary32 multiply, add, divide and square root, bit for bit against numpy.
 
 Directed corner cases run in Amaranth's simulator (which also measures each
 LATENCY); millions of random and structured operands run through the same
@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastmamba.hardware.fp32 import DEFAULT_NAN, F32Add, F32Div, F32Mul, I32ToF32
+from fastmamba.hardware.fp32 import DEFAULT_NAN, F32Add, F32Div, F32Mul, F32Sqrt, I32ToF32
 from hw_datapath_bulk import (F32_SPECIALS, StreamRunner, f32_add_pairs, f32_add_reference, f32_div_pairs,
-                              f32_div_reference, f32_mul_reference, f32_pairs, i32_values, stream_sim)
+                              f32_div_reference, f32_mul_reference, f32_pairs, f32_sqrt_reference,
+                              f32_sqrt_values, i32_values, stream_sim)
 
 BULK = 2_000_000
 
@@ -261,3 +262,50 @@ def test_f32_div_bulk_matches_numpy():
     subnormal = ((want & 0x7F800000) == 0) & ((want & 0x7FFFFF) != 0)
     assert near.sum() > 100_000 and subnormal.sum() > 100_000, (int(near.sum()), int(subnormal.sum()))
     assert (want == DEFAULT_NAN).sum() > 1_000 and ((want & 0x7FFFFFFF) == 0x7F800000).sum() > 10_000
+
+
+SQRT_DIRECTED = [
+    _f32(1.0), _f32(4.0), _f32(9.0), _f32(2.25), _f32(2.0), _f32(3.0), _f32(0.5), 0x3F800001, 0x3F7FFFFF,
+    0x3FFFFFFF, 0x40000001, 0x7F7FFFFF, 0x7F000000, 0x00800000, 0x00FFFFFF, 0x01000000, 0x00000001, 0x00000002,
+    0x00000003, 0x00000004, 0x007FFFFF, 0x00400000, 0x00200001, _f32(1e-40), _f32(2.0**-148), _f32(16777217.0),
+    _f32(0.0), _f32(-0.0), 0x7F800000, 0xFF800000, _f32(-1.0), 0x80000001, 0xFF7FFFFF, 0x7F800001, 0xFFC00123,
+    0x7FBFFFFF, 0xFFA00001,
+]
+
+
+def test_f32_sqrt_directed_corners():
+    values = SQRT_DIRECTED + [int(v) for v in F32_SPECIALS]
+    got = [g["y"] for g in stream_sim(F32Sqrt(), [{"a": v} for v in values], ("y",), F32Sqrt.LATENCY)]
+    want = f32_sqrt_reference(np.array(values, dtype=np.uint32))
+    bad = [(hex(v), hex(g), hex(w)) for v, g, w in zip(values, got, want) if g != w]
+    assert not bad, bad[:8]
+    y = dict(zip(values, got))
+    assert y[_f32(2.25)] == _f32(1.5) and y[_f32(2.0)] == 0x3FB504F3 and y[0x00000002] == 0x1A800000  # 2^-74
+    assert y[0x00000001] == 0x1A3504F3 and y[0x7F7FFFFF] == 0x5F7FFFFF  # the smallest and largest
+    assert y[_f32(-0.0)] == 0x80000000 and y[0x7F800000] == 0x7F800000
+    assert y[_f32(-1.0)] == DEFAULT_NAN and y[0xFF800000] == DEFAULT_NAN and y[0x80000001] == DEFAULT_NAN
+    assert y[0x7F800001] == 0x7FC00001 and y[0xFFA00001] == 0xFFE00001
+
+
+def test_f32_sqrt_bulk_matches_numpy():
+    runner = StreamRunner(F32Sqrt(), ("a",), ("y",))
+    a = f32_sqrt_values(BULK, seed=15)
+    (got,) = runner.run(a)
+    assert got.shape == (len(a), 1)
+    got = got[:, 0]
+    want = f32_sqrt_reference(a)
+    bad = np.nonzero(got != want)[0]
+    assert bad.size == 0, [(hex(a[i]), hex(got[i]), hex(want[i])) for i in bad[:8]]
+    # Coverage: exact roots, operands one ulp off an exact square, subnormal operands, negative operands.
+    def square(v: np.ndarray) -> np.ndarray:  # a binary32 whose root is a binary32 (squared exactly in float64)
+        with np.errstate(all="ignore"):
+            return np.isfinite(v) & (np.sqrt(v).astype(np.float64) ** 2 == v.astype(np.float64))
+
+    x = a.view(np.float32)
+    squares = square(x)
+    with np.errstate(all="ignore"):
+        up, down = np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(0))
+    beside = ~squares & (square(up) | square(down))
+    subnormal = ((a & 0x7F800000) == 0) & ((a & 0x7FFFFF) != 0)
+    assert min(squares.sum(), beside.sum(), subnormal.sum()) > 100_000, (squares.sum(), beside.sum(), subnormal.sum())
+    assert (want == DEFAULT_NAN).sum() > 100_000

@@ -7,7 +7,8 @@ module only dispatches and turns errors into messages: a problem with the
 input (a `FastmambaError`) is one line and exit status 1; anything else is a
 bug in fastmamba, reported by compiler/diagnostics.py as one block saying what
 to report (exit status 70), with the traceback under `--debug` (accepted
-before or after the command name).
+before or after the command name).  `--version` loads no command module: the
+versions come from the installed distributions' metadata (torch is not imported).
 """
 
 from __future__ import annotations
@@ -37,6 +38,36 @@ COMMANDS = {
 PROG = "fastmamba"
 
 
+# The distributions whose versions `fastmamba --version` prints after its own (read from their metadata).
+VERSIONED = ("xdsl", "torch-mlir", "torch")
+
+
+def version_text() -> str:
+    """`fastmamba X.Y.Z` and, one a line, the versions of the compiler's main dependencies (none imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from fastmamba import __version__
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"{PROG} {__version__}\n" + "".join(f"  {dist} {of(dist)}\n" for dist in VERSIONED)
+
+
+class VersionAction(argparse.Action):
+    """--version: print version_text() to stdout and exit 0 (computed only when asked, unlike argparse's own)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(version_text())
+        parser.exit(0)
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the problem (and exit status 2)."""
 
@@ -45,7 +76,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser of every command, or only of `command` (one of COMMANDS) when given."""
+    """The parser of every command, or only of `command` (one of COMMANDS; "": none) when given."""
     parser = OneLineErrorParser(
         prog=PROG,
         description="Compile Mamba2 language models for a FastMamba-style FPGA accelerator and run them on its "
@@ -53,6 +84,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true",
                         help="on an internal error (a bug in fastmamba), print its full traceback")
+    parser.add_argument("-V", "--version", action=VersionAction,
+                        help=f"print the versions of {PROG}, {', '.join(VERSIONED)} and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         if command is None or name == command:
@@ -72,7 +105,10 @@ def _command_in(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:  # start-up (importing the command's module, torch or xDSL) can take seconds: Ctrl-C there too
-        parser = build_parser(_command_in(argv))
+        command = _command_in(argv)
+        if command is None and any(a in ("-V", "--version") for a in argv):
+            command = ""  # --version alone: no command's module is loaded
+        parser = build_parser(command)
         args = parser.parse_args(argv)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -25,7 +25,7 @@ import importlib
 import os
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from io import StringIO
 from pathlib import Path
 from typing import Literal, TextIO, get_args, get_origin, get_type_hints
@@ -45,8 +45,8 @@ from fastmamba.compiler.dialects.mamba_quant import MambaQuant
 from fastmamba.compiler.diagnostics import describe, write_reproducer
 from fastmamba.isa.errors import FastmambaError, InputError, InternalError
 
-__all__ = ["PASSES", "register_pass", "mamba_context", "parse_ir", "print_ir", "parse_passes", "pipeline_spec",
-           "DriverOptions", "PassDriver", "run_pipeline"]
+__all__ = ["PASSES", "register_pass", "describe_passes", "mamba_context", "parse_ir", "print_ir", "parse_passes",
+           "pipeline_spec", "DriverOptions", "PassDriver", "run_pipeline"]
 
 
 def _lazy(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -75,6 +75,44 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
 def register_pass(name: str, factory: Callable[[], type[ModulePass]]) -> None:
     """Add a pass to the registry (a later registration of the same name replaces it)."""
     PASSES[name] = factory
+
+
+def _type_name(hint) -> str:
+    """An option's type as `opt -p` takes it: int, bool, str, float, a choice ("a" | "b") or a list (str, ...)."""
+    if get_origin(hint) is Literal:
+        return " | ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in get_args(hint))
+    if get_origin(hint) is tuple:
+        return f"{_type_name(get_args(hint)[0])}, ..."
+    return getattr(hint, "__name__", str(hint))
+
+
+def _value_text(value) -> str:
+    """A default as the pipeline syntax writes it (true/false, strings quoted, a list comma-separated)."""
+    if isinstance(value, tuple):
+        return ",".join(map(_value_text, value)) if value else "(none)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def describe_passes() -> str:
+    """Every registered pass, by name, as a block: `name: summary` (the first line of the pass class's own
+    docstring) and a line per option, `option: type = default` (the pass dataclass's fields).  This imports
+    every pass module."""
+    blocks = []
+    for name in sorted(PASSES):
+        cls = PASSES[name]()
+        doc = (cls.__doc__ or "").strip().splitlines()
+        own = doc[0] if doc and not doc[0].startswith(f"{cls.__name__}(") else ""  # (dataclass writes one)
+        hints = get_type_hints(cls)
+        lines = [f"{name}: {own}" if own else name]
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else None)
+            lines.append(f"  {f.name}: {_type_name(hints[f.name])}"
+                         + ("" if default is None else f" = {_value_text(default)}"))
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
 
 
 def mamba_context() -> Context:

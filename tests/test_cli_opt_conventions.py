@@ -29,3 +29,32 @@ def test_version_is_listed_in_help(capsys):
     except SystemExit as exc:
         assert exc.code == 0
     assert "-V, --version" in capsys.readouterr().out
+
+
+def _list_passes(capsys) -> dict[str, list[str]]:
+    """`opt --list-passes` (no FILE) as {pass name: its option lines}."""
+    assert main(["opt", "--list-passes"]) == 0
+    blocks = capsys.readouterr().out.split("\n\n")
+    return {b.splitlines()[0].split(":")[0]: b.splitlines()[1:] for b in blocks}
+
+
+def test_list_passes_needs_no_file_and_its_defaults_parse_back_to_the_default_pass(capsys):
+    """Every registered pass is listed, in name order; writing each listed default back as `-p name{opt=value}`
+    gives a pass equal to the one built with no options (so the listed defaults are the real ones)."""
+    from fastmamba.compiler.pipeline import PASSES, parse_passes
+
+    listed = _list_passes(capsys)
+    assert list(listed) == sorted(PASSES)
+    assert listed["lower-to-accel"] == ["  tile_kib: int = 0", "  prefetch: int = 3", "  fuse_front: bool = true"]
+    assert listed["set-target"] == ['  target: str = "vc709"']
+    for name, lines in listed.items():
+        options = [line.strip().split(": ", 1)[0] + "=" + line.rsplit(" = ", 1)[1] for line in lines
+                   if not line.endswith("(none)")]
+        spec = f"{name}{{{' '.join(options)}}}" if options else name
+        assert parse_passes(spec) == [PASSES[name]()()], spec
+
+
+def test_opt_without_a_file_is_a_one_line_error(capsys):
+    assert main(["opt", "-p", "dce"]) == 1
+    err = capsys.readouterr().err
+    assert err == "fastmamba opt: error: give the mamba IR file to read (- for stdin), or --list-passes\n"

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fastmamba.compiler.pipeline import PASSES, DriverOptions, PassDriver, parse_ir, parse_passes, print_ir
+from fastmamba.compiler.pipeline import DriverOptions, PassDriver, describe_passes, parse_ir, parse_passes, print_ir
 from fastmamba.isa.errors import InputError
 from fastmamba.isa.fileio import check_writable, check_writable_dir, write_atomic
 
@@ -29,7 +29,7 @@ there and the error names the command that reproduces the failure."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("opt", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", metavar="FILE", help="mamba IR file, or - for stdin")
+    p.add_argument("input", metavar="FILE", nargs="?", help="mamba IR file, or - for stdin")
     p.add_argument("-p", "--passes", default="", metavar="PIPELINE",
                    help="comma-separated passes, with options in braces")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR to stderr after every pass")
@@ -37,15 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="print the IR to stderr after each named pass")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR after every pass into DIR (numbered files)")
     p.add_argument("--time-passes", action="store_true", help="print each pass's wall time to stderr")
-    p.add_argument("--list-passes", action="store_true", help="list the registered passes and exit")
+    p.add_argument("--list-passes", action="store_true",
+                   help="list the registered passes with their options (type = default) and exit; needs no FILE")
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR here (atomically) instead of to stdout")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list_passes:
-        sys.stdout.write("".join(f"{name}\n" for name in sorted(PASSES)))
+        sys.stdout.write(describe_passes())
         return 0
+    if args.input is None:
+        raise InputError("give the mamba IR file to read (- for stdin), or --list-passes")
     if args.output:
         check_writable(args.output, "-o ")
     if args.dump_dir:

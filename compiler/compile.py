@@ -36,7 +36,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
-from fastmamba.compiler.pipeline import PASSES, DriverOptions, PassDriver, pipeline_spec
+from fastmamba.compiler.pipeline import PASSES, DriverOptions, PassDriver, check_print_names, pipeline_spec
 from fastmamba.compiler.runner import META_FORMAT
 from fastmamba.isa.errors import InputError
 from fastmamba.compiler.errors import ModelError
@@ -63,6 +63,7 @@ class CompileOptions:
     print_after: tuple[str, ...] | bool = ()  # pass names, or True for all
     dump_dir: str | None = None
     time_passes: bool = False
+    print_before: tuple[str, ...] | bool = ()  # pass names, or True for all
 
 
 @dataclass
@@ -201,11 +202,7 @@ def check_options(options: CompileOptions, target) -> None:
                          f"most target {target.name}'s on-chip buffer), got {options.tile_kib}")
     if options.prefetch < 1:
         raise InputError(f"--prefetch must be at least 1 (weight tiles loaded ahead), got {options.prefetch}")
-    names = options.print_after if not isinstance(options.print_after, bool) else ()
-    unknown = sorted(set(names) - {p.name for p in compile_pipeline(options)})
-    if unknown:
-        raise InputError(f"--print-ir-after names a pass not in the pipeline: {', '.join(unknown)} "
-                         f"(its passes: {', '.join(p.name for p in compile_pipeline(options))})")
+    check_print_names(compile_pipeline(options), options.print_before, options.print_after)
 
 
 def check_inputs(model: str | os.PathLike, options: CompileOptions):
@@ -272,7 +269,8 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
         log.write(f"warning: calibrating on {origin.format(count=count)}; choose with --calibration-text FILE or "
                   f"--calibration random\n")
         log.flush()
-    driver = PassDriver(passes, DriverOptions(print_after=options.print_after, dump_dir=options.dump_dir,
+    driver = PassDriver(passes, DriverOptions(print_after=options.print_after, print_before=options.print_before,
+                                              dump_dir=options.dump_dir,
                                               time_passes=options.time_passes, input_name="import",
                                               reproducer=True), log)
     module = import_model(model, "prefill", options.seq_len).module

@@ -10,7 +10,7 @@ by `fastmamba opt -p`.
 
 `PassDriver` runs a list of pass objects on one module for `fastmamba opt`
 and `fastmamba compile` alike: it verifies after each pass, prints the IR
-after the named passes (or all), writes every stage into a dump folder
+before and after the named passes (or all), writes every stage into a dump folder
 (NN-<pass>.mlir, 00 the input), times each pass, and on a failure leaves
 the failing pass's input IR in a file and names the `fastmamba opt` command
 that reproduces it.  A pass that raises an input error (FastmambaError) is
@@ -45,8 +45,8 @@ from fastmamba.compiler.dialects.mamba_quant import MambaQuant
 from fastmamba.compiler.diagnostics import describe, write_reproducer
 from fastmamba.isa.errors import FastmambaError, InputError, InternalError
 
-__all__ = ["PASSES", "register_pass", "describe_passes", "mamba_context", "parse_ir", "print_ir", "parse_passes",
-           "pipeline_spec", "DriverOptions", "PassDriver", "run_pipeline"]
+__all__ = ["PASSES", "register_pass", "describe_passes", "check_print_names", "mamba_context", "parse_ir",
+           "print_ir", "parse_passes", "pipeline_spec", "DriverOptions", "PassDriver", "run_pipeline"]
 
 
 def _lazy(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -186,9 +186,22 @@ def pipeline_spec(passes: Sequence[ModulePass]) -> str:
     return ",".join(str(p.pipeline_pass_spec()) for p in passes)
 
 
+def check_print_names(passes: Sequence[ModulePass], print_before: Collection[str] | bool = (),
+                      print_after: Collection[str] | bool = ()) -> None:
+    """An InputError unless every pass --print-ir-before / --print-ir-after names is in `passes` (checked before
+    any work: `compile` calls it on its pipeline before the import)."""
+    names = [p.name for p in passes]
+    for flag, chosen in (("--print-ir-before", print_before), ("--print-ir-after", print_after)):
+        unknown = sorted(set(chosen) - set(names)) if chosen and chosen is not True else []
+        if unknown:
+            raise InputError(f"{flag} names a pass not in the pipeline: {', '.join(unknown)} "
+                             f"(its passes: {', '.join(names) or 'none'})")
+
+
 @dataclass(frozen=True)
 class DriverOptions:
-    """What PassDriver shows of a run.  print_after: True (after every pass) or pass names; dump_dir: a folder
+    """What PassDriver shows of a run.  print_before / print_after: True (before / after every pass) or pass
+    names, the IR printed to `log` headed as mlir-opt does; dump_dir: a folder
     for NN-<pass>.mlir after every pass (00: the input, named input_name); time_passes: a line per pass on
     `log` (default stderr) as it ends; reproducer: on a failure, the failing pass's input IR is written (into
     dump_dir, else a new temporary file) and the error names it and the `fastmamba opt` command that reruns
@@ -196,13 +209,15 @@ class DriverOptions:
 
     print_after: Collection[str] | bool = ()
     dump_dir: str | os.PathLike | None = None
+    print_before: Collection[str] | bool = ()
     time_passes: bool = False
     input_name: str = "input"
     reproducer: bool = False
 
 
 class PassDriver:
-    """Runs pass objects on a module in place: verification, print-after, dump folder, timing, reproducer."""
+    """Runs pass objects on a module in place: verification, print-before/after, dump folder, timing,
+    reproducer."""
 
     def __init__(self, passes: Sequence[ModulePass], options: DriverOptions = DriverOptions(),
                  log: TextIO | None = None):
@@ -210,11 +225,7 @@ class PassDriver:
         self.timings: list[tuple[str, float]] = []
         self.index = 0
         self.last_dump: Path | None = None
-        pa = options.print_after
-        if pa and pa is not True:
-            unknown = sorted(set(pa) - {p.name for p in self.passes})
-            if unknown:
-                raise InputError(f"--print-ir-after names a pass not in the pipeline: {', '.join(unknown)}")
+        check_print_names(self.passes, options.print_before, options.print_after)
 
     @property
     def spec(self) -> str:
@@ -246,8 +257,10 @@ class PassDriver:
         ctx = ctx or mamba_context()
         if self.index == 0:
             self._dump(self.options.input_name, module)
-        pa = self.options.print_after
+        pa, pb = self.options.print_after, self.options.print_before
         for p in self.passes:
+            if pb is True or (pb and p.name in pb):
+                self._write(f"// -----// IR Dump Before {p.name} //----- //\n{print_ir(module)}")
             # The input IR for a reproducer: the last dump when dumping, else a copy (printed only on a failure).
             snapshot = module.clone() if self.options.reproducer and not self.options.dump_dir else None
             start = time.perf_counter()

@@ -8,6 +8,7 @@ import sys
 from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
 from fastmamba.compiler.compile import (CALIBRATION_WINDOWS, CompileOptions, compile_model, compile_pipeline,
                                         model_pipeline)
+from fastmamba.compiler.commands.opt import print_names
 from fastmamba.compiler.pipeline import pipeline_spec
 from fastmamba.isa.errors import InputError
 
@@ -46,10 +47,12 @@ model dimension must fit its instruction field and the target (the conv kernel
 its conv_kernel_max), --seq-len at most the longest prefill the target's
 buffer can hold (the error states it), -o and --dump-dir writable.
 
---print-ir-after / --print-ir-after-all print the IR to stderr after those
-stages; --dump-dir writes the IR after every stage as NN-<stage>.mlir; a
-failing stage leaves its input IR in a file and prints the command that
-reproduces the failure.  Nothing is written to -o unless every stage succeeds."""
+--print-ir-before / --print-ir-before-all and --print-ir-after /
+--print-ir-after-all print the IR to stderr before / after those stages
+(headed `// -----// IR Dump Before PASS //----- //`, as mlir-opt does);
+--dump-dir writes the IR after every stage as NN-<stage>.mlir; a failing
+stage leaves its input IR in a file and prints the command that reproduces
+the failure.  Nothing is written to -o unless every stage succeeds."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="OUT.fmb", help="the binary to write (required unless --print-pipeline)")
     p.add_argument("--print-pipeline", action="store_true",
                    help="print the pass pipeline (as `fastmamba opt -p` takes it) and exit")
+    p.add_argument("--print-ir-before-all", action="store_true", help="print the IR to stderr before every stage")
+    p.add_argument("--print-ir-before", metavar="PASS[,PASS]", default="",
+                   help="print the IR before the named stages")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR to stderr after every stage")
     p.add_argument("--print-ir-after", metavar="PASS[,PASS]", default="", help="print the IR after the named stages")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR after every stage into DIR (numbered files)")
@@ -118,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.output, "-o ")
     if args.dump_dir:
         check_writable_dir(args.dump_dir, "--dump-dir ")
-    print_after = True if args.print_ir_after_all else tuple(n for n in args.print_ir_after.split(",") if n)
-    options = options_of(args, print_after=print_after, dump_dir=args.dump_dir, time_passes=args.time_passes)
+    options = options_of(args, print_after=print_names(args, "after"), print_before=print_names(args, "before"),
+                         dump_dir=args.dump_dir, time_passes=args.time_passes)
     result = compile_model(model_dir(args), options, calibration_text=args.calibration_text,
                            calibration_random=random)
     write_fmb(args.output, result.binary, load_target(args.target))

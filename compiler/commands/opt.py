@@ -1,6 +1,6 @@
 """`fastmamba opt`: run a pass pipeline on a `mamba` IR file, in the style of xdsl-opt (compiler.pipeline).
 
-The same driver as `fastmamba compile` (compiler.pipeline.PassDriver): print-after, dump folder, timing and
+The same driver as `fastmamba compile` (compiler.pipeline.PassDriver): print-before/after, dump folder, timing and
 the reproducer of a failing pass."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from fastmamba.compiler.pipeline import DriverOptions, PassDriver, describe_passes, parse_ir, parse_passes, print_ir
+from fastmamba.compiler.pipeline import (DriverOptions, PassDriver, check_print_names, describe_passes, parse_ir,
+                                         parse_passes, print_ir)
 from fastmamba.isa.errors import InputError
 from fastmamba.isa.fileio import check_writable, check_writable_dir, write_atomic
 
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="FILE", nargs="?", help="mamba IR file, or - for stdin")
     p.add_argument("-p", "--passes", default="", metavar="PIPELINE",
                    help="comma-separated passes, with options in braces")
+    p.add_argument("--print-ir-before-all", action="store_true", help="print the IR to stderr before every pass")
+    p.add_argument("--print-ir-before", metavar="PASS[,PASS]", default="",
+                   help="print the IR to stderr before each named pass")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR to stderr after every pass")
     p.add_argument("--print-ir-after", metavar="PASS[,PASS]", default="",
                    help="print the IR to stderr after each named pass")
@@ -43,12 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def print_names(args: argparse.Namespace, when: str) -> tuple[str, ...] | bool:
+    """--print-ir-WHEN-all (True) or the names --print-ir-WHEN lists (`compile` reads its flags here too)."""
+    if getattr(args, f"print_ir_{when}_all"):
+        return True
+    return tuple(n for n in getattr(args, f"print_ir_{when}").split(",") if n)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list_passes:
         sys.stdout.write(describe_passes())
         return 0
     if args.input is None:
         raise InputError("give the mamba IR file to read (- for stdin), or --list-passes")
+    passes = parse_passes(args.passes)  # the command line is checked before the input is read
+    print_before, print_after = print_names(args, "before"), print_names(args, "after")
+    check_print_names(passes, print_before, print_after)
     if args.output:
         check_writable(args.output, "-o ")
     if args.dump_dir:
@@ -62,11 +76,9 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
         source = str(path)
-    passes = parse_passes(args.passes)
     module = parse_ir(text, source)
-    print_after = True if args.print_ir_after_all else tuple(n for n in args.print_ir_after.split(",") if n)
-    options = DriverOptions(print_after=print_after, dump_dir=args.dump_dir, time_passes=args.time_passes,
-                            reproducer=bool(args.dump_dir))
+    options = DriverOptions(print_after=print_after, print_before=print_before, dump_dir=args.dump_dir,
+                            time_passes=args.time_passes, reproducer=bool(args.dump_dir))
     PassDriver(passes, options, sys.stderr).run(module)
     out = print_ir(module)
     if args.output:

@@ -16,9 +16,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 
 from fastmamba.compiler.diagnostics import report
 from fastmamba.isa.errors import FastmambaError
+
+LOADED = time.perf_counter()  # the first main() of a process counts its start-up from here (--time-passes)
+_first_call = True
 
 # Command name -> the module that registers it, in the order `--help` lists them.  Only the named
 # command's module is imported (`fastmamba opt` never loads torch); `--help` or an unknown name loads all.
@@ -103,6 +107,8 @@ def _command_in(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _first_call
+    started, _first_call = LOADED if _first_call else time.perf_counter(), False
     argv = sys.argv[1:] if argv is None else list(argv)
     try:  # start-up (importing the command's module, torch or xDSL) can take seconds: Ctrl-C there too
         command = _command_in(argv)
@@ -110,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             command = ""  # --version alone: no command's module is loaded
         parser = build_parser(command)
         args = parser.parse_args(argv)
+        args.started = started  # (--time-passes: start-up is a line of the report)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -64,6 +64,7 @@ class CompileOptions:
     dump_dir: str | None = None
     time_passes: bool = False
     print_before: tuple[str, ...] | bool = ()  # pass names, or True for all
+    started: float | None = None  # time.perf_counter() at the command's start (time_passes counts start-up)
 
 
 @dataclass
@@ -272,7 +273,8 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     driver = PassDriver(passes, DriverOptions(print_after=options.print_after, print_before=options.print_before,
                                               dump_dir=options.dump_dir,
                                               time_passes=options.time_passes, input_name="import",
-                                              reproducer=True), log)
+                                              reproducer=True, started=options.started), log)
+    driver.start_up(t0)
     module = import_model(model, "prefill", options.seq_len).module
     merge_decode(module, import_model(model, "prefill", 1).module)
     weights = NumpyWeights(store)
@@ -294,6 +296,8 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
             "plan": plan_to_dict(plan)}
     binary = emit_binary(module, target, image, meta=json.dumps(meta, sort_keys=True))
     driver.record("emit", time.perf_counter() - start)
+    if options.time_passes:
+        log.write(driver.report())
     return CompileResult(binary, module, plan, meta, driver.timings, driver.spec)
 
 

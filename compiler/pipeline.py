@@ -11,7 +11,8 @@ by `fastmamba opt -p`.
 `PassDriver` runs a list of pass objects on one module for `fastmamba opt`
 and `fastmamba compile` alike: it verifies after each pass, prints the IR
 before and after the named passes (or all), writes every stage into a dump folder
-(NN-<pass>.mlir, 00 the input), times each pass, and on a failure leaves
+(NN-<pass>.mlir, 00 the input), times each pass (`report`: mlir-opt's table
+of wall time and percentage of the total, start-up its own line), and on a failure leaves
 the failing pass's input IR in a file and names the `fastmamba opt` command
 that reproduces it.  A pass that raises an input error (FastmambaError) is
 one line; any other exception, or IR that no longer verifies after a pass,
@@ -202,14 +203,17 @@ def check_print_names(passes: Sequence[ModulePass], print_before: Collection[str
 class DriverOptions:
     """What PassDriver shows of a run.  print_before / print_after: True (before / after every pass) or pass
     names, the IR printed to `log` headed as mlir-opt does; dump_dir: a folder
-    for NN-<pass>.mlir after every pass (00: the input, named input_name); time_passes: a line per pass on
-    `log` (default stderr) as it ends; reproducer: on a failure, the failing pass's input IR is written (into
+    for NN-<pass>.mlir after every pass (00: the input, named input_name); time_passes: the caller writes
+    `report()` to `log` (default stderr) at the end; started: the time.perf_counter() at which the command
+    started (its start-up, up to `start_up(until)`, is a line of the report, and the total runs from it);
+    reproducer: on a failure, the failing pass's input IR is written (into
     dump_dir, else a new temporary file) and the error names it and the `fastmamba opt` command that reruns
     the pass."""
 
     print_after: Collection[str] | bool = ()
     dump_dir: str | os.PathLike | None = None
     print_before: Collection[str] | bool = ()
+    started: float | None = None
     time_passes: bool = False
     input_name: str = "input"
     reproducer: bool = False
@@ -237,10 +241,32 @@ class PassDriver:
         (self.log or sys.stderr).write(text)
 
     def record(self, name: str, seconds: float) -> None:
-        """Keep a stage's time (and print it with time_passes); also for stages outside the pipeline (import)."""
+        """Keep a stage's time for the report; also for stages outside the pipeline (import, parse, emit)."""
         self.timings.append((name, seconds))
-        if self.options.time_passes:
-            self._write(f"  {name:<24} {seconds:8.2f} s\n")
+
+    def start_up(self, until: float) -> None:
+        """Record the command's start-up, from options.started (when given) to `until` (a perf_counter time)."""
+        if self.options.started is not None:
+            self.record("start-up", until - self.options.started)
+
+    def report(self) -> str:
+        """mlir-opt's --mlir-timing table: each recorded stage's wall time and share of the total, then the
+        total (from options.started when given, else the stages' sum); the time no stage holds (printing and
+        dumping IR, writing the output) is the line `other`."""
+        stages = list(self.timings)
+        total = sum(seconds for _, seconds in stages)
+        if self.options.started is not None:
+            wall = time.perf_counter() - self.options.started
+            if wall > total:
+                stages.append(("other", wall - total))
+            total = max(wall, total)
+        rule = "===" + "-" * 73 + "===\n"
+        lines = [rule, "... Execution time report ...".center(79).rstrip() + "\n", rule,
+                 f"  Total Execution Time: {total:.4f} seconds\n\n", "  ----Wall Time----  ----Name----\n"]
+        for name, seconds in stages + [("Total", total)]:
+            share = 100.0 * seconds / total if total > 0 else 0.0
+            lines.append(f"  {seconds:10.4f} ({share:5.1f}%)  {name}\n")
+        return "".join(lines)
 
     def _dump(self, name: str, module: ModuleOp, text: str | None = None) -> None:
         if self.options.dump_dir:

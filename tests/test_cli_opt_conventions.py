@@ -4,6 +4,7 @@ compiler/pipeline.py's PassDriver): --version, opt --list-passes, --print-ir-bef
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 from importlib.metadata import version
 
@@ -123,3 +124,61 @@ def test_compile_checks_print_ir_before_names_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("fastmamba compile: error: --print-ir-before names a pass not in the pipeline: cse "
                           "(its passes: set-target, ") and err.count("\n") == 1
+
+
+def _time_report(err: str) -> list[tuple[float, float, str]]:
+    """--time-passes' rows as (seconds, percent, name), the Total last; checks the header's total is the row's."""
+    head, table = err.split("  ----Wall Time----  ----Name----\n")
+    rows = []
+    for line in table.splitlines():
+        seconds, rest = line.split(" (", 1)
+        percent, name = rest.split("%)  ")
+        rows.append((float(seconds), float(percent), name))
+        if name == "Total":  # (compile writes its summary after the report)
+            break
+    assert f"  Total Execution Time: {rows[-1][0]:.4f} seconds\n" in head
+    return rows
+
+
+def _check_shares(rows: list[tuple[float, float, str]], wall: float) -> None:
+    """The stages sum to the total (to the printed rounding), each percent is its share, and the total is at
+    most the wall time measured around the command."""
+    *stages, (total, hundred, name) = rows
+    assert name == "Total" and hundred == 100.0 and 0 < total <= wall
+    assert abs(sum(s for s, _, _ in stages) - total) <= 1e-4 * len(rows)
+    for seconds, percent, _ in stages:
+        assert abs(percent - 100 * seconds / total) <= 0.05 + 100 * 1e-4 / total
+
+
+def test_opt_time_passes_reports_startup_each_pass_and_total(small_ir, capsys):
+    start = time.perf_counter()
+    assert main(["opt", str(small_ir), "-p", "set-target,cse,dce", "--time-passes"]) == 0
+    wall = time.perf_counter() - start
+    rows = _time_report(capsys.readouterr().err)
+    assert [name for _, _, name in rows] == ["start-up", "parse", "set-target", "cse", "dce", "other", "Total"]
+    _check_shares(rows, wall)
+
+
+def test_compile_print_ir_before_and_time_passes(tmp_path, capsys):
+    """compile: the IR before plan-memory is the dump of the stage before it; --time-passes lists start-up,
+    the import, every pass of the pipeline (as --print-pipeline names them) and the emission, then the total."""
+    from model_factory import make_config, random_hf_model, save_hf_dir
+
+    model = save_hf_dir(random_hf_model(make_config("tiny"), seed=5), tmp_path / "model")
+    common = ["--model", str(model), "--seq-len", "3", "--calibration", "random", "--calibration-windows", "1"]
+    assert main(["compile", *common, "--print-pipeline"]) == 0
+    passes = [p.split("{")[0] for p in capsys.readouterr().out.strip().split(",")]
+    dump = tmp_path / "stages"
+    start = time.perf_counter()
+    assert main(["compile", *common, "-o", str(tmp_path / "m.fmb"), "--dump-dir", str(dump),
+                 "--print-ir-before", "plan-memory", "--time-passes"]) == 0
+    wall = time.perf_counter() - start
+    err = capsys.readouterr().err
+    (header, ir), = _dumps(err.split("===---")[0])
+    before = passes.index("plan-memory")  # the stage before it: dump number `before` (00 is the import)
+    assert header == "Before plan-memory" and ir == next(dump.glob(f"{before:02d}-*.mlir")).read_text()
+    rows = _time_report(err)
+    names = [name for _, _, name in rows]
+    assert names[:2] == ["start-up", "import"] and names[2:2 + len(passes)] == passes
+    assert names[2 + len(passes):] in (["emit", "Total"], ["emit", "other", "Total"])
+    _check_shares(rows, wall)

@@ -68,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR to stderr after every stage")
     p.add_argument("--print-ir-after", metavar="PASS[,PASS]", default="", help="print the IR after the named stages")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR after every stage into DIR (numbered files)")
-    p.add_argument("--time-passes", action="store_true", help="print each stage's wall time to stderr")
+    p.add_argument("--time-passes", action="store_true",
+                   help="print to stderr each stage's wall time and share of the total (start-up and import too)")
     p.set_defaults(run=run)
 
 
@@ -125,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dump_dir:
         check_writable_dir(args.dump_dir, "--dump-dir ")
     options = options_of(args, print_after=print_names(args, "after"), print_before=print_names(args, "before"),
-                         dump_dir=args.dump_dir, time_passes=args.time_passes)
+                         dump_dir=args.dump_dir, time_passes=args.time_passes,
+                         started=getattr(args, "started", None))
     result = compile_model(model_dir(args), options, calibration_text=args.calibration_text,
                            calibration_random=random)
     write_fmb(args.output, result.binary, load_target(args.target))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from fastmamba.compiler.pipeline import (DriverOptions, PassDriver, check_print_names, describe_passes, parse_ir,
@@ -40,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--print-ir-after", metavar="PASS[,PASS]", default="",
                    help="print the IR to stderr after each named pass")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR after every pass into DIR (numbered files)")
-    p.add_argument("--time-passes", action="store_true", help="print each pass's wall time to stderr")
+    p.add_argument("--time-passes", action="store_true",
+                   help="print to stderr each stage's wall time and share of the total (start-up, parse, each pass)")
     p.add_argument("--list-passes", action="store_true",
                    help="list the registered passes with their options (type = default) and exit; needs no FILE")
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR here (atomically) instead of to stdout")
@@ -76,13 +78,21 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
         source = str(path)
-    module = parse_ir(text, source)
     options = DriverOptions(print_after=print_after, print_before=print_before, dump_dir=args.dump_dir,
-                            time_passes=args.time_passes, reproducer=bool(args.dump_dir))
-    PassDriver(passes, options, sys.stderr).run(module)
+                            time_passes=args.time_passes, reproducer=bool(args.dump_dir),
+                            started=getattr(args, "started", None))
+    driver = PassDriver(passes, options, sys.stderr)
+    start = time.perf_counter()
+    driver.start_up(start)
+    module = parse_ir(text, source)
+    driver.record("parse", time.perf_counter() - start)
+    driver.run(module)
     out = print_ir(module)
     if args.output:
         write_atomic(args.output, out, "-o ")
     else:
         sys.stdout.write(out)
+    if args.time_passes:
+        sys.stdout.flush()
+        sys.stderr.write(driver.report())
     return 0

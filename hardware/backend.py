@@ -19,17 +19,15 @@ VEC) are refused before the run.
 from __future__ import annotations
 
 import ctypes
-import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 
-from fastmamba.isa.container import Binary
 from fastmamba.isa.encoding import encode_bundles
 from fastmamba.isa.errors import FastmambaError, InputError
 from fastmamba.isa.formatting import format_instruction
-from fastmamba.isa.host import initial_ddr, load_binary, read_results
+from fastmamba.isa.host import HostBackend, initial_ddr, read_results
 from fastmamba.isa.instructions import SLOTS
 
 from fastmamba.hardware import build
@@ -211,21 +209,8 @@ def describe_error(bundles, kind: str, b: int, slot: int, info0: int, info1: int
     return f"{where}: {kind.replace('_', ' ')}"
 
 
-class RtlBackend:
+class RtlBackend(HostBackend):
     """The RTL machine (Verilator) as an execution backend; the interface of `SimulatorBackend`."""
-
-    def __init__(self, target):
-        self.target = target
-        self._binary: Binary | None = None
-
-    def load(self, binary: Binary | str | os.PathLike) -> None:
-        self._binary = load_binary(binary, self.target)
-
-    @property
-    def binary(self) -> Binary:
-        if self._binary is None:
-            raise InputError("no binary loaded")
-        return self._binary
 
     def run(self, program: str, inputs: Mapping[str, np.ndarray] | None = None, *, trace: bool = False,
             max_cycles: int = DEFAULT_MAX_CYCLES) -> RtlRunResult:

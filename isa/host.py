@@ -5,6 +5,7 @@ and `fastmamba.hardware.backend.RtlBackend`), which implement the machine indepe
 but meet the host the same way (docs/ARCHITECTURE.md §6):
 
 - `load_binary`: a `Binary` (or a path to one) built for the backend's target;
+  `HostBackend` keeps it for a backend (its `load` and `binary`);
 - `initial_ddr`: the DDR image a run starts from: the binary's constant image at
   address 0, zeros up to the program's `ddr_size`, each given input or state
   (checked against its descriptor by `check_input`) at its address;
@@ -77,3 +78,22 @@ def read_results(prog: Program, ddr: np.ndarray) -> tuple[dict[str, np.ndarray],
     outputs = {t.name: read_tensor(ddr, t) for t in prog.tensors if t.role == "output"}
     states = {t.name: read_tensor(ddr, t) for t in prog.tensors if t.role == "state"}
     return outputs, states
+
+
+class HostBackend:
+    """What every execution backend keeps for the host: its target and the loaded binary."""
+
+    def __init__(self, target):
+        self.target = target
+        self._binary: Binary | None = None
+
+    def load(self, binary: Binary | str | os.PathLike) -> None:
+        """Load a binary (or read one from a path); refused unless it was built for this backend's target."""
+        self._binary = load_binary(binary, self.target)
+
+    @property
+    def binary(self) -> Binary:
+        """The loaded binary."""
+        if self._binary is None:
+            raise InputError("no binary loaded")
+        return self._binary

@@ -26,8 +26,7 @@ import numpy as np
 
 from fastmamba.isa.container import Binary
 from fastmamba.isa.dtypes import numpy_dtype  # noqa: F401  (re-exported: tools read tensors with it)
-from fastmamba.isa.errors import InputError
-from fastmamba.isa.host import initial_ddr, load_binary, read_results
+from fastmamba.isa.host import HostBackend, initial_ddr, read_results
 from fastmamba.simulator.effects import MachineState
 from fastmamba.simulator.stats import Stats
 from fastmamba.simulator.trace import Trace
@@ -56,22 +55,12 @@ class ExecutionBackend(Protocol):
         """Run `program` with `inputs` (tensors of role input or state, by name); return outputs, states, counters."""
 
 
-class SimulatorBackend:
+class SimulatorBackend(HostBackend):
     """The functional + timing simulator as an `ExecutionBackend`."""
 
     def __init__(self, target, semantics: Mapping | None = None):
-        self.target = target
+        super().__init__(target)
         self.semantics = semantics
-        self._binary: Binary | None = None
-
-    def load(self, binary: Binary | str | os.PathLike) -> None:
-        self._binary = load_binary(binary, self.target)
-
-    @property
-    def binary(self) -> Binary:
-        if self._binary is None:
-            raise InputError("no binary loaded")
-        return self._binary
 
     def run(self, program: str, inputs: Mapping[str, np.ndarray] | None = None, *, trace: bool = False) -> RunResult:
         from fastmamba.simulator.engine import Engine

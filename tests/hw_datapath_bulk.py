@@ -279,6 +279,11 @@ F32_SPECIALS = np.array([
 ], dtype=np.uint32)
 
 
+def bits(sign, exp, frac) -> np.ndarray:
+    """binary32 bit patterns (uint32) from sign, biased exponent and fraction arrays."""
+    return (sign.astype(np.uint32) << 31) | (exp.astype(np.uint32) << 23) | frac.astype(np.uint32)
+
+
 def f32_pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n binary32 operand pairs (uint32 bits): every pair of specials, round-to-even ties, products near the
     subnormal and overflow boundaries, and random bits."""
@@ -286,9 +291,6 @@ def f32_pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     sa, sb = np.meshgrid(F32_SPECIALS, F32_SPECIALS)
     parts_a, parts_b = [sa.ravel()], [sb.ravel()]
     q = max(n // 6, 1)
-
-    def bits(sign, exp, frac):
-        return ((sign.astype(np.uint32) << 31) | (exp.astype(np.uint32) << 23) | frac.astype(np.uint32))
 
     def rsign(k):
         return rng.integers(0, 2, k)
@@ -350,9 +352,6 @@ def f32_add_pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     parts_a, parts_b = [sa.ravel(), sa.ravel()], [sb.ravel(), sb.ravel()]
     parts_s = [np.zeros(sa.size, dtype=np.int64), np.ones(sa.size, dtype=np.int64)]
     q = max(n // 7, 1)
-
-    def bits(sign, exp, frac):
-        return ((sign.astype(np.uint32) << 31) | (exp.astype(np.uint32) << 23) | frac.astype(np.uint32))
 
     def rsign(k):
         return rng.integers(0, 2, k)
@@ -420,9 +419,6 @@ def f32_div_pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     sa, sb = np.meshgrid(F32_SPECIALS, F32_SPECIALS)
     parts_a, parts_b = [sa.ravel()], [sb.ravel()]
     q = max(n // 6, 1)
-
-    def bits(sign, exp, frac):
-        return ((sign.astype(np.uint32) << 31) | (exp.astype(np.uint32) << 23) | frac.astype(np.uint32))
 
     def rsign(k):
         return rng.integers(0, 2, k)

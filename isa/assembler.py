@@ -68,6 +68,8 @@ its dtype must be one of the tensor dtypes (and equal `T` when given) |
 | `.image_size N` | the constant image's length (default: the end of the last `.data`); bytes no `.data` sets are zero |
 | `.target_digest HEX` | the 32-byte target digest the binary records (written by the disassembler); assembling for a \
 target with another digest is an error |
+| `.meta "JSON"` | the binary's metadata (the meta section): one JSON object, written as a JSON string holding its \
+exact text (what `fastmamba compile` records for `fastmamba run`; the disassembler writes it); at most once |
 
 Constant-image directives may appear anywhere; the image is shared by all
 programs and placed at DDR address 0 of each.  Blocks must not overlap.
@@ -225,6 +227,7 @@ class _Assembly:
     blocks: list[tuple[int, bytes, int]] = field(default_factory=list)  # (addr, bytes, line)
     image_size: int | None = None
     digest: bytes | None = None
+    meta: str | None = None
 
 
 def _logical_lines(text: str):
@@ -380,6 +383,21 @@ def _statement(a: _Assembly, line: str, number: int) -> None:
         if len(digest) != DIGEST_BYTES:
             raise AsmError(f".target_digest: expected {DIGEST_BYTES} bytes in hex")
         a.digest = digest
+    elif directive == ".meta":
+        if a.meta is not None:
+            raise AsmError(".meta given twice")
+        try:
+            meta = json.loads(rest)
+        except ValueError:
+            meta = None
+        if not isinstance(meta, str) or not meta:
+            raise AsmError(f'.meta: expected one non-empty "double-quoted string" (the JSON text), got '
+                           f'{rest.strip()[:40]!r}')
+        try:
+            validate_binary(Binary((), meta=meta))
+        except ContainerError as exc:
+            raise AsmError(f".meta: {exc}") from None
+        a.meta = meta
     else:
         raise AsmError(f"unknown directive {directive!r}")
 
@@ -443,7 +461,7 @@ def assemble(text: str, path: str = "<string>", target=None, base_dir: str | os.
         except ContainerError as exc:
             raise AsmError(f"{path}:{d.line}: {exc}") from None
         programs.append(prog)
-    return Binary(tuple(programs), image, digest)
+    return Binary(tuple(programs), image, digest, a.meta or "")
 
 
 def assemble_file(path: str | os.PathLike, target=None) -> Binary:

@@ -7,8 +7,10 @@ named `Program`s (DDR size, instruction stream, tensor descriptors, optional
 debug text per bundle), and optional metadata: a JSON object as text (what the
 compiler records for `fastmamba run`: model, config, quantization plan).
 `dump_fmb`/`write_fmb` serialize one; `load_fmb`/`read_fmb` parse and validate
-one, rejecting malformed, truncated or foreign files with a one-line
-`ContainerError` and never allocating more than the file's own size.
+one, rejecting malformed, truncated, damaged or foreign files with a one-line
+`ContainerError` and never allocating more than the file's own size.  A CRC-32
+of the header and section table and one of each section catch damage (a
+flipped bit, a torn copy) before any size the file declares is used.
 
 The byte layout is defined once, by the record table `LAYOUT` and the code
 tables `SECTION_KINDS`, `TENSOR_ROLES`, `TENSOR_DTYPES` below; the
@@ -22,6 +24,7 @@ import math
 import os
 import re
 import struct
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -35,7 +38,8 @@ from fastmamba.isa.formatting import format_instruction
 from fastmamba.isa.instructions import Bundle, InstructionError
 
 MAGIC = b"\x89FMB\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: CRC-32 checksums in the file header and the section entries (1: the same layout with those fields zero)."""
 DIGEST_BYTES = 32
 SECTION_ALIGN = 8
 MAX_NAME_BYTES = 255
@@ -88,16 +92,19 @@ class Record:
 FILE_HEADER = Record("file header", (
     ("magic", "8s", "`89 46 4d 42 0d 0a 1a 0a` (`\\x89FMB\\r\\n\\x1a\\n`): identifies the file and catches text-mode "
                     "mangling"),
-    ("version", "I", f"format version, {FORMAT_VERSION}; a reader rejects any other"),
+    ("version", "I", f"format version, {FORMAT_VERSION}; a reader rejects any other, version 1 (this layout with "
+                     "zero checksum fields) with a message saying so"),
     ("section_count", "I", "number of entries in the section table"),
     ("file_size", "Q", "total length of the file in bytes; a shorter file is truncated"),
     ("target_digest", "32s", "SHA-256 digest of the target configuration the binary was built for (`Target.digest()`)"),
-    ("reserved", "Q", "zero"),
+    ("header_crc32", "I", "CRC-32 of the file header (this field taken as zero) and the section table that follows "
+                          "it"),
+    ("reserved", "I", "zero"),
 ), "followed by the section table: `section_count` section entries")
 
 SECTION_ENTRY = Record("section entry", (
     ("kind", "I", "section kind (table below)"),
-    ("reserved", "I", "zero"),
+    ("crc32", "I", "CRC-32 of the section's bytes (its `length` bytes from `offset`)"),
     ("offset", "Q", f"byte offset of the section from the start of the file, a multiple of {SECTION_ALIGN}"),
     ("length", "Q", "section length in bytes"),
 ), "sections lie after the section table, inside the file, without overlapping; gaps between them are zero padding")
@@ -381,11 +388,13 @@ def _fmb_parts(binary: Binary, target=None) -> list[bytes]:
     offset = table_end + _pad(table_end)
     entries, body = [], []
     for kind, data in sections:
-        entries.append(SECTION_ENTRY.pack(kind=kind, offset=offset, length=len(data)))
+        entries.append(SECTION_ENTRY.pack(kind=kind, crc32=zlib.crc32(data), offset=offset, length=len(data)))
         body += [data, bytes(_pad(len(data)))]
         offset += len(data) + _pad(len(data))
-    header = FILE_HEADER.pack(magic=MAGIC, version=FORMAT_VERSION, section_count=len(sections), file_size=offset,
-                              target_digest=binary.target_digest)
+    fields = dict(magic=MAGIC, version=FORMAT_VERSION, section_count=len(sections), file_size=offset,
+                  target_digest=binary.target_digest)
+    crc = zlib.crc32(b"".join(entries), zlib.crc32(FILE_HEADER.pack(**fields)))
+    header = FILE_HEADER.pack(**fields, header_crc32=crc)
     return [header, *entries, bytes(_pad(table_end)), *body]
 
 
@@ -404,10 +413,16 @@ def write_fmb(path: str | os.PathLike, binary: Binary, target=None) -> None:
 # Reading
 # ---------------------------------------------------------------------------
 READER_CHECKS: tuple[str, ...] = (
-    "the magic bytes (a foreign file) and the format version;",
+    "the magic bytes (a foreign file) and the format version (version 1, written before checksums, is refused "
+    "by name);",
+    "the file header and the section table fit in the file, before any other field is used;",
+    "`header_crc32` matches the header and section table (a damaged size, count or offset field is reported as "
+    "damage, not believed);",
     "`file_size` equals the file's length (truncation, trailing bytes);",
-    "the section table fits in the file; every section has a known kind, is aligned, lies inside the file after "
-    "the table and overlaps no other; there is exactly one constant image;",
+    "every section has a known kind, is aligned, lies inside the file after the table and overlaps no other; the "
+    "bytes between sections are zero; there is exactly one constant image;",
+    "each section's `crc32` matches its bytes, checked for every section before any is parsed; the error names "
+    "the section;",
     "reserved fields are zero; names are valid UTF-8 and match the name pattern; every count and length fits in "
     "the bytes left in its section before anything is read; the parts of a program section add up to its length;",
     "there is at most one meta section, and it is UTF-8 text of one JSON object;",
@@ -419,6 +434,57 @@ READER_CHECKS: tuple[str, ...] = (
     "their element size.",
 )
 """What `load_fmb` verifies, in order (rendered into docs/FMB.md)."""
+
+
+CHECKSUMS = (
+    "CRC-32 is the checksum of zlib's `crc32`, gzip's and PNG's (polynomial 0x04C11DB7, reflected, initial value "
+    "and final XOR 0xFFFFFFFF; `crc32(b\"123456789\") = 0xCBF43926`).  `header_crc32` covers the file header, its "
+    "own four bytes taken as zero, and the section table; each section entry's `crc32` covers its section's "
+    "`length` bytes.  The padding between sections is zero and covered by no checksum; a reader checks it is "
+    "zero.  Together they cover every byte of the file, so a flipped bit anywhere is reported (as a checksum "
+    "mismatch naming the section, or as the header or padding it hit) before any damaged value is used."
+)
+"""How the checksums are computed and what each covers (rendered into docs/FMB.md)."""
+
+_HEADER_CRC_AT = next(offset for offset, name, _, _ in FILE_HEADER.layout() if name == "header_crc32")
+
+
+def _check_reserved(rec: Record, values: dict, what: str) -> None:
+    for name, _, _ in rec.fields:
+        if name.startswith("reserved") and values[name]:
+            raise ContainerError(f"{what}: {rec.name} has nonzero reserved bytes")
+
+
+def _header_crc(data, table_end: int) -> int:
+    """CRC-32 of the header (its checksum field as zero) and the section table, `data[:table_end]`."""
+    view = memoryview(data)
+    crc = zlib.crc32(view[:_HEADER_CRC_AT])
+    crc = zlib.crc32(bytes(4), crc)
+    return zlib.crc32(view[_HEADER_CRC_AT + 4:table_end], crc)
+
+
+def _section_name(index: int, kind: int) -> str:
+    """"section 0 (constant image)", "section 2 (program)", ..."""
+    return f"section {index} ({SECTION_KINDS[kind][0].replace('const_image', 'constant image')})"
+
+
+def reseal_fmb(data: bytes) -> bytes:
+    """`data` with every checksum recomputed: the header's, and each section's that lies inside the file.
+
+    For tests and fuzzers that edit a file on purpose and want the reader's other checks to see the edit
+    rather than a checksum mismatch.  Any bytes are accepted; what does not parse is left as it is."""
+    blob = bytearray(data)
+    if len(blob) < FILE_HEADER.size or blob[:len(MAGIC)] != MAGIC:
+        return bytes(blob)
+    count = min(FILE_HEADER.unpack(blob, 0)["section_count"], (len(blob) - FILE_HEADER.size) // SECTION_ENTRY.size)
+    for i in range(count):
+        at = FILE_HEADER.size + i * SECTION_ENTRY.size
+        e = SECTION_ENTRY.unpack(blob, at)
+        if e["offset"] + e["length"] <= len(blob):
+            crc = zlib.crc32(memoryview(blob)[e["offset"]:e["offset"] + e["length"]])
+            struct.pack_into("<I", blob, at + 4, crc)
+    struct.pack_into("<I", blob, _HEADER_CRC_AT, _header_crc(blob, FILE_HEADER.size + count * SECTION_ENTRY.size))
+    return bytes(blob)
 
 
 class _Cursor:
@@ -437,9 +503,7 @@ class _Cursor:
 
     def record(self, rec: Record) -> dict:
         values = rec.unpack(self.data, self.need(rec.size, rec.name))
-        for name, _, _ in rec.fields:
-            if name.startswith("reserved") and values[name]:
-                raise ContainerError(f"{self.what}: {rec.name} has nonzero reserved bytes")
+        _check_reserved(rec, values, self.what)
         return values
 
     def text(self, n: int, what: str) -> str:
@@ -451,25 +515,39 @@ class _Cursor:
 
 
 def load_fmb(data: bytes, target=None) -> Binary:
-    """Parse and validate a .fmb image; raise ContainerError (one line) on anything malformed."""
+    """Parse and validate a .fmb image; raise ContainerError (one line) on anything malformed or damaged."""
     data = bytes(data)
-    top = _Cursor(data, 0, len(data), "fmb")
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
         raise ContainerError("not a .fmb file (wrong magic bytes)")
     if len(data) >= len(MAGIC) + 4:
         version = struct.unpack_from("<I", data, len(MAGIC))[0]
+        if version == 1:
+            raise ContainerError("fmb: format version 1 (written before checksums) is no longer read: compile or "
+                                 "assemble it again")
         if version != FORMAT_VERSION:
             raise ContainerError(f"unsupported .fmb format version {version} (this reader supports {FORMAT_VERSION})")
-    head = top.record(FILE_HEADER)
+    if len(data) < FILE_HEADER.size:
+        raise ContainerError(f"fmb: truncated: the file header needs {FILE_HEADER.size} bytes, the file has "
+                             f"{len(data)}")
+    head = FILE_HEADER.unpack(data, 0)
+    count = head["section_count"]
+    if count > (len(data) - FILE_HEADER.size) // SECTION_ENTRY.size:
+        raise ContainerError(f"fmb: section table of {count} entries ({FILE_HEADER.size + count * SECTION_ENTRY.size}"
+                             f" bytes with the header) does not fit in the file ({len(data)} bytes): the file is "
+                             "truncated or its header damaged")
+    table_end = FILE_HEADER.size + count * SECTION_ENTRY.size
+    crc = _header_crc(data, table_end)
+    if crc != head["header_crc32"]:
+        raise ContainerError(f"fmb: file header checksum mismatch (stored {head['header_crc32']:#010x}, computed "
+                             f"{crc:#010x}): the header or section table is damaged")
+    _check_reserved(FILE_HEADER, head, "fmb")
     if head["file_size"] != len(data):
         problem = "truncated" if head["file_size"] > len(data) else "has trailing bytes"
         raise ContainerError(f"fmb: file {problem}: header declares {head['file_size']} bytes, file has {len(data)}")
-    if head["section_count"] > (len(data) - top.pos) // SECTION_ENTRY.size:
-        raise ContainerError(f"fmb: section table of {head['section_count']} entries does not fit in the file")
-    entries = [top.record(SECTION_ENTRY) for _ in range(head["section_count"])]
-    table_end = top.pos
+    entries = [SECTION_ENTRY.unpack(data, FILE_HEADER.size + i * SECTION_ENTRY.size) for i in range(count)]
     spans = []
     for i, e in enumerate(entries):
+        _check_reserved(SECTION_ENTRY, e, f"fmb: section {i}")
         if e["kind"] not in SECTION_KINDS:
             raise ContainerError(f"fmb: section {i} has unknown kind {e['kind']}")
         if e["offset"] % SECTION_ALIGN or e["offset"] < table_end or e["offset"] + e["length"] > len(data):
@@ -480,9 +558,19 @@ def load_fmb(data: bytes, target=None) -> Binary:
     for (_, a_end, a), (b_start, _, b) in zip(spans, spans[1:]):
         if b_start < a_end:
             raise ContainerError(f"fmb: sections {a} and {b} overlap")
+    gaps = zip([table_end] + [stop for _, stop, _ in spans], [start for start, _, _ in spans] + [len(data)])
+    for start, stop in gaps:
+        if data.count(0, start, stop) != stop - start:
+            raise ContainerError(f"fmb: nonzero padding between offsets {start} and {stop}: the file is damaged")
     images = [e for e in entries if SECTION_KINDS[e["kind"]][0] == "const_image"]
     if len(images) != 1:
         raise ContainerError(f"fmb: expected exactly one constant image section, found {len(images)}")
+    view = memoryview(data)
+    for i, e in enumerate(entries):
+        crc = zlib.crc32(view[e["offset"]:e["offset"] + e["length"]])
+        if crc != e["crc32"]:
+            raise ContainerError(f"fmb: {_section_name(i, e['kind'])} checksum mismatch (stored {e['crc32']:#010x}, "
+                                 f"computed {crc:#010x}): the file is damaged")
     image = data[images[0]["offset"]:images[0]["offset"] + images[0]["length"]]
     programs = [_read_program(data, e, i) for i, e in enumerate(entries) if SECTION_KINDS[e["kind"]][0] == "program"]
     binary = Binary(tuple(programs), image, head["target_digest"], _read_meta(data, entries))

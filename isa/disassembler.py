@@ -3,7 +3,8 @@
 Place in the flow: reads what `isa.encoding` decodes and `isa.container`
 loads; the text of one instruction or bundle is `isa.formatting`'s (re-exported
 here).  `disassemble` renders a whole `Binary` as assembly that
-`isa.assembler.assemble` turns back into the byte-identical binary.  The
+`isa.assembler.assemble` turns back into the byte-identical binary: every
+section (constant image, programs with their tensors and debug text, metadata).  The
 syntax is documented in the generated docs/ISA.md.
 """
 
@@ -62,6 +63,8 @@ def disassemble(binary: Binary, with_data: bool = True, numbered: bool = True) -
         f".target_digest {binary.target_digest.hex()}",
         f".image_size {len(binary.const_image):#x}",
     ]
+    if binary.meta:
+        lines.append(f".meta {json.dumps(binary.meta, ensure_ascii=False)}")
     if with_data:
         lines += _data_lines(binary.const_image)
     else:

@@ -172,6 +172,7 @@ def render_fmb() -> str:
     lines += ["", "## What a reader checks", "", "Each failure is a one-line error; nothing is allocated beyond the "
               "file's own size before the sizes it declares are checked.", ""]
     lines += [f"- {check}" for check in container.READER_CHECKS]
+    lines += ["", "## Checksums", "", container.CHECKSUMS]
     lines.append("")
     return "\n".join(lines)
 

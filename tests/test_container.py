@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastmamba.isa.container import (
+    CHECKSUMS,
     FILE_HEADER,
     MAGIC,
     PROGRAM_HEADER,
@@ -21,6 +22,7 @@ from fastmamba.isa.container import (
     dump_fmb,
     load_fmb,
     read_fmb,
+    reseal_fmb,
     write_fmb,
 )
 from fastmamba.isa.errors import FastmambaError, InputError
@@ -79,30 +81,115 @@ def test_lookup_errors_name_what_exists():
 
 
 # --- specific rejections ----------------------------------------------------
-def _patched(offset: int, fmt: str, value) -> bytes:
+def _patched(offset: int, fmt: str, value, seal: bool = True) -> bytes:
+    """SMALL with one field changed and, unless `seal` is False, its checksums recomputed (so the check under
+    test, not the checksum, sees the change)."""
     blob = bytearray(SMALL)
     struct.pack_into(fmt, blob, offset, value)
-    return bytes(blob)
+    return reseal_fmb(bytes(blob)) if seal else bytes(blob)
 
 
 @pytest.mark.parametrize("blob, message", [
     (b"", "wrong magic"),
     (b"PK\x03\x04" + bytes(100), "wrong magic"),
     (b"\x7fELF" + SMALL[4:], "wrong magic"),
-    (_patched(8, "<I", 2), "unsupported .fmb format version 2"),
+    (_patched(8, "<I", 3), "unsupported .fmb format version 3"),
+    (_patched(8, "<I", 1), "format version 1 \\(written before checksums\\) is no longer read"),
+    (SMALL[:40], "truncated: the file header needs 64 bytes, the file has 40"),
+    (SMALL[:100], "section table of 3 entries .* does not fit in the file \\(100 bytes\\): the file is truncated"),
     (SMALL[:-8], "truncated"),
     (SMALL + bytes(8), "trailing bytes"),
-    (_patched(12, "<I", 10 ** 9), "section table of 1000000000 entries does not fit"),
+    (reseal_fmb(SMALL[:-8]), "file truncated: header declares"),
+    (_patched(12, "<I", 10 ** 9), "section table of 1000000000 entries .* does not fit"),
     (_patched(64 + 8, "<Q", 1 << 60), "lies outside the file"),
     (_patched(64 + 16, "<Q", 1 << 60), "lies outside the file"),
     (_patched(64 + 24 + 8, "<Q", 64 + 24 * 3 - 8 + 8), "overlap"),
     (_patched(64, "<I", 9), "unknown kind 9"),
     (_patched(64, "<I", 2), "exactly one constant image"),
-    (_patched(56, "<Q", 1), "nonzero reserved"),
+    (_patched(60, "<I", 1), "file header has nonzero reserved bytes"),
+    (_patched(16, "<Q", 1 << 40), "file truncated: header declares 1099511627776 bytes"),
+    (_patched(16, "<Q", 1 << 40, seal=False), "file header checksum mismatch"),
+    (_patched(64 + 16, "<Q", 1 << 60, seal=False), "file header checksum mismatch"),
+    (_patched(56, "<I", 0, seal=False), r"file header checksum mismatch \(stored 0x00000000, computed 0x"),
 ])
 def test_rejects(blob, message):
     with pytest.raises(ContainerError, match=message):
         load_fmb(blob)
+
+
+def _section(blob: bytes, i: int) -> tuple[int, int]:
+    """(offset, length) of section i."""
+    return struct.unpack_from("<QQ", blob, 64 + 24 * i + 8)
+
+
+def test_crc32_is_zlibs_the_standard_one():
+    """The check value docs/FMB.md quotes (CHECKSUMS), and the stored checksums are the CRC-32 of the bytes."""
+    import zlib
+
+    assert zlib.crc32(b"123456789") == 0xCBF43926 and "0xCBF43926" in CHECKSUMS
+    for i in range(3):
+        offset, length = _section(SMALL, i)
+        assert struct.unpack_from("<I", SMALL, 64 + 24 * i + 4)[0] == zlib.crc32(SMALL[offset:offset + length])
+    header = SMALL[:56] + bytes(4) + SMALL[60:64 + 24 * 3]
+    assert struct.unpack_from("<I", SMALL, 56)[0] == zlib.crc32(header)
+
+
+@pytest.mark.parametrize("section, name", [(0, "constant image"), (1, "program"), (2, "program")])
+def test_a_flipped_byte_in_a_section_is_a_checksum_error_naming_it(section, name):
+    offset, length = _section(SMALL, section)
+    for at in (offset, offset + length // 2, offset + length - 1):
+        blob = bytearray(SMALL)
+        blob[at] ^= 0x10
+        with pytest.raises(ContainerError, match=rf"^fmb: section {section} \({name}\) checksum mismatch "
+                                                 rf"\(stored 0x[0-9a-f]{{8}}, computed 0x[0-9a-f]{{8}}\): the file is "
+                                                 "damaged$"):
+            load_fmb(bytes(blob))
+
+
+def test_every_single_bit_flip_is_detected():
+    """Checksums and the zero padding cover every byte: no flipped bit reads back as a binary, and each is
+    reported as what it hit (a damaged section count or version is caught before the checksum is computed)."""
+    import re
+
+    kinds = {"magic": r"not a \.fmb file", "version": r"unsupported \.fmb format version",
+             "count": r"fmb: section table", "header": r"fmb: file header checksum mismatch",
+             "padding": r"fmb: nonzero padding", "image": r"fmb: section 0 \(constant image\) checksum",
+             "program": r"fmb: section [12] \(program\) checksum"}
+    seen = dict.fromkeys(kinds, 0)
+    for bit in range(len(SMALL) * 8):
+        blob = bytearray(SMALL)
+        blob[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(ContainerError) as info:
+            load_fmb(bytes(blob))
+        kind = next(k for k, pattern in kinds.items() if re.match(pattern, str(info.value)))
+        seen[kind] += 1
+    assert seen["magic"] == 64 and seen["header"] >= 8 * (56 - 12 + 4 + 24 * 3) and all(seen.values()), seen
+
+
+def test_nonzero_padding_is_rejected():
+    offset, length = _section(SMALL, 0)
+    assert length % 8 and not any(SMALL[offset + length:offset + length + 8 - length % 8])  # 20 bytes + 4 padding
+    blob = bytearray(SMALL)
+    blob[offset + length] = 1
+    with pytest.raises(ContainerError, match=rf"nonzero padding between offsets {offset + length} and {offset + 24}"):
+        load_fmb(bytes(blob))
+
+
+def test_version_1_files_are_refused_by_name():
+    """A version-1 file (this layout, checksum fields zero) gets a message saying what to do, not 'unsupported'."""
+    blob = bytearray(SMALL)
+    struct.pack_into("<I", blob, 8, 1)
+    struct.pack_into("<I", blob, 56, 0)
+    for i in range(3):
+        struct.pack_into("<I", blob, 64 + 24 * i + 4, 0)
+    with pytest.raises(ContainerError, match="^fmb: format version 1 .* compile or assemble it again$"):
+        load_fmb(bytes(blob))
+
+
+def test_reseal_accepts_any_bytes():
+    for blob in (b"", MAGIC, MAGIC + bytes(56), SMALL[:100], SMALL + b"x", bytes(200)):
+        assert len(reseal_fmb(blob)) == len(blob)
+    assert reseal_fmb(SMALL) == SMALL
 
 
 def _program_offset(i: int) -> int:
@@ -137,9 +224,11 @@ def test_rejects_bad_instruction_stream():
     start = _program_offset(1)
     code_at = start + PROGRAM_HEADER.size + len("decode.step") + 24 + 3 + 0 + 8  # header word of bundle 0 follows
     blob[code_at] = 0xEE
+    with pytest.raises(ContainerError, match=r"section 2 \(program\) checksum mismatch"):
+        load_fmb(bytes(blob))
     with pytest.raises(ContainerError,
                        match=r"program decode.step: instruction stream: bundle 0 .*unknown opcode 0xee"):
-        load_fmb(bytes(blob))
+        load_fmb(reseal_fmb(bytes(blob)))
 
 
 @pytest.mark.parametrize("binary, message", [
@@ -185,7 +274,7 @@ def _raw_meta(raw: bytes) -> bytes:
     blob = bytearray(dump_fmb(_with_meta(placeholder)))
     at = blob.index(placeholder.encode())
     blob[at:at + len(raw)] = raw
-    return bytes(blob)
+    return reseal_fmb(bytes(blob))
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -204,11 +293,13 @@ def test_rejects_two_meta_sections_and_an_empty_one():
     meta_entry = 64 + 24 * 3
     struct.pack_into("<I", blob, 64 + 24 * 2, 3)  # the second program's section becomes a second meta section
     with pytest.raises(ContainerError, match="at most one meta section, found 2"):
-        load_fmb(bytes(blob))
+        load_fmb(reseal_fmb(bytes(blob)))
     blob = bytearray(dump_fmb(_with_meta(META)))
+    offset, length = _section(blob, 3)
     struct.pack_into("<Q", blob, meta_entry + 16, 0)
+    blob[offset:offset + length] = bytes(length)  # what was the meta text is now padding
     with pytest.raises(ContainerError, match="meta section is empty"):
-        load_fmb(bytes(blob))
+        load_fmb(reseal_fmb(bytes(blob)))
 
 
 @pytest.mark.parametrize("meta, message", [

@@ -37,6 +37,7 @@ COMMANDS = {
     "disasm": "fastmamba.compiler.commands.disasm",
     "sim": "fastmamba.compiler.commands.sim",
     "run": "fastmamba.compiler.commands.run",
+    "profile": "fastmamba.compiler.commands.profile",
 }
 
 PROG = "fastmamba"

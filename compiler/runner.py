@@ -194,10 +194,11 @@ class PhaseStats:
         return {u: self.counters.utilization(u) if self.counters else 0.0 for u in UNITS}
 
     def to_dict(self) -> dict[str, Any]:
-        from fastmamba.simulator.stats import STALL_CAUSES, UNITS
+        from fastmamba.simulator.stats import STALL_CAUSES, UNITS, counters
 
         c = self.counters
         return {
+            "counters": counters(c),  # the unified schema (docs/PROFILE.md); the keys below predate it
             "programs": dict(self.programs), "runs": self.runs, "tokens": self.tokens,
             "cycles": self.cycles, "seconds": self.seconds, "tokens_per_s": self.tokens_per_s,
             "clock_hz": c.clock_hz if c else None,
@@ -328,11 +329,26 @@ class GenerationResult:
     check: CheckResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        from fastmamba.simulator.stats import counters
+
         out = {"prompt_tokens": len(self.prompt_ids), "tokens": list(self.tokens),
-               "prefill": self.prefill.to_dict(), "decode": self.decode.to_dict()}
+               "prefill": self.prefill.to_dict(), "decode": self.decode.to_dict(), "counters": counters(self.total)}
         if self.check is not None:
             out.update(self.check.to_dict())
         return out
+
+    @property
+    def total(self):
+        """The counters of both phases summed (`simulator.stats.Stats`), None before the first run."""
+        from fastmamba.simulator.stats import Stats
+
+        runs = [p.counters for p in (self.prefill, self.decode) if p.counters is not None]
+        if not runs:
+            return None
+        total = Stats(runs[0].clock_hz)
+        for c in runs:
+            total.add(c)
+        return total
 
     def format_table(self) -> str:
         """Counters of both phases side by side."""

@@ -293,19 +293,21 @@ class _Run:
         ctl = _control_op(bundle)
         now = ready
         if ctl is not None and ctl.op == WAIT_OP:
-            now = self._stall("semaphore", now, self.sems.satisfied_at(
+            now = self._stall("semaphore", index, now, self.sems.satisfied_at(
                 _where(index, CTL_SLOT, ctl), int(ctl["sem"]), int(ctl["count"]), now))
-        now = self._stall("structural", now, self._units_free(bundle.ops, now))
+        now = self._stall("structural", index, now, self._units_free(bundle.ops, now))
         n_dma = sum(1 for op in bundle.ops if op.slot in DMA_UNITS)
         if n_dma:
             if n_dma > self.dma.depth:
                 raise SimulationError(f"bundle {index}: issues {n_dma} DMA operations but the DMA queue holds "
                                       f"{self.dma.depth}")
-            now = self._stall("dma_queue", now, self.dma.room_at(now, n_dma))
+            now = self._stall("dma_queue", index, now, self.dma.room_at(now, n_dma))
         return now
 
-    def _stall(self, cause: str, now: int, until: int) -> int:
+    def _stall(self, cause: str, index: int, now: int, until: int) -> int:
         self.stats.stalls[cause] += until - now
+        if self.trace is not None:
+            self.trace.stall(cause, index, now, until)
         return until
 
     def _units_free(self, ops, now: int) -> int:
@@ -319,11 +321,12 @@ class _Run:
     # --- issue the compute and DMA operations, in slot order ---
     def issue(self, index: int, bundle: Bundle, now: int) -> None:
         self.inflight.prune(now)
-        for op in bundle.ops:
+        for k, op in enumerate(bundle.ops):
             if op.slot != CTL_SLOT:
-                self._issue_op(index, op, now)
+                self._issue_op(index, op, now, bundle.ops, k)
 
-    def _issue_op(self, index: int, op, now: int) -> None:
+    def _issue_op(self, index: int, op, now: int, ops=(), k: int = 0) -> None:
+        """Issue `op`, operation `k` of bundle `index` (`ops`: the bundle's operations, for the trace)."""
         slot = op.slot
         unit_sem = self.semantics.get(op.op)
         if unit_sem is None:
@@ -338,7 +341,10 @@ class _Run:
             unit_sem.execute(op, self.state, self.target)
         except SimulationError as exc:
             raise SimulationError(f"{_where(index, slot, op)}: {exc}") from None
-        complete = self._time_dma(index, op, fp, now) if slot in DMA_UNITS else self._time_compute(index, op, fp, now)
+        if slot in DMA_UNITS:
+            complete = self._time_dma(index, op, fp, now, ops, k)
+        else:
+            complete = self._time_compute(index, op, fp, now, ops, k)
         self.stats.ops_per_unit[slot] += 1
         self.n_ops += 1
         self.macs += fp.macs
@@ -357,7 +363,7 @@ class _Run:
             f"which `{instruction_text(other.instr)}` (bundle {other.bundle}, slot {other.slot}) "
             f"{their_verb} ({_fmt_range(theirs)}) until cycle {other.complete}")
 
-    def _time_dma(self, index: int, op, fp: Footprint, now: int) -> int:
+    def _time_dma(self, index: int, op, fp: Footprint, now: int, ops=(), k: int = 0) -> int:
         """Queue the transfer on the DDR channel and schedule its semaphore signal; its completion cycle."""
         slot, n_sems = op.slot, self.sems.count
         signal = int(op.args.get(DMA_SEM_FIELD, NO_SEMAPHORE))
@@ -374,21 +380,19 @@ class _Run:
         else:
             self.stats.ddr_bytes_written += nbytes
         if self.trace is not None:
-            args = {"bundle": index, "issue": now, "complete": transfer.complete, "bytes": nbytes}
-            self.trace.complete(slot, instruction_text(op), transfer.start, transfer.cycles, args)
-            self.trace.complete("DDR", f"{'read' if slot == 'LD' else 'write'} {nbytes} B", transfer.start,
-                                transfer.cycles, args)
+            self.trace.operation(index, ops or (op,), k, instruction_text(op), transfer.start, transfer.cycles, now,
+                                 transfer.complete, bytes=nbytes)
         return transfer.complete
 
-    def _time_compute(self, index: int, op, fp: Footprint, now: int) -> int:
+    def _time_compute(self, index: int, op, fp: Footprint, now: int, ops=(), k: int = 0) -> int:
         """Occupy the op's unit; its completion cycle."""
         slot = op.slot
         self.unit_free[slot] = now + fp.occupancy
         complete = now + fp.occupancy + fp.latency
         self.stats.busy[slot] += fp.occupancy
         if self.trace is not None:
-            self.trace.complete(slot, instruction_text(op), now, fp.occupancy,
-                                {"bundle": index, "issue": now, "complete": complete, "macs": fp.macs})
+            self.trace.operation(index, ops or (op,), k, instruction_text(op), now, fp.occupancy, now, complete,
+                                 macs=fp.macs)
         return complete
 
     # --- the bundle's ctl op ---
@@ -427,12 +431,26 @@ class Engine:
 
     def run(self, bundles: Sequence[Bundle], state: MachineState) -> Stats:
         """Run `bundles` from bundle 0 to its `ctl.halt` on `state` (modified in place); return the counters."""
-        run = _Run(self.target, self.semantics, self.trace, state)
+        trace = self.trace
+        run = _Run(self.target, self.semantics, trace, state)
+        try:
+            return self._run(run, bundles, trace)
+        except SimulationError as exc:
+            if trace is not None:  # the trace keeps what ran up to the failing bundle
+                trace.error = str(exc)
+            raise
+
+    @staticmethod
+    def _run(run: "_Run", bundles: Sequence[Bundle], trace) -> Stats:
         ready = 0  # earliest issue cycle of the next bundle
         for index, bundle in enumerate(bundles):
             now = run.hold(index, bundle, ready)
+            if trace is not None:
+                trace.issue(index, ready, now)
             run.issue(index, bundle, now)
             if run.control(index, bundle, now):
+                if trace is not None:
+                    trace.finish(run.stats.cycles)
                 return run.stats
             ready = now + 1 + bundle.delay
         if not len(bundles):

@@ -27,7 +27,7 @@ import numpy as np
 from fastmamba.isa.container import Binary
 from fastmamba.isa.dtypes import numpy_dtype  # noqa: F401  (re-exported: tools read tensors with it)
 from fastmamba.isa.host import HostBackend, initial_ddr, read_results
-from fastmamba.simulator.effects import MachineState
+from fastmamba.simulator.effects import MachineState, SimulationError
 from fastmamba.simulator.stats import Stats
 from fastmamba.simulator.trace import Trace
 
@@ -69,7 +69,12 @@ class SimulatorBackend(HostBackend):
         prog = binary.program(program)
         ddr = initial_ddr(binary, prog, inputs)
         state = MachineState(ddr=ddr, buf=np.zeros(int(self.target.buffer_bytes), np.uint8))
-        recorder = Trace(float(self.target.clock_hz), prog.name) if trace else None
-        stats = Engine(self.target, self.semantics, recorder).run(prog.bundles, state)
+        recorder = Trace(float(self.target.clock_hz), prog.name, prog.debug, int(self.target.buffer_bytes)) \
+            if trace else None
+        try:
+            stats = Engine(self.target, self.semantics, recorder).run(prog.bundles, state)
+        except SimulationError as exc:
+            exc.trace = recorder  # type: ignore[attr-defined]  # what ran up to the failing bundle, for sim --trace
+            raise
         outputs, states = read_results(prog, ddr)
         return RunResult(prog.name, outputs, states, stats, recorder)

@@ -10,11 +10,18 @@ unit's busy cycles are the sum of its operations' occupancy; a DMA engine's
 cycles a bundle waited past its earliest issue time, by cause:
 `semaphore` (a `ctl.wait` not yet satisfied), `structural` (a slot's unit
 still busy), `dma_queue` (the DMA queue full).
+
+`counters(stats)` is the one JSON schema of these counters (docs/PROFILE.md):
+`sim --json`, `run --json` (per phase and in total) and `profile` each carry
+it under the key "counters", for the simulator's `Stats` and the RTL's
+counters alike.  `Stats.to_dict` is the older flat form `sim --json` keeps at
+its top level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastmamba.isa.instructions import SLOTS
 
@@ -75,6 +82,10 @@ class Stats:
             "ddr_channel_utilization": self.ddr_channel_busy / self.cycles if self.cycles else 0.0,
         }
 
+    def counters(self) -> dict[str, Any]:
+        """These counters in the unified schema (`counters`)."""
+        return counters(self)
+
     def format_table(self) -> str:
         """A readable multi-line summary for the terminal."""
         lines = [
@@ -94,3 +105,39 @@ class Stats:
         for cause in STALL_CAUSES:
             lines.append(f"{cause:<14}{self.stalls[cause]:>14,}")
         return "\n".join(lines)
+
+
+COUNTERS_SCHEMA = "fastmamba.counters/1"
+"""The name and version of the unified counter schema (`counters`; docs/PROFILE.md)."""
+
+
+def counters(stats: Any, clock_hz: float | None = None) -> dict[str, Any]:
+    """One run's (or a sum of runs') counters as the unified JSON object (docs/PROFILE.md):
+
+        {"schema", "cycles", "time_s", "clock_hz", "bundles", "ops", "macs",
+         "units": {UNIT: {"ops", "busy_cycles", "utilization"}},
+         "stalls": {CAUSE: cycles},
+         "ddr": {"bytes_read", "bytes_written", "bytes", "channel_busy_cycles", "channel_utilization"}}
+
+    `stats`: a `Stats`, anything with its attributes (the RTL's counters), or None (no run: zeros, clock_hz
+    the given one)."""
+    if stats is None:
+        return {**counters(Stats(clock_hz=clock_hz or 0.0)), "clock_hz": clock_hz}
+    cycles = stats.cycles
+    busy = {u: int(stats.busy.get(u, 0)) for u in UNITS}
+    channel = sum(busy[u] for u in DMA_UNITS)
+    return {
+        "schema": COUNTERS_SCHEMA,
+        "cycles": cycles,
+        "time_s": cycles / stats.clock_hz if stats.clock_hz else 0.0,
+        "clock_hz": stats.clock_hz,
+        "bundles": stats.bundles,
+        "ops": stats.ops,
+        "macs": stats.macs,
+        "units": {u: {"ops": int(stats.ops_per_unit.get(u, 0)), "busy_cycles": busy[u],
+                      "utilization": busy[u] / cycles if cycles else 0.0} for u in UNITS},
+        "stalls": {c: int(stats.stalls.get(c, 0)) for c in STALL_CAUSES},
+        "ddr": {"bytes_read": stats.ddr_bytes_read, "bytes_written": stats.ddr_bytes_written,
+                "bytes": stats.ddr_bytes_read + stats.ddr_bytes_written, "channel_busy_cycles": channel,
+                "channel_utilization": channel / cycles if cycles else 0.0},
+    }

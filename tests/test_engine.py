@@ -360,11 +360,11 @@ def test_trace_events():
     by_track = {}
     for e in ops:
         by_track.setdefault(names[e["tid"]], []).append(e)
-    assert [(e["name"], e["ts"], e["dur"], e["args"]["bundle"]) for e in by_track["LD"]] == [
-        ("f.ld buf=0, ddr=0, n=120, sem=1", 0, 2, 0)]
+    assert [(e["name"], e["args"]["text"], e["ts"], e["dur"], e["args"]["bundle"]) for e in by_track["LD"]] == [
+        ("f.ld", "f.ld buf=0, ddr=0, n=120, sem=1", 0, 2, 0)]
     assert [(e["ts"], e["dur"], e["args"]["bundle"]) for e in by_track["LIN"]] == [(12, 3, 1)]
     # st at 16: channel 16..17.
     assert [(e["ts"], e["dur"]) for e in by_track["ST"]] == [(16, 1)]
-    assert [(e["name"], e["ts"]) for e in by_track["DDR"]] == [("read 120 B", 0), ("write 8 B", 16)]
+    assert [(e["name"], e["args"]["bytes"], e["ts"]) for e in by_track["DDR"]] == [("read", 120, 0), ("write", 8, 16)]
     for e in ops:
         assert isinstance(e["ts"], int) and isinstance(e["dur"], int) and e["pid"] == 1

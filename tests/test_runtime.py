@@ -165,7 +165,11 @@ def test_inputs_not_given_keep_the_image_bytes(backend):
 def test_trace_on_request(backend):
     result = backend.run("step", trace=True)
     assert result.trace is not None and result.trace.program == "step"
-    assert sum(e["ph"] == "X" for e in result.trace.to_dict()["traceEvents"]) == 5 + 4  # ops, plus DDR track
+    events = result.trace.to_dict()["traceEvents"]
+    tracks = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    on = [tracks[e["tid"]] for e in events if e["ph"] == "X"]
+    assert len([t for t in on if t not in ("issue", "stall")]) == 5 + 4  # ops, plus DDR track
+    assert on.count("issue") == len(backend.binary.program("step").bundles)  # one issue range per bundle
 
 
 @pytest.mark.parametrize("inputs, message", [

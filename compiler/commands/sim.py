@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastmamba.isa.errors import InputError
+from fastmamba.isa.errors import FastmambaError, InputError
 from fastmamba.isa.fileio import check_writable, check_writable_dir, write_atomic
 
 HELP = "run a program of an instruction binary (.fmb) on the simulator"
@@ -46,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write an input or state tensor from a .npy file (repeatable); shape and dtype must match "
                         "its descriptor")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace-event JSON (1 us = 1 cycle)")
+    p.add_argument("--trace", metavar="FILE",
+                   help="write a Chrome/Perfetto trace-event JSON (1 us = 1 cycle; docs/PROFILE.md), also when an "
+                        "error stops the run (up to the failing bundle)")
     p.add_argument("--target", default="vc709", metavar="NAME|FILE",
                    help="target configuration: a preset name or a config file (default: vc709); it must be the "
                         "target the binary was built for")
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from fastmamba.isa.container import read_fmb
     from fastmamba.isa.target import load_target
     from fastmamba.simulator.runtime import SimulatorBackend
+    from fastmamba.simulator.stats import counters
 
     target = load_target(args.target)
     inputs = parse_inputs(args.input)
@@ -133,7 +136,14 @@ def run(args: argparse.Namespace) -> int:
         backend = SimulatorBackend(target)
     backend.load(read_fmb(args.binary))
     program = choose_program(backend.binary, args.program)
-    result = backend.run(program, inputs, trace=bool(args.trace))
+    try:
+        result = backend.run(program, inputs, trace=bool(args.trace))
+    except FastmambaError as exc:
+        partial = getattr(exc, "trace", None)
+        if args.trace and partial is not None:  # a run stopped by an error: its trace up to the failing bundle
+            partial.finish()
+            partial.write(args.trace)
+        raise
 
     if args.trace:
         assert result.trace is not None  # run(trace=True) records one
@@ -149,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         doc = {"program": program, "target": getattr(target, "name", args.target), **result.stats.to_dict(),
+               "counters": counters(result.stats),
                "outputs": {n: describe_tensor(a) for n, a in result.outputs.items()},
                "states": {n: describe_tensor(a) for n, a in result.states.items()}}
         print(json.dumps(doc, indent=2))

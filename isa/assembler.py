@@ -105,24 +105,52 @@ def _strip_comment(line: str) -> str:
     return line
 
 
+MAX_INT_BITS = 64
+"""No field, address, size or value of the syntax is wider: a longer integer is an error when read."""
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """`text` quoted for a message, cut to `limit` characters."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def _int(text: str, what: str) -> int:
     try:
-        return int(text, 0)
-    except ValueError:
-        raise AsmError(f"{what}: expected an integer, got {text!r}") from None
+        value = int(text, 0)
+    except ValueError:  # also a decimal of more than sys.get_int_max_str_digits() digits
+        raise AsmError(f"{what}: expected an integer, got {_shown(text)}") from None
+    if value.bit_length() > MAX_INT_BITS:  # before any message prints it (str() refuses 4300+ digits)
+        raise AsmError(f"{what}: {_shown(text)} does not fit in {MAX_INT_BITS} bits")
+    return value
+
+
+def _json_string(text: str, what: str) -> str:
+    """One JSON double-quoted string (of UTF-8-encodable text), as `.loc`, `.meta` and `file=` take."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: [[[[... deeper than Python's stack
+        value = None
+    if not isinstance(value, str):
+        raise AsmError(f'{what}: expected one "double-quoted string", got {_shown(text.strip())}')
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise AsmError(f"{what}: the string holds a lone surrogate ({exc.object[exc.start]!r}), not UTF-8 "
+                       "text") from None
+    return value
 
 
 def _float(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise AsmError(f"{what}: expected a number, got {text!r}") from None
+        raise AsmError(f"{what}: expected a number, got {_shown(text)}") from None
     if not math.isfinite(value):
-        raise AsmError(f"{what}: expected a finite number, got {text!r}")
+        raise AsmError(f"{what}: expected a finite number, got {_shown(text)}")
     try:
         return struct.unpack("<f", struct.pack("<f", value))[0]
     except OverflowError:
-        raise AsmError(f"{what}: {text} overflows float32") from None
+        raise AsmError(f"{what}: {text if len(text) <= 40 else _shown(text)} overflows float32") from None
 
 
 def _keyvalues(text: str, allowed: tuple[str, ...], what: str, sep: str = r"\s") -> dict[str, str]:
@@ -312,9 +340,9 @@ def _data(a: _Assembly, rest: str) -> tuple[int, bytes]:
 def _npy_bytes(a: _Assembly, name: str, dtype: str | None) -> bytes:
     import numpy as np
 
-    path = a.base_dir / (json.loads(name) if name.startswith('"') else name)
-    try:
-        array = np.load(path, allow_pickle=False)
+    path = a.base_dir / (_json_string(name, ".data file") if name.startswith('"') else name)
+    try:  # mapped, not read: a header declaring more than the file holds is an error, not an allocation
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise AsmError(f".data: cannot read {path}: {exc}") from None
     matches = [d for d, (_, fmt) in TENSOR_DTYPES.items()
@@ -357,13 +385,7 @@ def _statement(a: _Assembly, line: str, number: int) -> None:
         prog = _current(a, ".loc")
         if prog.pending_loc is not None:
             raise AsmError(".loc: the previous .loc has no bundle yet")
-        try:
-            text = json.loads(rest)
-        except ValueError:
-            raise AsmError(f'.loc: expected one "double-quoted string", got {rest.strip()[:40]!r}') from None
-        if not isinstance(text, str):
-            raise AsmError(f'.loc: expected one "double-quoted string", got {rest.strip()[:40]!r}')
-        prog.pending_loc = text
+        prog.pending_loc = _json_string(rest, ".loc")
     elif directive == ".data":
         addr, data = _data(a, rest)
         a.blocks.append((addr, data, number))
@@ -386,13 +408,9 @@ def _statement(a: _Assembly, line: str, number: int) -> None:
     elif directive == ".meta":
         if a.meta is not None:
             raise AsmError(".meta given twice")
-        try:
-            meta = json.loads(rest)
-        except ValueError:
-            meta = None
-        if not isinstance(meta, str) or not meta:
-            raise AsmError(f'.meta: expected one non-empty "double-quoted string" (the JSON text), got '
-                           f'{rest.strip()[:40]!r}')
+        meta = _json_string(rest, ".meta")
+        if not meta:
+            raise AsmError('.meta: expected one non-empty "double-quoted string" (the JSON text), got ""')
         try:
             validate_binary(Binary((), meta=meta))
         except ContainerError as exc:

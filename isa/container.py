@@ -273,6 +273,8 @@ def _check_meta(meta: str) -> None:
         return
     try:
         value = json.loads(meta)
+    except RecursionError:  # [[[[... deeper than Python's stack (found by tests/fuzz/)
+        raise ContainerError("meta is not valid JSON: nested too deeply") from None
     except ValueError as exc:
         raise ContainerError(f"meta is not valid JSON: {str(exc).splitlines()[0]}") from None
     if not isinstance(value, dict):

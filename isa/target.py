@@ -40,6 +40,18 @@ def _is_pow2(v: int) -> bool:
     return v > 0 and v & (v - 1) == 0
 
 
+MAX_INT_BITS = 64
+"""Integer parameters beyond 64 bits are refused before anything else is checked (no field is wider)."""
+
+
+def _shown(value, limit: int = 60) -> str:
+    """`repr(value)` for an error message, cut to `limit` characters (a file can hold a megabyte-long value)."""
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _field_bits(op: str, name: str) -> int:
     return OPS[op].field_map[name].bits
 
@@ -100,15 +112,18 @@ class Target:
             value = getattr(self, f.name)
             if f.name == "name":
                 if not isinstance(value, str) or not value or not value.replace("_", "").replace("-", "").isalnum():
-                    raise InputError(f"target parameter name: must be a non-empty identifier, got {value!r}")
+                    raise InputError(f"target parameter name: must be a non-empty identifier, got {_shown(value)}")
                 continue
             if f.type == "float":
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                    raise InputError(f"target parameter {f.name}: must be a positive number, got {value!r}")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf \
+                        or isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+                    raise InputError(f"target parameter {f.name}: must be a positive number, got {_shown(value)}")
                 object.__setattr__(self, f.name, float(value))
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InputError(f"target parameter {f.name}: must be an integer, got {value!r}")
+                raise InputError(f"target parameter {f.name}: must be an integer, got {_shown(value)}")
+            if value.bit_length() > MAX_INT_BITS:  # before any message prints it (str() refuses 4300+ digits)
+                raise InputError(f"target parameter {f.name}: out of range, got {_shown(value)}")
             low = 0 if f.name.endswith("_latency") or f.name in FLAG_PARAMETERS else 1
             if f.name in FLAG_PARAMETERS and value > 1:
                 raise InputError(f"target parameter {f.name}: must be 0 or 1, got {value}")
@@ -212,15 +227,27 @@ def load_target(spec: "str | Path | Target") -> Target:
         raise InputError(f"target file not found: {path}") from None
     except OSError as exc:
         raise InputError(f"cannot read target file {path}: {exc.strerror}") from None
+    return parse_target(raw, path)
+
+
+def parse_target(raw: bytes, path: "str | Path") -> Target:
+    """The target a .toml/.json file's bytes `raw` describe (`path`: its name; the suffix picks the syntax).
+
+    Anything malformed (bad syntax, not UTF-8, nesting too deep, a number too long) is an InputError."""
+    path = Path(path)
+    kind = path.suffix[1:].upper()
     try:
-        values = tomllib.loads(raw.decode()) if path.suffix.lower() == ".toml" else json.loads(raw)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        kind = path.suffix[1:].upper()
-        raise InputError(f"target file {path} is not valid {kind}: {str(exc).splitlines()[0]}") from None
+        values = tomllib.loads(raw.decode()) if kind == "TOML" else json.loads(raw)
+    except RecursionError:  # [[[[... or {"a": {"a": ... deeper than Python's stack
+        raise InputError(f"target file {path} is not valid {kind}: nested too deeply") from None
+    except ValueError as exc:  # bad syntax or encoding (JSONDecodeError, TOMLDecodeError, UnicodeDecodeError are
+        # ValueErrors), or an integer of more than sys.get_int_max_str_digits() digits
+        message = str(exc).splitlines()[0].split("; use sys.set_int_max_str_digits")[0]
+        raise InputError(f"target file {path} is not valid {kind}: {message}") from None
     if not isinstance(values, dict):
         raise InputError(f"target file {path}: expected a table of parameters")
     base_name = values.pop("base", "vc709")
     if not isinstance(base_name, str) or base_name not in PRESETS:
-        raise InputError(f"target file {path}: unknown base preset {base_name!r}")
+        raise InputError(f"target file {path}: unknown base preset {_shown(base_name)}")
     values.setdefault("name", re.sub(r"[^A-Za-z0-9_-]", "_", path.stem))
     return target_from_dict(values, PRESETS[base_name], source=f"target file {path}")

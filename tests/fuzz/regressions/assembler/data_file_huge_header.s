@@ -1,0 +1,1 @@
+.data addr=0 file=huge_header.npy

@@ -1,0 +1,3 @@
+.program p ddr_size=16
+.loc "\ud800"
+nop

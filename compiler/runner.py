@@ -22,7 +22,9 @@ then its n mod L remaining tokens one at a time through `decode` (all of them
 when n < L); the logits after the last prompt token give the first new token,
 and each new token but the last is fed back through `decode`.  Greedy takes
 the device's `next_token`; sampling draws from softmax(logits / temperature)
-over the top_k largest.
+over the top_k largest.  Ids at or above `allowed` (those the tokenizer cannot
+render) are never chosen: sampling draws below it, and greedy takes the
+argmax of the logits below it when the device's `next_token` is not.
 
 Counters are summed per phase: "prefill" is all prompt processing (the
 remainder's decode runs included), "decode" the runs that feed generated
@@ -394,11 +396,14 @@ def sample(logits: np.ndarray, *, temperature: float = 1.0, top_k: int = 0, rng:
 
 def generate(backend, prompt_ids: Sequence[int], max_new_tokens: int, *, greedy: bool = True,
              temperature: float = 1.0, top_k: int = 0, seed: int | None = None, allowed: int | None = None,
-             check=None, progress: Callable[[RunEvent], None] | None = None) -> GenerationResult:
+             check=None, progress: Callable[[RunEvent], None] | None = None,
+             on_token: Callable[[int], None] | None = None) -> GenerationResult:
     """Continue `prompt_ids` by `max_new_tokens` tokens on `backend` (an ExecutionBackend with a compiled model loaded).
 
     greedy: take the device's `next_token`; else sample from its `logits` (temperature, top_k, seed; ids below
-    `allowed` only).  check: a golden model compared after every run (CheckResult in the result).
+    `allowed` only; greedy too: the argmax below `allowed` when next_token is not).  check: a golden model
+    compared after every run (CheckResult in the result).  on_token: called with each generated id as soon as
+    it is chosen (before it is fed back), for streaming.
     progress: called after every run.
     """
     iface = interface(backend.binary)
@@ -448,9 +453,14 @@ def generate(backend, prompt_ids: Sequence[int], max_new_tokens: int, *, greedy:
             token = int(np.asarray(outputs["next_token"]).reshape(-1)[0])
             if not 0 <= token < iface.vocab:
                 raise FastmambaError(f"the device returned next_token {token}, outside the vocabulary of {iface.vocab}")
+            if allowed is not None and token >= allowed:  # an id the tokenizer cannot render: the best one it can
+                scores = np.asarray(outputs["logits"], np.float64).reshape(-1)[:allowed]
+                token = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
         else:
             token = sample(outputs["logits"], temperature=temperature, top_k=top_k, rng=rng, allowed=allowed)
         generated.append(token)
+        if on_token is not None:
+            on_token(token)
         if k + 1 < max_new_tokens:
             outputs = run("decode", [token], "decode", n + k, k + 2, max_new_tokens)
     return GenerationResult(ids, generated, phases["prefill"], phases["decode"], states,

@@ -6,6 +6,12 @@ Place in the flow: beside the reference model, used by `fastmamba generate`,
 model must be byte-level: token id = byte value (0..255), which needs a
 vocabulary of 256 up to 512 entries (a byte vocabulary, perhaps padded or
 with a few special tokens).  The bundled model is byte-level.
+
+A model's vocabulary may hold ids its tokenizer cannot render (a byte-level
+model's ids 256 and up; a tokenizer.json smaller than a padded vocabulary):
+UNRENDERABLE states the one rule `run`, `generate` and `demo` follow for them
+(they are never chosen, `allowed_ids`); should such an id reach a tokenizer
+anyway, it is shown as `<|id|>`, never dropped.
 """
 
 from __future__ import annotations
@@ -17,9 +23,19 @@ from fastmamba.compiler.config import Mamba2Config
 from fastmamba.isa.errors import InputError
 from fastmamba.compiler.errors import ModelError
 
-__all__ = ["ByteTokenizer", "JsonTokenizer", "load_tokenizer", "BYTE_VOCAB_MAX"]
+__all__ = ["ByteTokenizer", "JsonTokenizer", "load_tokenizer", "allowed_ids", "BYTE_VOCAB_MAX", "UNRENDERABLE"]
 
 BYTE_VOCAB_MAX = 512  # largest vocabulary taken as byte-level when there is no tokenizer.json
+
+UNRENDERABLE = ("Token ids the tokenizer cannot render (a byte-level model's ids 256 and up, when its vocabulary is "
+                "larger) are never chosen: sampling draws among the others, and --greedy takes the most likely of "
+                "them.")
+"""The rule for ids outside the tokenizer, quoted in the --help of run, generate and demo and in the README."""
+
+
+def visible(token: int) -> str:
+    """How an id the tokenizer cannot render is shown, should one reach it: `<|300|>`."""
+    return f"<|{token}|>"
 
 
 class ByteTokenizer:
@@ -32,7 +48,8 @@ class ByteTokenizer:
         return list(text.encode("utf-8"))
 
     def decode(self, ids: list[int]) -> str:
-        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
+        stream = self.stream()
+        return "".join(stream.feed(i) for i in ids) + stream.flush()
 
     def stream(self) -> "_ByteStream":
         """An incremental decoder: feed ids one by one, get text as soon as characters complete."""
@@ -44,7 +61,9 @@ class _ByteStream:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def feed(self, token: int) -> str:
-        return self._decoder.decode(bytes([token]) if 0 <= token < 256 else b"")
+        if 0 <= token < 256:
+            return self._decoder.decode(bytes([token]))
+        return self.flush() + visible(token)  # a partial character before it is complete as it will ever be
 
     def flush(self) -> str:
         return self._decoder.decode(b"", final=True)
@@ -71,7 +90,10 @@ class JsonTokenizer:
         return self._tok.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(list(ids), skip_special_tokens=False)
+        if all(0 <= i < self.n_tokens for i in ids):
+            return self._tok.decode(list(ids), skip_special_tokens=False)
+        stream = self.stream()
+        return "".join(stream.feed(i) for i in ids) + stream.flush()
 
     def stream(self) -> "_JsonStream":
         return _JsonStream(self)
@@ -84,6 +106,8 @@ class _JsonStream:
         self._tok, self._ids, self._emitted = tok, [], ""
 
     def feed(self, token: int) -> str:
+        if not 0 <= token < self._tok.n_tokens:
+            return self.flush() + visible(token)
         self._ids.append(token)
         text = self._tok.decode(self._ids)
         if text.endswith("\ufffd") or not text.startswith(self._emitted):
@@ -111,6 +135,11 @@ def load_tokenizer(config: Mamba2Config, model_dir: str | Path | None = None) ->
         raise ModelError(f"no tokenizer.json {where}and vocab_size={config.vocab_size} is not a byte vocabulary "
                          f"(256..{BYTE_VOCAB_MAX}); put the model's tokenizer.json beside its config.json")
     return ByteTokenizer()
+
+
+def allowed_ids(tokenizer: ByteTokenizer | JsonTokenizer, config: Mamba2Config) -> int:
+    """Ids below this are the ones a model may choose (UNRENDERABLE): those both the model and the tokenizer know."""
+    return min(tokenizer.n_tokens, config.vocab_size)
 
 
 def check_ids(ids: list[int], config: Mamba2Config, what: str) -> None:

@@ -12,6 +12,9 @@ import argparse
 import sys
 from collections.abc import Iterator
 
+import textwrap
+
+from fastmamba.compiler.tokenizer import UNRENDERABLE
 from fastmamba.isa.errors import InputError
 
 HELP = "continue a prompt with the FP32 reference model"
@@ -20,8 +23,9 @@ Continue --prompt with the FP32 reference Mamba2 (the sequential recurrence of
 compiler/reference.py): a prefill over the prompt, then one decode step per
 new token.  Sampling draws from softmax(logits) unless --greedy.  Byte-level
 models (no tokenizer.json, vocabulary of 256..512) read the prompt's UTF-8
-bytes as tokens and only ever emit byte tokens 0..255.  The prompt and the
-continuation go to stdout."""
+bytes as tokens.  The prompt and the continuation go to stdout, each token's
+text as soon as it is chosen; Ctrl-C keeps what was printed (exit status 130).
+""" + textwrap.fill(UNRENDERABLE, 78)
 
 
 def _int_at_least(text: str, flag: str, minimum: int, maximum: int = 2**63 - 1) -> int:
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR, load_model
     from fastmamba.compiler.reference import Mamba2Reference, one_thread
-    from fastmamba.compiler.tokenizer import check_ids, load_tokenizer
+    from fastmamba.compiler.tokenizer import allowed_ids, check_ids, load_tokenizer
 
     model_dir = args.model if args.model is not None else DEFAULT_MODEL_DIR
     config, weights = load_model(model_dir)
@@ -89,13 +93,15 @@ def run(args: argparse.Namespace) -> int:
     out.write(args.prompt)
     out.flush()
     stream = tokenizer.stream()
-    allowed = min(tokenizer.n_tokens, config.vocab_size)  # never emit ids the tokenizer cannot show
-    with one_thread():
-        for token in continuation(model, ids, max_new, allowed, None if args.greedy else generator):
-            out.write(stream.feed(token))
-            out.flush()
-    out.write(stream.flush() + "\n")
-    out.flush()
+    try:
+        with one_thread():
+            for token in continuation(model, ids, max_new, allowed_ids(tokenizer, config),
+                                      None if args.greedy else generator):
+                out.write(stream.feed(token))
+                out.flush()
+    finally:  # Ctrl-C too: what was printed stays, ended by a newline
+        out.write(stream.flush() + "\n")
+        out.flush()
     return 0
 
 

@@ -14,10 +14,12 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastmamba.compiler.commands.generate import _int_at_least, prompt_text
+from fastmamba.compiler.tokenizer import UNRENDERABLE
 from fastmamba.isa.errors import FastmambaError, InputError
 from fastmamba.compiler.errors import ModelError
 
@@ -37,7 +39,12 @@ The model directory recorded in the binary (or --model) supplies the
 tokenizer and, for --check, the weights: --check runs the golden quantized
 model beside the device and compares the logits and every recurrent state
 after each program run, bit for bit; a difference exits with status 1 naming
-the first one."""
+the first one.
+
+The text streams: the prompt, then each token's text as soon as it is chosen;
+the counters follow once generation ends (with --json only the one JSON object
+is printed, at the end).  Ctrl-C keeps what was printed (exit status 130).
+""" + textwrap.fill(UNRENDERABLE, 78)
 
 PROGRESS_EVERY = 16
 """Runs between progress lines on stderr."""
@@ -123,11 +130,54 @@ def build_golden(meta: dict, config, model_dir: Path | None, target):
         raise InputError(f"cannot build the golden model from the binary's metadata: {exc}") from None
 
 
-def _progress(event) -> None:
-    if event.phase_runs % PROGRESS_EVERY == 0:
+class Streamer:
+    """The generated text as tokens arrive: the prompt before the first one, each token's text flushed at once.
+
+    `out` None (--json): nothing is printed, the text is only collected (`text`)."""
+
+    def __init__(self, stream, prompt: str, out):
+        self.stream, self.prompt, self.out = stream, prompt, out
+        self.pieces: list[str] = []
+        self.started = False
+
+    def _write(self, piece: str) -> None:
+        self.pieces.append(piece)
+        if self.out is None:
+            return
+        if not self.started:  # after the prompt's progress lines, so none lands inside the text
+            self.out.write(self.prompt)
+            self.started = True
+        self.out.write(piece)
+        self.out.flush()
+
+    def feed(self, token: int) -> None:
+        self._write(self.stream.feed(token))
+
+    def finish(self) -> None:
+        """The bytes of a partial character, then the newline that ends the text."""
+        self._write(self.stream.flush())
+        if self.out is not None:
+            self.out.write("\n")
+            self.out.flush()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+def _progress(text: Streamer):
+    """Progress lines on stderr every PROGRESS_EVERY runs: the prompt's, and the generated tokens' when stdout is
+    not the terminal (there the streamed text shows the progress, and a line on stderr would land inside it)."""
+    quiet_decode = bool(text.out is not None and text.out.isatty())
+
+    def progress(event) -> None:
+        if event.phase_runs % PROGRESS_EVERY or (event.phase == "decode" and quiet_decode):
+            return
         what = "prompt tokens" if event.phase == "prefill" else "tokens generated"
         print(f"{event.phase}: {event.done}/{event.total} {what}, {event.phase_runs} runs, {event.cycles:,} cycles",
               file=sys.stderr, flush=True)
+
+    return progress
 
 
 @dataclass(frozen=True)
@@ -156,7 +206,7 @@ def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_j
                check: bool = False, model: str | None = None, target: str | None = None) -> int:
     """Generate from the binary at `path` and print the text and counters (as `fastmamba run` does)."""
     from fastmamba.compiler.runner import generate, read_meta
-    from fastmamba.compiler.tokenizer import check_ids, load_tokenizer
+    from fastmamba.compiler.tokenizer import allowed_ids, check_ids, load_tokenizer
     from fastmamba.isa.container import read_fmb
     from fastmamba.isa.target import load_target
     from fastmamba.simulator.runtime import SimulatorBackend
@@ -185,20 +235,23 @@ def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_j
     backend = SimulatorBackend(target)
     backend.load(binary)
 
-    allowed = min(tokenizer.n_tokens, config.vocab_size)  # never sample ids the tokenizer cannot show
-    result = generate(backend, ids, max_new, greedy=sampling.greedy, temperature=sampling.temperature,
-                      top_k=sampling.top_k, seed=sampling.seed,
-                      allowed=allowed, check=golden, progress=None if as_json else _progress)
-    stream = tokenizer.stream()
-    text = "".join(stream.feed(t) for t in result.tokens) + stream.flush()
+    allowed = allowed_ids(tokenizer, config)  # never choose ids the tokenizer cannot render (UNRENDERABLE)
+    text = Streamer(tokenizer.stream(), prompt, None if as_json else sys.stdout)
+    try:
+        result = generate(backend, ids, max_new, greedy=sampling.greedy, temperature=sampling.temperature,
+                          top_k=sampling.top_k, seed=sampling.seed, allowed=allowed, check=golden,
+                          progress=None if as_json else _progress(text), on_token=text.feed)
+    except KeyboardInterrupt:
+        text.finish()  # what was printed stays, ended by a newline (the CLI exits 130)
+        raise
+    text.finish()
 
     if as_json:
         doc = {"binary": str(path), "model": str(model_dir) if model_dir else meta["model"],
                "target": target.name, "seq_len": meta["seq_len"], "greedy": sampling.greedy,
-               "prompt": prompt, "text": text, **result.to_dict()}
+               "prompt": prompt, "text": text.text, **result.to_dict()}
         print(json.dumps(doc, indent=2))
     else:
-        print(prompt + text)
         print()
         print(result.format_table())
         if result.check is not None and result.check.bit_exact:

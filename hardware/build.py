@@ -35,7 +35,7 @@ from fastmamba.isa.errors import FastmambaError
 HERE = Path(__file__).resolve().parent
 HARNESS_DIR = HERE / "harness"
 TOP = "top"
-NOT_RTL = ("build.py", "backend.py", "synth.py")  # hardware/ modules that do not shape the Verilog
+NOT_RTL = ("build.py", "backend.py", "synth.py", "resource_model.py")  # hardware/ modules that do not shape the Verilog
 MAKE_JOBS = min(2, os.cpu_count() or 1)  # the Verilated C++ is several files; the suite's machines have 2 cores
 
 

@@ -8,15 +8,20 @@ input (a `FastmambaError`) is one line and exit status 1; anything else is a
 bug in fastmamba, reported by compiler/diagnostics.py as one block saying what
 to report (exit status 70), with the traceback under `--debug` (accepted
 before or after the command name).  `--version` loads no command module: the
-versions come from the installed distributions' metadata (torch is not imported).
+versions come from the installed distributions' metadata (torch is not imported);
+`--help` lists the commands with each module's one-line HELP read from its source,
+importing none of them (under 0.5 s: benchmarks/bench_cli_startup.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import sys
 import time
+from pathlib import Path
 
 from fastmamba.compiler.diagnostics import report
 from fastmamba.isa.errors import FastmambaError
@@ -31,6 +36,7 @@ COMMANDS = {
     "compile": "fastmamba.compiler.commands.compile",
     "import": "fastmamba.compiler.commands.import_cmd",
     "opt": "fastmamba.compiler.commands.opt",
+    "translate": "fastmamba.compiler.commands.translate",
     "generate": "fastmamba.compiler.commands.generate",
     "eval": "fastmamba.compiler.commands.eval",
     "asm": "fastmamba.compiler.commands.asm",
@@ -80,8 +86,28 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser of every command, or only of `command` (one of COMMANDS; "": none) when given."""
+def command_help(module: str) -> str:
+    """The one-line help of a command module (its HELP constant), read from its source without importing it:
+    `fastmamba --help` lists the commands without loading torch, xDSL or numpy (a module whose HELP is not a
+    plain string is imported)."""
+    spec = importlib.util.find_spec(module)
+    try:
+        tree = ast.parse(Path(spec.origin).read_text()) if spec and spec.origin else None
+    except (OSError, SyntaxError):
+        tree = None
+    for node in tree.body if tree else ():
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["HELP"]:
+            try:
+                return str(ast.literal_eval(node.value))
+            except ValueError:
+                break
+    return importlib.import_module(module).HELP
+
+
+def build_parser(command: str | None = None, summary: bool = False) -> argparse.ArgumentParser:
+    """The parser of every command, or only of `command` (one of COMMANDS; "": none) when given.  With `summary`,
+    each command is only named with its one-line help (command_help; no command module is imported): enough for
+    `fastmamba --help` and for naming an unknown command."""
     parser = OneLineErrorParser(
         prog=PROG,
         description="Compile Mamba2 language models for a FastMamba-style FPGA accelerator and run them on its "
@@ -93,7 +119,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         help=f"print the versions of {PROG}, {', '.join(VERSIONED)} and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
-        if command is None or name == command:
+        if summary:
+            sub.add_parser(name, help=command_help(module))
+        elif command is None or name == command:
             importlib.import_module(module).register(sub)
     for subparser in sub.choices.values():  # `fastmamba opt --debug ...` as well as `fastmamba --debug opt ...`
         subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -115,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         command = _command_in(argv)
         if command is None and any(a in ("-V", "--version") for a in argv):
             command = ""  # --version alone: no command's module is loaded
-        parser = build_parser(command)
+        parser = build_parser(command, summary=command is None)  # (no command named: the list is enough)
         args = parser.parse_args(argv)
         args.started = started  # (--time-passes: start-up is a line of the report)
     except KeyboardInterrupt:

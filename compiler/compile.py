@@ -44,7 +44,8 @@ from fastmamba.compiler.errors import ModelError
 __all__ = ["CompileOptions", "CompileResult", "compile_model", "compile_pipeline", "calibration_pass",
            "model_pipeline", "calibration_source",
            "DEFAULT_CALIBRATION_TEXT", "META_FORMAT", "quant_stages", "around_calibration", "backend_stages",
-           "merge_decode", "check_inputs", "check_model_fits", "max_seq_len", "check_options", "CALIBRATION_RANDOM"]
+           "merge_decode", "emit_module", "check_inputs", "check_model_fits", "max_seq_len", "check_options",
+           "CALIBRATION_RANDOM"]
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CALIBRATION_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -125,11 +126,12 @@ def calibration_source(text_path: str | os.PathLike | None, tokenizer, random: b
         -> tuple[Path | None, str]:
     """The calibration text (given, else tinyshakespeare beside the repository when it exists and the model has a
     tokenizer), or None for random tokens (asked for with `random`, or no text found), and a description of it
-    (with {count} for the number of tokens); the text is checked readable here, before the import."""
+    (with {count} for the number of tokens): the calibrate pass's own description of its tokens (which the
+    binary's metadata records), then why they were chosen; the text is checked readable here, before the import."""
     if random:
         if text_path:
             raise InputError("give --calibration-text FILE or --calibration random, not both")
-        return None, f"{{count}} random tokens (seed {CALIBRATION_SEED}; --calibration random)"
+        return None, f"{{count}} random tokens of seed {CALIBRATION_SEED} (--calibration random)"
     path = Path(text_path) if text_path else DEFAULT_CALIBRATION_TEXT
     if text_path and tokenizer is None:
         raise InputError(f"the model has no tokenizer (tokenizer.json) to encode the calibration text {path}")
@@ -137,8 +139,8 @@ def calibration_source(text_path: str | os.PathLike | None, tokenizer, random: b
         if not os.access(path, os.R_OK) or not path.is_file():
             raise InputError(f"cannot read calibration text {path}")
         chosen = "" if text_path else " (the default calibration text: no --calibration-text given)"
-        return path, f"the first {{count}} tokens of {path}{chosen}"
-    return None, f"{{count}} random tokens (seed {CALIBRATION_SEED}; no calibration text given or found)"
+        return path, f"the first {{count}} tokens of {path.resolve()}{chosen}"
+    return None, f"{{count}} random tokens of seed {CALIBRATION_SEED} (no calibration text given or found)"
 
 
 def merge_decode(prefill: ModuleOp, decode: ModuleOp) -> None:
@@ -252,17 +254,11 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
 
     Calibration reads `calibration_text`, or seeded random tokens with `calibration_random`; with neither, the
     default text (else random tokens) is used and a warning naming it goes to `log` before the long work."""
-    from fastmamba.compiler.backend.constants import build_image
-    from fastmamba.compiler.backend.emit import emit_binary
     from fastmamba.compiler.frontend.importer import import_model
-    from fastmamba.compiler.quant.evaluate import build_plan
-    from fastmamba.compiler.quant.plan_io import plan_to_dict
     from fastmamba.compiler.weights import NumpyWeights
-    from fastmamba.isa.target import load_target
-    from fastmamba.passes.calibrate import CalibratePass, loaded_model, recorded_ranges
+    from fastmamba.passes.calibrate import loaded_model
 
     log = log or sys.stderr
-    target = load_target(options.target)
     t0 = time.perf_counter()
     config, store, tokenizer, origin, passes = _prepare(model, options, calibration_text, calibration_random)
     count = options.seq_len * options.calibration_windows
@@ -279,26 +275,54 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     merge_decode(module, import_model(model, "prefill", 1).module)
     weights = NumpyWeights(store)
     driver.record("import", time.perf_counter() - t0)
-    ranges: dict = {}
-
-    def keep_ranges(p: ModulePass, m: ModuleOp) -> None:  # the golden plan is built from the same ranges
-        if isinstance(p, CalibratePass):
-            ranges.update(recorded_ranges(m, "prefill"))
-
     with loaded_model(model, config, weights, tokenizer):
-        driver.run(module, on_pass=keep_ranges)
+        driver.run(module)
     start = time.perf_counter()
-    image = build_image(module, weights, target)
-    plan = build_plan("fastmamba", config, weights, ranges, target=target, head=True)
-    meta = {"format": META_FORMAT, "model": str(Path(model).resolve()), "bundled": _is_bundled(model),
-            "config": config.to_dict() if hasattr(config, "to_dict") else dict(config.__dict__),
-            "seq_len": options.seq_len, "target": options.target, "calibration": origin.format(count=count),
-            "plan": plan_to_dict(plan)}
-    binary = emit_binary(module, target, image, meta=json.dumps(meta, sort_keys=True))
+    binary, plan, meta = emit_module(module, config, weights)
     driver.record("emit", time.perf_counter() - start)
     if options.time_passes:
         log.write(driver.report())
     return CompileResult(binary, module, plan, meta, driver.timings, driver.spec)
+
+
+def _prefill_length(module: ModuleOp) -> int:
+    """The tokens of the module's `prefill` program (--seq-len)."""
+    from fastmamba.compiler.dialects.accel import ProgramOp
+
+    for program in module.walk():
+        if isinstance(program, ProgramOp) and program.program_name == "prefill":
+            return next(t.shape[0] for t in program.tensor_descs if t.name == "tokens")
+    raise InputError("the module has no accel.program @prefill (with its tokens input)")
+
+
+def emit_module(module: ModuleOp, config=None, weights=None):
+    """The binary, golden plan and metadata of a scheduled module, from what the module records: its target
+    (set-target), its calibration (calibrate: the checkpoint, the tokens, the ranges the plan is built from) and
+    its programs.  `config` and `weights` are the checkpoint's (read from the recorded checkpoint when not
+    given).  `fastmamba compile` and `fastmamba translate` both emit through here: the same IR gives the same
+    bytes.  The plan is the compile pipeline's quantization (fastmamba's scheme, the LM head int8)."""
+    from fastmamba.compiler.backend.constants import build_image
+    from fastmamba.compiler.backend.emit import emit_binary
+    from fastmamba.compiler.checkpoint import load_model
+    from fastmamba.compiler.dialects.accel import TARGET_ATTR, module_target
+    from fastmamba.compiler.quant.evaluate import build_plan
+    from fastmamba.compiler.quant.plan_io import plan_to_dict
+    from fastmamba.compiler.weights import NumpyWeights
+    from fastmamba.passes.calibrate import recorded_calibration
+
+    target = module_target(module, "emit")
+    spec = module.attributes[TARGET_ATTR].spec.data  # type: ignore[attr-defined]
+    model, tokens, ranges = recorded_calibration(module)
+    if config is None or weights is None:
+        config, store = load_model(model)
+        weights = NumpyWeights(store)
+    image = build_image(module, weights, target)
+    plan = build_plan("fastmamba", config, weights, ranges, target=target, head=True)
+    meta = {"format": META_FORMAT, "model": model, "bundled": _is_bundled(model),
+            "config": config.to_dict() if hasattr(config, "to_dict") else dict(config.__dict__),
+            "seq_len": _prefill_length(module), "target": spec, "calibration": tokens, "plan": plan_to_dict(plan)}
+    binary = emit_binary(module, target, image, meta=json.dumps(meta, sort_keys=True))
+    return binary, plan, meta
 
 
 def _is_bundled(model) -> bool:

@@ -40,14 +40,15 @@ from xdsl.printer import Printer
 from xdsl.utils.arg_spec import parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, ParseError, VerifyException
 
-from fastmamba.compiler.dialects.accel import Accel
+from fastmamba.compiler.dialects.accel import Accel, ProgramOp
 from fastmamba.compiler.dialects.mamba import Mamba
 from fastmamba.compiler.dialects.mamba_quant import MambaQuant
 from fastmamba.compiler.diagnostics import describe, write_reproducer
 from fastmamba.isa.errors import FastmambaError, InputError, InternalError
 
 __all__ = ["PASSES", "register_pass", "describe_passes", "check_print_names", "mamba_context", "parse_ir",
-           "print_ir", "parse_passes", "pipeline_spec", "DriverOptions", "PassDriver", "run_pipeline"]
+           "print_ir", "parse_passes", "check_level", "LEVELS", "NEEDS", "pipeline_spec", "DriverOptions", "PassDriver",
+           "run_pipeline"]
 
 
 def _lazy(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -71,6 +72,64 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "plan-memory": _lazy("fastmamba.passes.plan_memory", "PlanMemoryPass"),
     "schedule-vliw": _lazy("fastmamba.passes.schedule_vliw", "ScheduleVliwPass"),
 }
+
+
+# --- levels of IR ------------------------------------------------------------------------------------------
+# A pass that needs IR some earlier pass produces names that pass here, and PassDriver checks the IR before
+# running it: run on the wrong level, it is a one-line error naming the pass to run first, not a failure deep
+# inside it (nor, worse, a run that changes nothing).  LEVELS: a pass -> what holds once it has run, as a
+# check of a module giving what does not hold yet (None: it holds).  NEEDS: a pass (or `translate`, the
+# emitter) -> the levels it needs, in the compile pipeline's order (the first one missing is named).
+
+
+def _without(*names: str) -> Callable[[ModuleOp], str | None]:
+    """The level at which no op of `names` is left (the pass replaces them all)."""
+    def check(module: ModuleOp) -> str | None:
+        found = next((op.name for op in module.walk() if op.name in names), None)
+        return f"holds {found}" if found else None
+    return check
+
+
+def _programs(done: Callable[[ProgramOp], bool] | None = None, what: str = "") -> Callable[[ModuleOp], str | None]:
+    """The level at which the module holds accel.programs (and each is `done`, else it is `what`)."""
+    def check(module: ModuleOp) -> str | None:
+        programs = [op for op in module.walk() if isinstance(op, ProgramOp)]
+        if not programs:
+            return "has no accel.program"
+        late = next((p.program_name for p in programs if done is not None and not done(p)), None)
+        return f"holds accel.program @{late}, {what}" if late else None
+    return check
+
+
+def _planned(program: ProgramOp) -> bool:
+    from fastmamba.compiler.backend.memory import PEAK_ATTR
+
+    return PEAK_ATTR in program.attributes
+
+
+LEVELS: dict[str, Callable[[ModuleOp], str | None]] = {
+    "assign-scales": _without("mamba.linear", "mamba.conv1d", "mamba.ssm_scan", "mamba_quant.hadamard"),
+    "fuse-elementwise": _without("mamba.rmsnorm", "mamba.gated_rmsnorm", "mamba.silu", "mamba.softplus",
+                                 "mamba.add", "mamba.mul"),
+    "lower-to-accel": _programs(),
+    "plan-memory": _programs(_planned, "its memory not planned"),
+    "schedule-vliw": _programs(lambda p: p.is_scheduled, "not scheduled"),
+}
+NEEDS: dict[str, tuple[str, ...]] = {
+    "lower-to-accel": ("assign-scales", "fuse-elementwise"),
+    "plan-memory": ("lower-to-accel",),
+    "schedule-vliw": ("lower-to-accel", "plan-memory"),
+    "translate": ("lower-to-accel", "plan-memory", "schedule-vliw"),
+}
+
+
+def check_level(name: str, module: ModuleOp) -> None:
+    """An InputError naming the first pass that must run before `name` (a pass, or `translate`) on `module`,
+    when the IR is not yet at a level `name` needs (NEEDS)."""
+    for level in NEEDS.get(name, ()):
+        problem = LEVELS[level](module)
+        if problem:
+            raise InputError(f"{name}: the IR {problem}: run {level} first")
 
 
 def register_pass(name: str, factory: Callable[[], type[ModulePass]]) -> None:
@@ -288,6 +347,7 @@ class PassDriver:
             if pb is True or (pb and p.name in pb):
                 self._write(f"// -----// IR Dump Before {p.name} //----- //\n{print_ir(module)}")
             # The input IR for a reproducer: the last dump when dumping, else a copy (printed only on a failure).
+            check_level(p.name, module)
             snapshot = module.clone() if self.options.reproducer and not self.options.dump_dir else None
             start = time.perf_counter()
             try:

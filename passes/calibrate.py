@@ -19,7 +19,9 @@ so `fastmamba opt -p 'calibrate{...}'` reruns what fastmamba compile ran.  In-pr
 callers with weights in hand use `calibrate_module`; `apply_ranges` writes ranges already
 recorded (calibrate_module's result) onto another module with the same sites, e.g. the same
 model imported for another sequence length, without running it.  The LM head's input is
-recorded too (site "lm_head", "x" and "xr"), for assign-scales{head="int8"}.  The function is
+recorded too (site "lm_head", "x" and "xr"), for assign-scales{head="int8"}.  The module keeps a record of
+the calibration (`mamba_quant.calibration`: the checkpoint, the tokens run, every site's ranges) that outlives
+the ops' ranges, for the binary's metadata (compiler/compile.py, `fastmamba translate`).  The function is
 interpreted op by op through xDSL's public `Interpreter.run_op`, each value dropped after its
 last use (a large model's weights and their folded copies are not all held at once).
 """
@@ -51,6 +53,9 @@ from fastmamba.isa.errors import InputError
 from fastmamba.isa.target import Target
 
 RANGE_ATTR = "mamba_quant.range"
+# The module's record of its calibration (calibrate writes it; the emitter's metadata reads it, after later passes
+# have dropped the ops' ranges): {model = checkpoint dir, tokens = what was run, ranges = {site = {quantity = v}}}.
+CALIBRATION_ATTR = "mamba_quant.calibration"
 
 
 def _dt_raw(op: mamba.SSMScanOp) -> SSAValue | None:
@@ -244,6 +249,18 @@ def recorded_ranges(module: builtin.ModuleOp, function: str = "prefill") -> dict
     return out
 
 
+def recorded_calibration(module: builtin.ModuleOp) -> tuple[str, str, dict[str, dict[str, float]]]:
+    """The calibration the module records (CALIBRATION_ATTR): the checkpoint directory, a description of the
+    tokens run and the ranges per site; an InputError when calibrate has not run on it."""
+    attr = module.attributes.get(CALIBRATION_ATTR)
+    if not isinstance(attr, builtin.DictionaryAttr):
+        raise InputError(f"the module has no calibration record ({CALIBRATION_ATTR}): run calibrate first")
+    d: dict[str, Any] = dict(attr.data)
+    ranges = {site: {q: float(v.value.data) for q, v in qs.data.items() if isinstance(v, builtin.FloatAttr)}
+              for site, qs in d["ranges"].data.items() if isinstance(qs, builtin.DictionaryAttr)}
+    return d["model"].data, d["tokens"].data, ranges
+
+
 # Models an in-process caller (fastmamba compile) has loaded already: resolved directory -> (config, weights,
 # tokenizer or None).  The calibrate pass takes them from here instead of reading the checkpoint again.
 _LOADED: dict[Path, tuple[Any, Mapping[str, Any], Any]] = {}
@@ -330,9 +347,18 @@ class CalibratePass(ModulePass):
             raise InputError(f"calibrate: windows must be at least 1, got {self.windows}")
         fn = _function(op, self.function)
         (length,) = fn.function_type.inputs.data[0].get_shape()
-        config, weights, tokenizer = _load(self.model or DEFAULT_MODEL_DIR)
+        model = str(Path(self.model or DEFAULT_MODEL_DIR).resolve())
+        config, weights, tokenizer = _load(model)
         ranges = calibrate_module(op, weights, self.tokens(length, config, tokenizer), function=self.function,
                                   method=self.method, percentile=self.percentile, windows=self.windows,
                                   target=module_target(op, self.name))
         for other in self.copy_to:
             apply_ranges(op, ranges, function=other)
+        count = self.windows * length
+        used = (f"{count} random tokens of seed {self.seed}" if self.random
+                else f"the first {count} tokens of {self.text}")
+        op.attributes[CALIBRATION_ATTR] = builtin.DictionaryAttr({
+            "model": builtin.StringAttr(model), "tokens": builtin.StringAttr(used),
+            "ranges": builtin.DictionaryAttr({site: builtin.DictionaryAttr(
+                {q: builtin.FloatAttr(float(v), builtin.f64) for q, v in sorted(qs.items())})
+                for site, qs in sorted(ranges.items())})})

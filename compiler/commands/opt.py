@@ -1,7 +1,8 @@
 """`fastmamba opt`: run a pass pipeline on a `mamba` IR file, in the style of xdsl-opt (compiler.pipeline).
 
 The same driver as `fastmamba compile` (compiler.pipeline.PassDriver): print-before/after, dump folder, timing and
-the reproducer of a failing pass."""
+the reproducer of a failing pass.  xDSL and the dialects are imported when the command runs, not for its
+--help (compiler/cli.py's start-up budget)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from fastmamba.compiler.pipeline import (DriverOptions, PassDriver, check_print_names, describe_passes, parse_ir,
-                                         parse_passes, print_ir)
 from fastmamba.isa.errors import InputError
-from fastmamba.isa.fileio import check_writable, check_writable_dir, write_atomic
 
 HELP = "run passes on a mamba IR file and print the result"
 DESCRIPTION = """\
@@ -56,7 +54,22 @@ def print_names(args: argparse.Namespace, when: str) -> tuple[str, ...] | bool:
     return tuple(n for n in getattr(args, f"print_ir_{when}").split(",") if n)
 
 
+def read_input(name: str) -> tuple[str, str]:
+    """The text of the IR file `name` ('-': stdin) and the name its errors give it; unreadable: an InputError."""
+    if name == "-":
+        return sys.stdin.read(), "<stdin>"
+    path = Path(name)
+    try:
+        return path.read_text(), str(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    from fastmamba.compiler.pipeline import (DriverOptions, PassDriver, check_print_names, describe_passes, parse_ir,
+                                             parse_passes, print_ir)
+    from fastmamba.isa.fileio import check_writable, check_writable_dir, write_atomic
+
     if args.list_passes:
         sys.stdout.write(describe_passes())
         return 0
@@ -69,15 +82,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.output, "-o ")
     if args.dump_dir:
         check_writable_dir(args.dump_dir, "--dump-dir ")
-    if args.input == "-":
-        text, source = sys.stdin.read(), "<stdin>"
-    else:
-        path = Path(args.input)
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-        source = str(path)
+    text, source = read_input(args.input)
     options = DriverOptions(print_after=print_after, print_before=print_before, dump_dir=args.dump_dir,
                             time_passes=args.time_passes, reproducer=bool(args.dump_dir),
                             started=getattr(args, "started", None))

@@ -2,9 +2,9 @@
 // RUN: not fastmamba opt %s -p 'set-target,lower-to-accel{prefetch=0}' 2>&1 | filecheck %s --check-prefix=OPTION
 // RUN: not fastmamba opt %S/approximate-nonlinear.mlir -p set-target,lower-to-accel 2>&1 | filecheck %s --check-prefix=UNFUSED
 
-// No target on the module; an option out of range; a scan whose inputs were
-// not fused into VEC passes (approximate-nonlinear.mlir's qssm_scan reads
-// function arguments).
+// No target on the module; an option out of range; IR whose element-wise ops
+// were not fused into VEC passes (approximate-nonlinear.mlir's float softplus):
+// the pass that must run first is named (compiler.pipeline.check_level).
 
 builtin.module {
   func.func @prefill(%tokens: tensor<2xi64>) -> tensor<2x16xf32> {
@@ -18,5 +18,5 @@ builtin.module {
 // NOTARGET-EMPTY:
 // OPTION:         fastmamba opt: error: lower-to-accel: prefetch must be >= 1 and tile_kib >= 0
 // OPTION-EMPTY:
-// UNFUSED:        fastmamba opt: error: mamba_quant.qssm_scan: x, B and C must each come from one mamba_quant.vec used only by the scan (run fuse-elementwise)
+// UNFUSED:        fastmamba opt: error: lower-to-accel: the IR holds mamba.softplus: run fuse-elementwise first
 // UNFUSED-EMPTY:

@@ -2,7 +2,7 @@
 // RUN: fastmamba opt %s -p 'set-target{target="small"}' | filecheck %s --check-prefix=SMALL
 // RUN: fastmamba opt %s -p 'set-target{target="small"},set-target' | filecheck %s --check-prefix=DEFAULT
 // RUN: not fastmamba opt %s -p 'set-target{target="nope"}' 2>&1 | filecheck %s --check-prefix=UNKNOWN
-// RUN: not fastmamba opt %s -p schedule-vliw 2>&1 | filecheck %s --check-prefix=NONE
+// RUN: not fastmamba opt %s -p insert-hadamard 2>&1 | filecheck %s --check-prefix=NONE
 
 // The target is recorded once, on the module, with the digest of its
 // parameters (the default vc709, or a preset such as small); a later
@@ -21,5 +21,5 @@ builtin.module {
 // SMALL:         builtin.module attributes {accel.target = #accel.target<"small", "{{[0-9a-f]+}}">} {
 // UNKNOWN:       fastmamba opt: error: unknown target 'nope': give a preset (vc709, small) or a .toml/.json file
 // UNKNOWN-EMPTY:
-// NONE:          fastmamba opt: error: schedule-vliw: the module has no target (accel.target): run set-target{target=NAME|FILE} before it (fastmamba compile does, from --target)
+// NONE:          fastmamba opt: error: insert-hadamard: the module has no target (accel.target): run set-target{target=NAME|FILE} before it (fastmamba compile does, from --target)
 // NONE-EMPTY:

@@ -14,7 +14,9 @@ stalls and one for the bundles' issue ranges:
 - each operation is a complete event (`"ph": "X"`) named by its opcode
   (`lin`, `ld`, `vec.argmax`), `args` holding the instruction text, the
   bundle index, the slot, its issue/complete cycles and, from the binary's
-  debug info, the IR op (`loc`), its kind and its layer.  Compute units show
+  debug info, the IR op (`loc`), its kind and its layer (for an operation whose
+  text names no layer, that of the first operation reading what it wrote, if
+  that one's text names one: `layer_from` "consumer").  Compute units show
   an operation's occupancy (from issue); LD and ST show the cycles their
   transfer holds the DDR channel, and the DDR track shows every transfer
   with its direction and size;
@@ -161,6 +163,43 @@ class _BufferLiveness:
         return out
 
 
+class _LayerByConsumer:
+    """Layers for operations whose debug text names none (a layer's input norm, its activations): the layer of
+    the first later operation reading buffer bytes the operation wrote, when that one's text names a layer (the
+    embedding, first read by the layer-less norm, keeps none)."""
+
+    def __init__(self, size: int):
+        self.writer = np.zeros(size, np.int32)  # the mark (1, 2, ...) of the layer-less operation whose value a byte
+        self.open: dict[int, dict] = {}  # holds (0: none); mark -> that operation's args, until a consumer names one
+        self.count = 0
+
+    def access(self, regions, args: dict) -> None:
+        layer = args["layer"]
+        if self.open:
+            for reg in regions:
+                if reg.space != "buf" or reg.access == "w":
+                    continue
+                for row in range(reg.rows):
+                    lo = reg.base + row * reg.stride
+                    seg = self.writer[lo:lo + reg.row_bytes]
+                    if seg.any():
+                        for mark in np.unique(seg[seg > 0]).tolist():
+                            found = self.open.pop(mark, None)
+                            if found is not None and layer is not None:
+                                found["layer"], found["layer_from"] = layer, "consumer"
+        mark = 0  # what the bytes this operation writes now hold: a value of a layer-less operation, or not
+        if layer is None:
+            self.count += 1
+            mark = self.count
+            self.open[mark] = args
+        for reg in regions:
+            if reg.space != "buf" or reg.access == "r":
+                continue
+            for row in range(reg.rows):
+                lo = reg.base + row * reg.stride
+                self.writer[lo:lo + reg.row_bytes] = mark
+
+
 class Trace:
     """One run's trace: the engine's observer; `to_dict()` renders it (one process), `Timeline` several."""
 
@@ -176,6 +215,7 @@ class Trace:
         self.end = 0  # the run's last cycle seen (its cycle count once `finish` ran)
         self.error = ""  # the message of the error that stopped the run, if one did
         self._liveness = _BufferLiveness(int(buffer_bytes)) if buffer_bytes else None
+        self._layers = _LayerByConsumer(int(buffer_bytes)) if buffer_bytes else None
         self._live_steps: list[tuple[int, int]] | None = None
         self._locations: dict[int, list[Location]] = {}
 
@@ -209,6 +249,8 @@ class Trace:
         regions = getattr(op, "regions", None)  # an instruction of the ISA's table knows the bytes it touches
         if self._liveness is not None and regions is not None:
             self._liveness.access(regions(), issue, complete)
+        if self._layers is not None and regions is not None:
+            self._layers.access(regions(), args)
         self.end = max(self.end, complete)
 
     def stall(self, cause: str, bundle: int, start: int, until: int) -> None:
@@ -226,7 +268,7 @@ class Trace:
         if cycles is not None:
             self.end = cycles
         self.buffer_live()
-        self._liveness = None
+        self._liveness = self._layers = None
 
     # --- derived series ---
     def ddr_windows(self) -> list[tuple[int, int, int, int]]:

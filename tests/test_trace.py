@@ -33,8 +33,8 @@ PROGRAM = [
     "ctl.wait sem=3, count=1",
     "ctl.halt",
 ]
-DEBUG = {0: "mamba_quant.qlinear layers.2.in_proj tile 0 weights", 1: "mamba_quant.qlinear layers.2.in_proj tile 0 "
-         "weights", 2: "mamba_quant.qlinear layers.2.in_proj tile 0", 3: "logits"}
+DEBUG = {0: "mamba_quant.qlinear layers.2.in_proj tile 0 weights", 1: "a weight tile",
+         2: "mamba_quant.qlinear layers.2.in_proj tile 0", 3: "logits"}
 
 
 def _run(lines, debug=None):
@@ -73,6 +73,10 @@ def test_operations_are_named_by_opcode_with_their_ir_location():
     assert (lin["kind"], lin["layer"], lin["macs"]) == ("mamba_quant.qlinear", 2, 16 * 64 * 16)
     assert (ops[0]["args"]["kind"], ops[3]["args"]["kind"], ops[3]["args"]["layer"]) == (
         "mamba_quant.qlinear weights", "logits", None)
+    # bundle 1's text names no layer: it takes the layer of the lin, the first operation reading what it wrote
+    assert (ops[1]["args"]["kind"], ops[1]["args"]["layer"], ops[1]["args"]["layer_from"]) == (
+        "a weight tile", 2, "consumer")
+    assert "layer_from" not in ops[0]["args"] and "layer_from" not in ops[3]["args"]
     assert sorted(n for n in _tracks(doc).values()) == sorted(TRACKS)
 
 

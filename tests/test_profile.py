@@ -15,6 +15,7 @@ import json
 import pytest
 
 from fastmamba.compiler.cli import main
+from fastmamba.isa.container import read_fmb
 from fastmamba.isa.instructions import OPS
 from fastmamba.simulator.stats import STALL_CAUSES, UNITS
 from fastmamba.simulator.trace import BUFFER_COUNTER, DDR_COUNTER, TRACKS
@@ -60,10 +61,19 @@ def test_every_event_is_well_formed_trace_event_format(profiled):
     assert list(processes.values()) == [r["label"] for r in doc["runs"]]
     tracks = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
     assert set(tracks.values()) == set(TRACKS)
+    debug = {p.name: p.debug for p in read_fmb(profiled[0]).programs}
+    programs = {pid: run["program"] for pid, run in enumerate(doc["runs"], start=1)}
     for e in events:
         if e["ph"] == "X" and tracks[e["pid"], e["tid"]] in UNITS:  # named by opcode, the instruction in args
             assert e["name"] in OPS and e["args"]["text"].split(" ")[0] == e["name"], e
             assert {"bundle", "slot", "loc", "kind", "layer"} <= set(e["args"]), e
+            # the location is the binary's debug text of that bundle (or its part for this operation)
+            assert e["args"]["loc"] in debug[programs[e["pid"]]][e["args"]["bundle"]].split("; "), e
+    last_end: dict = {}
+    for e in sorted((e for e in events if e["ph"] == "X"), key=lambda e: (e["pid"], e["tid"], e["ts"])):
+        track = (e["pid"], e["tid"])  # slices of one track never overlap (the viewer nests overlapping ones)
+        assert e["ts"] >= last_end.get(track, 0), e
+        last_end[track] = e["ts"] + e["dur"]
 
 
 def test_each_runs_slices_and_counters_add_up_to_its_counters(profiled):

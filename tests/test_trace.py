@@ -165,3 +165,30 @@ def test_runs_on_one_timeline():
     lin = [e for e in doc["traceEvents"] if e["name"] == "lin"]
     assert [e["pid"] for e in lin] == [1, 2] and lin[1]["ts"] == lin[0]["ts"] + stats.cycles
     assert [r["start"] for r in doc["otherData"]["runs"]] == [0, stats.cycles]
+
+
+def test_the_counter_schema_of_any_counters():
+    from types import SimpleNamespace
+
+    from fastmamba.simulator.stats import COUNTERS_SCHEMA, Stats, counters
+
+    _, stats, _, _ = _run(PROGRAM, DEBUG)
+    mine = counters(stats)
+    assert mine["schema"] == COUNTERS_SCHEMA and mine["cycles"] == stats.cycles
+    assert mine["ddr"] == {"bytes_read": 1024 * 2, "bytes_written": 1024, "bytes": 3072,
+                           "channel_busy_cycles": stats.busy["LD"] + stats.busy["ST"],
+                           "channel_utilization": (stats.busy["LD"] + stats.busy["ST"]) / stats.cycles}
+    assert mine["units"]["LIN"] == {"ops": 1, "busy_cycles": stats.busy["LIN"],
+                                    "utilization": stats.busy["LIN"] / stats.cycles}
+    # the RTL's counters (any object with Stats' attributes) give the same object
+    other = SimpleNamespace(**{k: getattr(stats, k) for k in ("clock_hz", "cycles", "bundles", "ops", "macs",
+                                                              "ddr_bytes_read", "ddr_bytes_written", "busy",
+                                                              "ops_per_unit", "stalls")}, rtl_cycles=1)
+    assert counters(other) == mine == stats.counters()
+    empty = counters(None, 250e6)
+    assert empty["cycles"] == 0 and empty["clock_hz"] == 250e6 and set(empty) == set(mine)
+    assert counters(None)["clock_hz"] is None
+    twice = Stats(stats.clock_hz)
+    twice.add(stats)
+    twice.add(stats)
+    assert counters(twice)["ddr"]["bytes"] == 2 * mine["ddr"]["bytes"]

@@ -154,6 +154,26 @@ def _function(module: builtin.ModuleOp, name: str) -> func.FuncOp:
     return fn
 
 
+def check_weights_match(fn: func.FuncOp, config, model: str | os.PathLike) -> None:
+    """One-line InputError unless every weight `fn` names is in the model `config` describes, with the shape
+    the IR gives it: IR imported from another model (or with other shapes) is named before anything runs."""
+    from fastmamba.compiler.checkpoint import expected_shapes
+
+    shapes = expected_shapes(config)
+    for w in fn.walk():
+        if not isinstance(w, mamba.WeightOp):
+            continue
+        name, want = w.weight_name.data, tuple(w.result.type.get_shape())
+        if name not in shapes:
+            raise InputError(f"calibrate: the IR is not of the model in {model}: it names weight {name}, which "
+                             f"that model (n_layer={config.n_layer}) does not have; give model=DIR, the "
+                             "checkpoint the IR was imported from")
+        if shapes[name] != want:
+            raise InputError(f"calibrate: the IR is not of the model in {model}: weight {name} is "
+                             f"{'x'.join(map(str, shapes[name]))} there, {'x'.join(map(str, want))} in the IR; "
+                             "give model=DIR, the checkpoint the IR was imported from")
+
+
 MEMO_LIMIT_BYTES = 1 << 30  # weights (f32) up to this size: their folded/rotated forms are kept across windows
 
 
@@ -349,7 +369,9 @@ class CalibratePass(ModulePass):
         (length,) = fn.function_type.inputs.data[0].get_shape()
         model = str(Path(self.model or DEFAULT_MODEL_DIR).resolve())
         config, weights, tokenizer = _load(model)
-        ranges = calibrate_module(op, weights, self.tokens(length, config, tokenizer), function=self.function,
+        tokens = self.tokens(length, config, tokenizer)
+        check_weights_match(fn, config, self.model or DEFAULT_MODEL_DIR)
+        ranges = calibrate_module(op, weights, tokens, function=self.function,
                                   method=self.method, percentile=self.percentile, windows=self.windows,
                                   target=module_target(op, self.name))
         for other in self.copy_to:

@@ -42,7 +42,7 @@ from fastmamba.isa.errors import InputError
 from fastmamba.compiler.errors import ModelError
 
 __all__ = ["CompileOptions", "CompileResult", "compile_model", "compile_pipeline", "calibration_pass",
-           "model_pipeline", "calibration_source",
+           "model_pipeline", "calibration_source", "default_seq_len",
            "DEFAULT_CALIBRATION_TEXT", "META_FORMAT", "quant_stages", "around_calibration", "backend_stages",
            "merge_decode", "emit_module", "check_inputs", "check_model_fits", "max_seq_len", "check_options",
            "CALIBRATION_RANDOM"]
@@ -50,13 +50,14 @@ __all__ = ["CompileOptions", "CompileResult", "compile_model", "compile_pipeline
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CALIBRATION_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 CALIBRATION_WINDOWS = 4
+DEFAULT_SEQ_LEN = 64  # prefill tokens when the target's buffer holds them (default_seq_len)
 CALIBRATION_SEED = 0  # the random calibration tokens when there is no text
 CALIBRATION_RANDOM = "random"  # --calibration random: seeded random tokens, asked for explicitly
 
 
 @dataclass(frozen=True)
 class CompileOptions:
-    seq_len: int = 64
+    seq_len: int = DEFAULT_SEQ_LEN
     target: str = "vc709"
     calibration_windows: int = CALIBRATION_WINDOWS
     tile_kib: int = 0
@@ -191,6 +192,16 @@ def max_seq_len(config, target) -> int:
     per_token = 2 * config.conv_dim + 4 * config.d_inner
     return min(_field_max("ssm", "t"), _field_max("lin", "m"), _field_max("conv", "t"),
                target.buffer_bytes // per_token)
+
+
+def default_seq_len(config, target) -> int:
+    """--seq-len when none is given: 64, or, where the target's buffer is small, the largest power of two
+    whose tensors at the layer's gate (y i32 and z f32 [T, d_inner], the residual f32 [T, d_model], the gated
+    i16 output: 10 d_inner + 4 d_model bytes a token) take at most half of it (the rest holds the streamed
+    weight and state rings and what lives beside them).  The bundled model on `small`: 4."""
+    per_token = 10 * config.d_inner + 4 * config.d_model
+    fit = max(1, target.buffer_bytes // 2 // per_token)
+    return min(DEFAULT_SEQ_LEN, 1 << (fit.bit_length() - 1))
 
 
 def check_options(options: CompileOptions, target) -> None:

@@ -47,8 +47,8 @@ import numpy as np
 from fastmamba.isa.container import Binary, TensorDesc
 from fastmamba.isa.errors import FastmambaError, InputError
 
-__all__ = ["META_FORMAT", "PHASES", "Interface", "interface", "read_meta", "zero_states", "PhaseStats", "Mismatch",
-           "CheckResult", "RunEvent", "GenerationResult", "generate", "sample"]
+__all__ = ["META_FORMAT", "PHASES", "BACKENDS", "make_backend", "Interface", "interface", "read_meta", "zero_states",
+           "PhaseStats", "Mismatch", "CheckResult", "RunEvent", "GenerationResult", "generate", "sample"]
 
 META_FORMAT = "fastmamba/1"
 PHASES = ("prefill", "decode")
@@ -140,6 +140,25 @@ def read_meta(binary: Binary) -> dict[str, Any]:
     return meta
 
 
+BACKENDS = ("sim", "rtl")
+"""Execution backends by name: the instruction-level simulator, the RTL machine (hardware/) in Verilator."""
+
+
+def make_backend(kind: str, target):
+    """The execution backend `kind` names for `target`; "rtl" is refused in one line for a target the RTL cannot
+    be built for (the reason its check gives)."""
+    if kind == "rtl":
+        from fastmamba.hardware.backend import RtlBackend, check_rtl_target
+
+        check_rtl_target(target)
+        return RtlBackend(target)
+    if kind != "sim":
+        raise InputError(f"unknown backend {kind!r} (choose from {', '.join(BACKENDS)})")
+    from fastmamba.simulator.runtime import SimulatorBackend
+
+    return SimulatorBackend(target)
+
+
 def zero_states(iface: Interface) -> dict[str, np.ndarray]:
     """The states that start a sequence."""
     from fastmamba.simulator.runtime import numpy_dtype
@@ -158,6 +177,7 @@ class PhaseStats:
     programs: dict[str, int] = field(default_factory=dict)  # program name -> runs
     tokens: int = 0  # tokens fed to the programs
     counters: Any = None  # simulator.stats.Stats, the sum; None before the first run
+    rtl_cycles: int | None = None  # the RTL backend's clock count (start to done), summed; None on the simulator
 
     def add(self, program: str, tokens: int, stats) -> None:
         from fastmamba.simulator.stats import Stats
@@ -165,6 +185,8 @@ class PhaseStats:
         if self.counters is None:
             self.counters = Stats(stats.clock_hz)
         self.counters.add(stats)
+        if hasattr(stats, "rtl_cycles"):
+            self.rtl_cycles = (self.rtl_cycles or 0) + stats.rtl_cycles
         self.programs[program] = self.programs.get(program, 0) + 1
         self.tokens += tokens
 
@@ -210,6 +232,7 @@ class PhaseStats:
             "ddr_bytes_read": c.ddr_bytes_read if c else 0, "ddr_bytes_written": c.ddr_bytes_written if c else 0,
             "bundles": c.bundles if c else 0, "ops": c.ops if c else 0, "macs": c.macs if c else 0,
             "stalls": {s: c.stalls[s] if c else 0 for s in STALL_CAUSES},
+            **({} if self.rtl_cycles is None else {"rtl_cycles": self.rtl_cycles}),
         }
 
 
@@ -360,6 +383,8 @@ class GenerationResult:
         rows = [("programs run", *(", ".join(f"{n} {k}" for k, n in ph.programs.items()) or "none" for ph in (p, d))),
                 ("tokens", f"{p.tokens:,}", f"{d.tokens:,}"),
                 ("cycles", f"{p.cycles:,}", f"{d.cycles:,}"),
+                *([("RTL clock cycles", f"{p.rtl_cycles or 0:,}", f"{d.rtl_cycles or 0:,}")]
+                  if p.rtl_cycles is not None or d.rtl_cycles is not None else []),
                 ("time (ms)", f"{p.seconds * 1e3:.6g}", f"{d.seconds * 1e3:.6g}"),
                 ("tokens/s", f"{p.tokens_per_s:,.1f}", f"{d.tokens_per_s:,.1f}"),
                 ("DDR bytes", f"{p.ddr_bytes:,}", f"{d.ddr_bytes:,}")]

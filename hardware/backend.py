@@ -36,7 +36,8 @@ from fastmamba.hardware.regions import region_forms, flag_fields
 
 UNITS = tuple(s for s in SLOTS if s != "CTL")
 STALL_CAUSES = ("semaphore", "structural", "dma_queue")
-IMEM_WORDS = 16384
+IMEM_WORDS = 16384  # the smallest instruction memory built; a longer program gets the next power of two
+IMEM_WORDS_MAX = 1 << 20  # the longest program (in 64-bit words) the RTL is built for
 DEFAULT_MAX_CYCLES = 200_000_000
 
 
@@ -111,11 +112,19 @@ class _Library:
 _LIBRARIES: dict = {}
 
 
-def _library(target) -> _Library:
-    key = target.digest()
+def imem_words(words: int) -> int:
+    """The instruction memory (64-bit words) of the machine built for a program of `words` words: IMEM_WORDS, or
+    the next power of two above it (a build parameter: each size is its own cached Verilog and library)."""
+    if words > IMEM_WORDS_MAX:
+        raise InputError(f"the program has {words} instruction words; the RTL is built for at most {IMEM_WORDS_MAX}")
+    return max(IMEM_WORDS, 1 << max(0, words - 1).bit_length())
+
+
+def _library(target, words: int = IMEM_WORDS) -> _Library:
+    key = (target.digest(), imem_words(words))
     lib = _LIBRARIES.get(key)
     if lib is None:
-        lib = _LIBRARIES[key] = _Library(build.library(target, IMEM_WORDS))
+        lib = _LIBRARIES[key] = _Library(build.library(target, key[1]))
     return lib
 
 
@@ -124,22 +133,33 @@ def rtl_ops() -> set:
     return set(machine_ops())
 
 
-def run_bundles(target, bundles, ddr: np.ndarray, max_cycles: int = DEFAULT_MAX_CYCLES) -> RtlStats:
-    """Run `bundles` on the RTL machine with `ddr` (a uint8 image, modified in place); return its counters."""
+def check_rtl_target(target) -> None:
+    """InputError (one line, the reason) unless the RTL can be built for `target`."""
     try:
         check_target(target)
     except ValueError as exc:
         raise InputError(f"target {target.name}: {exc}") from None
+
+
+def check_bundles(bundles) -> np.ndarray:
+    """The program's instruction words, once every operation is one the RTL runs and it fits the largest
+    instruction memory; else InputError naming the first operation it lacks."""
     supported = rtl_ops()
     for index, bundle in enumerate(bundles):
         for op in bundle.ops:
             if op.op not in supported:
                 raise InputError(f"bundle {index}, slot {op.slot}: not implemented in the RTL yet: {op.op}")
     words = np.frombuffer(encode_bundles(bundles), dtype="<u8").copy()
-    if words.size > IMEM_WORDS:
-        raise InputError(f"the program has {words.size} instruction words; the RTL's instruction memory holds "
-                         f"{IMEM_WORDS}")
-    lib = _library(target)
+    imem_words(words.size)
+    return words
+
+
+def run_bundles(target, bundles, ddr: np.ndarray, max_cycles: int = DEFAULT_MAX_CYCLES) -> RtlStats:
+    """Run `bundles` on the RTL machine with `ddr` (a uint8 image, modified in place); return its counters.
+    The machine's instruction memory is sized for the program (`imem_words`)."""
+    check_rtl_target(target)
+    words = check_bundles(bundles)
+    lib = _library(target, words.size)
     out = (ctypes.c_uint64 * (len(COUNTERS) + 6))()
     ddr = np.ascontiguousarray(ddr)
     lat = int(target.dma_latency) - DMA_STAGES
@@ -211,6 +231,15 @@ def describe_error(bundles, kind: str, b: int, slot: int, info0: int, info1: int
 
 class RtlBackend(HostBackend):
     """The RTL machine (Verilator) as an execution backend; the interface of `SimulatorBackend`."""
+
+    def check(self, program: str) -> None:
+        """InputError (one line) unless the RTL can run `program` of the loaded binary: the target is one the RTL
+        builds for and every operation is one it has; checked before any run (`run` checks it again)."""
+        check_rtl_target(self.target)
+        try:
+            check_bundles(self.binary.program(program).bundles)
+        except InputError as exc:
+            raise InputError(f"program {program}: {exc}") from None
 
     def run(self, program: str, inputs: Mapping[str, np.ndarray] | None = None, *, trace: bool = False,
             max_cycles: int = DEFAULT_MAX_CYCLES) -> RtlRunResult:

@@ -8,7 +8,10 @@ its constant blocks are packed from.  The mapping onto the units (tiling,
 DMA, recurrent states in DDR) is compiler/backend/lowering.py.
 The target is the module's (set-target).  Options: `tile_kib` (the on-chip budget of one streamed weight tile
 or state chunk; 0 = automatic: 1/16 of the target's buffer, halved while the
-rings and the activations live at once would not fit); `prefetch` (weight
+rings and the activations live at once would not fit; when that is not
+enough, as on `small`'s 64 KiB, the compact mapping of lowering.py's `_fit`:
+tiles of fewer channels, a head's SSM state in parts of its head dimension,
+conv operands loaded one chunk ahead); `prefetch` (weight
 tiles loaded ahead; with automatic tiles every function takes the smallest
 budget any of them needs, so a prefill and its decode step share their
 constant blocks); `fuse_front` (default true: each layer's in_proj, conv

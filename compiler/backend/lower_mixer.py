@@ -7,7 +7,9 @@ whose `_Lowering` takes these methods from `MixerLowering`).
   bytes within the tile budget, at B/C group boundaries) the state chunk
   loaded one chunk ahead (a ring of STATE_RING), `ssm`, stored back.  x, B
   and C are written by their vecs into one [T, d_inner + 2 G N] buffer over
-  the conv output, as the SSM unit reads them.
+  the conv output, as the SSM unit reads them.  With the compact lowering a
+  one-head chunk whose state exceeds the budget is scanned in parts of its
+  head dimension (Scanner).
 - Fused (`Front`, the default): in_proj's xBC and dt tiles, the conv and the
   scan as one unit, so the scan runs beside in_proj instead of after it.
 """
@@ -136,7 +138,10 @@ class MixerLowering:
         layer = layer_of(weight_name(conv.weight))
         conv_state = self._conv_state(conv, layer, C)
         ranges = [(xw, C)] + [(h0 * P, (h0 + h) * P) for h0, h in front.chunks]
-        loads = {r: self._conv_loads(conv, layer, conv_state, *r) for r in ranges}
+        # every range's taps, bias and state loaded now; compact: B|C's and the first chunk's now, each next
+        # chunk's when the chunk before it is converted (they are live one chunk, not the whole front)
+        loads = {r: self._conv_loads(conv, layer, conv_state, *r)
+                 for r in (ranges[:2] if self.opt.compact else ranges)}
         bc_in = self.new_view(f"{self.name}.l{layer}.bc_in", T, 2 * GN, "i16")
         bc = self.new_view(f"{self.name}.l{layer}.bc_conv", T, 2 * GN, "i16")
         scanner = Scanner(self, scan, layer, front.chunks)
@@ -149,6 +154,8 @@ class MixerLowering:
 
         def chunk_front(c: int, x_in: View) -> None:
             h0, h = front.chunks[c]
+            if c + 2 < len(ranges) and ranges[c + 2] not in loads:
+                loads[ranges[c + 2]] = self._conv_loads(conv, layer, conv_state, *ranges[c + 2])
             g0, g1 = h0 // hpg, (h0 + h - 1) // hpg + 1
             gc = g1 - g0
             buf = self.new_view(f"{self.name}.l{layer}.xbc{c}", T, h * P + 2 * gc * N, "i16")
@@ -248,7 +255,10 @@ class MixerLowering:
 
 class Scanner:
     """Emits one scan's SSM ops chunk by chunk: each chunk's state loaded one chunk ahead (a ring of
-    STATE_RING), scanned, stored back to the DDR state tensor `layers.{layer}.ssm`."""
+    STATE_RING), scanned, stored back to the DDR state tensor `layers.{layer}.ssm`.  With the compact
+    lowering, a one-head chunk whose state exceeds the streamed-block budget is scanned in parts of its
+    head dimension (SSM lanes of one head are independent: each part's op reads its x columns, writes its
+    y columns and streams its [p, n] rows of the state, a contiguous range of it)."""
 
     def __init__(self, low: MixerLowering, op: mq.QSSMScanOp, layer: int, chunks: list[tuple[int, int]]):
         self.low, self.op, self.layer, self.chunks = low, op, layer, chunks
@@ -262,39 +272,59 @@ class Scanner:
             low.const(f"layers.{layer}.ssm.params", "array", (op.params,), H * 16, dtype="i32"),
             f"{low.name}.l{layer}.ssm_params", f"layer {layer} ssm params")
         self.y = low.homes.get(op.y) or low.new_view(f"{low.name}.l{layer}.y", T, H * self.P, "i32")
+        row_bytes = self.N * 4
+        pp = self.P
+        if low.opt.compact and all(h == 1 for _, h in chunks):
+            pp = max(d for d in range(1, self.P + 1) if self.P % d == 0 and (d * row_bytes <= low.opt.tile_bytes
+                                                                             or d == 1))
+        # the units streamed through the ring: (chunk, first head dimension row, rows); rows = P: whole heads
+        self.units = [(c, p0, pp) for c in range(len(chunks)) for p0 in range(0, self.P, pp)]
+        self.first_unit = {c: next(k for k, u in enumerate(self.units) if u[0] == c) for c in range(len(chunks))}
         self.buffers: list[str] = []
 
-    def _state_dma(self, c: int, op: str) -> None:
+    def _state_dma(self, u: int, op: str) -> None:
+        c, p0, rows = self.units[u]
         h0, h = self.chunks[c]
         head_bytes = self.P * self.N * 4
-        nbytes = h * head_bytes
+        nbytes = h * rows * self.N * 4
         if op == "ld":
             self.buffers.append(self.low.ring("ssm_state", STATE_RING, nbytes))
-        self.low.emit(op, contiguous_dma(nbytes, ddr=h0 * head_bytes),
-                      {"buf": buf_ref(self.buffers[c]), "ddr": tensor_ref(self.state)},
-                      f"layer {self.layer} ssm state heads {h0}+{h}")
+        part = f" rows {p0}:{p0 + rows}" if rows < self.P else ""
+        self.low.emit(op, contiguous_dma(nbytes, ddr=h0 * head_bytes + p0 * self.N * 4),
+                      {"buf": buf_ref(self.buffers[u]), "ddr": tensor_ref(self.state)},
+                      f"layer {self.layer} ssm state heads {h0}+{h}{part}")
+
+    def _load_unit(self, u: int) -> None:
+        if len(self.buffers) == u < len(self.units):
+            self._state_dma(u, "ld")
 
     def load(self, c: int) -> None:
-        """Load chunk c's state (once; nothing past the last chunk)."""
-        if len(self.buffers) == c < len(self.chunks):
-            self._state_dma(c, "ld")
+        """Load chunk c's (first) state (once; nothing past the last chunk)."""
+        if c < len(self.chunks):
+            self._load_unit(self.first_unit[c])
 
     def scan(self, c: int, xbc: View, b_off: int, c_off: int) -> None:
-        """The SSM op of chunk c reading x at `xbc` (B and C at those element offsets in its rows)."""
+        """The SSM op(s) of chunk c reading x at `xbc` (B and C at those element offsets in its rows)."""
         op, (h0, h) = self.op, self.chunks[c]
-        self.load(c)
-        if c > 0:  # the previous chunk's state goes back now, not right after its op (waiting for it would hold
-            self._state_dma(c - 1, "st")  # plan-memory's bounded reordering window), before its slot is reused
-        self.load(c + 1)
-        dt, y = self.low.view_of(op.dt_raw, op.name).at(0, h0), self.y.at(0, h0 * self.P)
-        self.low.emit("ssm", dict(
-            y=y.offset, xbc=xbc.offset, dt=dt.offset, params=h0 * 16, state=0, t=y.rows, h=h, p=self.P, n=self.N,
-            hpg=min(self.hpg, h), xbc_ld=xbc.ld, b_off=b_off, c_off=c_off, dt_ld=dt.ld, y_ld=y.ld,
-            dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data, dbx_shift=op.dbx_shift.value.data,
-            y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data),
-            {"y": buf_ref(y.block), "xbc": buf_ref(xbc.block), "dt": buf_ref(dt.block), "params": buf_ref(self.params),
-             "state": buf_ref(self.buffers[c])}, f"{op.name} layer {self.layer} heads {h0}+{h}")
+        for u in range(self.first_unit[c], len(self.units)):
+            if self.units[u][0] != c:
+                break
+            _, p0, rows = self.units[u]
+            self._load_unit(u)
+            if u > 0:  # the previous unit's state goes back now, not right after its op (waiting for it would
+                self._state_dma(u - 1, "st")  # hold plan-memory's bounded reordering window), before its slot is reused
+            self._load_unit(u + 1)
+            dt, y, x = self.low.view_of(op.dt_raw, op.name).at(0, h0), self.y.at(0, h0 * self.P + p0), xbc.at(0, p0)
+            part = f" rows {p0}:{p0 + rows}" if rows < self.P else ""
+            self.low.emit("ssm", dict(
+                y=y.offset, xbc=x.offset, dt=dt.offset, params=h0 * 16, state=0, t=y.rows, h=h, p=rows, n=self.N,
+                hpg=min(self.hpg, h), xbc_ld=x.ld, b_off=b_off - p0, c_off=c_off - p0, dt_ld=dt.ld, y_ld=y.ld,
+                dt_frac=op.dt_frac.value.data, a_frac=op.a_frac.value.data, dbx_shift=op.dbx_shift.value.data,
+                y_shift=op.y_shift.value.data, d_shift=op.d_shift.value.data),
+                {"y": buf_ref(y.block), "xbc": buf_ref(x.block), "dt": buf_ref(dt.block),
+                 "params": buf_ref(self.params), "state": buf_ref(self.buffers[u])},
+                f"{op.name} layer {self.layer} heads {h0}+{h}{part}")
 
     def finish(self) -> None:
-        self._state_dma(len(self.chunks) - 1, "st")
+        self._state_dma(len(self.units) - 1, "st")
         self.low.views[self.op.y] = self.y

@@ -30,6 +30,12 @@ Mapping (T tokens, per layer):
   compiler/backend/lower_mixer.py.
 - the head: a `qlinear` on the last position; `st` logits and the
   `vec.argmax` next token.
+Small buffers (`LoweringOptions.compact`, chosen by `_fit` when the default
+mapping's estimate does not fit): tiles down to the LIN unit's tree count and
+a budget down to 1/COMPACT_TILE_FRACTION of the buffer, a head's SSM state in
+parts of its head dimension (lower_mixer.Scanner), a fused front's conv
+operands loaded one chunk ahead.  Targets the default mapping fits (vc709)
+get the same program as without it.
 Recurrent states live in DDR as the program's `state` tensors
 (`layers.{i}.conv` i16 [K-1, C], `layers.{i}.ssm` i32 [H, P, N]), read at the
 start and written back: a function whose scan has no state operand starts
@@ -70,6 +76,7 @@ AUTO_TILE_MARGIN = 1.25  # room left for plan-memory's reordering when the tile 
 ROW_BLOCKS = 4  # a row-wise norm feeding a linear, and that linear's first tile, run in this many row blocks
 MIN_BLOCK_ROWS = 8  # ... when each block has at least this many rows
 TILE_ALIGN = 16  # output channels of a weight tile: a multiple of this (the LIN unit's MAC tree count divides it)
+COMPACT_TILE_FRACTION = 64  # compact lowering: the streamed-block budget is halved down to 1/64 of the buffer
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,11 @@ class LoweringOptions:
     tile_bytes: int  # the on-chip budget of one streamed block (weight tile, state chunk)
     prefetch: int = DEFAULT_PREFETCH  # weight tiles loaded ahead of the tile being multiplied
     fuse_front: bool = True  # a layer's in_proj, conv and scan lowered as one unit (Front); False: op by op
+    # For buffers the default mapping does not fit (auto tiling turns it on, see _fit): weight tiles of fewer
+    # than TILE_ALIGN output channels (down to the LIN unit's tree count), a head's SSM state streamed in
+    # parts of its head dimension, and a fused front's conv taps, bias and state loaded one chunk ahead
+    # instead of all at its start.
+    compact: bool = False
 
 
 @dataclass
@@ -170,6 +182,12 @@ class _Lowering(MixerLowering):
     def tensor(self, name: str, role: str, shape: tuple[int, ...], dtype: str, exp: int = 0) -> str:
         self.tensors[name] = TensorDesc(name, role, 0, tuple(shape), dtype, 1.0, exp)
         return name
+
+    def tile_align(self) -> int:
+        """Output channels of a weight tile are a multiple of this: TILE_ALIGN, or with `compact` the LIN unit's
+        tree count when that is smaller (a tile of fewer channels leaves trees idle)."""
+        trees = self.target.lin_groups * self.target.lin_mac_trees
+        return min(TILE_ALIGN, trees) if self.opt.compact else TILE_ALIGN
 
     def view_of(self, value: SSAValue, where: str) -> View:
         view = self.views.get(value)
@@ -323,9 +341,10 @@ class _Lowering(MixerLowering):
         site = (weight_name(op.wq) or f"linear{self.count}").removesuffix(".weight")
         site = site.removeprefix("backbone.").replace(".mixer", "")
         per_row = K + 4  # int8 weights and the f32 rescale of one output channel
-        n_max = max(TILE_ALIGN, (self.opt.tile_bytes // per_row) // TILE_ALIGN * TILE_ALIGN)
-        if per_row * TILE_ALIGN > self.target.buffer_bytes // 4:
-            raise LoweringError(f"{op.name} ({site}): a weight tile of {TILE_ALIGN} rows x {K} does not fit a quarter "
+        align = self.tile_align()
+        n_max = max(align, (self.opt.tile_bytes // per_row) // align * align)
+        if per_row * align > self.target.buffer_bytes // 4:
+            raise LoweringError(f"{op.name} ({site}): a weight tile of {align} rows x {K} does not fit a quarter "
                                 f"of the on-chip buffer ({self.target.buffer_bytes} bytes)")
         # The segment needed first is computed first (Mamba2's in_proj: xBC and dt before z, so the conv and
         # the scan overlap the z tiles); a mixer front orders its own columns (see Front).
@@ -494,20 +513,36 @@ def lower_functions(fns: list[func.FuncOp], target, options: LoweringOptions,
     alike and share the constant image's blocks (a prefill and its decode step)."""
     lowered = [_fit(fn, target, options, auto_tile) for fn in fns]
     budget = min((low.opt.tile_bytes for low in lowered), default=options.tile_bytes)
-    lowered = [low if low.opt.tile_bytes == budget else
-               _fit(low.fn, target, dataclasses.replace(low.opt, tile_bytes=budget), False) for low in lowered]
+    compact = any(low.opt.compact for low in lowered)
+    lowered = [low if (low.opt.tile_bytes, low.opt.compact) == (budget, compact) else
+               _fit(low.fn, target, dataclasses.replace(low.opt, tile_bytes=budget, compact=compact), False)
+               for low in lowered]
     return [_finish(low) for low in lowered]
 
 
 def _fit(fn: func.FuncOp, target, options: LoweringOptions, auto_tile: bool) -> _Lowering:
+    """`fn` lowered with `options`; with auto_tile the budget is halved down to MIN_TILE_BYTES while the estimate
+    does not fit, then (a small buffer) the compact mapping is tried, halving down to 1/COMPACT_TILE_FRACTION
+    of the buffer.  The last attempt is returned either way (plan-memory names what does not fit)."""
+    def fits(low: _Lowering) -> bool:
+        return on_chip_estimate(low) * AUTO_TILE_MARGIN <= target.buffer_bytes
+
     low = _Lowering(fn, target, options)
     low.run()
-    while auto_tile and options.tile_bytes > MIN_TILE_BYTES and \
-            on_chip_estimate(low) * AUTO_TILE_MARGIN > target.buffer_bytes:
+    while auto_tile and options.tile_bytes > MIN_TILE_BYTES and not fits(low):
         options = dataclasses.replace(options, tile_bytes=options.tile_bytes // 2)
         low = _Lowering(fn, target, options)
         low.run()
-    return low
+    if not auto_tile or fits(low):
+        return low
+    floor = max(1, target.buffer_bytes // COMPACT_TILE_FRACTION)
+    options = dataclasses.replace(options, compact=True)
+    while True:
+        low = _Lowering(fn, target, options)
+        low.run()
+        if fits(low) or options.tile_bytes // 2 < floor:
+            return low
+        options = dataclasses.replace(options, tile_bytes=options.tile_bytes // 2)
 
 
 def _finish(low: _Lowering) -> tuple[ProgramOp, func.FuncOp]:

@@ -76,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """The options `compile` and `demo` share."""
     p.add_argument("--model", metavar="DIR", default=None, help="checkpoint directory (default: the bundled model)")
-    p.add_argument("--seq-len", type=int, default=64, metavar="L", help="tokens of the prefill program (default 64)")
+    p.add_argument("--seq-len", type=int, default=None, metavar="L",
+                   help="tokens of the prefill program (default 64, fewer where the target's buffer is small: "
+                        "see compiler.compile.default_seq_len)")
     p.add_argument("--target", default="vc709", metavar="NAME|FILE", help="target preset or .toml/.json file")
     p.add_argument("--calibration-text", metavar="FILE", default=None, help="text whose start calibrates the ranges")
     p.add_argument("--calibration", choices=("random",), default=None,
@@ -91,7 +93,14 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def options_of(args: argparse.Namespace, **extra) -> CompileOptions:
     """The compile options the arguments give (compiler.compile.check_options checks their ranges)."""
-    return CompileOptions(seq_len=args.seq_len, target=args.target, calibration_windows=args.calibration_windows,
+    seq_len = args.seq_len
+    if seq_len is None:
+        from fastmamba.compiler.checkpoint import read_config
+        from fastmamba.compiler.compile import default_seq_len
+        from fastmamba.isa.target import load_target
+
+        seq_len = default_seq_len(read_config(model_dir(args))[0], load_target(args.target))
+    return CompileOptions(seq_len=seq_len, target=args.target, calibration_windows=args.calibration_windows,
                           tile_kib=args.tile_kib, prefetch=args.prefetch, **extra)
 
 

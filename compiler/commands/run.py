@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastmamba.compiler.commands.generate import _int_at_least, prompt_text
+from fastmamba.compiler.runner import BACKENDS
 from fastmamba.compiler.tokenizer import UNRENDERABLE
 from fastmamba.isa.errors import FastmambaError, InputError
 from fastmamba.compiler.errors import ModelError
@@ -68,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", metavar="NAME|FILE", default=None,
                    help="target configuration (default: the one recorded in the binary); it must be the target "
                         "the binary was built for")
+    p.add_argument("--backend", choices=BACKENDS, default="sim",
+                   help="sim: the instruction-level simulator (default); rtl: the RTL machine of hardware/ in "
+                        "Verilator (docs/RTL.md; a target it builds for, e.g. small; adds RTL clock cycles)")
     p.set_defaults(run=run)
 
 
@@ -199,17 +203,18 @@ def run(args: argparse.Namespace) -> int:
     if args.greedy and (args.temperature is not None or args.top_k is not None):
         raise InputError("--temperature and --top-k shape sampling; --greedy does not sample")
     return run_binary(args.binary, args.prompt, max_new, Sampling(args.greedy, temperature, top_k, seed),
-                      as_json=args.json, check=args.check, model=args.model, target=args.target)
+                      as_json=args.json, check=args.check, model=args.model, target=args.target,
+                      backend=args.backend)
 
 
 def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_json: bool = False,
-               check: bool = False, model: str | None = None, target: str | None = None) -> int:
+               check: bool = False, model: str | None = None, target: str | None = None,
+               backend: str = "sim") -> int:
     """Generate from the binary at `path` and print the text and counters (as `fastmamba run` does)."""
-    from fastmamba.compiler.runner import generate, read_meta
+    from fastmamba.compiler.runner import generate, make_backend, read_meta
     from fastmamba.compiler.tokenizer import allowed_ids, check_ids, load_tokenizer
     from fastmamba.isa.container import read_fmb
     from fastmamba.isa.target import load_target
-    from fastmamba.simulator.runtime import SimulatorBackend
 
     prompt_text(prompt)
     binary = read_fmb(path)
@@ -220,6 +225,11 @@ def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_j
     config = model_config(meta)
     model_dir = model_directory(meta, model)
     target = load_target(target if target is not None else meta["target"])
+    device = make_backend(backend, target)
+    device.load(binary)
+    if backend == "rtl":  # before any long work: every program's operations are ones the RTL has
+        for name in ("prefill", "decode"):
+            device.check(name)
     try:
         tokenizer = load_tokenizer(config, model_dir)
     except ModelError:
@@ -232,13 +242,11 @@ def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_j
         raise InputError("--prompt encodes to no tokens")
     check_ids(ids, config, "--prompt")
     golden = build_golden(meta, config, model_dir, target) if check else None
-    backend = SimulatorBackend(target)
-    backend.load(binary)
 
     allowed = allowed_ids(tokenizer, config)  # never choose ids the tokenizer cannot render (UNRENDERABLE)
     text = Streamer(tokenizer.stream(), prompt, None if as_json else sys.stdout)
     try:
-        result = generate(backend, ids, max_new, greedy=sampling.greedy, temperature=sampling.temperature,
+        result = generate(device, ids, max_new, greedy=sampling.greedy, temperature=sampling.temperature,
                           top_k=sampling.top_k, seed=sampling.seed, allowed=allowed, check=golden,
                           progress=None if as_json else _progress(text), on_token=text.feed)
     except KeyboardInterrupt:

@@ -134,7 +134,7 @@ def test_the_rule_is_in_every_help():
 
     parser = build_parser(None)
     sub = next(a for a in parser._actions if a.choices and "run" in a.choices).choices
-    for command in ("run", "generate"):
+    for command in ("run", "generate", "demo"):
         assert " ".join(UNRENDERABLE.split()) in " ".join(sub[command].format_help().split()), command
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
 from fastmamba.compiler.runner import BACKENDS
+from fastmamba.compiler.tokenizer import UNRENDERABLE
 
 TARGETS = {"sim": "vc709", "rtl": "small"}  # the target demo compiles for on each backend
 
@@ -32,6 +34,7 @@ compiled for the `small` target, the one the RTL is built for (its 64 KiB
 buffer takes a shorter prefill: --seq-len defaults to what fits,
 compiler.compile.default_seq_len), and the counters add the RTL's clock
 cycles.  The first run builds the RTL (minutes; cached in build/rtl/)."""
+DESCRIPTION += "\n\n" + textwrap.fill(UNRENDERABLE, 78)  # the rule `fastmamba run` follows
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -270,36 +270,37 @@ class RooflinePoint:
 
     name: str
     cycles: int
-    macs: int
+    macs: int  # the LIN unit's int MACs (the roof's peak is LIN's rate)
     ddr_bytes: int
     busy: dict  # unit -> busy cycles
     bound: float  # cycles
-    terms: dict  # the bound's terms (cycles): LIN, SSM, CONV, DDR, head...
+    terms: dict  # the bound's terms (cycles): LIN, SSM, CONV, DDR
+    bound_bytes: int  # the DDR bytes the bound counts (weights, head; decode: states)
 
 
 def plot_roofline(points: Sequence[RooflinePoint], peak_macs_per_cycle: float, bytes_per_cycle: float) -> bytes:
-    """PNG: left, the roofline (MACs per cycle against MACs per DDR byte; roof min(peak, intensity x bytes per
-    cycle)) with each program's measured point and its §9 bound at the same intensity; right, each program's
+    """PNG: left, the roofline (LIN MACs per cycle against LIN MACs per DDR byte; roof min(peak, intensity x bytes
+    per cycle)) with each program's measured point and its §9 bound (over the bytes §9 counts); right, each program's
     bound terms beside its measured busy cycles per unit and its cycles."""
     plt = _pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 4.8))
-    intensities = [p.macs / p.ddr_bytes for p in points if p.ddr_bytes and p.macs]
+    intensities = [p.macs / b for p in points for b in (p.ddr_bytes, p.bound_bytes) if b and p.macs]
     lo = min(intensities + [peak_macs_per_cycle / bytes_per_cycle]) / 8
     hi = max(intensities + [peak_macs_per_cycle / bytes_per_cycle]) * 8
     xs = [lo * (hi / lo) ** (k / 200) for k in range(201)]
     ax.plot(xs, [min(peak_macs_per_cycle, x * bytes_per_cycle) for x in xs], color="black", lw=1.5,
-            label=f"roof: min({peak_macs_per_cycle:g} MACs/cycle, {bytes_per_cycle:g} B/cycle x intensity)")
+            label=f"roof: min({peak_macs_per_cycle:g} LIN MACs/cycle, {bytes_per_cycle:g} B/cycle x intensity)")
     for p, color in zip(points, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")):
         if not (p.ddr_bytes and p.macs and p.cycles):
             continue
         x = p.macs / p.ddr_bytes
         ax.scatter([x], [p.macs / p.cycles], color=color, zorder=3, label=f"{p.name}: measured")
-        ax.scatter([x], [p.macs / p.bound], facecolors="none", edgecolors=color, zorder=3,
+        ax.scatter([p.macs / p.bound_bytes], [p.macs / p.bound], facecolors="none", edgecolors=color, zorder=3,
                    label=f"{p.name}: DESIGN §9 bound")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("int MACs per DDR byte")
-    ax.set_ylabel("int MACs per cycle")
+    ax.set_xlabel("LIN int MACs per DDR byte")
+    ax.set_ylabel("LIN int MACs per cycle")
     ax.set_title("roofline")
     ax.legend(fontsize=7)
     names = ["LIN", "CONV", "SSM", "VEC", "DDR"]

@@ -168,3 +168,23 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, profiled):
     assert err.count("\n") == 1 and "not a directory" in err
     assert main(["profile", str(fmb), "--prompt", "x", "--max-new-tokens", "-1", "-o", str(tmp_path / "o")]) == 1
     assert "--max-new-tokens" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_the_roofline_points_lie_under_the_roof(profiled):
+    _, out = profiled
+    trace, doc = _load(out)
+    peak, per = doc["peak_macs_per_cycle"], doc["dma_bytes_per_cycle"]
+    lin_macs = {}
+    for e in trace["traceEvents"]:
+        if e["name"] == "lin":  # m x k x n MACs, from the instruction's fields
+            f = dict(kv.split("=") for kv in e["args"]["text"][len("lin "):].split(", "))
+            assert e["args"]["macs"] == int(f["m"]) * int(f["k"]) * int(f["n"])
+            program = doc["runs"][e["pid"] - 1]["program"]
+            lin_macs[program] = lin_macs.get(program, 0) + e["args"]["macs"]
+    assert [p["program"].split(" ")[0] for p in doc["roofline"]] == ["prefill", "decode"]
+    for p in doc["roofline"]:
+        assert p["lin_macs"] == lin_macs[p["program"].split(" ")[0]]
+        roof = min(peak, p["lin_macs"] / p["ddr_bytes"] * per)
+        assert p["lin_macs"] / p["cycles"] <= roof  # the measured point: no run beats the roof
+        assert 0 < p["bound_cycles"] <= p["cycles"]  # nor DESIGN §9's bound
+        assert p["lin_macs"] / p["bound_cycles"] <= peak

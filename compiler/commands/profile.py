@@ -170,9 +170,10 @@ def profile(path: str, prompt: str, max_new: int, out: Path, *, model: str | Non
         terms = {"LIN": rl.lin + rl.head_lin, "SSM": rl.ssm, "CONV": rl.conv, "DDR": ddr_bytes / per}
         bound = rl.prefill if program == "prefill" else rl.decode
         points.append(prof.RooflinePoint(
-            f"{program} ({len(mine)} run{'s' if len(mine) > 1 else ''})", total.cycles, total.macs,
+            f"{program} ({len(mine)} run{'s' if len(mine) > 1 else ''})", total.cycles,
+            sum(e["args"]["macs"] for r in mine for e in r.trace.events if e["track"] == "LIN"),
             total.ddr_bytes_read + total.ddr_bytes_written, dict(total.busy), bound * len(mine),
-            {k: v * len(mine) for k, v in terms.items()}))
+            {k: v * len(mine) for k, v in terms.items()}, ddr_bytes * len(mine)))
 
     phases = {name: getattr(result, name) for name in PHASES}
     layer_rows, op_rows = prof.layer_rows_dicts(layers, PHASES), prof.op_rows_dicts(ops)
@@ -186,8 +187,8 @@ def profile(path: str, prompt: str, max_new: int, out: Path, *, model: str | Non
                   "counters": counters(res.stats)} for r, res in zip(runs, backend.results)],
         "layers": layer_rows,
         "ops": op_rows,
-        "roofline": [{"program": p.name, "cycles": p.cycles, "macs": p.macs, "ddr_bytes": p.ddr_bytes,
-                      "bound_cycles": p.bound, "terms_cycles": p.terms,
+        "roofline": [{"program": p.name, "cycles": p.cycles, "lin_macs": p.macs, "ddr_bytes": p.ddr_bytes,
+                      "bound_cycles": p.bound, "bound_ddr_bytes": p.bound_bytes, "terms_cycles": p.terms,
                       "bound_over_cycles": p.bound / p.cycles if p.cycles else None} for p in points],
         "peak_macs_per_cycle": tgt.lin_macs_per_cycle, "dma_bytes_per_cycle": tgt.dma_bytes_per_cycle,
     }

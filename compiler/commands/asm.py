@@ -12,9 +12,10 @@ HELP = "assemble an assembly file (.s) into an instruction binary (.fmb)"
 DESCRIPTION = """\
 Assemble a program text into a .fmb binary for the accelerator.  The syntax
 (bundles `op field=value, ... | op ... ; delay=N`, directives .program,
-.input/.output/.state, .data, .loc, .image_size) is described in docs/ISA.md;
-`fastmamba disasm` prints the same syntax.  Errors are reported as
-FILE:LINE: message and leave no output file behind."""
+.input/.output/.state, .data, .loc, .image_size, .target_digest, .meta) is
+described in docs/ISA.md; `fastmamba disasm` prints the same syntax, and its
+output assembles back into the binary it read, byte for byte.  Errors are
+reported as FILE:LINE: message and leave no output file behind."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,14 +13,15 @@ from fastmamba.isa.fileio import check_writable, write_atomic
 HELP = "print an instruction binary (.fmb) as assembly text"
 DESCRIPTION = """\
 Read and validate a .fmb binary and print it in the assembly syntax of
-docs/ISA.md: the target digest, the constant image as .data lines (all-zero
-runs left out), then each program with its tensors and bundles, each bundle
-followed by its index as a comment.  `fastmamba asm` turns the output back
-into the identical binary (unless --no-data).  A malformed, truncated or
-foreign file is rejected with a one-line error.  --meta prints the binary's
-metadata instead (the JSON object `fastmamba compile` records: the model, its
-config, the target, the calibration used and the quantization plan), or {}
-when it has none."""
+docs/ISA.md: the target digest, the metadata (.meta), the constant image as
+.data lines (all-zero runs left out), then each program with its tensors and
+bundles (each after its debug text, .loc, and followed by its index as a
+comment).  `fastmamba asm` turns the output back into the identical binary,
+byte for byte (unless --no-data).  A malformed, truncated, damaged (a
+checksum mismatch names the section) or foreign file is rejected with a
+one-line error.  --meta prints the binary's metadata instead (the JSON object
+`fastmamba compile` records: the model, its config, the target, the
+calibration used and the quantization plan), or {} when it has none."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -468,8 +468,10 @@ def assemble(text: str, path: str = "<string>", target=None, base_dir: str | os.
         raise AsmError(f"{path}: {exc}") from None
     image = _image(a, MAX_IMAGE_BYTES if target is None else min(MAX_IMAGE_BYTES, target.ddr_bytes))
     if target is not None and a.digest is not None and a.digest != target.digest():
+        name = getattr(target, "name", "")
         raise AsmError(f"{path}: .target_digest {a.digest.hex()[:16]}… differs from the target's "
-                       f"{target.digest().hex()[:16]}…")
+                       f"{target.digest().hex()[:16]}…{f' ({name})' if name else ''}: give the target the binary "
+                       "was built for (--target)")
     digest = a.digest if a.digest is not None else (target.digest() if target is not None else bytes(DIGEST_BYTES))
     programs = []
     for d in a.programs:
@@ -482,10 +484,30 @@ def assemble(text: str, path: str = "<string>", target=None, base_dir: str | os.
     return Binary(tuple(programs), image, digest, a.meta or "")
 
 
-def assemble_file(path: str | os.PathLike, target=None) -> Binary:
-    """Read and assemble a `.s` file."""
+_DIGEST_LINE = re.compile(r"^[ \t]*\.target_digest[ \t]+([0-9A-Fa-f]{%d})[ \t]*(?:#.*)?$" % (2 * DIGEST_BYTES),
+                          re.MULTILINE)
+
+
+def preset_for(text: str) -> str | None:
+    """The name of the preset target whose digest the text's `.target_digest` gives, if any (what the
+    disassembler wrote), so a disassembled binary assembles for the target it was built for."""
+    from fastmamba.isa.target import PRESETS
+
+    m = _DIGEST_LINE.search(text)
+    if m is None:
+        return None
+    digest = bytes.fromhex(m.group(1))
+    return next((name for name, t in PRESETS.items() if t.digest() == digest), None)
+
+
+def read_source(path: str | os.PathLike) -> str:
+    """The text of a `.s` file; InputError when it cannot be read as UTF-8."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return assemble(text, str(path), target)
+
+
+def assemble_file(path: str | os.PathLike, target=None) -> Binary:
+    """Read and assemble a `.s` file."""
+    return assemble(read_source(path), str(path), target)

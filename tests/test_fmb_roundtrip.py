@@ -43,3 +43,26 @@ def test_disasm_then_asm_is_byte_identical(compiled, capsys):
     assert sum(line.startswith((".input ", ".output ", ".state ")) for line in lines) == \
         sum(len(p.tensors) for p in binary.programs)
     capsys.readouterr()
+
+
+def test_asm_takes_the_preset_the_text_was_disassembled_for(tmp_path, capsys):
+    """Without --target, asm assembles for the preset whose digest .target_digest names (here `small`, whose
+    buffer also bounds the program's addresses); an unknown digest is one line asking for --target."""
+    from fastmamba.isa.container import Binary, Program, dump_fmb
+    from fastmamba.isa.disassembler import disassemble
+    from fastmamba.isa.instructions import Bundle, Instruction
+    from fastmamba.isa.target import load_target
+
+    small = load_target("small")
+    ld = Instruction("ld", dict(buf=small.buffer_bytes - 64, ddr=0, rows=1, row_bytes=64, ddr_stride=64,
+                                buf_stride=64, sem=0))
+    binary = Binary((Program("main", 64, (Bundle((ld,)), Bundle((Instruction("ctl.halt"),)))),), bytes(64),
+                    small.digest())
+    text, out = tmp_path / "p.s", tmp_path / "p.fmb"
+    text.write_text(disassemble(binary), encoding="utf-8")
+    assert main(["asm", str(text), "-o", str(out)]) == 0
+    assert out.read_bytes() == dump_fmb(binary, small)
+    text.write_text(disassemble(Binary(binary.programs, binary.const_image, bytes(range(32)))), encoding="utf-8")
+    assert main(["asm", str(text), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "differs from the target's" in err and "(vc709)" in err and "(--target)" in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fastmamba.isa.assembler import assemble_file
+from fastmamba.isa.assembler import assemble, preset_for, read_source
 from fastmamba.isa.container import dump_fmb
 from fastmamba.isa.fileio import check_writable, write_atomic
 
@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="PROG.s", help="assembly file; .data file= paths are relative to it")
     p.add_argument("-o", "--output", metavar="PROG.fmb", required=True, help="binary to write (atomically)")
-    p.add_argument("--target", default="vc709", metavar="NAME|FILE",
-                   help="target configuration: a preset name or a config file (default: vc709); its digest is "
+    p.add_argument("--target", default=None, metavar="NAME|FILE",
+                   help="target configuration: a preset name or a config file (default: the preset whose digest "
+                        "the text's .target_digest gives, as disasm writes it, else vc709); its digest is "
                         "recorded in the binary, and its DDR and buffer sizes bound the program")
     p.set_defaults(run=run)
 
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from fastmamba.isa.target import load_target
 
     check_writable(args.output, "-o ")
-    target = load_target(args.target)
-    binary = assemble_file(args.source, target)
+    text = read_source(args.source)
+    target = load_target(args.target if args.target is not None else preset_for(text) or "vc709")
+    binary = assemble(text, str(args.source), target)
     write_atomic(args.output, dump_fmb(binary, target), "-o ")
     return 0

@@ -216,7 +216,7 @@ def check_options(options: CompileOptions, target) -> None:
                          f"most target {target.name}'s on-chip buffer), got {options.tile_kib}")
     if options.prefetch < 1:
         raise InputError(f"--prefetch must be at least 1 (weight tiles loaded ahead), got {options.prefetch}")
-    check_print_names(compile_pipeline(options), options.print_before, options.print_after)
+    check_print_names(compile_pipeline(options), options.print_before, options.print_after, ("import",))
 
 
 def check_inputs(model: str | os.PathLike, options: CompileOptions):
@@ -260,12 +260,15 @@ def model_pipeline(model: str | os.PathLike, options: CompileOptions = CompileOp
 
 def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOptions(), *,
                   calibration_text: str | os.PathLike | None = None, calibration_random: bool = False,
-                  log: TextIO | None = None) -> CompileResult:
+                  log: TextIO | None = None, progress=None) -> CompileResult:
     """Compile the model at `model` (a checkpoint directory); the binary is returned, not written.
 
     Calibration reads `calibration_text`, or seeded random tokens with `calibration_random`; with neither, the
-    default text (else random tokens) is used and a warning naming it goes to `log` before the long work."""
+    default text (else random tokens) is used and a warning naming it goes to `log` before the long work.
+    `progress` (a compiler.progress.Progress) is told each stage (import, the passes, emit) and the steps inside
+    them (calibration windows, constant blocks)."""
     from fastmamba.compiler.frontend.importer import import_model
+    from fastmamba.compiler.progress import showing
     from fastmamba.compiler.weights import NumpyWeights
     from fastmamba.passes.calibrate import loaded_model
 
@@ -280,17 +283,25 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     driver = PassDriver(passes, DriverOptions(print_after=options.print_after, print_before=options.print_before,
                                               dump_dir=options.dump_dir,
                                               time_passes=options.time_passes, input_name="import",
-                                              reproducer=True, started=options.started), log)
+                                              reproducer=True, started=options.started, input_stage=True,
+                                              progress=progress), log)
     driver.start_up(t0)
-    module = import_model(model, "prefill", options.seq_len).module
-    merge_decode(module, import_model(model, "prefill", 1).module)
-    weights = NumpyWeights(store)
-    driver.record("import", time.perf_counter() - t0)
-    with loaded_model(model, config, weights, tokenizer):
-        driver.run(module)
-    start = time.perf_counter()
-    binary, plan, meta = emit_module(module, config, weights)
-    driver.record("emit", time.perf_counter() - start)
+    with showing(progress):
+        if progress is not None:
+            progress.plan(["import", *(p.name for p in passes), "emit"])
+            progress.stage("import")
+        module = import_model(model, "prefill", options.seq_len).module
+        merge_decode(module, import_model(model, "prefill", 1).module)
+        weights = NumpyWeights(store)
+        driver.record("import", time.perf_counter() - t0)
+        driver.print_input(module)
+        with loaded_model(model, config, weights, tokenizer):
+            driver.run(module)
+        if progress is not None:
+            progress.stage("emit")
+        start = time.perf_counter()
+        binary, plan, meta = emit_module(module, config, weights)
+        driver.record("emit", time.perf_counter() - start)
     if options.time_passes:
         log.write(driver.report())
     return CompileResult(binary, module, plan, meta, driver.timings, driver.spec)
@@ -316,6 +327,7 @@ def emit_module(module: ModuleOp, config=None, weights=None):
     from fastmamba.compiler.backend.emit import emit_binary
     from fastmamba.compiler.checkpoint import load_model
     from fastmamba.compiler.dialects.accel import TARGET_ATTR, module_target
+    from fastmamba.compiler.progress import step
     from fastmamba.compiler.quant.evaluate import build_plan
     from fastmamba.compiler.quant.plan_io import plan_to_dict
     from fastmamba.compiler.weights import NumpyWeights
@@ -327,7 +339,7 @@ def emit_module(module: ModuleOp, config=None, weights=None):
     if config is None or weights is None:
         config, store = load_model(model)
         weights = NumpyWeights(store)
-    image = build_image(module, weights, target)
+    image = build_image(module, weights, target, lambda n, total: step(n, total, "constant block"))
     plan = build_plan("fastmamba", config, weights, ranges, target=target, head=True)
     meta = {"format": META_FORMAT, "model": model, "bundled": _is_bundled(model),
             "config": config.to_dict() if hasattr(config, "to_dict") else dict(config.__dict__),

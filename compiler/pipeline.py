@@ -29,11 +29,12 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import MISSING, dataclass, fields
 from io import StringIO
 from pathlib import Path
-from typing import Literal, TextIO, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TextIO, get_args, get_origin, get_type_hints
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import Builtin, ModuleOp
+from xdsl.dialects.builtin import Builtin, FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
 from xdsl.dialects.func import Func
+from xdsl.ir import Operation
 from xdsl.parser import Parser
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.printer import Printer
@@ -190,22 +191,63 @@ def _verify_message(exc: VerifyException) -> str:
     return f"{lines[0]} ({under})" if under else lines[0]
 
 
-def parse_ir(text: str, source: str = "<input>") -> ModuleOp:
-    """Parse and verify `mamba` IR text; a bad file is an InputError naming it."""
+class _AtOperation(ParseError):
+    """A parse error placed at the operation it is about."""
+
+
+class _LocatingParser(Parser):
+    """xDSL's parser, but an unknown operation's error points at the operation (xDSL's points at the token after
+    its name, often on the next line), and with `locate` each operation that has no `loc(...)` of its own gets
+    the place it was parsed at (`loc("FILE":LINE:COL)`, as mlir-opt does)."""
+
+    locate = False
+
+    def parse_operation(self) -> Operation:
+        span = self._current_token.span
+        try:
+            op = super().parse_operation()
+        except _AtOperation:
+            raise
+        except ParseError as exc:
+            message = exc.args[1] if len(exc.args) > 1 else ""
+            if isinstance(message, str) and message.startswith("Operation ") and message.endswith(" not registered"):
+                raise _AtOperation(span, message) from None
+            raise
+        if self.locate and isinstance(op.location, UnknownLoc):
+            start = span.start
+            text = self.lexer.input.content
+            line = text.count("\n", 0, start) + 1
+            column = start - text.rfind("\n", 0, start)
+            op.location = FileLineColLoc(StringAttr(self.lexer.input.name), IntAttr(line), IntAttr(column))
+        return op
+
+
+def parse_ir(text: str, source: str = "<input>", locations: bool = False) -> ModuleOp:
+    """Parse and verify `mamba` IR text; a bad file is an InputError naming it, and for a syntax error the
+    place, `FILE:LINE:COL` (xDSL's span of the error).  `locations`: every op without a `loc(...)` gets the
+    place it was parsed at (for --mlir-print-debuginfo)."""
     try:
-        module = Parser(mamba_context(), text, source).parse_module()
+        parser = _LocatingParser(mamba_context(), text, source)
+        parser.locate = locations
+        module = parser.parse_module()
         module.verify()
     except ParseError as exc:
+        span = getattr(exc, "span", None)
         lines = [line for line in str(exc).splitlines() if line.strip()]
-        raise InputError(f"cannot parse {source}: {lines[-1].strip() if lines else 'syntax error'}") from None
+        message = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else (
+            lines[-1].strip() if lines else "syntax error")
+        where = span.get_location() if span is not None else source
+        raise InputError(f"cannot parse {where}: {message.strip()}") from None
     except VerifyException as exc:  # (IRDL constraints are checked as the parser builds an op, too)
         raise InputError(f"{source} does not verify: {_verify_message(exc)}") from None
     return module
 
 
-def print_ir(module: ModuleOp) -> str:
+def print_ir(module: ModuleOp, debuginfo: bool = False) -> str:
+    """The module's text; `debuginfo`: each op's and block argument's location too (`loc(...)`, as mlir-opt's
+    --mlir-print-debuginfo; `loc(unknown)` where none is known)."""
     out = StringIO()
-    Printer(stream=out).print_op(module)
+    Printer(stream=out, print_debuginfo=debuginfo).print_op(module)
     return out.getvalue() + "\n"
 
 
@@ -247,15 +289,17 @@ def pipeline_spec(passes: Sequence[ModulePass]) -> str:
 
 
 def check_print_names(passes: Sequence[ModulePass], print_before: Collection[str] | bool = (),
-                      print_after: Collection[str] | bool = ()) -> None:
+                      print_after: Collection[str] | bool = (), stages: Sequence[str] = ()) -> None:
     """An InputError unless every pass --print-ir-before / --print-ir-after names is in `passes` (checked before
-    any work: `compile` calls it on its pipeline before the import)."""
-    names = [p.name for p in passes]
+    any work: `compile` calls it on its pipeline before the import); `stages`: the stages before the passes
+    that --print-ir-after may name too (compile's import)."""
+    names = [*stages, *(p.name for p in passes)]
     for flag, chosen in (("--print-ir-before", print_before), ("--print-ir-after", print_after)):
-        unknown = sorted(set(chosen) - set(names)) if chosen and chosen is not True else []
+        allowed = set(names) - (set(stages) if flag == "--print-ir-before" else set())
+        unknown = sorted(set(chosen) - allowed) if chosen and chosen is not True else []
         if unknown:
             raise InputError(f"{flag} names a pass not in the pipeline: {', '.join(unknown)} "
-                             f"(its passes: {', '.join(names) or 'none'})")
+                             f"(its passes: {', '.join(n for n in names if n in allowed) or 'none'})")
 
 
 @dataclass(frozen=True)
@@ -267,7 +311,10 @@ class DriverOptions:
     started (its start-up, up to `start_up(until)`, is a line of the report, and the total runs from it);
     reproducer: on a failure, the failing pass's input IR is written (into
     dump_dir, else a new temporary file) and the error names it and the `fastmamba opt` command that reruns
-    the pass."""
+    the pass; debuginfo: the IR printed and dumped with its locations (print_ir); input_stage: the input is a
+    stage of its own (compile's import, input_name): --print-ir-after may name it and --print-ir-after-all
+    prints it (print_input); progress: a compiler.progress.Progress each pass is announced to (its line is
+    cleared before the driver prints IR)."""
 
     print_after: Collection[str] | bool = ()
     dump_dir: str | os.PathLike | None = None
@@ -276,6 +323,9 @@ class DriverOptions:
     time_passes: bool = False
     input_name: str = "input"
     reproducer: bool = False
+    input_stage: bool = False
+    progress: Any = None
+    debuginfo: bool = False  # compiler.progress.Progress
 
 
 class PassDriver:
@@ -288,7 +338,8 @@ class PassDriver:
         self.timings: list[tuple[str, float]] = []
         self.index = 0
         self.last_dump: Path | None = None
-        check_print_names(self.passes, options.print_before, options.print_after)
+        check_print_names(self.passes, options.print_before, options.print_after,
+                          (options.input_name,) if options.input_stage else ())
 
     @property
     def spec(self) -> str:
@@ -297,6 +348,8 @@ class PassDriver:
     def _write(self, text: str) -> None:
         import sys
 
+        if self.options.progress is not None:
+            self.options.progress.close()
         (self.log or sys.stderr).write(text)
 
     def record(self, name: str, seconds: float) -> None:
@@ -332,8 +385,15 @@ class PassDriver:
             folder = Path(self.options.dump_dir)
             folder.mkdir(parents=True, exist_ok=True)
             self.last_dump = folder / f"{self.index:02d}-{name}.mlir"
-            self.last_dump.write_text(text if text is not None else print_ir(module))
+            self.last_dump.write_text(text if text is not None else print_ir(module, self.options.debuginfo))
         self.index += 1
+
+    def print_input(self, module: ModuleOp) -> None:
+        """With input_stage: the input IR after --print-ir-after-all or --print-ir-after naming it, headed as
+        the passes' IR is (`// -----// IR Dump After import //----- //`)."""
+        pa, name = self.options.print_after, self.options.input_name
+        if self.options.input_stage and (pa is True or (pa and name in pa)):
+            self._write(f"// -----// IR Dump After {name} //----- //\n{print_ir(module, self.options.debuginfo)}")
 
     def run(self, module: ModuleOp, ctx: Context | None = None,
             on_pass: Callable[[ModulePass, ModuleOp], None] | None = None) -> ModuleOp:
@@ -345,9 +405,12 @@ class PassDriver:
         pa, pb = self.options.print_after, self.options.print_before
         for p in self.passes:
             if pb is True or (pb and p.name in pb):
-                self._write(f"// -----// IR Dump Before {p.name} //----- //\n{print_ir(module)}")
-            # The input IR for a reproducer: the last dump when dumping, else a copy (printed only on a failure).
+                text = print_ir(module, self.options.debuginfo)
+                self._write(f"// -----// IR Dump Before {p.name} //----- //\n{text}")
             check_level(p.name, module)
+            if self.options.progress is not None:
+                self.options.progress.stage(p.name)
+            # The input IR for a reproducer: the last dump when dumping, else a copy (printed only on a failure).
             snapshot = module.clone() if self.options.reproducer and not self.options.dump_dir else None
             start = time.perf_counter()
             try:
@@ -367,7 +430,7 @@ class PassDriver:
                 on_pass(p, module)
             text = None
             if pa is True or (pa and p.name in pa):
-                text = print_ir(module)
+                text = print_ir(module, self.options.debuginfo)
                 self._write(f"// -----// IR Dump After {p.name} //----- //\n{text}")
             self._dump(p.name, module, text)
         return module
@@ -377,7 +440,8 @@ class PassDriver:
         message, compiler.diagnostics.write_reproducer) and the command rerunning the pass on it."""
         if not self.options.reproducer:
             return None, None
-        text = self.last_dump.read_text() if self.options.dump_dir and self.last_dump else print_ir(snapshot)
+        text = (self.last_dump.read_text() if self.options.dump_dir and self.last_dump
+                else print_ir(snapshot, self.options.debuginfo))
         try:
             path = write_reproducer(text, f"{self.index:02d}-{p.name}.failed-input.mlir", self.options.dump_dir)
         except OSError:

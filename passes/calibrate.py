@@ -45,6 +45,7 @@ from xdsl.passes import ModulePass
 
 from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.dialects import mamba_quant as mq
+from fastmamba.compiler import progress
 from fastmamba.compiler.dialects.accel import module_target
 from fastmamba.compiler.quant.calibration import RangeRecorder
 from fastmamba.compiler.quant.golden import ssm_f32
@@ -238,6 +239,7 @@ def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], token
     for w in range(count):
         inputs = checked_inputs(module, function, (tokens[w * length:(w + 1) * length],))
         _interpret(interpreter, fn, tuple(inputs), dead_after)
+        progress.step(w + 1, count, "window")
     ranges = recorder.ranges()
     write_ranges(listener.sites, ranges)
     return ranges

@@ -182,3 +182,27 @@ def test_compile_print_ir_before_and_time_passes(tmp_path, capsys):
     assert names[:2] == ["start-up", "import"] and names[2:2 + len(passes)] == passes
     assert names[2 + len(passes):] in (["emit", "Total"], ["emit", "other", "Total"])
     _check_shares(rows, wall)
+
+
+def test_compile_print_ir_after_all_starts_with_the_import(tmp_path, capsys):
+    """--print-ir-after-all: the import is the first stage printed (as --dump-dir's 00-import.mlir), then every
+    pass; --print-ir-after=import names it alone; the import has no 'before' (an error naming the passes)."""
+    from model_factory import make_config, random_hf_model, save_hf_dir
+
+    model = save_hf_dir(random_hf_model(make_config("tiny"), seed=5), tmp_path / "model")
+    common = ["--model", str(model), "--seq-len", "3", "--calibration", "random", "--calibration-windows", "1"]
+    assert main(["compile", *common, "--print-pipeline"]) == 0
+    passes = [p.split("{")[0] for p in capsys.readouterr().out.strip().split(",")]
+    dump = tmp_path / "stages"
+    assert main(["compile", *common, "-o", str(tmp_path / "a.fmb"), "--dump-dir", str(dump),
+                 "--print-ir-after-all"]) == 0
+    pairs = _dumps(capsys.readouterr().err)
+    assert [h for h, _ in pairs] == [f"After {name}" for name in ["import", *passes]]
+    stages = [f.read_text() for f in sorted(dump.glob("*.mlir"))]
+    assert [ir for _, ir in pairs[:-1]] == stages[:-1]
+    assert pairs[-1][1].startswith(stages[-1] + "wrote ")  # (compile's summary follows the last stage)
+    assert main(["compile", *common, "-o", str(tmp_path / "b.fmb"), "--print-ir-after=import"]) == 0
+    assert [h for h, _ in _dumps(capsys.readouterr().err)] == ["After import"]
+    assert main(["compile", *common, "-o", str(tmp_path / "c.fmb"), "--print-ir-before=import"]) == 1
+    assert capsys.readouterr().err.startswith("fastmamba compile: error: --print-ir-before names a pass not in the "
+                                              "pipeline: import (its passes: set-target, ")

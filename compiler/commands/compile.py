@@ -9,7 +9,7 @@ from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
 from fastmamba.compiler.compile import (CALIBRATION_WINDOWS, CompileOptions, compile_model, compile_pipeline,
                                         model_pipeline)
 from fastmamba.compiler.commands.opt import print_names
-from fastmamba.compiler.pipeline import pipeline_spec
+from fastmamba.compiler.pipeline import check_print_names, pipeline_spec
 from fastmamba.isa.errors import InputError
 
 
@@ -49,10 +49,13 @@ buffer can hold (the error states it), -o and --dump-dir writable.
 
 --print-ir-before / --print-ir-before-all and --print-ir-after /
 --print-ir-after-all print the IR to stderr before / after those stages
-(headed `// -----// IR Dump Before PASS //----- //`, as mlir-opt does);
+(headed `// -----// IR Dump Before PASS //----- //`, as mlir-opt does; the
+import is a stage too: --print-ir-after=import, and -all prints it);
 --dump-dir writes the IR after every stage as NN-<stage>.mlir; a failing
 stage leaves its input IR in a file and prints the command that reproduces
-the failure.  Nothing is written to -o unless every stage succeeds."""
+the failure.  Nothing is written to -o unless every stage succeeds.  Progress
+goes to stderr (a bar on a terminal, a line per stage and calibration window
+on a file or pipe; -q silences it); stdout stays empty."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR after every stage into DIR (numbered files)")
     p.add_argument("--time-passes", action="store_true",
                    help="print to stderr each stage's wall time and share of the total (start-up and import too)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress (a bar on a terminal, else a line per stage) and no summary on stderr")
     p.set_defaults(run=run)
 
 
@@ -121,11 +126,15 @@ def summary(result) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastmamba.compiler.progress import Progress
     from fastmamba.isa.container import write_fmb
     from fastmamba.isa.fileio import check_writable, check_writable_dir
     from fastmamba.isa.target import load_target
 
     random = args.calibration == "random"
+    # The stage names --print-ir-before/after give, before anything is read (the passes' names do not depend on
+    # the options or the model).
+    check_print_names(compile_pipeline(), print_names(args, "before"), print_names(args, "after"), ("import",))
     if args.print_pipeline:
         sys.stdout.write(model_pipeline(model_dir(args), options_of(args), args.calibration_text, random) + "\n")
         return 0
@@ -137,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
     options = options_of(args, print_after=print_names(args, "after"), print_before=print_names(args, "before"),
                          dump_dir=args.dump_dir, time_passes=args.time_passes,
                          started=getattr(args, "started", None))
+    progress = Progress.open(sys.stderr, "fastmamba compile", quiet=args.quiet)
     result = compile_model(model_dir(args), options, calibration_text=args.calibration_text,
-                           calibration_random=random)
+                           calibration_random=random, progress=progress)
     write_fmb(args.output, result.binary, load_target(args.target))
-    sys.stderr.write(f"wrote {args.output}\n{summary(result)}\n")
+    if not args.quiet:
+        sys.stderr.write(f"wrote {args.output}\n{summary(result)}\n")
     return 0

@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="print to stderr each stage's wall time and share of the total (start-up, parse, each pass)")
     p.add_argument("--list-passes", action="store_true",
                    help="list the registered passes with their options (type = default) and exit; needs no FILE")
+    p.add_argument("--mlir-print-debuginfo", action="store_true",
+                   help="print each op's location, loc(...): where it was parsed (FILE:LINE:COL) unless the input "
+                        "gives one; loc(unknown) for ops a pass created")
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR here (atomically) instead of to stdout")
     p.set_defaults(run=run)
 
@@ -68,6 +71,7 @@ def read_input(name: str) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     from fastmamba.compiler.pipeline import (DriverOptions, PassDriver, check_print_names, describe_passes, parse_ir,
                                              parse_passes, print_ir)
+    from fastmamba.compiler.progress import Progress, showing
     from fastmamba.isa.fileio import check_writable, check_writable_dir, write_atomic
 
     if args.list_passes:
@@ -85,14 +89,16 @@ def run(args: argparse.Namespace) -> int:
     text, source = read_input(args.input)
     options = DriverOptions(print_after=print_after, print_before=print_before, dump_dir=args.dump_dir,
                             time_passes=args.time_passes, reproducer=bool(args.dump_dir),
-                            started=getattr(args, "started", None))
+                            started=getattr(args, "started", None), debuginfo=args.mlir_print_debuginfo,
+                            progress=Progress.open(sys.stderr, "fastmamba opt", quiet=not sys.stderr.isatty()))
     driver = PassDriver(passes, options, sys.stderr)
     start = time.perf_counter()
     driver.start_up(start)
-    module = parse_ir(text, source)
+    module = parse_ir(text, source, locations=args.mlir_print_debuginfo)
     driver.record("parse", time.perf_counter() - start)
-    driver.run(module)
-    out = print_ir(module)
+    with showing(options.progress):  # (a bar on a terminal only: opt's stderr elsewhere is exactly its messages)
+        driver.run(module)
+    out = print_ir(module, args.mlir_print_debuginfo)
     if args.output:
         write_atomic(args.output, out, "-o ")
     else:

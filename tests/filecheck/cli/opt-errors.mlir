@@ -28,5 +28,5 @@ builtin.module {
 // PRINTAFTER-EMPTY:
 // MISSING:          fastmamba opt: error: cannot read {{.*}}no-such-file.mlir: No such file or directory
 // MISSING-EMPTY:
-// GARBAGE:          fastmamba opt: error: cannot parse {{.*}}calibration.txt: Operation First is not registered
+// GARBAGE:          fastmamba opt: error: cannot parse {{.*}}calibration.txt:1:1: Operation First is not registered
 // GARBAGE-EMPTY:

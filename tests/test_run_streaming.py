@@ -217,3 +217,12 @@ def test_generate_ctrl_c_keeps_what_was_printed(model, capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert err == "fastmamba generate: interrupted\n"
     assert out == PROMPT + bytes(reference_greedy(model, 3)[0]).decode("utf-8", errors="replace") + "\n"
+
+
+def test_profile_follows_the_rule_as_run_does(binary, tmp_path, capsys):
+    out = tmp_path / "profile"
+    assert main(["profile", str(binary), "--prompt", PROMPT, "--max-new-tokens", "12", "-o", str(out)]) == 0
+    capsys.readouterr()
+    tokens, raw = device_greedy(binary, PROMPT.encode(), 12)
+    assert json.loads((out / "profile.json").read_text())["tokens"] == tokens
+    assert any(t >= 256 for t in raw)  # unmasked, profile would have chosen an unrenderable id

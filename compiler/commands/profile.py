@@ -102,7 +102,7 @@ def profile(path: str, prompt: str, max_new: int, out: Path, *, model: str | Non
     from fastmamba.compiler.commands.run import model_config, model_directory
     from fastmamba.compiler.errors import ModelError
     from fastmamba.compiler.runner import PHASES, generate, read_meta
-    from fastmamba.compiler.tokenizer import check_ids, load_tokenizer
+    from fastmamba.compiler.tokenizer import allowed_ids, check_ids, load_tokenizer
     from fastmamba.isa.container import read_fmb
     from fastmamba.isa.fileio import write_atomic
     from fastmamba.isa.target import load_target
@@ -141,7 +141,8 @@ def profile(path: str, prompt: str, max_new: int, out: Path, *, model: str | Non
 
     print(f"profile: {path}: {len(ids)} prompt tokens, {max_new} to generate, a trace per program run",
           file=sys.stderr, flush=True)
-    result = generate(backend, ids, max_new, greedy=True, progress=progress)
+    # never choose ids the tokenizer cannot render (tokenizer.UNRENDERABLE), as `run` does
+    result = generate(backend, ids, max_new, greedy=True, allowed=allowed_ids(tokenizer, config), progress=progress)
     stream = tokenizer.stream()
     text = "".join(stream.feed(t) for t in result.tokens) + stream.flush()
 

@@ -49,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", metavar="FILE",
                    help="write a Chrome/Perfetto trace-event JSON (1 us = 1 cycle; docs/PROFILE.md), also when an "
                         "error stops the run (up to the failing bundle)")
-    p.add_argument("--target", default="vc709", metavar="NAME|FILE",
-                   help="target configuration: a preset name or a config file (default: vc709); it must be the "
-                        "target the binary was built for")
+    p.add_argument("--target", default=None, metavar="NAME|FILE",
+                   help="target configuration: a preset name or a config file (default: the preset whose digest "
+                        "the binary records, else vc709); it must be the target the binary was built for")
     p.add_argument("--output-dir", metavar="DIR", help="write each output and state as DIR/NAME.npy")
     p.add_argument("--backend", choices=BACKENDS, default="sim",
                    help="sim: the instruction-level simulator (default); rtl: the RTL machine of hardware/ in "
@@ -69,7 +69,8 @@ def parse_inputs(specs: list[str]) -> dict[str, np.ndarray]:
         if name in arrays:
             raise InputError(f"--input {name} given twice")
         try:
-            arrays[name] = np.load(path, allow_pickle=False)
+            # mapped first: a header declaring more than the file holds is a ValueError, not an allocation
+            arrays[name] = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read --input {name} from {path}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from None
@@ -116,11 +117,13 @@ def _save_npy(directory: Path, name: str, array: np.ndarray) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fastmamba.isa.container import read_fmb
-    from fastmamba.isa.target import load_target
+    from fastmamba.isa.target import load_target, preset_with_digest
     from fastmamba.simulator.runtime import SimulatorBackend
     from fastmamba.simulator.stats import counters
 
-    target = load_target(args.target)
+    binary = read_fmb(args.binary)
+    target = load_target(args.target if args.target is not None else preset_with_digest(binary.target_digest)
+                         or "vc709")
     inputs = parse_inputs(args.input)
     if args.backend == "rtl" and args.trace:
         raise InputError("--trace is a simulator feature: the RTL backend writes no trace")
@@ -134,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         backend = RtlBackend(target)
     else:
         backend = SimulatorBackend(target)
-    backend.load(read_fmb(args.binary))
+    backend.load(binary)
     program = choose_program(backend.binary, args.program)
     try:
         result = backend.run(program, inputs, trace=bool(args.trace))

@@ -1,0 +1,2 @@
+builtin.module {
+  %0 = "test.op"(

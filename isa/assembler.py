@@ -491,13 +491,10 @@ _DIGEST_LINE = re.compile(r"^[ \t]*\.target_digest[ \t]+([0-9A-Fa-f]{%d})[ \t]*(
 def preset_for(text: str) -> str | None:
     """The name of the preset target whose digest the text's `.target_digest` gives, if any (what the
     disassembler wrote), so a disassembled binary assembles for the target it was built for."""
-    from fastmamba.isa.target import PRESETS
+    from fastmamba.isa.target import preset_with_digest
 
     m = _DIGEST_LINE.search(text)
-    if m is None:
-        return None
-    digest = bytes.fromhex(m.group(1))
-    return next((name for name, t in PRESETS.items() if t.digest() == digest), None)
+    return None if m is None else preset_with_digest(bytes.fromhex(m.group(1)))
 
 
 def read_source(path: str | os.PathLike) -> str:

@@ -205,6 +205,11 @@ def target_from_dict(values: dict, base: Target | None = None, source: str = "ta
     base = base or PRESETS["vc709"]
     known = {f.name for f in fields(Target)}
     unknown = sorted(set(values) - known)
+def preset_with_digest(digest: bytes) -> str | None:
+    """The name of the preset whose digest a binary records, if any (how tools pick a binary's target)."""
+    return next((name for name, t in PRESETS.items() if t.digest() == digest), None)
+
+
     if unknown:
         raise InputError(f"{source}: unknown target parameter(s) {', '.join(unknown)} "
                          f"(known: {', '.join(sorted(known))})")

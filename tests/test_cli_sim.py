@@ -131,3 +131,12 @@ def test_program_errors_are_one_line(tmp_path, capsys):
     write_fmb(path, Binary((prog,), target_digest=TARGET.digest()))
     code, _, err = _sim(capsys, path)
     assert code == 1 and err.startswith("fastmamba sim: error: bundle 0, slot CTL: `ctl.wait sem=1, count=1`: deadlock")
+
+
+def test_target_defaults_to_the_preset_the_binary_records(tmp_path, capsys):
+    small = tmp_path / "small.fmb"
+    write_fmb(small, Binary((_program("main"),), target_digest=load_target("small").digest()))
+    code, out, err = _sim(capsys, small, "--json")
+    assert code == 0 and err == "" and json.loads(out)["target"] == "small"
+    code, _, err = _sim(capsys, small, "--target", "vc709")  # an explicit target is still checked
+    assert code == 1 and "built for another target" in err

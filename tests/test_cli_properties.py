@@ -154,8 +154,10 @@ def argvs(draw, pool: dict, commands: tuple[str, ...]) -> list[str]:
 
 
 @pytest.fixture
-def no_long_work(monkeypatch):
-    """Importing or loading a model (after its directory is checked) ends the command with LongWork."""
+def no_long_work(monkeypatch, pool):
+    """Importing or loading a model (after its directory is checked) ends the command with LongWork; the
+    working directory is the pool's folder (a drawn relative output path lands there)."""
+    monkeypatch.chdir(Path(pool["in"][0]).parent / "out")
     from fastmamba.compiler import checkpoint
     from fastmamba.compiler.commands import import_cmd
     from fastmamba.compiler.frontend import importer
@@ -235,7 +237,7 @@ def test_model_commands_exit_cleanly(data, pool, no_long_work):
 ])
 def test_directed_argvs(argv, pool, no_long_work, monkeypatch):
     """A few argvs the strategies reach only by chance, run with the pool's folder as working directory."""
-    monkeypatch.chdir(Path(pool["in"][0]).parent)
+    monkeypatch.chdir(Path(pool["in"][0]).parent)  # the pool's names, relative
     before = sorted(os.listdir("out"))
     if check_clean(argv):
         assert sorted(os.listdir("out")) == before  # a failed command leaves nothing behind

@@ -102,6 +102,15 @@ def _programs(done: Callable[[ProgramOp], bool] | None = None, what: str = "") -
     return check
 
 
+def _calibrated(module: ModuleOp) -> str | None:
+    """The level at which ops carry calibrated ranges (calibrate's mamba_quant.range)."""
+    from fastmamba.passes.calibrate import RANGE_ATTR
+
+    if any(RANGE_ATTR in op.attributes for op in module.walk()):
+        return None
+    return f"has no calibrated ranges ({RANGE_ATTR})"
+
+
 def _planned(program: ProgramOp) -> bool:
     from fastmamba.compiler.backend.memory import PEAK_ATTR
 
@@ -109,6 +118,7 @@ def _planned(program: ProgramOp) -> bool:
 
 
 LEVELS: dict[str, Callable[[ModuleOp], str | None]] = {
+    "calibrate": _calibrated,
     "assign-scales": _without("mamba.linear", "mamba.conv1d", "mamba.ssm_scan", "mamba_quant.hadamard"),
     "fuse-elementwise": _without("mamba.rmsnorm", "mamba.gated_rmsnorm", "mamba.silu", "mamba.softplus",
                                  "mamba.add", "mamba.mul"),
@@ -117,6 +127,7 @@ LEVELS: dict[str, Callable[[ModuleOp], str | None]] = {
     "schedule-vliw": _programs(lambda p: p.is_scheduled, "not scheduled"),
 }
 NEEDS: dict[str, tuple[str, ...]] = {
+    "assign-scales": ("calibrate",),
     "lower-to-accel": ("assign-scales", "fuse-elementwise"),
     "plan-memory": ("lower-to-accel",),
     "schedule-vliw": ("lower-to-accel", "plan-memory"),

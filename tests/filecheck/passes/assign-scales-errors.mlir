@@ -13,7 +13,7 @@ builtin.module {
   }
 }
 
-// NORANGE:        fastmamba opt: error: assign-scales: no calibrated ranges in the IR (run calibrate first)
+// NORANGE:        fastmamba opt: error: assign-scales: the IR has no calibrated ranges (mamba_quant.range): run calibrate first
 // NORANGE-EMPTY:
 // GRAN:           fastmamba opt: error: assign-scales: granularity must be {{.*}}'channel'{{.*}}'tensor', got 'row'
 // GRAN-EMPTY:

@@ -36,7 +36,9 @@ from fastmamba.hardware.regions import region_forms, flag_fields
 
 UNITS = tuple(s for s in SLOTS if s != "CTL")
 STALL_CAUSES = ("semaphore", "structural", "dma_queue")
-IMEM_WORDS = 16384  # the smallest instruction memory built; a longer program gets the next power of two
+# The smallest instruction memory built (64-bit words); a longer program gets the next power of two.  The
+# bundled model's programs on `small` take about 20.7 k words: one build serves them and the unit tests.
+IMEM_WORDS = 32768
 IMEM_WORDS_MAX = 1 << 20  # the longest program (in 64-bit words) the RTL is built for
 DEFAULT_MAX_CYCLES = 200_000_000
 
@@ -222,6 +224,9 @@ def describe_error(bundles, kind: str, b: int, slot: int, info0: int, info1: int
         return f"{where}: field hlog2: the Hadamard block 2^{info0} exceeds the target's or does not divide k"
     if kind == "conv_kw":
         return f"{where}: field kw = {info0} outside the target's kernel widths"
+    if kind == "vec_fields":
+        return (f"{where}: vec fields: a pitch below cols, add/mul/gate without b, or rmsnorm's group not dividing "
+                f"cols; or two rmsnorms in one chain (the RTL's VEC unit runs one)")
     if kind == "zero_count":
         return f"{where}: a count field is 0"
     if kind == "run_off_end":

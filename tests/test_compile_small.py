@@ -39,11 +39,11 @@ def test_default_seq_len_follows_the_buffer():
     assert default_seq_len(config, tiny) == 1
 
 
-def test_bundled_model_on_small(tmp_path, capsys):
+def test_bundled_model_on_small(tmp_path_factory, capsys):
     """`fastmamba compile --target small` of the bundled model (no --seq-len), then run --check: bit exact."""
-    fmb = tmp_path / "small.fmb"
-    assert main(["compile", "--target", "small", "--calibration", "random", "--calibration-windows", "1",
-                 "-o", str(fmb)]) == 0
+    from small_models import bundled_small
+
+    fmb = bundled_small(tmp_path_factory)
     binary = read_fmb(fmb)
     meta = json.loads(binary.meta)
     assert meta["seq_len"] == 4 and meta["target"] == "small"

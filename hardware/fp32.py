@@ -56,6 +56,9 @@ patterns (`unsigned(32)`).
 
 The output registers of each stage are the pipeline registers counted by
 LATENCY: an operand presented in cycle t is visible on `y` in cycle t + LATENCY.
+`F32Mul`, `F32Add`, `F32Div` and `F32Sqrt` take `domain` ("sync" by default);
+with `domain="comb"` the same logic is built without its registers (`y` in the
+same cycle): the VEC unit's micro-op stages (hardware/vec_datapath.py).
 """
 
 from __future__ import annotations
@@ -161,7 +164,8 @@ class F32Mul(wiring.Component):
 
     LATENCY = 2
 
-    def __init__(self):
+    def __init__(self, domain: str = "sync"):
+        self.domain = domain
         super().__init__({"a": In(unsigned(32)), "b": In(unsigned(32)), "valid": In(1),
                           "y": Out(unsigned(32)), "y_valid": Out(1)})
 
@@ -182,7 +186,7 @@ class F32Mul(wiring.Component):
         special_bits = Signal(32)
         sign = Signal()
         valid1 = Signal()
-        m.d.sync += [
+        m.d[self.domain] += [
             prod.eq(fa["sig"] * fb["sig"]),
             exp_sum.eq(fa["eff"] + fb["eff"] - BIAS + 1),
             sign.eq(self.a[31] ^ self.b[31]),
@@ -191,15 +195,15 @@ class F32Mul(wiring.Component):
         ]
         sign_now = self.a[31] ^ self.b[31]
         with m.If(fa["nan"]):
-            m.d.sync += special_bits.eq(self.a | QUIET_BIT)
+            m.d[self.domain] += special_bits.eq(self.a | QUIET_BIT)
         with m.Elif(fb["nan"]):
-            m.d.sync += special_bits.eq(self.b | QUIET_BIT)
+            m.d[self.domain] += special_bits.eq(self.b | QUIET_BIT)
         with m.Elif((fa["inf"] & fb["zero"]) | (fa["zero"] & fb["inf"])):
-            m.d.sync += special_bits.eq(DEFAULT_NAN)
+            m.d[self.domain] += special_bits.eq(DEFAULT_NAN)
         with m.Elif(fa["inf"] | fb["inf"]):
-            m.d.sync += special_bits.eq(Cat(Const(INF_BITS, 31), sign_now))
+            m.d[self.domain] += special_bits.eq(Cat(Const(INF_BITS, 31), sign_now))
         with m.Else():  # a zero operand: a signed zero
-            m.d.sync += special_bits.eq(Cat(Const(0, 31), sign_now))
+            m.d[self.domain] += special_bits.eq(Cat(Const(0, 31), sign_now))
         # Stage 2: normalize (subnormal operands leave leading zeros), round, pack.
         lz = _leading_zeros(m, prod, "mul_lz")
         norm = Signal(2 * sig_bits)
@@ -207,7 +211,7 @@ class F32Mul(wiring.Component):
         exp = Signal(signed(EXP_BITS + 3))
         m.d.comb += exp.eq(exp_sum - lz)
         magnitude = round_pack(m, norm, exp, "mul")
-        m.d.sync += [
+        m.d[self.domain] += [
             self.y.eq(Mux(special, special_bits, Cat(magnitude, sign))),
             self.y_valid.eq(valid1),
         ]
@@ -222,7 +226,8 @@ class F32Add(wiring.Component):
     # for shifts >= 2, where a subtraction cancels at most one leading bit, so a guard and a round bit stay.
     GUARD = 2
 
-    def __init__(self):
+    def __init__(self, domain: str = "sync"):
+        self.domain = domain
         super().__init__({"a": In(unsigned(32)), "b": In(unsigned(32)), "sub": In(1), "valid": In(1),
                           "y": Out(unsigned(32)), "y_valid": Out(1)})
 
@@ -262,7 +267,7 @@ class F32Add(wiring.Component):
         special = Signal()
         special_bits = Signal(32)
         valid1 = Signal()
-        m.d.sync += [
+        m.d[self.domain] += [
             total.eq(Mux(sign_a ^ sign_b, big_ext - small_ext, big_ext + small_ext)),
             exp_top.eq(big_eff + 1),
             sign.eq(Mux(swap, sign_b, sign_a)),
@@ -271,15 +276,15 @@ class F32Add(wiring.Component):
             valid1.eq(self.valid),
         ]
         with m.If(fa["nan"]):
-            m.d.sync += special_bits.eq(self.a | QUIET_BIT)
+            m.d[self.domain] += special_bits.eq(self.a | QUIET_BIT)
         with m.Elif(fb["nan"]):
-            m.d.sync += special_bits.eq(self.b | QUIET_BIT)
+            m.d[self.domain] += special_bits.eq(self.b | QUIET_BIT)
         with m.Elif(fa["inf"] & fb["inf"] & (sign_a != sign_b)):
-            m.d.sync += special_bits.eq(DEFAULT_NAN)
+            m.d[self.domain] += special_bits.eq(DEFAULT_NAN)
         with m.Elif(fa["inf"]):
-            m.d.sync += special_bits.eq(Cat(Const(INF_BITS, 31), sign_a))
+            m.d[self.domain] += special_bits.eq(Cat(Const(INF_BITS, 31), sign_a))
         with m.Else():
-            m.d.sync += special_bits.eq(Cat(Const(INF_BITS, 31), sign_b))
+            m.d[self.domain] += special_bits.eq(Cat(Const(INF_BITS, 31), sign_b))
         # Stage 2: normalize (a cancellation leaves leading zeros; only when no bit was lost), round, pack.
         lz = _leading_zeros(m, total, "add_lz")
         norm = Signal(len(total))
@@ -288,12 +293,12 @@ class F32Add(wiring.Component):
         m.d.comb += exp.eq(exp_top - lz)
         magnitude = round_pack(m, norm, exp, "add")
         with m.If(special):
-            m.d.sync += self.y.eq(special_bits)
+            m.d[self.domain] += self.y.eq(special_bits)
         with m.Elif(total == 0):
-            m.d.sync += self.y.eq(Cat(Const(0, 31), zero_sign))
+            m.d[self.domain] += self.y.eq(Cat(Const(0, 31), zero_sign))
         with m.Else():
-            m.d.sync += self.y.eq(Cat(magnitude, sign))
-        m.d.sync += self.y_valid.eq(valid1)
+            m.d[self.domain] += self.y.eq(Cat(magnitude, sign))
+        m.d[self.domain] += self.y_valid.eq(valid1)
         return m
 
 
@@ -319,7 +324,8 @@ class F32Div(wiring.Component):
     BITS_PER_STAGE = 4
     LATENCY = 2 + -(-QUOTIENT_BITS // BITS_PER_STAGE)  # operands in, the quotient stages, round and pack
 
-    def __init__(self):
+    def __init__(self, domain: str = "sync"):
+        self.domain = domain
         super().__init__({"a": In(unsigned(32)), "b": In(unsigned(32)), "valid": In(1),
                           "y": Out(unsigned(32)), "y_valid": Out(1)})
 
@@ -336,21 +342,21 @@ class F32Div(wiring.Component):
         exp = Signal(signed(EXP_BITS + 3), name="div_exp0")
         sign, special, special_bits, valid = Signal(name="div_sign0"), Signal(name="div_special0"), \
             Signal(32, name="div_special_bits0"), Signal(name="div_valid0")
-        m.d.sync += [
+        m.d[self.domain] += [
             rem.eq(fa["sig"]), div.eq(fb["sig"]), quo.eq(0), exp.eq(fa["exp"] - fb["exp"] + BIAS),
             sign.eq(sign_now), valid.eq(self.valid),
             special.eq(fa["nan"] | fb["nan"] | fa["inf"] | fb["inf"] | fa["zero"] | fb["zero"]),
         ]
         with m.If(fa["nan"]):
-            m.d.sync += special_bits.eq(self.a | QUIET_BIT)
+            m.d[self.domain] += special_bits.eq(self.a | QUIET_BIT)
         with m.Elif(fb["nan"]):
-            m.d.sync += special_bits.eq(self.b | QUIET_BIT)
+            m.d[self.domain] += special_bits.eq(self.b | QUIET_BIT)
         with m.Elif((fa["inf"] & fb["inf"]) | (fa["zero"] & fb["zero"])):
-            m.d.sync += special_bits.eq(DEFAULT_NAN)
+            m.d[self.domain] += special_bits.eq(DEFAULT_NAN)
         with m.Elif(fa["inf"] | fb["zero"]):  # inf / x, x / 0: a signed infinity
-            m.d.sync += special_bits.eq(Cat(Const(INF_BITS, 31), sign_now))
+            m.d[self.domain] += special_bits.eq(Cat(Const(INF_BITS, 31), sign_now))
         with m.Else():  # 0 / x, x / inf: a signed zero
-            m.d.sync += special_bits.eq(Cat(Const(0, 31), sign_now))
+            m.d[self.domain] += special_bits.eq(Cat(Const(0, 31), sign_now))
         # The quotient stages: one restoring step per bit, quo = floor(sig_a * 2^(qbits - 1) / sig_b).
         step = 0
         for stage in range(1, -(-qbits // self.BITS_PER_STAGE) + 1):
@@ -366,7 +372,7 @@ class F32Div(wiring.Component):
             for key, sig in (("rem", r), ("quo", q), ("div", div), ("exp", exp), ("sign", sign),
                              ("special", special), ("special_bits", special_bits), ("valid", valid)):
                 nxt = Signal.like(sig, name=f"div_{key}{stage}")
-                m.d.sync += nxt.eq(sig)
+                m.d[self.domain] += nxt.eq(sig)
                 carried[key] = nxt
             rem, quo, div, exp, sign = carried["rem"], carried["quo"], carried["div"], carried["exp"], carried["sign"]
             special, special_bits, valid = carried["special"], carried["special_bits"], carried["valid"]
@@ -377,7 +383,7 @@ class F32Div(wiring.Component):
         norm = Signal(len(mant), name="div_norm")
         m.d.comb += norm.eq(mant << lz)
         magnitude = round_pack(m, norm, exp - lz, "div")
-        m.d.sync += [
+        m.d[self.domain] += [
             self.y.eq(Mux(special, special_bits, Cat(magnitude, sign))),
             self.y_valid.eq(valid),
         ]
@@ -392,7 +398,8 @@ class F32Sqrt(wiring.Component):
     BITS_PER_STAGE = 4
     LATENCY = 2 + -(-ROOT_BITS // BITS_PER_STAGE)  # operand in, the root stages, round and pack
 
-    def __init__(self):
+    def __init__(self, domain: str = "sync"):
+        self.domain = domain
         super().__init__({"a": In(unsigned(32)), "valid": In(1), "y": Out(unsigned(32)), "y_valid": Out(1)})
 
     def elaborate(self, platform):
@@ -415,18 +422,18 @@ class F32Sqrt(wiring.Component):
         special, special_bits, valid = Signal(name="sqrt_special0"), Signal(32, name="sqrt_special_bits0"), \
             Signal(name="sqrt_valid0")
         negative = self.a[31] & ~fa["zero"]
-        m.d.sync += [
+        m.d[self.domain] += [
             rad.eq(Mux(odd, Cat(Const(0, rad_bits - sig_bits), fa["sig"]),
                        Cat(Const(0, rad_bits - sig_bits - 1), fa["sig"]))),
             rem.eq(0), root.eq(0), exp.eq((unbiased >> 1) + BIAS),
             special.eq(fa["nan"] | fa["inf"] | fa["zero"] | negative), valid.eq(self.valid),
         ]
         with m.If(fa["nan"]):
-            m.d.sync += special_bits.eq(self.a | QUIET_BIT)
+            m.d[self.domain] += special_bits.eq(self.a | QUIET_BIT)
         with m.Elif(negative):  # sqrt of a negative number (-inf included): invalid
-            m.d.sync += special_bits.eq(DEFAULT_NAN)
+            m.d[self.domain] += special_bits.eq(DEFAULT_NAN)
         with m.Else():  # +inf, +0, -0: themselves
-            m.d.sync += special_bits.eq(self.a)
+            m.d[self.domain] += special_bits.eq(self.a)
         # The root stages: one restoring step per root bit.
         step = 0
         for stage in range(1, -(-rbits // self.BITS_PER_STAGE) + 1):
@@ -447,13 +454,13 @@ class F32Sqrt(wiring.Component):
             for key, sig in (("rad", x), ("rem", r), ("root", q), ("exp", exp), ("special", special),
                              ("special_bits", special_bits), ("valid", valid)):
                 nxt = Signal.like(sig, name=f"sqrt_{key}{stage}")
-                m.d.sync += nxt.eq(sig)
+                m.d[self.domain] += nxt.eq(sig)
                 carried[key] = nxt
             rad, rem, root, exp = carried["rad"], carried["rem"], carried["root"], carried["exp"]
             special, special_bits, valid = carried["special"], carried["special_bits"], carried["valid"]
         # Last stage: the remainder becomes a sticky bit under the root (whose top bit is set), round, pack.
         magnitude = round_pack(m, Cat(rem != 0, root), exp, "sqrt")
-        m.d.sync += [
+        m.d[self.domain] += [
             self.y.eq(Mux(special, special_bits, Cat(magnitude, Const(0, 1)))),
             self.y_valid.eq(valid),
         ]

@@ -295,3 +295,133 @@ def random_conv_program(seed: int, target, schedule_target=None) -> tuple[list[B
         bundles.append(Bundle((Instruction("ctl.wait", {"sem": sem, "count": 1}),)))
     bundles.append(Bundle((Instruction("ctl.halt", {}),)))
     return bundles, image
+
+
+_VEC_OPS_B = ("add", "mul", "gate")  # isa.numerics.MICRO_OPS_WITH_B
+_VEC_TYPES = ("i8", "i16", "i32", "f32")
+
+
+def _vec_values(rng: random.Random, nrng, shape, dtype: str, *, nan: int | None, inf: bool) -> np.ndarray:
+    """Random operand values of a machine type: integers over the full range or small; binary32 over many
+    magnitudes with ties (x.5), signed zeros, subnormals, +-inf (`inf`) and one NaN bit pattern (`nan`)."""
+    if dtype != "f32":
+        np_type = numpy_dtype_of(dtype)
+        lo, hi = int(np.iinfo(np_type).min), int(np.iinfo(np_type).max)
+        if rng.random() < 0.5:
+            lo, hi = max(lo, -300), min(hi, 300)
+        return nrng.integers(lo, hi, shape, endpoint=True, dtype=np.int64).astype(np_type)
+    x = (nrng.standard_normal(shape) * 10.0 ** nrng.integers(-4, 5, shape)).astype(np.float32)
+    if rng.random() < 0.3:  # the silu/softplus range's far ends and the threshold
+        x = (nrng.uniform(-120, 120, shape)).astype(np.float32)
+    flat = x.reshape(-1)
+    specials = [0.0, -0.0, 0.5, 2.5, -3.5, 127.5, 20.0, 1e-42, -1e-42, 40000.5]
+    if inf:
+        specials += [np.inf, -np.inf]
+    for i in nrng.integers(0, flat.size, nrng.integers(0, 1 + flat.size // 3)):
+        flat[i] = specials[rng.randrange(len(specials))]
+    if nan is not None and flat.size > 1:
+        flat.view(np.uint32)[rng.randrange(flat.size)] = nan
+    return x
+
+
+def random_vec_program(seed: int, target, schedule_target=None) -> tuple[list[Bundle], np.ndarray]:
+    """Load operands, run 1-3 `vec` / `vec.argmax` ops (random chains of up to four micro-ops with at most one
+    rmsnorm, every type and b mode, padded pitches, in place over a sometimes; binary32 operands with ties,
+    saturating values, signed zeros, subnormals, +-inf and NaN), store every dst, halt.  A single op's bundle
+    delay is its duration on `schedule_target` (default: `target`) minus one, so the store issues the cycle the
+    results complete; several ops issue back to back (the unit's pipeline holds two at once) with a prefetch
+    load beside the first.
+
+    NaN only in a, and not with rmsnorm: where one operation meets two different NaNs numpy returns either
+    (docs/NUMERICS.md §6), so such inputs have no single expected result."""
+    from fastmamba.isa import costs
+
+    sched = schedule_target or target
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    image = np.zeros(DDR_BYTES, np.uint8)
+    ddr = _Alloc(0, SRC_END)
+    buf = _Alloc(0, int(target.buffer_bytes))
+    loads: list[Instruction] = []
+    outs: list[tuple[int, int]] = []  # (buf, bytes) regions to store
+
+    def place(arr: np.ndarray, store: bool = False) -> int:
+        raw = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+        d, b = ddr.take(raw.size, 4), buf.take(raw.size, 4)
+        assert d is not None and b is not None
+        image[d:d + raw.size] = raw
+        loads.append(Instruction("ld", dict(buf=b, ddr=d, rows=1, row_bytes=raw.size, ddr_stride=raw.size,
+                                            buf_stride=raw.size, sem=1 + len(loads) % target.semaphores)))
+        if store:
+            outs.append((b, raw.size))
+        return b
+
+    ops: list[Instruction] = []
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        rows = rng.randint(1, 4)
+        cols = rng.choice([rng.randint(1, 9), rng.randint(1, 24), 16, 8 * rng.randint(1, 4)])
+        if rng.random() < 0.15:
+            a = _vec_values(rng, nrng, (rows, cols), "f32", nan=None, inf=True)
+            at = place(a)
+            dst = place(np.full(rows, -7, "<i4"), store=True)
+            ops.append(Instruction("vec.argmax", dict(dst=dst, a=at, rows=rows, cols=cols)))
+            continue
+        chain = [rng.choice(("none", "add", "mul", "silu", "gate", "softplus", "rmsnorm", "add", "mul"))
+                 for _ in range(4)]
+        while chain.count("rmsnorm") > 1:
+            chain[chain.index("rmsnorm")] = "none"
+        rms = "rmsnorm" in chain
+        needs_b = any(op in _VEC_OPS_B for op in chain)
+        b_mode = rng.choice(("full", "row")) if needs_b else rng.choice(("none", "full", "row"))
+        a_type, b_type, out_type = (rng.choice(_VEC_TYPES) for _ in range(3))
+        a_exp, b_exp = (rng.choice([0, rng.randint(-12, 4), rng.randint(-128, 127)]) for _ in range(2))
+        a_ld, b_ld, dst_ld = (cols + rng.choice([0, 0, rng.randint(1, 5)]) for _ in range(3))
+        nan = None if rms or rng.random() < 0.5 else rng.choice([0x7FC00000, 0xFFC00000, 0x7FA00001, 0xFF812345])
+        a = _vec_values(rng, nrng, (rows, a_ld), a_type, nan=nan, inf=rng.random() < 0.3)
+        b = _vec_values(rng, nrng, (rows if b_mode == "full" else 1, b_ld if b_mode == "full" else cols), b_type,
+                        nan=None, inf=rng.random() < 0.3)
+        odt = numpy_dtype_of(out_type)
+        dst0 = np.full((rows, dst_ld), -3, odt) if out_type != "f32" else np.full((rows, dst_ld), -3.0, odt)
+        at = place(a)
+        bt = place(b) if b_mode != "none" else 0
+        if odt.itemsize == a.dtype.itemsize and rng.random() < 0.2:  # in place over a
+            dst, dst_ld = at, a_ld
+            outs.append((at, a.nbytes))
+        else:
+            dst = place(dst0, store=True)
+        divisors = [d for d in range(1, cols + 1) if cols % d == 0]
+        group = rng.choice(divisors) if rms else rng.randint(0, 3)
+        out_scale = rng.choice([1.0, 1.0, 0.5, 3.0, float(np.float32(nrng.uniform(0.01, 100)))])
+        ops.append(Instruction("vec", dict(
+            dst=dst, a=at, b=bt, rows=rows, cols=cols, a_ld=a_ld, b_ld=b_ld, dst_ld=dst_ld, a_type=a_type,
+            a_exp=a_exp, b_type=b_type, b_exp=b_exp, b_mode=b_mode, op0=chain[0], op1=chain[1], op2=chain[2],
+            op3=chain[3], group=group, eps=rng.choice([0.0, 1e-5, 1e-6, 1.0]), out_type=out_type,
+            out_scale=out_scale)))
+    bundles: list[Bundle] = [Bundle((ld,)) for ld in loads]
+    for sem in sorted({ld["sem"] for ld in loads}):
+        bundles.append(Bundle((Instruction("ctl.wait", {"sem": sem, "count": sum(ld["sem"] == sem for ld in loads)}),)))
+    if len(ops) == 1:
+        bundles.append(Bundle((ops[0],), costs.duration(ops[0], sched) - 1))
+    else:
+        pre = Instruction("ld", dict(buf=buf.take(64, 4), ddr=0, rows=2, row_bytes=32, ddr_stride=48, buf_stride=32,
+                                     sem=1))
+        bundles.append(Bundle((pre, ops[0])))
+        outs.append((pre["buf"], 64))
+        for op in ops[1:]:
+            bundles.append(Bundle((op,)))
+        bundles[-1] = Bundle(bundles[-1].ops, sum(costs.duration(op, sched) for op in ops))
+        bundles.append(Bundle((Instruction("ctl.wait", {"sem": 1, "count": 1}),)))
+    for b, nbytes in outs:
+        d = ddr.take(nbytes, 4)
+        assert d is not None
+        bundles.append(Bundle((Instruction("st", dict(ddr=d, buf=b, rows=1, row_bytes=nbytes, ddr_stride=nbytes,
+                                                      buf_stride=nbytes, sem=2)),)))
+    bundles.append(Bundle((Instruction("ctl.wait", {"sem": 2, "count": len(outs)}),)))
+    bundles.append(Bundle((Instruction("ctl.halt", {}),)))
+    return bundles, image
+
+
+def numpy_dtype_of(name: str) -> np.dtype:
+    from fastmamba.isa.dtypes import numpy_dtype
+
+    return np.dtype(numpy_dtype(name))

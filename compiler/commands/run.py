@@ -24,12 +24,15 @@ from fastmamba.compiler.tokenizer import UNRENDERABLE
 from fastmamba.isa.errors import FastmambaError, InputError
 from fastmamba.compiler.errors import ModelError
 
-HELP = "generate text with a compiled model (.fmb) on the simulator"
+HELP = "generate text with a compiled model (.fmb) on the simulator (or the RTL)"
 DESCRIPTION = """\
 Continue --prompt with a binary from `fastmamba compile`, running its
-`prefill` and `decode` programs on the instruction-level simulator: full
-chunks of the prompt through prefill, the rest of it token by token through
-decode, then one decode run per generated token.  --greedy takes the device's
+`prefill` and `decode` programs on the instruction-level simulator (with
+--backend rtl on the RTL machine of hardware/ in Verilator, docs/RTL.md, for
+a target it builds for such as `small`; the counters then add its clock
+cycles, `rtl_cycles`): full chunks of the prompt through prefill, the rest of
+it token by token through decode, then one decode run per generated token.
+--greedy takes the device's
 argmax (`next_token`); otherwise tokens are drawn from softmax(logits /
 --temperature) among the --top-k largest.  Prints the prompt and its
 continuation, then per phase (prefill = the prompt, decode = the generated

@@ -37,14 +37,33 @@ def test_bounded_fuzz_runs(tmp_path):
         procs[name] = subprocess.Popen([sys.executable, str(FUZZ / "run_fuzz.py"), name, str(tmp_path / name),
                                         f"-runs={RUNS[name]}", "-seed=1", "-timeout=5"],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errs = {name: proc.communicate(timeout=600)[1] for name, proc in procs.items()}  # all ended before asserting
     for name, proc in procs.items():
-        _, err = proc.communicate(timeout=600)
+        err = errs[name]
         crashes = sorted(p.name for p in (tmp_path / name).iterdir()
                          if p.name.startswith(("crash-", "timeout-", "oom-")))
         assert proc.returncode == 0 and not crashes, f"{name}: {crashes}\n{err[-3000:]}"
         done = [line for line in err.splitlines() if "DONE" in line]
         assert done and done[0].startswith(f"#{RUNS[name]}\t"), err[-2000:]
         assert "cov: " in done[0] and int(done[0].split("cov: ")[1].split()[0]) > 100  # instrumented
+
+
+def test_the_driver_reports_each_kind_of_finding(tmp_path):
+    """Targets that raise, allocate 2 GiB or sleep 5 s end their run with libFuzzer's artifact of that kind:
+    the bounded runs above would fail on such an input."""
+    expected = {"canary-raises": ("crash-", "LookupError: canary"), "canary-allocates": ("crash-", "MemoryError"),
+                "canary-hangs": ("timeout-", "timeout=1s")}
+    procs = {}
+    for name in expected:
+        (tmp_path / name).mkdir()
+        procs[name] = subprocess.Popen([sys.executable, str(FUZZ / "run_fuzz.py"), name, str(tmp_path / name),
+                                        "-runs=10", "-seed=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+    outputs = {name: "".join(proc.communicate(timeout=600)) for name, proc in procs.items()}  # all ended first
+    for name, (prefix, words) in expected.items():
+        err = outputs[name]  # stdout and stderr: atheris prints the uncaught exception to stdout
+        artifacts = [p.name for p in (tmp_path / name).iterdir() if p.name.startswith(prefix)]
+        assert procs[name].returncode != 0 and len(artifacts) == 1 and words in err, f"{name}:\n{err[-2000:]}"
 
 
 @pytest.mark.parametrize("name", sorted(fuzz_targets.TARGETS))

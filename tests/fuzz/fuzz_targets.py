@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import struct
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -89,6 +90,23 @@ def target(data: bytes) -> None:
 TARGETS: dict[str, Callable[[bytes], None]] = {"reader": reader, "assembler": assembler, "target": target}
 
 
+def _raises(data: bytes) -> None:
+    raise LookupError(f"canary: {len(data)} bytes")
+
+
+def _allocates(data: bytes) -> None:
+    bytearray(2 << 30)  # 2 GiB, over the driver's 1 GiB cap
+
+
+def _hangs(data: bytes) -> None:
+    time.sleep(5)  # over the driver's 1 s
+
+
+CANARIES: dict[str, Callable[[bytes], None]] = {"canary-raises": _raises, "canary-allocates": _allocates,
+                                                "canary-hangs": _hangs}
+"""Targets that break the contract on purpose, one way each: tests/test_fuzz.py checks the driver reports them."""
+
+
 # ---------------------------------------------------------------------------
 # Seeds
 # ---------------------------------------------------------------------------
@@ -112,6 +130,8 @@ def _first_program_code(text: str) -> str:
 
 def seeds(name: str) -> dict[str, bytes]:
     """Starting inputs of target `name` (file name -> bytes), all of them valid inputs."""
+    if name in CANARIES:
+        return {"canary": b"canary"}
     if name == "reader":
         return {f"{Path(name).stem}.fmb": dump_fmb(assemble(text, name, READER_TARGET, base_dir=HERE / "npy"))
                 for name, text in _asm_sources().items()}

@@ -81,8 +81,9 @@ def cap_address_space() -> None:
 
 def main(argv: list[str]) -> None:
     args = [a for a in argv[1:] if a != "--keep-going"]
-    if len(args) < 2 or args[0] not in fuzz_targets.TARGETS:
-        sys.exit(f"usage: {argv[0]} {{{','.join(fuzz_targets.TARGETS)}}} WORKDIR [--keep-going] [-libfuzzer_flag=V]")
+    targets = {**fuzz_targets.TARGETS, **fuzz_targets.CANARIES}
+    if len(args) < 2 or args[0] not in targets:
+        sys.exit(f"usage: {argv[0]} {{{','.join(targets)}}} WORKDIR [--keep-going] [-libfuzzer_flag=V]")
     name, workdir, flags = args[0], Path(args[1]), args[2:]
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> None:
     flags += [f"{k}={v}" for k, v in DEFAULTS.items() if k not in given]
     if "-artifact_prefix" not in given:
         flags.append(f"-artifact_prefix={workdir}/")
-    fn = fuzz_targets.TARGETS[name]
+    fn = targets[name]
     if "--keep-going" in argv:
         fn = keep_going(fn, workdir)
     mutator = fuzz_targets.reader_mutator(lambda data, n: atheris.Mutate(data, n)) if name == "reader" else None

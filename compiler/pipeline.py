@@ -448,7 +448,7 @@ class PassDriver:
 
     def _repro(self, p: ModulePass, snapshot: ModuleOp | None) -> tuple[str | None, str | None]:
         """With reproducer: the failing pass's input IR written (into dump_dir, else a new file named in the
-        message, compiler.diagnostics.write_reproducer) and the command rerunning the pass on it."""
+        message, compiler.diagnostics.write_reproducer; its absolute path) and the command rerunning the pass on it."""
         if not self.options.reproducer:
             return None, None
         text = (self.last_dump.read_text() if self.options.dump_dir and self.last_dump
@@ -457,6 +457,7 @@ class PassDriver:
             path = write_reproducer(text, f"{self.index:02d}-{p.name}.failed-input.mlir", self.options.dump_dir)
         except OSError:
             return None, None
+        path = Path(os.path.abspath(path))  # (the command reruns from any folder)
         return str(path), f"fastmamba opt {path} -p '{pipeline_spec([p])}'"
 
 

@@ -206,3 +206,13 @@ def test_compile_print_ir_after_all_starts_with_the_import(tmp_path, capsys):
     assert main(["compile", *common, "-o", str(tmp_path / "c.fmb"), "--print-ir-before=import"]) == 1
     assert capsys.readouterr().err.startswith("fastmamba compile: error: --print-ir-before names a pass not in the "
                                               "pipeline: import (its passes: set-target, ")
+
+
+def test_the_reproducer_is_named_by_its_absolute_path(small_ir, tmp_path, monkeypatch, capsys):
+    """A relative --dump-dir: the error names the failing pass's input IR by its absolute path, so the command
+    it prints reruns the failure from any folder."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["opt", small_ir.name, "-p", "set-target,calibrate", "--dump-dir", "stages"]) == 1
+    err = capsys.readouterr().err
+    failed = tmp_path / "stages" / "02-calibrate.failed-input.mlir"
+    assert f"(its input IR: {failed}; reproduce: fastmamba opt {failed} -p 'calibrate')" in err and failed.is_file()

@@ -90,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"compiling {DEFAULT_MODEL_DIR} for {target.name} (prefill of {seq_len} tokens, decode; calibrated on "
               f"{text or 'seeded random tokens'}) ...", file=sys.stderr, flush=True)
-    result = compile_model(DEFAULT_MODEL_DIR, options, calibration_text=text,
-                           calibration_random=text is None)
+    from fastmamba.compiler.progress import Progress
+
+    result = compile_model(DEFAULT_MODEL_DIR, options, calibration_text=text, calibration_random=text is None,
+                           progress=Progress.open(sys.stderr, "fastmamba demo", quiet=args.json))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.output) if args.output else Path(tmp) / "default.fmb"
         write_fmb(path, result.binary, target)

@@ -416,8 +416,8 @@ class PassDriver:
         pa, pb = self.options.print_after, self.options.print_before
         for p in self.passes:
             if pb is True or (pb and p.name in pb):
-                text = print_ir(module, self.options.debuginfo)
-                self._write(f"// -----// IR Dump Before {p.name} //----- //\n{text}")
+                before = print_ir(module, self.options.debuginfo)
+                self._write(f"// -----// IR Dump Before {p.name} //----- //\n{before}")
             check_level(p.name, module)
             if self.options.progress is not None:
                 self.options.progress.stage(p.name)

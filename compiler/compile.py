@@ -35,6 +35,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
+from fastmamba.compiler.backend.lower_batch import BATCH_PROGRAM
 from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
 from fastmamba.compiler.pipeline import PASSES, DriverOptions, PassDriver, check_print_names, pipeline_spec
 from fastmamba.compiler.runner import META_FORMAT
@@ -62,6 +63,7 @@ class CompileOptions:
     calibration_windows: int = CALIBRATION_WINDOWS
     tile_kib: int = 0
     prefetch: int = DEFAULT_PREFETCH
+    batch: int = 1  # > 1: also @decode_batch, B sequences advanced a token each (compiler/backend/lower_batch.py)
     print_after: tuple[str, ...] | bool = ()  # pass names, or True for all
     dump_dir: str | None = None
     time_passes: bool = False
@@ -89,7 +91,8 @@ def calibration_pass(options: CompileOptions, model: str | os.PathLike | None = 
     model), options.calibration_windows windows of @prefill, its ranges copied onto @decode."""
     where = {"model": str(Path(model).resolve())} if model else {}
     source = {"text": str(Path(text).resolve())} if text else {"random": True, "seed": CALIBRATION_SEED}
-    return _pass("calibrate", **where, **source, windows=options.calibration_windows, copy_to=("decode",))
+    copy_to = ("decode",) + ((BATCH_PROGRAM,) if options.batch > 1 else ())
+    return _pass("calibrate", **where, **source, windows=options.calibration_windows, copy_to=copy_to)
 
 
 def compile_pipeline(options: CompileOptions = CompileOptions(), calibrate: ModulePass | None = None) \
@@ -144,11 +147,12 @@ def calibration_source(text_path: str | os.PathLike | None, tokenizer, random: b
     return None, f"{{count}} random tokens of seed {CALIBRATION_SEED} (no calibration text given or found)"
 
 
-def merge_decode(prefill: ModuleOp, decode: ModuleOp) -> None:
-    """Move decode's @prefill (a length-1 prefill) into `prefill`'s module as @decode."""
+def merge_decode(prefill: ModuleOp, decode: ModuleOp, name: str = "decode") -> None:
+    """Move decode's @prefill (a length-1 prefill, or the batched step's length-B one) into `prefill`'s module
+    as @decode (@`name`)."""
     fn = next(op for op in decode.body.block.ops if isinstance(op, func.FuncOp))
     fn.detach()
-    fn.sym_name = StringAttr("decode")
+    fn.sym_name = StringAttr(name)
     prefill.body.block.add_op(fn)
 
 
@@ -214,6 +218,9 @@ def check_options(options: CompileOptions, target) -> None:
     if not 0 <= options.tile_kib <= target.buffer_bytes // 1024:
         raise InputError(f"--tile-kib must lie in [0, {target.buffer_bytes // 1024}] (0: 1/16 of the buffer; at "
                          f"most target {target.name}'s on-chip buffer), got {options.tile_kib}")
+    if options.batch < 1:
+        raise InputError(f"--batch must be at least 1 (sequences the batched decode step advances), got "
+                         f"{options.batch}")
     if options.prefetch < 1:
         raise InputError(f"--prefetch must be at least 1 (weight tiles loaded ahead), got {options.prefetch}")
     check_print_names(compile_pipeline(options), options.print_before, options.print_after, ("import",))
@@ -234,6 +241,9 @@ def check_inputs(model: str | os.PathLike, options: CompileOptions):
         raise InputError(f"--seq-len {options.seq_len} does not fit: at most {longest} tokens of this model's "
                          f"prefill fit target {target.name} (its {target.buffer_bytes}-byte buffer holds "
                          f"{2 * config.conv_dim + 4 * config.d_inner} bytes a token at the SSM step)")
+    if options.batch > longest:
+        raise InputError(f"--batch {options.batch} does not fit: at most {longest} sequences' rows of this model fit "
+                         f"target {target.name}'s buffer at the SSM step")
     return config, store
 
 
@@ -292,6 +302,9 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
             progress.stage("import")
         module = import_model(model, "prefill", options.seq_len).module
         merge_decode(module, import_model(model, "prefill", 1).module)
+        if options.batch > 1:  # the batched step: a prefill graph of B rows returning every row's logits
+            merge_decode(module, import_model(model, "prefill", options.batch, all_logits=True).module,
+                         BATCH_PROGRAM)
         weights = NumpyWeights(store)
         driver.record("import", time.perf_counter() - t0)
         driver.print_input(module)
@@ -315,6 +328,16 @@ def _prefill_length(module: ModuleOp) -> int:
         if isinstance(program, ProgramOp) and program.program_name == "prefill":
             return next(t.shape[0] for t in program.tensor_descs if t.name == "tokens")
     raise InputError("the module has no accel.program @prefill (with its tokens input)")
+
+
+def _batch_slots(module: ModuleOp) -> int:
+    """The slots of the module's batched decode program (its tokens' length), 0 without one."""
+    from fastmamba.compiler.dialects.accel import ProgramOp
+
+    for program in module.walk():
+        if isinstance(program, ProgramOp) and program.program_name == BATCH_PROGRAM:
+            return next(t.shape[0] for t in program.tensor_descs if t.name == "tokens")
+    return 0
 
 
 def emit_module(module: ModuleOp, config=None, weights=None):
@@ -344,6 +367,9 @@ def emit_module(module: ModuleOp, config=None, weights=None):
     meta = {"format": META_FORMAT, "model": model, "bundled": _is_bundled(model),
             "config": config.to_dict() if hasattr(config, "to_dict") else dict(config.__dict__),
             "seq_len": _prefill_length(module), "target": spec, "calibration": tokens, "plan": plan_to_dict(plan)}
+    batch = _batch_slots(module)
+    if batch:
+        meta["batch"] = batch
     binary = emit_binary(module, target, image, meta=json.dumps(meta, sort_keys=True))
     return binary, plan, meta
 

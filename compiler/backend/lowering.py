@@ -54,7 +54,8 @@ from xdsl.ir import Operation, SSAValue
 
 from fastmamba.compiler.backend.lower_base import (ELEMENT_BYTES, LoweringError, View, as2d, contiguous_dma, dtype_of,
                                                    shape_of)
-from fastmamba.compiler.backend.lower_mixer import Front, MixerLowering
+from fastmamba.compiler.backend.lower_batch import BatchLowering
+from fastmamba.compiler.backend.lower_mixer import Front
 from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.dialects import mamba_quant as mq
 from fastmamba.compiler.dialects.accel import (MEM_PROP, AccelInstructionOp, MemAttr, ProgramOp, buf_ref, const_ref,
@@ -114,7 +115,7 @@ class _Const:
     params: dict = field(default_factory=dict)
 
 
-class _Lowering(MixerLowering):
+class _Lowering(BatchLowering):
     def __init__(self, fn: func.FuncOp, target, options: LoweringOptions):
         self.fn, self.target, self.opt = fn, target, options
         self.name = fn.sym_name.data
@@ -423,19 +424,21 @@ class _Lowering(MixerLowering):
     def _ReturnOp(self, op: func.ReturnOp) -> None:
         logits = self.view_of(op.arguments[0], "func.return")
         rows, V = as2d(op.arguments[0])
-        if rows != 1 or logits.dtype != "f32":
-            raise LoweringError(f"the program must return the f32 logits of one position, got {rows} x {V} "
+        want = self.slots or 1  # a batched decode step (lower_batch): one row per slot
+        if rows != want or logits.dtype != "f32":
+            raise LoweringError(f"the program must return the f32 logits of {want} position(s), got {rows} x {V} "
                                 f"{logits.dtype}")
-        self.tensor("logits", "output", (1, V), "f32")
-        self.emit("st", contiguous_dma(4 * V, buf=logits.offset),
-                  {"buf": buf_ref(logits.block), "ddr": tensor_ref("logits")},
-                  "logits")
-        tok = self.buffer(f"{self.name}.next_token", 4)
-        self.emit("vec.argmax", dict(dst=0, a=logits.offset, rows=1, cols=V), {"dst": buf_ref(tok),
-                                                                               "a": buf_ref(logits.block)},
+        self.tensor("logits", "output", (rows, V), "f32")
+        dma = contiguous_dma(4 * V, buf=logits.offset) if rows == 1 else dict(
+            buf=logits.offset, ddr=0, rows=rows, row_bytes=4 * V, ddr_stride=4 * V, buf_stride=4 * logits.ld, sem=0)
+        self.emit("st", dma, {"buf": buf_ref(logits.block), "ddr": tensor_ref("logits")}, "logits")
+        tok = self.buffer(f"{self.name}.next_token", 4 * rows)
+        self.emit("vec.argmax", dict(dst=0, a=logits.offset, rows=rows, cols=V), {"dst": buf_ref(tok),
+                                                                                  "a": buf_ref(logits.block)},
                   "next token")
-        self.tensor("next_token", "output", (1,), "i32")
-        self.emit("st", contiguous_dma(4), {"buf": buf_ref(tok), "ddr": tensor_ref("next_token")}, "next token")
+        self.tensor("next_token", "output", (rows,), "i32")
+        self.emit("st", contiguous_dma(4 * rows), {"buf": buf_ref(tok), "ddr": tensor_ref("next_token")},
+                  "next token")
 
 
 def _row_blocks(rows: int) -> list[tuple[int, int]]:

@@ -34,7 +34,8 @@ directory, or the mamba_ssm layout; default: the bundled model):
   `fastmamba opt -p` takes it, and exits.
 
 The binary holds two programs, `prefill` (--seq-len tokens) and `decode` (one
-token), the int8/fixed-point weights, the recurrent-state descriptors and the
+token), with --batch B > 1 a third, `decode_batch` (B sequences a token each,
+each its own state slot), the int8/fixed-point weights, the recurrent-state descriptors and the
 metadata `fastmamba run` needs (model, config, quantization plan).
 Calibration reads the first --calibration-windows x --seq-len tokens of
 --calibration-text, or seeded random tokens with --calibration random; with
@@ -94,6 +95,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="on-chip budget of one streamed weight tile or state chunk (0: 1/16 of the buffer)")
     p.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH, metavar="N",
                    help=f"weight tiles loaded ahead (default {DEFAULT_PREFETCH})")
+    p.add_argument("--batch", type=int, default=1, metavar="B",
+                   help="also a decode program advancing B sequences by a token each, the weights read once for "
+                        "all (`fastmamba run --prompt A --prompt B ...`; default 1: none)")
 
 
 def options_of(args: argparse.Namespace, **extra) -> CompileOptions:
@@ -106,7 +110,7 @@ def options_of(args: argparse.Namespace, **extra) -> CompileOptions:
 
         seq_len = default_seq_len(read_config(model_dir(args))[0], load_target(args.target))
     return CompileOptions(seq_len=seq_len, target=args.target, calibration_windows=args.calibration_windows,
-                          tile_kib=args.tile_kib, prefetch=args.prefetch, **extra)
+                          tile_kib=args.tile_kib, prefetch=args.prefetch, batch=args.batch, **extra)
 
 
 def model_dir(args: argparse.Namespace) -> str:

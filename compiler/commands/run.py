@@ -48,6 +48,15 @@ the first one.
 The text streams: the prompt, then each token's text as soon as it is chosen;
 the counters follow once generation ends (with --json only the one JSON object
 is printed, at the end).  Ctrl-C keeps what was printed (exit status 130).
+
+Several prompts (--prompt A --prompt B ..., or --prompts FILE, one a line)
+need a binary compiled with --batch B (at least as many as the prompts): each
+prompt is fed through prefill/decode into its own states, then every step of
+the `decode_batch` program advances all of them by one token, the weights
+read once per step for all.  Each continuation is printed at the end, headed
+by its number, then each prompt's counters and the batched steps' aggregate
+and per-sequence tokens/s; --check compares every sequence with the golden
+model bit for bit.
 """ + textwrap.fill(UNRENDERABLE, 78)
 
 PROGRESS_EVERY = 16
@@ -58,7 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("binary", metavar="MODEL.fmb", help="binary written by `fastmamba compile`")
-    p.add_argument("--prompt", metavar="TEXT", required=True, help="text to continue (not empty)")
+    p.add_argument("--prompt", metavar="TEXT", action="append", default=None,
+                   help="text to continue (not empty); several --prompt: generate for all at once through the "
+                        "binary's batched decode step (`fastmamba compile --batch B`, at most B prompts)")
+    p.add_argument("--prompts", metavar="FILE", default=None,
+                   help="the prompts, one a line (instead of --prompt)")
     p.add_argument("--max-new-tokens", metavar="N", required=True, help="number of tokens to generate (>= 0)")
     p.add_argument("--greedy", action="store_true", help="take the device's most likely token instead of sampling")
     p.add_argument("--temperature", metavar="T", default=None, help="sampling temperature (> 0; default 1)")
@@ -197,17 +210,42 @@ class Sampling:
     seed: int | None = None
 
 
+def prompts_of(args: argparse.Namespace) -> list[str]:
+    """The prompts of --prompt (repeated) or --prompts FILE (one a line), each checked non-empty UTF-8."""
+    if (args.prompt is None) == (args.prompts is None):
+        raise InputError("give the text to continue: --prompt TEXT (repeatable) or --prompts FILE, one of them")
+    if args.prompt is not None:
+        flags = ["--prompt"] if len(args.prompt) == 1 else [f"--prompt {n + 1}" for n in range(len(args.prompt))]
+        return [prompt_text(text, flag) for text, flag in zip(args.prompt, flags)]
+    try:
+        with open(args.prompts, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read --prompts {args.prompts}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--prompts {args.prompts} is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}") from None
+    if not lines:
+        raise InputError(f"--prompts {args.prompts}: the file has no prompts (one a line)")
+    return [prompt_text(text, f"--prompts {args.prompts} line {n + 1}") for n, text in enumerate(lines)]
+
+
 def run(args: argparse.Namespace) -> int:
-    prompt_text(args.prompt)
+    prompts = prompts_of(args)
     max_new = _int_at_least(args.max_new_tokens, "--max-new-tokens", 0)
     seed = _int_at_least(args.seed, "--seed", 0) if args.seed is not None else None
     top_k = _int_at_least(args.top_k, "--top-k", 0) if args.top_k is not None else 0
     temperature = _positive_float(args.temperature, "--temperature") if args.temperature is not None else 1.0
     if args.greedy and (args.temperature is not None or args.top_k is not None):
         raise InputError("--temperature and --top-k shape sampling; --greedy does not sample")
-    return run_binary(args.binary, args.prompt, max_new, Sampling(args.greedy, temperature, top_k, seed),
-                      as_json=args.json, check=args.check, model=args.model, target=args.target,
-                      backend=args.backend)
+    sampling = Sampling(args.greedy, temperature, top_k, seed)
+    if len(prompts) > 1:
+        from fastmamba.compiler.commands.run_batch import run_batch
+
+        return run_batch(args.binary, prompts, max_new, sampling, as_json=args.json, check=args.check,
+                         model=args.model, target=args.target, backend=args.backend)
+    return run_binary(args.binary, prompts[0], max_new, sampling, as_json=args.json, check=args.check,
+                      model=args.model, target=args.target, backend=args.backend)
 
 
 def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_json: bool = False,

@@ -187,11 +187,36 @@ class GoldenMamba2:
         self._record(HEAD_SITE, "x", h)
         return self.head(h), new_states
 
+    def step_batch(self, ids: Sequence[int], states: Sequence[Sequence]) -> tuple[np.ndarray, list[list]]:
+        """One batched decode step: token ids[b] advances sequence b from states[b] (its per-layer (conv, ssm)
+        list, None: a new sequence).  Logits [B, vocab] (row b: sequence b's) and each sequence's new states.
+
+        The rows share every row-wise step (norms, the linears: one matmul of B rows, the head); each row's conv
+        and SSM scan run from its own state.  Row b equals run([ids[b]], states[b]) bit for bit (every
+        quantization is per row or static): what a batched decode program computes, slot by slot."""
+        c = self.config
+        slots = [self.empty_states() if s is None else list(s) for s in states]
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        if len(slots) != ids.size:
+            raise ValueError(f"{ids.size} token ids for {len(slots)} sequences' states")
+        u = self.embedding[ids]
+        per_layer = [[s[i] for s in slots] for i in range(len(self.layers))]
+        news = []
+        for layer, lp, layer_states in zip(self.layers, self.plan.layers, per_layer):
+            h = fixed.rmsnorm_f32(u, c.d_model, c.norm_eps)
+            if layer["norm"] is not None:
+                h = h * layer["norm"]
+            out, new = self._mixer(layer, lp, h, layer_states, slots=True)
+            u = (u + out).astype(np.float32)
+            news.append(new)
+        h = fixed.rmsnorm_f32(u, c.d_model, c.norm_eps)
+        return self.head(h), [[news[i][b] for i in range(len(self.layers))] for b in range(ids.size)]
+
     def _record(self, site: str, quantity: str, value: np.ndarray) -> None:
         if self.recorder is not None:
             self.recorder(site, quantity, value)
 
-    def _mixer(self, layer: dict, lp: LayerPlan, h: np.ndarray, state):
+    def _mixer(self, layer: dict, lp: LayerPlan, h: np.ndarray, state, slots: bool = False):
         c = self.config
         site = layer["site"]
         self._record(site + "in_proj", "x", h)
@@ -199,6 +224,26 @@ class GoldenMamba2:
         z = zxbcdt[:, :c.d_inner]
         xBC = zxbcdt[:, c.d_inner:c.d_inner + c.conv_dim]
         dt_raw = zxbcdt[:, c.d_inner + c.conv_dim:]
+        if slots:  # one row per sequence, each through its own conv and SSM state
+            ys, new_state = [], []
+            for r, st in enumerate(state):
+                y_r, new_r = self._recurrent(layer, lp, xBC[r:r + 1], dt_raw[r:r + 1], st)
+                ys.append(y_r)
+                new_state.append(new_r)
+            y = np.concatenate(ys)
+        else:
+            y, new_state = self._recurrent(layer, lp, xBC, dt_raw, state)
+        g = (y * fixed.silu_f32(z)).astype(np.float32)
+        g = fixed.rmsnorm_f32(g, c.norm_group_size, c.gated_norm_eps)
+        if layer["gnorm"] is not None:
+            g = g * layer["gnorm"]
+        self._record(site + "out_proj", "x", g)
+        return layer["out_proj"](g), new_state
+
+    def _recurrent(self, layer: dict, lp: LayerPlan, xBC: np.ndarray, dt_raw: np.ndarray, state):
+        """The conv, SiLU and SSM scan of one sequence's rows from its (conv, ssm) state: y and the new state."""
+        c = self.config
+        site = layer["site"]
         conv_state, ssm_state = state
         gn = c.ngroups * c.d_state
         self._record(site + "conv1d", "x", xBC)
@@ -235,12 +280,7 @@ class GoldenMamba2:
                 a_frac=q.a_frac, dbx_shift=q.dbx_shift, y_shift=q.y_shift, d_shift=q.d_shift, segments=t.nla_segments,
                 bits=t.nla_bits, state_bits=t.ssm_state_bits, nonlinear=self.plan.nonlinear)
             y = fixed.dequant(yq.reshape(-1, c.d_inner), -q.fy)
-        g = (y * fixed.silu_f32(z)).astype(np.float32)
-        g = fixed.rmsnorm_f32(g, c.norm_group_size, c.gated_norm_eps)
-        if layer["gnorm"] is not None:
-            g = g * layer["gnorm"]
-        self._record(site + "out_proj", "x", g)
-        return layer["out_proj"](g), (new_conv, new_ssm)
+        return y, (new_conv, new_ssm)
 
 
 def _conv_f32(x: np.ndarray, state: np.ndarray, w: np.ndarray, bias: np.ndarray | None):

@@ -12,8 +12,10 @@ Place in the flow: the top of the compiler, run by `fastmamba compile` and
                     interpreting @prefill on calibration tokens, copied onto @decode),
                     assign-scales{head="int8"}, approximate-nonlinear, fuse-elementwise,
                     lower-to-accel, plan-memory, schedule-vliw
-    emit            the constant image packed from the weights, the programs encoded, meta (JSON) for
-                    `fastmamba run`: model, config, the golden QuantPlan built from the same ranges
+    emit            (emit_module) the constant image packed from the weights, the programs encoded, meta
+                    (JSON) for `fastmamba run`: model, config, the golden QuantPlan built from the same
+                    ranges, all read from what the IR records (calibrate's mamba_quant.calibration), so
+                    `fastmamba translate` of the last stage writes the same bytes
 
 Every pass's input is in the IR or its options, so `pipeline_spec(compile_pipeline(...))` run by
 `fastmamba opt` on the imported module (--dump-dir's 00-import.mlir) gives the same IR.  A failing

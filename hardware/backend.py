@@ -12,8 +12,8 @@ one ctypes call, and outputs and states are read back from the DDR image.
 `RtlRunResult.stats` is an `RtlStats`: the counters the RTL keeps, with the
 simulator's JSON keys (`to_dict`) plus `rtl_cycles` (every clock from start to
 done).  An error the RTL latches is an `RtlError` naming the bundle, the slot
-and the instruction.  Operations of units the RTL does not have yet (SSM,
-VEC) are refused before the run.
+and the instruction.  Operations of units the RTL does not have yet (VEC)
+are refused before the run.
 """
 
 from __future__ import annotations
@@ -227,6 +227,8 @@ def describe_error(bundles, kind: str, b: int, slot: int, info0: int, info1: int
     if kind == "vec_fields":
         return (f"{where}: vec fields: a pitch below cols, add/mul/gate without b, or rmsnorm's group not dividing "
                 f"cols; or two rmsnorms in one chain (the RTL's VEC unit runs one)")
+    if kind == "ssm_dt_frac":
+        return f"{where}: field dt_frac = {info0} outside [log2 nla_segments, nla_bits - 1]"
     if kind == "zero_count":
         return f"{where}: a count field is 0"
     if kind == "run_off_end":

@@ -32,7 +32,7 @@ from fastmamba.isa.instructions import BUNDLE_DELAY_BITS, OPCODE_BITS, OPS, SLOT
 
 WORD_BITS = WORD_BYTES * 8
 # The slots whose units this RTL implements; an SSM or VEC operation is an error.
-RTL_SLOTS: tuple[str, ...] = ("LD", "ST", "LIN", "CONV", "CTL")
+RTL_SLOTS: tuple[str, ...] = ("LD", "ST", "LIN", "CONV", "SSM", "CTL")
 RTL_OPS: tuple[str, ...] = tuple(name for name, spec in OPS.items() if spec.slot in RTL_SLOTS)
 
 

@@ -43,20 +43,25 @@ from fastmamba.hardware.buffer import Buffer
 from fastmamba.hardware.decode import RTL_SLOTS, BundleFetch, op_layout
 from fastmamba.hardware.conv_unit import ConvUnit
 from fastmamba.hardware.lin_unit import LinUnit
+from fastmamba.hardware.ssm_unit import SsmUnit
 from fastmamba.hardware.regions import SPACES, op_ranges
 
 DMA_STAGES = 1  # the address stage between a beat and the DDR port (docs/RTL.md)
 ERRORS = ("none", "unimplemented", "zero_count", "semaphore", "misaligned", "out_of_range", "RAW", "WAR", "WAW",
-          "deadlock", "ldg_index", "dma_queue", "table_full", "run_off_end", "cycle_limit", "lin_block", "conv_kw")
+          "deadlock", "ldg_index", "dma_queue", "table_full", "run_off_end", "cycle_limit", "lin_block", "conv_kw",
+          "ssm_dt_frac")
 ERROR_CODE = {name: i for i, name in enumerate(ERRORS)}
 # Counts the simulator's units require to be >= 1 (simulator/units/*: check_positive).
 POSITIVE_FIELDS = {"ld": ("rows", "row_bytes"), "ldg": ("rows", "row_bytes"), "st": ("rows", "row_bytes"),
-                   "lin": ("m", "k", "n"), "conv": ("t", "c")}
+                   "lin": ("m", "k", "n"), "conv": ("t", "c"),
+                   "ssm": ("t", "h", "p", "n", "hpg")}
 DMA_KINDS = ("ld", "ldg", "st")
-ISSUE_SLOTS = ("LD", "ST", "LIN", "CONV")  # slots whose operations can enter the in-flight table
+ISSUE_SLOTS = ("LD", "ST", "LIN", "CONV", "SSM")  # slots whose operations can enter the in-flight table
+COMPUTE_SLOTS = tuple(s for s in ISSUE_SLOTS if s not in ("LD", "ST"))
 COUNTERS = ("cycles", "rtl_cycles", "bundles", "ops", "macs", "ddr_bytes_read", "ddr_bytes_written",
             "stall_semaphore", "stall_structural", "stall_dma_queue",
-            "busy_LD", "busy_ST", "busy_LIN", "busy_CONV", "ops_LD", "ops_ST", "ops_LIN", "ops_CONV")
+            "busy_LD", "busy_ST", "busy_LIN", "busy_CONV", "ops_LD", "ops_ST", "ops_LIN", "ops_CONV",
+            "busy_SSM", "ops_SSM")
 ADDR_BITS = 41  # DDR addresses and span ends (40-bit fields)
 
 
@@ -222,6 +227,9 @@ class Machine(wiring.Component):
                                    v.hlog2, Const(0)))
                 if op == "conv":
                     checks.append(((v.kw < CONV_KERNEL_MIN) | (v.kw > t.conv_kernel_max), "conv_kw", v.kw, Const(0)))
+                if op == "ssm":  # the NLA's fraction bits: [log2 nla_segments, nla_bits - 1]
+                    low, high = t.nla_segments.bit_length() - 1, t.nla_bits - 1
+                    checks.append(((v.dt_frac < low) | (v.dt_frac > high), "ssm_dt_frac", v.dt_frac, Const(0)))
                 for r, rg in enumerate(ranges):
                     size = Mux(rg["space"] == SPACES.index("ddr"), self.ddr_size, Const(t.buffer_bytes))
                     checks.append((rg["valid"] & ~rg["align_ok"], "misaligned", Const(r), Const(0)))
@@ -328,10 +336,10 @@ class Machine(wiring.Component):
             queue_ok.eq(dma_inflight + n_dma <= depth),
         ]
         unit_ready = {}
-        for slot in ("LIN", "CONV"):
+        for slot in COMPUTE_SLOTS:
             unit_ready[slot] = Signal(name=f"{slot}_ready")
         free = Const(1)
-        for slot in ("LIN", "CONV"):
+        for slot in COMPUTE_SLOTS:
             free = free & (~present[slot] | unit_ready[slot])
         m.d.comb += units_free.eq(free)
 
@@ -359,7 +367,7 @@ class Machine(wiring.Component):
         deadlock = wait & sem_in_range & (sem_val[sem_sel] + sem_pending[sem_sel] < wv.count)
         pc_off_end = pc >= self.prog_words
         missing_unit = Const(0)
-        for slot in ("LIN", "CONV"):
+        for slot in COMPUTE_SLOTS:
             if slot not in self.units:
                 missing_unit = missing_unit | present[slot]
         with m.If(pc_off_end):
@@ -405,7 +413,7 @@ class Machine(wiring.Component):
             unit_done[slot] = (unit.done, unit.done_entry)
             units_built[slot] = unit
             unit_start[slot] = start
-        for slot in ("LIN", "CONV"):
+        for slot in COMPUTE_SLOTS:
             if slot not in self.units:
                 m.d.comb += unit_ready[slot].eq(1)
 
@@ -553,11 +561,11 @@ class Machine(wiring.Component):
             m.d.sync += sem_pending[s].eq(sem_pending[s] + add - inc)
         m.d.sync += dma_inflight.eq(dma_inflight + ld_issue + st_issue - done_rd - done_wr)
 
-        for slot in ("LIN", "CONV"):
+        for slot in COMPUTE_SLOTS:
             if slot in self.units:
                 unit = units_built[slot]
                 m.d.sync += counters[f"busy_{slot}"].eq(counters[f"busy_{slot}"] + unit.busy_cycle)
-        # the MACs of every compute op issued this cycle (LIN and CONV may issue in one bundle)
+        # the MACs of every compute op issued this cycle (several compute units may issue in one bundle)
         new_macs = sum((Mux(unit_start[slot], units_built[slot].macs_of_op, 0) for slot in units_built), Const(0, 64))
         m.d.sync += counters["macs"].eq(counters["macs"] + new_macs)
         # ---------------- control sequencing ----------------
@@ -607,7 +615,7 @@ class Machine(wiring.Component):
         return m
 
 
-UNITS: dict = {"LIN": LinUnit, "CONV": ConvUnit}  # slot -> compute unit class
+UNITS: dict = {"LIN": LinUnit, "CONV": ConvUnit, "SSM": SsmUnit}  # slot -> compute unit class
 
 
 def make_machine(target: Target, imem_words: int = 4096) -> Machine:

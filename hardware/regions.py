@@ -9,7 +9,8 @@ region function on probe instructions, each region's shape as products of
 fields: for every combination of the op's flag fields (enums and 1-bit
 fields, which pick regions and element sizes), each region's space, base
 field, access, alignment and `rows`, `row_bytes`, `stride` as
-constant x field [x field] + offset.  `op_ranges` turns those forms into Amaranth
+constant x field [x field] + offset (or, where no such form fits, an `Expr`
+of `EXPRS`, checked against the region function on every probe).  `op_ranges` turns those forms into Amaranth
 expressions over the decoded op (`hardware.decode.op_layout`):
 span = [base, base + (rows - 1) * stride + row_bytes), as `Region.span`.
 tests/test_hw_regions.py checks the forms against `Instruction.regions()`.
@@ -22,7 +23,9 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 
-from amaranth.hdl import Const, Mux
+from typing import Callable
+
+from amaranth.hdl import Const, Mux, Value
 
 from fastmamba.isa.instructions import OPS, Instruction
 
@@ -45,15 +48,42 @@ class Form:
         return v + self.offset
 
 
+def _max(a, b):
+    return Mux(a > b, a, b) if isinstance(a, Value) or isinstance(b, Value) else max(a, b)
+
+
+def _ssm_xbc_row_bytes(f: Callable):
+    """isa/instructions.py's ssm xbc row: 2 * max(h*p, b_off + G*n, c_off + G*n), G = ceil(h / max(1, hpg))."""
+    h, hpg, n = f("h"), f("hpg"), f("n")
+    hpg = Mux(hpg == 0, 1, hpg) if isinstance(hpg, Value) else max(1, hpg)
+    groups = (h + hpg - 1) // hpg
+    return 2 * _max(_max(h * f("p"), f("b_off") + groups * n), f("c_off") + groups * n)
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A region quantity that is no product of fields, as a function of a field getter (ints or Amaranth
+    values); `region_forms` checks it against the table's region function on every probe."""
+
+    fn: Callable
+
+    def value(self, args) -> int:
+        return int(self.fn(lambda name: int(args[name])))
+
+
+# (op, region field, quantity) -> the quantity where no const * field [* field] + offset fits
+EXPRS = {("ssm", "xbc", "row_bytes"): Expr(_ssm_xbc_row_bytes)}
+
+
 @dataclass(frozen=True)
 class RegionForm:
     space: str
     field: str
     access: str
     align: int
-    rows: Form
-    row_bytes: Form
-    stride: Form
+    rows: Form | Expr
+    row_bytes: Form | Expr
+    stride: Form | Expr
 
 
 def flag_fields(op: str) -> tuple[str, ...]:
@@ -66,7 +96,11 @@ def _flag_values(op: str, name: str) -> range:
     return range(len(f.values)) if f.kind == "enum" else range(2)
 
 
-def _fit(op: str, probes: list[dict], values: list[int]) -> Form:
+def _fit(op: str, probes: list[dict], values: list[int], key: tuple[str, str] | None = None) -> Form | Expr:
+    expr = EXPRS.get((op, *key)) if key else None
+    if expr is not None:
+        assert [expr.value(p) for p in probes] == values, f"{op}: EXPRS{key} disagrees with the table"
+        return expr
     numeric = [f.name for f in OPS[op].fields if f.name not in flag_fields(op) and f.kind != "f32"]
     candidates = [()] + [(a,) for a in numeric] + list(itertools.combinations(numeric, 2))
     if len(set(values)) == 1:
@@ -110,9 +144,9 @@ def region_forms(op: str) -> tuple[tuple[tuple[int, ...], tuple[RegionForm, ...]
                        for r in same), op
             assert all(r.base == p[r.field] for r, p in zip(same, probes)), op
             forms.append(RegionForm(first.space, first.field, first.access, first.align,
-                                    _fit(op, probes, [r.rows for r in same]),
-                                    _fit(op, probes, [r.row_bytes for r in same]),
-                                    _fit(op, probes, [r.stride for r in same])))
+                                    _fit(op, probes, [r.rows for r in same], (first.field, "rows")),
+                                    _fit(op, probes, [r.row_bytes for r in same], (first.field, "row_bytes")),
+                                    _fit(op, probes, [r.stride for r in same], (first.field, "stride"))))
         out.append((combo, tuple(forms)))
     return tuple(out)
 
@@ -121,7 +155,9 @@ def max_regions(ops) -> int:
     return max(len(forms) for op in ops for _, forms in region_forms(op))
 
 
-def _expr(form: Form, view):
+def _expr(form: Form | Expr, view):
+    if isinstance(form, Expr):
+        return form.fn(lambda name: getattr(view, name))
     v = Const(form.const)
     for f in form.fields:
         v = v * getattr(view, f)

@@ -20,6 +20,8 @@ latency comes from the target config (`isa.target.Target`).
 - LIN: ceil(m*k*n / lin_macs_per_cycle), or with the target's `lin_row_tiles`
   m * ceil(n / (lin_groups * lin_mac_trees)) * ceil(k / lin_mac_tree_width)
   (the RTL's LIN unit: one row's W positions to every tree per cycle).
+- SSM: t * max(ceil(h*p*n / ssm_elems_per_cycle), ceil(h / nla_lanes)), or with the target's
+  `ssm_head_tiles` t * h * ceil(p / ssm_headdim_lanes) * ceil(n / ssm_dstate_lanes) (the RTL's SSM unit).
 - `transfer_cycles(instr, target)`: cycles a DMA operation holds the channel:
   `dma_cycles(ddr_bytes(instr))`, or with the target's `dma_row_bursts` (each
   row its own burst, as the RTL's DMA engines move them)
@@ -81,8 +83,12 @@ def conv_cycles(i: Instruction, target) -> int:
 
 
 def ssm_cycles(i: Instruction, target) -> int:
-    """SSM: per token the larger of the state elements at ssm_elems_per_cycle and the heads at nla_lanes."""
+    """SSM: per token the larger of the state elements at ssm_elems_per_cycle and the heads at nla_lanes; with the
+    target's ssm_head_tiles h * ceil(p / ssm_headdim_lanes) * ceil(n / ssm_dstate_lanes) (the RTL's SSM unit:
+    one head's block of lanes per cycle, its NLA one head per cycle)."""
     t, h, p, n = (int(i[f]) for f in ("t", "h", "p", "n"))
+    if getattr(target, "ssm_head_tiles", 0):
+        return t * h * -(-p // target.ssm_headdim_lanes) * -(-n // target.ssm_dstate_lanes)
     per_token = max(math.ceil(h * p * n / target.ssm_elems_per_cycle), math.ceil(h / target.nla_lanes))
     return t * per_token
 

@@ -31,7 +31,7 @@ from fastmamba.isa.instructions import OPS
 NLA_BITS_MIN, NLA_BITS_MAX = 8, 24  # dt < 2^nla_bits times an int32 A must stay below 2^62 with margin
 SSM_STATE_BITS = (16, 24, 32)  # the state saturates to this many bits, stored in int32
 CONV_KERNEL_MIN = 2
-FLAG_PARAMETERS = ("dma_row_bursts", "lin_row_tiles", "conv_row_tiles")  # 0 or 1
+FLAG_PARAMETERS = ("dma_row_bursts", "lin_row_tiles", "conv_row_tiles", "ssm_head_tiles")  # 0 or 1
 POWER_OF_TWO_PARAMETERS = ("hadamard_max_block", "nla_segments", "ssm_headdim_lanes", "ssm_dstate_lanes",
                            "lin_mac_tree_width")
 
@@ -99,6 +99,10 @@ class Target:
     ssm_dstate_lanes: int = 8
     ssm_state_bits: int = 32
     ssm_latency: int = 12
+    # 0: SSM occupancy t * max(ceil(h*p*n / ssm_elems_per_cycle), ceil(h / nla_lanes)) (the lanes packed over
+    # heads); 1: t * h * ceil(p / ssm_headdim_lanes) * ceil(n / ssm_dstate_lanes), the RTL's SSM unit (one
+    # head's block of headdim x d_state lanes per cycle; docs/RTL.md).
+    ssm_head_tiles: int = 0
     # NLA: 24 lanes of 16-bit fixed-point exp/softplus, an 8-segment first-order table.
     nla_lanes: int = 24
     nla_bits: int = 16
@@ -195,7 +199,7 @@ SMALL = Target(
     dma_queue_depth=4, dma_row_bursts=1, semaphores=8, lin_groups=1, lin_hadamard_trees=1, lin_mac_trees=4,
     lin_mac_tree_width=4, lin_latency=9, lin_row_tiles=1, hadamard_max_block=16, conv_channels=4,
     conv_kernel_max=4, conv_latency=4, conv_row_tiles=1,
-    ssm_headdim_lanes=4, ssm_dstate_lanes=4, ssm_latency=12, nla_lanes=4, vec_lanes=8, vec_latency=10)
+    ssm_headdim_lanes=4, ssm_dstate_lanes=4, ssm_latency=12, ssm_head_tiles=1, nla_lanes=4, vec_lanes=8, vec_latency=10)
 
 PRESETS: dict[str, Target] = {"vc709": Target(), "small": SMALL}
 

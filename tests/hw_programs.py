@@ -425,3 +425,92 @@ def numpy_dtype_of(name: str) -> np.dtype:
     from fastmamba.isa.dtypes import numpy_dtype
 
     return np.dtype(numpy_dtype(name))
+
+
+def random_ssm_program(seed: int, target, schedule_target=None, split=None) -> tuple[list[Bundle], np.ndarray]:
+    """Load operands, run `ssm` ops over 1-3 token chunks (the state carried from chunk to chunk), each
+    chunk as one op or (drawn, or `split`) as two ops over whole B/C groups of heads issued back to back
+    (the second waits for the unit: a structural stall; each writes its own y), store y and the state, halt.
+    Random layouts (hpg, b_off / c_off, pitches), fraction bits across dt_frac's range, shifts from 0 to 127
+    (ties and saturation included), values small or at the types' ends.  Delays as in `random_lin_program`."""
+    from fastmamba.isa import costs
+
+    sched = schedule_target or target
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    image = np.zeros(DDR_BYTES, np.uint8)
+    ddr = _Alloc(0, SRC_END)
+    buf = _Alloc(0, int(target.buffer_bytes))
+    bundles: list[Bundle] = []
+    h = rng.randint(1, 4)
+    hpg = rng.randint(1, h)
+    groups = -(-h // hpg)
+    p, n = rng.choice([rng.randint(1, 9), int(target.ssm_headdim_lanes)]), rng.randint(1, 9)
+    chunks = [rng.randint(1, 4) for _ in range(rng.choice([1, 1, 2, 3]))]
+    t = sum(chunks)
+    b_off = h * p + rng.choice([0, rng.randint(0, 5)])
+    c_off = b_off + groups * n + rng.choice([0, rng.randint(0, 5)])
+    if rng.random() < 0.25:
+        b_off, c_off = c_off, b_off  # C before B
+    xbc_ld = max(h * p, b_off + groups * n, c_off + groups * n) + rng.choice([0, rng.randint(1, 6)])
+    dt_ld = h + rng.choice([0, rng.randint(1, 4)])
+    halves = [(0, h)]
+    if (split if split is not None else rng.random() < 0.3) and groups > 1:
+        h1 = hpg * rng.randint(1, groups - 1)
+        halves = [(0, h1), (h1, h)]
+    y_ld = [(h_end - h0) * p + rng.choice([0, rng.randint(1, 4)]) for h0, h_end in halves]
+    big = rng.random() < 0.4
+    lim = 32768 if big else rng.choice([300, 3000])
+    xbc = nrng.integers(-lim, lim, (t, xbc_ld), dtype=np.int64).astype("<i2")
+    dt_raw = nrng.integers(-lim, lim, (t, dt_ld), dtype=np.int64).astype("<i2")
+    params = np.zeros((h, 4), np.int64)
+    params[:, 0] = -(nrng.integers(0, 1 << 31, h) >> nrng.integers(0, 32, h))  # A <= 0, every magnitude
+    if rng.random() < 0.2:
+        params[rng.randrange(h), 0] = rng.choice([0, 1, (1 << 31) - 1, -(1 << 31)])
+    params[:, 1] = nrng.integers(-(1 << 31), 1 << 31, h) >> nrng.integers(0, 32, h)  # D
+    params[:, 2] = nrng.integers(-(1 << 31), 1 << 31, h) >> nrng.integers(0, 32, h)  # dt_bias
+    params = params.astype("<i4")
+    state = (nrng.integers(-(1 << 31), 1 << 31, (h * p, n), dtype=np.int64)
+             >> rng.choice([0, 8, 16, 24])).astype("<i4")
+    regions = {"xbc": xbc, "dt": dt_raw, "params": params, "state": state}
+    for k, ld in enumerate(y_ld):
+        regions[f"y{k}"] = np.zeros((t, ld), "<i4")
+    at = {}
+    for sem, (name, arr) in enumerate(regions.items(), start=1):
+        raw = arr.view(np.uint8).reshape(-1)
+        d = ddr.take(raw.size, 4)
+        b = buf.take(raw.size, 4)
+        image[d:d + raw.size] = raw
+        at[name] = b
+        bundles.append(Bundle((Instruction("ld", dict(buf=b, ddr=d, rows=1, row_bytes=raw.size, ddr_stride=raw.size,
+                                                      buf_stride=raw.size, sem=min(sem, target.semaphores))),)))
+    for sem in range(1, len(regions) + 1):
+        bundles.append(Bundle((Instruction("ctl.wait", {"sem": min(sem, target.semaphores), "count": 1}),)))
+    low, high = target.nla_segments.bit_length() - 1, target.nla_bits - 1
+    dt_frac = rng.choice([low, high, rng.randint(low, high)])
+    a_frac = rng.choice([dt_frac, rng.randint(0, 63), 0, 63])
+    dbx_shift, y_shift, d_shift = (rng.choice([0, 1, rng.randint(0, 40), rng.randint(0, 127)]) for _ in range(3))
+    start = 0
+    for tc in chunks:
+        ops = []
+        for k, (h0, h_end) in enumerate(halves):
+            g0 = h0 // hpg
+            ops.append(Instruction("ssm", dict(
+                y=at[f"y{k}"] + start * y_ld[k] * 4, xbc=at["xbc"] + (start * xbc_ld + h0 * p) * 2,
+                dt=at["dt"] + (start * dt_ld + h0) * 2, params=at["params"] + h0 * 16,
+                state=at["state"] + h0 * p * n * 4, t=tc, h=h_end - h0, p=p, n=n, hpg=hpg, xbc_ld=xbc_ld,
+                b_off=b_off + g0 * n - h0 * p, c_off=c_off + g0 * n - h0 * p, dt_ld=dt_ld, y_ld=y_ld[k],
+                dt_frac=dt_frac, a_frac=a_frac, dbx_shift=dbx_shift, y_shift=y_shift, d_shift=d_shift)))
+        for k, op in enumerate(ops):
+            last = k == len(ops) - 1
+            bundles.append(Bundle((op,), costs.duration(op, sched) - 1 if last else 0))
+        start += tc
+    outputs = ["state"] + [f"y{k}" for k in range(len(halves))]
+    for name in outputs:
+        raw = regions[name].view(np.uint8).reshape(-1)
+        out = ddr.take(raw.size, 4)
+        bundles.append(Bundle((Instruction("st", dict(ddr=out, buf=at[name], rows=1, row_bytes=raw.size,
+                                                      ddr_stride=raw.size, buf_stride=raw.size, sem=1)),)))
+    bundles.append(Bundle((Instruction("ctl.wait", {"sem": 1, "count": len(outputs)}),)))
+    bundles.append(Bundle((Instruction("ctl.halt", {}),)))
+    return bundles, image

@@ -8,8 +8,8 @@ DDR image (dst and the final state) equal byte for byte and every counter
 equal.  The target's conv_latency equals the unit's depth, and a schedule for a
 shorter one is a RAW hazard on the RTL.  examples/matmul_int8.s, re-timed for
 `small` (each LIN bundle's delay its op's duration - 1, as the example's
-comment derives it for vc709), runs bit-exact on the RTL; examples/ssm_step.s
-is refused (no SSM unit yet).
+comment derives it for vc709), runs bit-exact on the RTL (examples/ssm_step.s:
+tests/test_hw_ssm.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from fastmamba.hardware.conv_unit import conv_latency
 from fastmamba.isa import costs
 from fastmamba.isa.assembler import assemble_file
 from fastmamba.isa.container import Binary
-from fastmamba.isa.errors import InputError
 from fastmamba.isa.instructions import Bundle
 from fastmamba.isa.target import PRESETS
 from fastmamba.simulator.runtime import SimulatorBackend
@@ -76,14 +75,6 @@ def test_example_matmul_on_the_rtl():
         s, r = sim.run("main", inputs), rtl.run("main", inputs)
         assert np.array_equal(s.outputs["c"], r.outputs["c"])
         assert s.stats.to_dict() == {k: v for k, v in r.stats.to_dict().items() if k != "rtl_cycles"}
-
-
-def test_example_ssm_is_refused():
-    binary = assemble_file(EXAMPLES / "ssm_step.s", SMALL)
-    rtl = RtlBackend(SMALL)
-    rtl.load(binary)
-    with pytest.raises(InputError, match="not implemented in the RTL yet: ssm"):
-        rtl.run(binary.programs[0].name)
 
 
 def test_lin_and_conv_in_one_bundle_with_a_load():

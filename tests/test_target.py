@@ -143,7 +143,7 @@ def test_every_parameter_in_the_contract():
         "name", "clock_mhz", "buffer_bytes", "ddr_bytes", "ddr_gbytes_per_s", "dma_latency", "dma_queue_depth",
         "dma_row_bursts", "semaphores", "lin_groups", "lin_hadamard_trees", "lin_mac_trees", "lin_mac_tree_width",
         "lin_latency", "lin_row_tiles",
-        "hadamard_max_block", "conv_channels", "conv_kernel_max", "conv_latency", "conv_row_tiles",
+        "hadamard_max_block", "conv_channels", "conv_kernel_max", "conv_latency", "conv_row_tiles", "ssm_head_tiles",
         "ssm_headdim_lanes",
         "ssm_dstate_lanes", "ssm_state_bits", "ssm_latency", "nla_lanes", "nla_bits", "nla_segments", "vec_lanes",
         "vec_latency"}

@@ -8,8 +8,8 @@ prefill chunks, then --decode-steps decode runs feeding generated tokens back.  
 
 1. the compile's wall time and the programs' sizes (bundles, instruction words);
 2. the RTL's build lookup (a cold build when hardware/ changed: minutes, once per source);
-3. per phase on the RTL: runs, wall time, RTL clock cycles and RTL cycles per second of wall time; the total
-   against issue 12's 2-minute target;
+3. per phase on the RTL: runs, wall time of the RTL runs, RTL clock cycles and RTL cycles per second of wall
+   time; the total against issue 12's 2-minute target (the golden model's time with --check apart);
 4. per program: RTL cycles (the clock to `done`, summed over its runs), the simulator's cycles for the same
    runs, their ratio (docs/RTL.md explains the difference: the RTL counts the clock that sees `done`);
 5. with --check: whether every run equalled the golden model bit for bit.
@@ -129,8 +129,10 @@ def main() -> int:
         cycles = phase.rtl_cycles or 0
         print(f"{phase.name:<9}{n:>6}{wall:>10.1f}{cycles:>14,}{cycles / wall / 1e6 if wall else 0:>12.3f}")
     cycles = (gen.prefill.rtl_cycles or 0) + (gen.decode.rtl_cycles or 0)
-    print(f"{'total':<9}{len(timed.runs):>6}{total:>10.1f}{cycles:>14,}{cycles / total / 1e6:>12.3f}   "
-          f"(target < {TARGET_S:.0f} s: {'met' if total < TARGET_S else 'NOT met'})")
+    runs = sum(w for _, w, _ in timed.runs)
+    print(f"{'total':<9}{len(timed.runs):>6}{runs:>10.1f}{cycles:>14,}{cycles / runs / 1e6:>12.3f}   "
+          f"(target < {TARGET_S:.0f} s: {'met' if runs < TARGET_S else 'NOT met'})")
+    print(f"(wall s: the RTL runs; the whole generation{' with --check' if golden else ''} took {total:.1f} s)")
 
     print(f"\n{'program':<9}{'runs':>6}{'RTL cycles':>14}{'sim cycles':>14}{'RTL/sim':>10}")
     for name in ("prefill", "decode"):

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean synth
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -W error tests
+
+# FPGA resource estimates of the vc709 preset (docs/SYNTH.md): yosys synth_xilinx on each unit of the RTL,
+# pre-place-and-route; minutes on a cold cache (build/synth/), seconds after.
+synth: $(STAMP)
+	$(BIN)/fastmamba synth --target vc709
 
 # ruff (rules and width in pyproject.toml) over every Python file; mypy over the
 # installed namespace.  The folders install as fastmamba.* through setuptools'

@@ -44,6 +44,7 @@ COMMANDS = {
     "sim": "fastmamba.compiler.commands.sim",
     "run": "fastmamba.compiler.commands.run",
     "profile": "fastmamba.compiler.commands.profile",
+    "synth": "fastmamba.compiler.commands.synth",
 }
 
 PROG = "fastmamba"

@@ -25,11 +25,12 @@ from functools import lru_cache
 
 from typing import Callable
 
-from amaranth.hdl import Const, Mux, Value
+from amaranth.hdl import Cat, Const, Mux, Value
 
 from fastmamba.isa.instructions import OPS, Instruction
 
 PROBES = 6
+FLAG_PROBES = 24  # random instructions on which each flag field's values are tried
 SPACES = ("buf", "ddr")
 
 
@@ -86,9 +87,27 @@ class RegionForm:
     stride: Form | Expr
 
 
+@lru_cache(maxsize=None)
 def flag_fields(op: str) -> tuple[str, ...]:
-    """Fields that can change which regions an op has or their element sizes: enums and 1-bit fields."""
-    return tuple(f.name for f in OPS[op].fields if f.kind == "enum" or f.bits == 1)
+    """Fields that change which regions an op has or their element sizes: the enums and 1-bit fields whose
+    value changes the regions of a probe instruction (`vec`'s micro-op fields, which do not, are left out)."""
+    spec = OPS[op]
+    flags = [f.name for f in spec.fields if f.kind == "enum" or f.bits == 1]
+    rng = random.Random(op)
+    relevant = set()
+    for _ in range(FLAG_PROBES):
+        args: dict[str, int | float] = {}
+        for f in spec.fields:
+            if f.name in flags:
+                args[f.name] = rng.choice(_flag_values(op, f.name))
+            else:
+                args[f.name] = 1.0 if f.kind == "f32" else rng.randrange(2, min(f.max, 1000))
+        base = Instruction(op, args).regions()
+        for name in flags:
+            for value in _flag_values(op, name):
+                if Instruction(op, {**args, name: value}).regions() != base:
+                    relevant.add(name)
+    return tuple(name for name in flags if name in relevant)
 
 
 def _flag_values(op: str, name: str) -> range:
@@ -172,17 +191,22 @@ def op_ranges(op: str, view, count: int):
     stride (cheap multiplexers); the span's multiply-add is built once per region."""
     flags = flag_fields(op)
     combos = region_forms(op)
+    widths = [len(getattr(view, name)) for name in flags]
+    selector = Cat(*(getattr(view, name) for name in flags))
+
+    def code(combo) -> int:  # the combination's value of `selector`
+        return sum(v << sum(widths[:j]) for j, v in enumerate(combo))
+
     out = []
     for i in range(count):
         q = dict(valid=Const(0), space=Const(0), base=Const(0), read=Const(0), write=Const(0), align=Const(0),
                  rows=Const(0), row_bytes=Const(0), stride=Const(0))
+        by_form: dict[RegionForm, list[int]] = {}  # the combinations giving each distinct form (vec: 192, few forms)
         for combo, forms in combos:
-            if i >= len(forms):
-                continue
-            cond = Const(1)
-            for name, value in zip(flags, combo):
-                cond = cond & (getattr(view, name) == value)
-            rf = forms[i]
+            if i < len(forms):
+                by_form.setdefault(forms[i], []).append(code(combo))
+        for rf, codes in by_form.items():
+            cond = selector.matches(*codes) if flags else Const(1)
             new = dict(valid=Const(1), space=Const(SPACES.index(rf.space)), base=getattr(view, rf.field),
                        read=Const(int(rf.access in ("r", "rw"))), write=Const(int(rf.access in ("w", "rw"))),
                        align=Const(rf.align - 1), rows=_expr(rf.rows, view), row_bytes=_expr(rf.row_bytes, view),

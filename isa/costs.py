@@ -94,14 +94,27 @@ def ssm_cycles(i: Instruction, target) -> int:
 
 
 def vec_cycles(i: Instruction, target) -> int:
-    """VEC chain: ceil(rows*cols / vec_lanes), twice with an rmsnorm (a second pass after the sum of squares)."""
-    passes = VEC_PASSES_WITH_RMSNORM if "rmsnorm" in (i.enum(f) for f in VEC_MICRO_OP_FIELDS) else 1
-    return passes * math.ceil(int(i["rows"]) * int(i["cols"]) / target.vec_lanes)
+    """VEC chain: ceil(rows*cols / vec_lanes), twice with an rmsnorm (a second pass after the sum of squares);
+    with the target's vec_row_tiles rows * ceil(cols / vec_lanes), with an rmsnorm
+    rows * (cols / group) * 2 * ceil(group / vec_lanes) (the RTL's VEC unit: a row's lanes per cycle, each
+    group's two passes in turn)."""
+    rms = "rmsnorm" in (i.enum(f) for f in VEC_MICRO_OP_FIELDS)
+    passes = VEC_PASSES_WITH_RMSNORM if rms else 1
+    rows, cols, lanes = int(i["rows"]), int(i["cols"]), target.vec_lanes
+    if getattr(target, "vec_row_tiles", 0):
+        group = int(i["group"]) if rms else cols
+        if group < 1 or cols % group:  # (an invalid chain: the simulator refuses it)
+            group = cols
+        return rows * (cols // group) * passes * -(-group // lanes)
+    return passes * math.ceil(rows * cols / lanes)
 
 
 def argmax_cycles(i: Instruction, target) -> int:
-    """vec.argmax: ceil(rows*cols / vec_lanes)."""
-    return math.ceil(int(i["rows"]) * int(i["cols"]) / target.vec_lanes)
+    """vec.argmax: ceil(rows*cols / vec_lanes); with the target's vec_row_tiles rows * ceil(cols / vec_lanes)."""
+    rows, cols = int(i["rows"]), int(i["cols"])
+    if getattr(target, "vec_row_tiles", 0):
+        return rows * -(-cols // target.vec_lanes)
+    return math.ceil(rows * cols / target.vec_lanes)
 
 
 def no_cycles(i: Instruction, target) -> int:

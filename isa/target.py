@@ -31,7 +31,7 @@ from fastmamba.isa.instructions import OPS
 NLA_BITS_MIN, NLA_BITS_MAX = 8, 24  # dt < 2^nla_bits times an int32 A must stay below 2^62 with margin
 SSM_STATE_BITS = (16, 24, 32)  # the state saturates to this many bits, stored in int32
 CONV_KERNEL_MIN = 2
-FLAG_PARAMETERS = ("dma_row_bursts", "lin_row_tiles", "conv_row_tiles", "ssm_head_tiles")  # 0 or 1
+FLAG_PARAMETERS = ("dma_row_bursts", "lin_row_tiles", "conv_row_tiles", "ssm_head_tiles", "vec_row_tiles")  # 0 or 1
 POWER_OF_TWO_PARAMETERS = ("hadamard_max_block", "nla_segments", "ssm_headdim_lanes", "ssm_dstate_lanes",
                            "lin_mac_tree_width")
 
@@ -110,6 +110,10 @@ class Target:
     # VEC: the floating-point group (RMSNorm, SiLU, gating, residual).
     vec_lanes: int = 64
     vec_latency: int = 10
+    # 0: VEC occupancy ceil(rows*cols / vec_lanes) (twice with an rmsnorm); 1: the RTL's VEC unit, one row's
+    # block of lanes per cycle: rows * ceil(cols / vec_lanes), with an rmsnorm per group of columns and per pass
+    # rows * (cols / group) * 2 * ceil(group / vec_lanes) (docs/RTL.md).
+    vec_row_tiles: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -199,7 +203,8 @@ SMALL = Target(
     dma_queue_depth=4, dma_row_bursts=1, semaphores=8, lin_groups=1, lin_hadamard_trees=1, lin_mac_trees=4,
     lin_mac_tree_width=4, lin_latency=9, lin_row_tiles=1, hadamard_max_block=16, conv_channels=4,
     conv_kernel_max=4, conv_latency=4, conv_row_tiles=1,
-    ssm_headdim_lanes=4, ssm_dstate_lanes=4, ssm_latency=12, ssm_head_tiles=1, nla_lanes=4, vec_lanes=8, vec_latency=10)
+    ssm_headdim_lanes=4, ssm_dstate_lanes=4, ssm_latency=12, ssm_head_tiles=1, nla_lanes=4, vec_lanes=8, vec_latency=10,
+    vec_row_tiles=1)
 
 PRESETS: dict[str, Target] = {"vc709": Target(), "small": SMALL}
 

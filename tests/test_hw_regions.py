@@ -20,7 +20,7 @@ from fastmamba.hardware.regions import flag_fields, op_ranges, region_forms
 from fastmamba.isa.encoding import encode_instruction
 from fastmamba.isa.instructions import OPS, Instruction
 
-OPS_RTL = ("ld", "ldg", "st", "lin", "conv", "ssm")
+OPS_RTL = ("ld", "ldg", "st", "lin", "conv", "ssm", "vec", "vec.argmax")
 
 
 def random_instruction(op: str, rng: random.Random) -> Instruction:
@@ -52,7 +52,7 @@ def test_forms_reproduce_the_table(op):
                 (r.rows, r.row_bytes, r.stride)
 
 
-@pytest.mark.parametrize("op", ("ldg", "lin", "conv", "ssm"))
+@pytest.mark.parametrize("op", ("ldg", "lin", "conv", "ssm", "vec"))
 def test_rtl_spans_equal_the_table(op):
     rng = random.Random(op + "rtl")
     layout = op_layout(op)

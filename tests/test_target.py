@@ -146,7 +146,7 @@ def test_every_parameter_in_the_contract():
         "hadamard_max_block", "conv_channels", "conv_kernel_max", "conv_latency", "conv_row_tiles", "ssm_head_tiles",
         "ssm_headdim_lanes",
         "ssm_dstate_lanes", "ssm_state_bits", "ssm_latency", "nla_lanes", "nla_bits", "nla_segments", "vec_lanes",
-        "vec_latency"}
+        "vec_latency", "vec_row_tiles"}
     t = PRESETS["vc709"]
     assert t.ddr_bytes == 8 * 2**30 and t.ddr_gbytes_per_s == 15.0 and t.semaphores == 32
     assert t.hadamard_max_block == 256 and 768 % 256 == 0 and 1536 % 256 == 0

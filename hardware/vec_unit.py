@@ -1,0 +1,225 @@
+"""The VEC unit: a controller that walks a `vec` or `vec.argmax` op's rows in the buffer and feeds the VEC datapath.
+
+Place in the flow: instantiated by `hardware.machine` for the VEC slot; the
+arithmetic is `hardware.vec_datapath.VecDatapath` (docs/NUMERICS.md §6), the
+buffer `hardware.buffer`.
+
+Schedule (one beat per cycle, no bubbles; L = vec_lanes): for each row, for
+each group of columns (rmsnorm's `group` when the chain has an rmsnorm, else
+the whole row), for each pass (two with an rmsnorm: the sum of squares, then
+the scaling; else one), for each block of L columns of the group: one beat.
+So `vec` occupies the unit rows * ceil(cols / L) cycles, or with an rmsnorm
+rows * (cols / group) * 2 * ceil(group / L), and `vec.argmax`
+rows * ceil(cols / L): the target's `vec_row_tiles` rule in isa/costs.py.
+A beat reads its L elements of `a` (row pitch `a_ld`) and of `b` (pitch
+`b_ld`, or the broadcast row) through ceil(4 L / word) read ports each, in
+its cycle; the data flows through
+
+    read (1) -> VecDatapath -> write (1)
+
+and the last-pass beats write their L results (dst pitch `dst_ld`) through
+as many write ports; an argmax beat that ends a row writes the row's index.
+LATENCY = 1 + VecDatapath.LATENCY + 1 - 1, which the target's `vec_latency`
+must equal (tests/test_hw_vec.py).  The last write of an op reports its
+table entry done.
+
+Limits of this build (`check`): at most VEC_LANES_MAX lanes (each lane's four
+micro-op stages are elaborated in full), and a chain with at most one
+rmsnorm (the machine stops with `vec_fields` at issue otherwise).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data
+
+from fastmamba.hardware.decode import op_layout
+from fastmamba.hardware.vec_datapath import MICRO_OPS, N_STAGES, TYPES, VecDatapath
+from fastmamba.isa.costs import VEC_MICRO_OP_FIELDS
+from fastmamba.isa.dtypes import itemsize
+from fastmamba.isa.instructions import OPS
+
+VEC_LANES_MAX = 16
+_VEC = OPS["vec"].field_map
+B_MODES = _VEC["b_mode"].values
+TYPE_SHIFT = [itemsize(t).bit_length() - 1 for t in TYPES]  # log2 of each type's bytes
+ARGMAX_OPCODE = OPS["vec.argmax"].opcode
+INDEX_BYTES = itemsize("i32")
+
+
+def vec_latency(target) -> int:
+    """The VEC unit's pipeline depth: what the target's vec_latency must be."""
+    return (1 + VecDatapath.LATENCY + 1) - 1
+
+
+def check(target, word_bytes: int) -> None:
+    if target.vec_lanes > VEC_LANES_MAX:
+        raise ValueError(f"the RTL's VEC unit elaborates every lane's binary32 stages in full: vec_lanes must be at "
+                         f"most {VEC_LANES_MAX}, got {target.vec_lanes}")
+
+
+def rmsnorm_count(ops) -> int:
+    return sum((o == MICRO_OPS.index("rmsnorm")).as_unsigned() for o in ops)
+
+
+class VecUnit(Elaboratable):
+    """The machine's interface as `hardware.lin_unit.LinUnit`'s; `op` holds a `vec` or a `vec.argmax`."""
+
+    @staticmethod
+    def pipeline_latency(target) -> int:
+        return vec_latency(target)
+
+    def __init__(self, target, buf, m: Module):
+        check(target, buf.word_bytes)
+        self.target = target
+        self.L = target.vec_lanes
+        self.W = buf.word_bytes
+        self.P = -(-self.L * 4 // self.W)  # ports per operand: L four-byte elements
+        self.layout = op_layout("vec")
+        self.arg_layout = op_layout("vec.argmax")
+        self.start = Signal()
+        self.op = Signal(max(self.layout.size, self.arg_layout.size))
+        self.entry = Signal(8)
+        self.ready = Signal()
+        self.done = Signal()
+        self.done_entry = Signal(8)
+        self.busy_cycle = Signal()
+        self.macs_of_op = Signal(64)
+        self.a_rd = [buf.read_port(m, f"vec_a{i}") for i in range(self.P)]
+        self.b_rd = [buf.read_port(m, f"vec_b{i}") for i in range(self.P)]
+        self.wr = [buf.write_port(m, f"vec_dst{i}") for i in range(self.P)]
+        type_bits, op_bits = _VEC["a_type"].bits, _VEC["op0"].bits
+        self.params = data.StructLayout({
+            "argmax": 1, "a": 24, "b": 24, "dst": 24, "rows": 16, "cols": 16, "a_ld": 16, "b_ld": 16, "dst_ld": 16,
+            "a_type": type_bits, "a_exp": signed(8), "b_type": type_bits, "b_exp": signed(8),
+            "b_mode": _VEC["b_mode"].bits, "ops": data.ArrayLayout(unsigned(op_bits), N_STAGES), "group": 16,
+            "eps": 32, "out_type": type_bits, "out_scale": 32, "rms": 1, "glen": 16})
+
+    def _decode(self, m: Module) -> Signal:
+        """The op in `op` as the unit's parameters (argmax: a chain of none on f32 rows of pitch cols)."""
+        v = data.View(self.layout, self.op[:self.layout.size])
+        av = data.View(self.arg_layout, self.op[:self.arg_layout.size])
+        q = Signal(self.params)
+        ops = [getattr(v, f) for f in VEC_MICRO_OP_FIELDS]
+        rms = rmsnorm_count(ops) != 0
+        with m.If(v.opcode == ARGMAX_OPCODE):
+            m.d.comb += [q.argmax.eq(1), q.a.eq(av.a), q.dst.eq(av.dst), q.rows.eq(av.rows), q.cols.eq(av.cols),
+                         q.a_ld.eq(av.cols), q.a_type.eq(TYPES.index("f32")), q.glen.eq(av.cols),
+                         q.out_type.eq(TYPES.index("i32"))]
+        with m.Else():
+            m.d.comb += [q.a.eq(v.a), q.b.eq(v.b), q.dst.eq(v.dst), q.rows.eq(v.rows), q.cols.eq(v.cols),
+                         q.a_ld.eq(v.a_ld), q.b_ld.eq(v.b_ld), q.dst_ld.eq(v.dst_ld), q.a_type.eq(v.a_type),
+                         q.a_exp.eq(v.a_exp), q.b_type.eq(v.b_type), q.b_exp.eq(v.b_exp), q.b_mode.eq(v.b_mode),
+                         q.group.eq(v.group), q.eps.eq(v.eps), q.out_type.eq(v.out_type), q.out_scale.eq(v.out_scale),
+                         q.rms.eq(rms), q.glen.eq(Mux(rms, v.group, v.cols))]
+            m.d.comb += [q.ops[s].eq(o) for s, o in enumerate(ops)]
+        return q
+
+    def elaborate(self, platform):
+        m = Module()
+        L, W, P = self.L, self.W, self.P
+        m.submodules.dp = dp = VecDatapath(self.target)
+        LD = VecDatapath.LATENCY
+        new = self._decode(m)
+
+        p = Signal(self.params)
+        entry = Signal(8)
+        active = Signal()
+        row, gcol, bc, ps = Signal(16), Signal(16), Signal(16), Signal()
+        cur = Signal(self.params)
+        cur_entry = Signal(8)
+        c_row, c_gcol, c_bc, c_ps = Signal(16), Signal(16), Signal(16), Signal()
+        go = Signal()
+        with m.If(active):
+            m.d.comb += [cur.eq(p), cur_entry.eq(entry), c_row.eq(row), c_gcol.eq(gcol), c_bc.eq(bc), c_ps.eq(ps),
+                         go.eq(1)]
+        with m.Elif(self.start):
+            m.d.comb += [cur.eq(new), cur_entry.eq(self.entry), go.eq(1)]
+
+        blk_last = c_bc + L >= cur.glen
+        pass_last = c_ps == cur.rms
+        group_last = c_gcol + cur.glen >= cur.cols
+        op_last = blk_last & pass_last & group_last & (c_row == cur.rows - 1)
+        # free once the last beat has gone (the simulator's unit is free occupancy cycles after the issue); a
+        # start in the last beat's cycle would be lost
+        m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active)]
+        with m.If(go):
+            with m.If(op_last):
+                m.d.sync += active.eq(0)
+            with m.Else():
+                m.d.sync += [active.eq(1), p.eq(cur), entry.eq(cur_entry), row.eq(c_row), gcol.eq(c_gcol),
+                             ps.eq(c_ps), bc.eq(0)]
+                with m.If(~blk_last):
+                    m.d.sync += bc.eq(c_bc + L)
+                with m.Elif(~pass_last):
+                    m.d.sync += ps.eq(1)
+                with m.Elif(~group_last):
+                    m.d.sync += [ps.eq(0), gcol.eq(c_gcol + cur.glen)]
+                with m.Else():
+                    m.d.sync += [ps.eq(0), gcol.eq(0), row.eq(c_row + 1)]
+
+        # ---- the beat's reads ----
+        c0 = c_gcol + c_bc
+        n_valid = Mux(cur.glen - c_bc >= L, L, cur.glen - c_bc)
+        shifts = Array(Const(s, 2) for s in TYPE_SHIFT)
+        a_addr = cur.a + ((c_row * cur.a_ld + c0) << shifts[cur.a_type])
+        b_row = Mux(cur.b_mode == B_MODES.index("full"), c_row * cur.b_ld, 0)
+        b_addr = cur.b + ((b_row + c0) << shifts[cur.b_type])
+        for i in range(P):
+            m.d.comb += [self.a_rd[i].en.eq(go), self.a_rd[i].addr.eq(a_addr + i * W),
+                         self.b_rd[i].en.eq(go & (cur.b_mode != B_MODES.index("none"))),
+                         self.b_rd[i].addr.eq(b_addr + i * W)]
+        write = Mux(cur.argmax, blk_last, pass_last)
+        o_shift = shifts[cur.out_type]
+        dst_addr = Mux(cur.argmax, cur.dst + c_row * INDEX_BYTES, cur.dst + ((c_row * cur.dst_ld + c0) << o_shift))
+        nbytes = Mux(cur.argmax, INDEX_BYTES, n_valid << o_shift)
+
+        side = data.StructLayout({
+            "valid": 1, "write": 1, "op_last": 1, "argmax": 1, "entry": 8, "dst": 25, "nbytes": range(4 * L + 1),
+            "params": self.params, "sum_pass": 1, "group_first": 1, "lanes": range(L + 1), "row_first": 1,
+            "col0": 16})
+        s0 = Signal(side)
+        m.d.comb += [s0.valid.eq(go), s0.write.eq(go & write), s0.op_last.eq(op_last), s0.argmax.eq(cur.argmax),
+                     s0.entry.eq(cur_entry), s0.dst.eq(dst_addr), s0.nbytes.eq(nbytes), s0.params.eq(cur),
+                     s0.sum_pass.eq(cur.rms & (c_ps == 0)), s0.group_first.eq(cur.rms & (c_ps == 0) & (c_bc == 0)),
+                     s0.lanes.eq(n_valid), s0.row_first.eq(c0 == 0), s0.col0.eq(c0)]
+        stages = [s0]
+        for d in range(1 + LD):
+            s = Signal(side, name=f"vside{d + 1}")
+            m.d.sync += s.eq(stages[-1])
+            stages.append(s)
+        s1, s_wr = stages[1], stages[1 + LD]
+
+        # ---- into the datapath: lanes of the words read ----
+        q = s1.params
+        for name, ports, type_code in (("a", self.a_rd, q.a_type), ("b", self.b_rd, q.b_type)):
+            raw = Cat(*(port.data for port in ports))
+            lanes = getattr(dp, name)
+            for lane in range(L):
+                by_type = [raw[lane * 8 * (1 << s):(lane + 1) * 8 * (1 << s)] for s in TYPE_SHIFT]
+                value = by_type[-1]
+                for code in range(len(TYPES) - 1):
+                    value = Mux(type_code == code, by_type[code], value)
+                m.d.comb += lanes[lane].eq(value)
+        m.d.comb += [dp.valid.eq(s1.valid), dp.a_type.eq(q.a_type), dp.b_type.eq(q.b_type), dp.a_exp.eq(q.a_exp),
+                     dp.b_exp.eq(q.b_exp), dp.ops.eq(q.ops), dp.group.eq(q.group), dp.eps.eq(q.eps),
+                     dp.out_type.eq(q.out_type), dp.out_scale.eq(q.out_scale), dp.sum_pass.eq(s1.sum_pass),
+                     dp.group_first.eq(s1.group_first), dp.lanes.eq(s1.lanes), dp.argmax.eq(s1.argmax),
+                     dp.row_first.eq(s1.row_first), dp.col0.eq(s1.col0)]
+
+        # ---- the write ----
+        out_type = s_wr.params.out_type
+        packed = [Cat(*(dp.y[lane][:8 * (1 << s)] for lane in range(L))) for s in TYPE_SHIFT]
+        out = Signal(P * W * 8)
+        m.d.comb += out.eq(packed[-1])
+        for code in range(len(TYPES) - 1):
+            with m.If(out_type == code):
+                m.d.comb += out.eq(packed[code])
+        with m.If(s_wr.argmax):
+            m.d.comb += out.eq(dp.index)
+        for i, port in enumerate(self.wr):
+            left = s_wr.nbytes - i * W
+            m.d.comb += [port.en.eq(s_wr.write & (s_wr.nbytes > i * W)), port.addr.eq(s_wr.dst + i * W),
+                         port.len.eq(Mux(left >= W, W, left)), port.data.eq(out[i * W * 8:(i + 1) * W * 8])]
+        m.d.comb += [self.done.eq(s_wr.valid & s_wr.op_last), self.done_entry.eq(s_wr.entry)]
+        return m

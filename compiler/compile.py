@@ -280,7 +280,7 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
     `progress` (a compiler.progress.Progress) is told each stage (import, the passes, emit) and the steps inside
     them (calibration windows, constant blocks)."""
     from fastmamba.compiler.frontend.importer import import_model
-    from fastmamba.compiler.progress import showing
+    from fastmamba.compiler.progress import showing, step
     from fastmamba.compiler.weights import NumpyWeights
     from fastmamba.passes.calibrate import loaded_model
 
@@ -303,7 +303,9 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
             progress.plan(["import", *(p.name for p in passes), "emit"])
             progress.stage("import")
         module = import_model(model, "prefill", options.seq_len).module
+        step(1, 2, "program")
         merge_decode(module, import_model(model, "prefill", 1).module)
+        step(2, 2, "program")
         if options.batch > 1:  # the batched step: a prefill graph of B rows returning every row's logits
             merge_decode(module, import_model(model, "prefill", options.batch, all_logits=True).module,
                          BATCH_PROGRAM)

@@ -41,8 +41,10 @@ def batched(tmp_path_factory):
     return path
 
 
-def _device_and_golden(path: Path):
-    binary = read_fmb(path)
+@pytest.fixture(scope="module")
+def loaded(batched):
+    """The simulator with the binary loaded, the golden model of its metadata, the metadata."""
+    binary = read_fmb(batched)
     meta = read_meta(binary)
     target = load_target(meta["target"])
     device = SimulatorBackend(target)
@@ -81,11 +83,11 @@ def test_the_batched_program(batched):
     assert {int(op["t"]) for op in ops if op.op == "ssm"} == {1}
 
 
-def test_golden_step_batch_is_each_sequence_step(batched):
-    _, golden, meta = _device_and_golden(batched)
+def test_golden_step_batch_is_each_sequence_step(loaded):
+    _, golden, meta = loaded
     rng = np.random.default_rng(1)
     vocab = meta["config"]["vocab_size"]
-    states = [golden.run(rng.integers(0, vocab, size=n), None)[1] for n in (3, 1, 6)] + [None]
+    states = [golden.run(rng.integers(0, vocab, size=n), None)[1] for n in (2, 1, 3)] + [None]
     ids = rng.integers(0, vocab, size=4)
     logits, new = golden.step_batch(ids, states)
     for b in range(4):
@@ -96,33 +98,29 @@ def test_golden_step_batch_is_each_sequence_step(batched):
 
 
 def test_run_three_prompts_bit_exact(batched, capsys):
-    """Prompts of 7, 24 and 1 tokens, --check: every batched run equals the golden model's; each sequence's
-    continuation equals the one-sequence generation's."""
-    code, out, err = _run(capsys, batched, *(a for p in PROMPTS for a in ("--prompt", p)), "--max-new-tokens", 4,
+    """Prompts of 7, 24 and 1 tokens, --check: every batched run equals the golden model's, slot by slot."""
+    code, out, err = _run(capsys, batched, *(a for p in PROMPTS for a in ("--prompt", p)), "--max-new-tokens", 3,
                           "--greedy", "--check", "--json")
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["bit_exact"] is True and doc["batch"] == B and doc["steps"] == 3
-    assert doc["runs_checked"] == (1 + 3) + (6 + 0) + (0 + 1) + 3  # each prompt's runs, then the batched ones
-    device, _, _ = _device_and_golden(batched)
-    from fastmamba.compiler.tokenizer import load_tokenizer
-
-    tokenizer = load_tokenizer(model_config(read_meta(device.binary)), DEFAULT_MODEL_DIR)
-    for prompt, seq in zip(PROMPTS, doc["sequences"]):
-        alone = generate(device, tokenizer.encode(prompt), 4)
-        assert seq["tokens"] == alone.tokens
-    assert doc["decode"]["programs"] == {BATCH_PROGRAM: 3} and doc["decode"]["tokens"] == 3 * B
-    code, out, _ = _run(capsys, batched, *(a for p in PROMPTS for a in ("--prompt", p)), "--max-new-tokens", 2,
-                        "--greedy")
-    assert code == 0 and "--- sequence 3 ---" in out and "aggregate:" in out and "per sequence:" in out
+    assert doc["bit_exact"] is True and doc["batch"] == B and doc["steps"] == 2
+    assert doc["runs_checked"] == (1 + 3) + (6 + 0) + (0 + 1) + 2  # each prompt's runs, then the batched ones
+    assert doc["decode"]["programs"] == {BATCH_PROGRAM: 2} and doc["decode"]["tokens"] == 2 * B
+    assert [len(seq["tokens"]) for seq in doc["sequences"]] == [3, 3, 3]
+    code, out, _ = _run(capsys, batched, "--prompt", "a", "--prompt", "Be", "--max-new-tokens", 2, "--greedy")
+    assert code == 0 and "--- sequence 2 ---\nBe" in out and "aggregate:" in out and "per sequence:" in out
 
 
-def test_one_sequence_through_the_batched_step(batched):
-    """B = 1 of the batched step (one slot used, two idle), checked, and the same tokens as decode's."""
-    device, golden, _ = _device_and_golden(batched)
-    result = generate_batch(device, [[5, 6, 7, 8, 9, 10]], 4, check=golden)
-    assert result.check is not None and result.check.bit_exact and result.steps == 3
-    assert result.sequences[0].tokens == generate(device, [5, 6, 7, 8, 9, 10], 4).tokens
+def test_batched_tokens_are_each_sequence_alone(loaded):
+    """B = 1 of the batched step (one slot used, two idle) and B = 2 with prompts of 6 and 1 tokens, checked;
+    each sequence's tokens equal its generation alone through prefill/decode."""
+    device, golden, _ = loaded
+    prompts = [[5, 6, 7, 8, 9, 10], [200]]
+    for group in (prompts[:1], prompts):
+        result = generate_batch(device, group, 4, check=golden)
+        assert result.check is not None and result.check.bit_exact and result.steps == 3
+        for ids, seq in zip(group, result.sequences):
+            assert seq.tokens == generate(device, ids, 4).tokens
 
 
 def _error(capsys, *argv):

@@ -19,6 +19,8 @@ class FakeTerminal(io.StringIO):
 
 
 def test_terminal_redraws_one_line_and_clears_it(monkeypatch):
+    monkeypatch.setattr(progress_module, "TICK_S", 3600.0)  # (no redraw by the ticking thread in between)
+    monkeypatch.setattr(progress_module, "REDRAW_S", 0.0)  # (every step drawn)
     out = FakeTerminal()
     p = Progress(out, "job", tty=True)
     p.plan(["a", "b"])
@@ -33,6 +35,50 @@ def test_terminal_redraws_one_line_and_clears_it(monkeypatch):
     assert frames[1].startswith("job: [##########..........] [1/2] a: window 1/2 (")
     assert frames[2].startswith("job: [####################] [2/2] b (")
     assert frames[3] == " " * max(len(f.rstrip()) for f in frames[:3])  # cleared: nothing of the bar is left
+
+
+def test_a_terminal_draws_steps_at_most_every_redraw_interval(monkeypatch):
+    monkeypatch.setattr(progress_module, "REDRAW_S", 3600.0)
+    out = FakeTerminal()
+    p = Progress(out, "job", tty=True)
+    p.plan(["a"])
+    p.stage("a")
+    for done in range(1, 11):
+        p.step(done, 10, "block")
+    frames = [f.rstrip() for f in out.getvalue().split("\r") if f]
+    assert [f.split("] a", 1)[1].split(" (")[0] for f in frames] == ["", ": block 10/10"]  # the stage, the last
+
+
+def test_the_terminal_line_ticks_while_shown_and_not_once_cleared():
+    out = FakeTerminal()
+    p = Progress(out, "job", tty=True)
+    p.plan(["a"])
+    p.tick()  # nothing shown yet: nothing to redraw
+    assert out.getvalue() == ""
+    p.stage("a")
+    p.tick()
+    frames = [f for f in out.getvalue().split("\r") if f]
+    assert len(frames) == 2 and frames[1].startswith("job: [####################] [1/1] a (")
+    p.close()  # (as before other text goes to the stream)
+    cleared = out.getvalue()
+    p.tick()
+    assert out.getvalue() == cleared
+
+
+def test_showing_ticks_on_a_terminal_and_stops(monkeypatch):
+    monkeypatch.setattr(progress_module, "TICK_S", 0.01)
+    out = FakeTerminal()
+    p = Progress(out, "job", tty=True)
+    p.plan(["a"])
+    with showing(p):
+        p.stage("a")
+        deadline = progress_module.time.monotonic() + 30
+        while out.getvalue().count("\r") < 3 and progress_module.time.monotonic() < deadline:
+            progress_module.time.sleep(0.01)
+    assert out.getvalue().count("\r") >= 3  # the stage's line and redraws by the thread, then the clearing
+    text = out.getvalue()
+    progress_module.time.sleep(0.05)
+    assert out.getvalue() == text and text.endswith("\r")  # stopped: nothing after the clearing
 
 
 def test_plain_lines_a_line_per_stage_and_steps_at_most_each_second(monkeypatch):

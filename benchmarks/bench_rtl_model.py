@@ -94,11 +94,10 @@ def main() -> int:
         print(f"cannot run on the RTL: {exc}")
         return 1
     from fastmamba.hardware import backend as hw
-    from fastmamba.hardware import build
 
     start = time.perf_counter()
     words = max(len(encode_bundles(p.bundles)) // 8 for p in binary.programs)
-    build.library(SMALL, hw.imem_words(words))
+    hw.prepare(SMALL, words)
     print(f"RTL build lookup: {time.perf_counter() - start:.1f} s (instruction memory {hw.imem_words(words):,} words)")
 
     golden = None

@@ -130,6 +130,13 @@ def _library(target, words: int = IMEM_WORDS) -> _Library:
     return lib
 
 
+def prepare(target, words: int = IMEM_WORDS) -> None:
+    """Build (or find in the cache) and load the machine for `target` and programs of `words` instruction words,
+    so that later runs in this process pay no build; it stays loaded even if hardware/ changes meanwhile."""
+    check_rtl_target(target)
+    _library(target, words)
+
+
 def rtl_ops() -> set:
     """The operations the RTL machine runs: DMA, control and the ops of the compute units it has."""
     return set(machine_ops())

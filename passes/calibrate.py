@@ -219,7 +219,7 @@ def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], token
                      function: str = "prefill", method: str = "max", percentile: float = 99.99, windows: int = 4,
                      target: str | Target = "vc709") -> dict:
     """Run `function` on up to `windows` consecutive windows of `tokens`; write and return the ranges per site."""
-    from fastmamba.compiler.interpreters.mamba import checked_inputs
+    from fastmamba.compiler.interpreters.mamba import checked_inputs, single_threaded
     from fastmamba.compiler.interpreters.mamba_quant import make_interpreter
 
     fn = _function(module, function)
@@ -236,10 +236,11 @@ def calibrate_module(module: builtin.ModuleOp, weights: Mapping[str, Any], token
     memo = count > 1 and _weight_bytes(fn) <= MEMO_LIMIT_BYTES  # small models: weights folded and rotated once
     interpreter = make_interpreter(module, weights, target, (listener,), memo_offline=memo)
     dead_after = _last_uses(fn)
-    for w in range(count):
-        inputs = checked_inputs(module, function, (tokens[w * length:(w + 1) * length],))
-        _interpret(interpreter, fn, tuple(inputs), dead_after)
-        progress.step(w + 1, count, "window")
+    with single_threaded():
+        for w in range(count):
+            inputs = checked_inputs(module, function, (tokens[w * length:(w + 1) * length],))
+            _interpret(interpreter, fn, tuple(inputs), dead_after)
+            progress.step(w + 1, count, "window")
     ranges = recorder.ranges()
     write_ranges(listener.sites, ranges)
     return ranges

@@ -11,7 +11,8 @@ from a mapping name -> array (see compiler.weights.NumpyWeights).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,30 @@ from xdsl.utils.exceptions import InterpretationError
 
 from fastmamba.compiler.dialects import mamba
 
-__all__ = ["MambaFunctions", "run_function", "numpy_dtype"]
+__all__ = ["MambaFunctions", "run_function", "numpy_dtype", "single_threaded"]
 
 _DTYPES = {f32: np.float32, f64: np.float64, f16: np.float16, bf16: np.float32}
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run numpy's BLAS and torch's kernels on one thread inside (restored after).
+
+    The interpreters' tensors are small (a window of tokens, one weight at a time): a second thread gains
+    little on them, and on a loaded machine its barriers cost far more than the work (torch's addcmul_ on
+    one SSM state: 27 ms with 2 threads, 1.3 ms with one, under load 20 on 2 cores).  The results are the
+    same bits: elementwise kernels do not depend on the thread count, and OpenBLAS divides a GEMM's rows
+    and columns among its threads, not the sums (the compiled binaries are byte for byte the same)."""
+    import torch
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def numpy_dtype(typ: TensorType) -> Any:

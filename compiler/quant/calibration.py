@@ -58,13 +58,17 @@ class RangeRecorder:
         self._add(site, quantity, value, is_linear_site(site))
 
     def _add(self, site: str, quantity: str, value: np.ndarray, linear: bool) -> None:
-        a = np.abs(np.asarray(value, np.float64))
+        value = np.asarray(value)
+        # |x| and its maxima are exact in a float array's own type (no float64 copy); percentiles interpolate,
+        # so they (and integer arrays) take float64
+        exact = value.dtype in (np.float32, np.float64) and self.method != "percentile"
+        a = np.abs(value) if exact else np.abs(np.asarray(value, np.float64))
         key = (site, quantity)
         self._max[key] = max(self._max[key], float(a.max()) if a.size else 0.0)
         if linear and self.method == "percentile":
             self._pct[key].append(float(np.percentile(a, self.percentile)) if a.size else 0.0)
         if linear:
-            cm = a.reshape(-1, a.shape[-1]).max(axis=0)
+            cm = a.reshape(-1, a.shape[-1]).max(axis=0).astype(np.float64)
             self.channel_amax[key] = np.maximum(self.channel_amax[key], cm) if key in self.channel_amax else cm
 
     def ranges(self) -> dict[str, dict[str, float]]:

@@ -1,0 +1,54 @@
+"""The resource model's error on configurations held out from its fit, and what it predicts for the presets.
+
+Place in the flow: a measurement, not a test.  Reads hardware/resource_model.json (the synthesized
+configurations and the fitted coefficients; `python -m fastmamba.hardware.resource_model` regenerates
+it), and prints
+
+1. per unit, the fit (configurations fitted, held out) and per resource the median and worst relative
+   error |model - synthesis| / synthesis over the held-out configurations (with the worst absolute
+   difference: a relative error on a count of a few cells says little);
+2. the model's estimate per unit for `small` and `vc709` beside the xc7vx690t's capacity.
+
+Run: `.venv/bin/python benchmarks/bench_resource_model.py`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fastmamba.hardware import resource_model as rm  # noqa: E402
+from fastmamba.hardware.synth import XC7VX690T, percent  # noqa: E402
+from fastmamba.isa.target import PRESETS  # noqa: E402
+
+
+def main() -> int:
+    data = rm.load()
+    print("Resource model: error on held-out configurations (relative: |model - synth| / synth)\n")
+    print(f"{'unit':<8} {'resource':<9} {'median':>8} {'worst':>8} {'worst abs':>10}")
+    for unit, d in data["units"].items():
+        rows = d["rows"]
+        held = sum(1 for r in rows if r["config"].get("held"))
+        print(f"{unit}: {len(rows) - held} configurations fitted, {held} held out; features "
+              + ", ".join(d["features"]))
+        for res, e in rm.errors(unit, data).items():
+            if e["zero"] and e["worst_abs"] < 0.5:
+                print(f"{'':<8} {res:<9} {'(0 in every held-out configuration, model 0)':>28}")
+                continue
+            print(f"{'':<8} {res:<9} {100 * e['median']:>7.1f}% {100 * e['worst']:>7.1f}% {e['worst_abs']:>10,.0f}")
+    for name in ("small", "vc709"):
+        pred = rm.predict(PRESETS[name], data)
+        print(f"\nModel estimate for {name} (pre-place-and-route; each unit whole, at the target's parameters):")
+        print(f"{'unit':<8} " + " ".join(f"{r:>9}" for r in rm.MODELED))
+        for unit, counts in pred.items():
+            print(f"{unit:<8} " + " ".join(f"{counts[r]:>9,.0f}" for r in rm.MODELED))
+        share = percent(pred["total"], XC7VX690T)
+        print(f"{'% ' + XC7VX690T.name:<8} " + " ".join(f"{share[r]:>8.1f}%" if r in share else f"{'':>9}"
+                                                        for r in rm.MODELED))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

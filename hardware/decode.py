@@ -31,8 +31,8 @@ from fastmamba.isa.encoding import DELAY_SHIFT, WORD_BYTES
 from fastmamba.isa.instructions import BUNDLE_DELAY_BITS, OPCODE_BITS, OPS, SLOTS
 
 WORD_BITS = WORD_BYTES * 8
-# The slots whose units this RTL implements; an SSM or VEC operation is an error.
-RTL_SLOTS: tuple[str, ...] = ("LD", "ST", "LIN", "CONV", "SSM", "CTL")
+# The slots whose units this RTL implements.
+RTL_SLOTS: tuple[str, ...] = ("LD", "ST", "LIN", "CONV", "SSM", "VEC", "CTL")
 RTL_OPS: tuple[str, ...] = tuple(name for name, spec in OPS.items() if spec.slot in RTL_SLOTS)
 
 

@@ -36,7 +36,9 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from fastmamba.isa.costs import VEC_MICRO_OP_FIELDS
 from fastmamba.isa.instructions import OPS, SLOTS
+from fastmamba.isa.numerics import MICRO_OPS_WITH_B
 from fastmamba.isa.target import CONV_KERNEL_MIN, Target
 
 from fastmamba.hardware.buffer import Buffer
@@ -44,24 +46,28 @@ from fastmamba.hardware.decode import RTL_SLOTS, BundleFetch, op_layout
 from fastmamba.hardware.conv_unit import ConvUnit
 from fastmamba.hardware.lin_unit import LinUnit
 from fastmamba.hardware.ssm_unit import SsmUnit
+from fastmamba.hardware.vec_unit import B_MODES, rmsnorm_count
+from fastmamba.hardware.vec_datapath import MICRO_OPS
 from fastmamba.hardware.regions import SPACES, op_ranges
 
 DMA_STAGES = 1  # the address stage between a beat and the DDR port (docs/RTL.md)
 ERRORS = ("none", "unimplemented", "zero_count", "semaphore", "misaligned", "out_of_range", "RAW", "WAR", "WAW",
           "deadlock", "ldg_index", "dma_queue", "table_full", "run_off_end", "cycle_limit", "lin_block", "conv_kw",
-          "ssm_dt_frac")
+          "ssm_dt_frac",
+          "vec_fields")
 ERROR_CODE = {name: i for i, name in enumerate(ERRORS)}
 # Counts the simulator's units require to be >= 1 (simulator/units/*: check_positive).
 POSITIVE_FIELDS = {"ld": ("rows", "row_bytes"), "ldg": ("rows", "row_bytes"), "st": ("rows", "row_bytes"),
                    "lin": ("m", "k", "n"), "conv": ("t", "c"),
-                   "ssm": ("t", "h", "p", "n", "hpg")}
+                   "ssm": ("t", "h", "p", "n", "hpg"), "vec": ("rows", "cols"), "vec.argmax": ("rows", "cols")}
 DMA_KINDS = ("ld", "ldg", "st")
-ISSUE_SLOTS = ("LD", "ST", "LIN", "CONV", "SSM")  # slots whose operations can enter the in-flight table
+ISSUE_SLOTS = ("LD", "ST", "LIN", "CONV", "SSM", "VEC")  # slots whose operations can enter the in-flight table
 COMPUTE_SLOTS = tuple(s for s in ISSUE_SLOTS if s not in ("LD", "ST"))
 COUNTERS = ("cycles", "rtl_cycles", "bundles", "ops", "macs", "ddr_bytes_read", "ddr_bytes_written",
             "stall_semaphore", "stall_structural", "stall_dma_queue",
             "busy_LD", "busy_ST", "busy_LIN", "busy_CONV", "ops_LD", "ops_ST", "ops_LIN", "ops_CONV",
-            "busy_SSM", "ops_SSM")
+            "busy_SSM", "ops_SSM",
+            "busy_VEC", "ops_VEC")
 ADDR_BITS = 41  # DDR addresses and span ends (40-bit fields)
 
 
@@ -97,6 +103,18 @@ def check_target(target: Target) -> None:
 def table_entries(target: Target, compute_latencies) -> int:
     """In-flight operations at most: the DMA queue, plus latency + 1 per compute unit (occupancy >= 1)."""
     return target.dma_queue_depth + sum(lat + 1 for lat in compute_latencies)
+
+
+def vec_fields_bad(v):
+    """A `vec` the simulator refuses (a pitch below cols, add/mul/gate without b, rmsnorm's group not dividing
+    cols), or one the RTL's VEC unit does not run (two rmsnorms in the chain)."""
+    ops = [getattr(v, f) for f in VEC_MICRO_OP_FIELDS]
+    full, none = v.b_mode == B_MODES.index("full"), v.b_mode == B_MODES.index("none")
+    bad = (v.a_ld < v.cols) | (v.dst_ld < v.cols) | (full & (v.b_ld < v.cols))
+    for o in ops:
+        bad = bad | (none & sum((o == MICRO_OPS.index(n) for n in MICRO_OPS_WITH_B), Const(0)).bool())
+    n_rms = rmsnorm_count(ops)
+    return bad | (n_rms > 1) | ((n_rms == 1) & ((v.group == 0) | ((v.cols % Mux(v.group == 0, 1, v.group)) != 0)))
 
 
 class Machine(wiring.Component):
@@ -230,6 +248,8 @@ class Machine(wiring.Component):
                 if op == "ssm":  # the NLA's fraction bits: [log2 nla_segments, nla_bits - 1]
                     low, high = t.nla_segments.bit_length() - 1, t.nla_bits - 1
                     checks.append(((v.dt_frac < low) | (v.dt_frac > high), "ssm_dt_frac", v.dt_frac, Const(0)))
+                if op == "vec":
+                    checks.append((vec_fields_bad(v), "vec_fields", Const(0), Const(0)))
                 for r, rg in enumerate(ranges):
                     size = Mux(rg["space"] == SPACES.index("ddr"), self.ddr_size, Const(t.buffer_bytes))
                     checks.append((rg["valid"] & ~rg["align_ok"], "misaligned", Const(r), Const(0)))

@@ -1,0 +1,117 @@
+"""The RTL's VEC unit (hardware/vec_unit.py around hardware/vec_datapath.py): its controller in Amaranth's
+simulator against the simulator's VEC semantics, its depth against the target's vec_latency, the cost rule.
+
+The controller alone (2 lanes on a buffer of 4-byte words, so that every operand takes two ports and windows
+straddle words) runs four ops back to back (an rmsnorm chain over partial beats with an i8 b, silu on i16 with a
+broadcast b into i8, argmax, an rmsnorm into i16), bit-exact against simulator/units/vec.py, each starting the
+cycle the previous one frees the unit and completing vec_latency cycles after its last beat.  The whole machine
+with the VEC unit is too large a build for the test suite (docs/RTL.md): benchmarks/bench_rtl_vec.py builds it
+and runs the random programs (tests/hw_programs.random_vec_program) against the simulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from fastmamba.hardware.buffer import Buffer
+from fastmamba.hardware.vec_unit import VecUnit, vec_latency
+from fastmamba.isa import costs
+from fastmamba.isa.encoding import encode_instruction
+from fastmamba.isa.instructions import Instruction
+from fastmamba.isa.target import PRESETS
+from fastmamba.simulator.effects import MachineState
+from fastmamba.simulator.units.vec import ARGMAX, CHAIN
+
+SMALL = PRESETS["small"]
+
+
+def test_target_latency_is_the_rtl_pipeline_depth():
+    assert SMALL.vec_latency == vec_latency(SMALL)
+
+
+def test_rmsnorm_cycles_per_group_and_pass():
+    op = Instruction("vec", dict(dst=0x400, a=0, b=0, rows=2, cols=12, a_ld=12, b_ld=12, dst_ld=12, a_type="f32",
+                                 a_exp=0, b_type="f32", b_exp=0, b_mode="none", op0="rmsnorm", op1="none",
+                                 op2="none", op3="none", group=4, eps=0.0, out_type="f32", out_scale=1.0))
+    assert costs.occupancy(op, SMALL) == 2 * 3 * 2 * 1  # rows * groups * passes * ceil(group / lanes)
+    wide = Instruction("vec", {**dict(op.args), "group": 12, "op0": "silu"})  # no rmsnorm: one pass
+    assert costs.occupancy(wide, SMALL) == 2 * 2 and costs.occupancy(wide, PRESETS["vc709"]) == 1
+    argmax = Instruction("vec.argmax", dict(dst=0, a=0, rows=3, cols=9))
+    assert costs.occupancy(argmax, SMALL) == 3 * 2 and costs.occupancy(argmax, PRESETS["vc709"]) == 1
+
+
+def _run_unit(target, word_bytes: int, buf_bytes: int, ops, mem: np.ndarray) -> dict:
+    """The VEC unit on a buffer in Amaranth's simulator: each op starts the first cycle `ready` allows; returns
+    the start cycles, (done cycle, entry) pairs, busy cycles and the final buffer bytes."""
+    from amaranth.hdl import Module
+    from amaranth.sim import Simulator
+
+    buf = Buffer(buf_bytes, word_bytes)
+    m = Module()
+    buf.add_to(m)
+    unit = VecUnit(target, buf, m)
+    m.submodules.unit = unit
+    log: dict = {"start": [], "done": [], "busy": 0}
+
+    async def bench(ctx):
+        for b, bank in enumerate(buf.banks):
+            for row in range(buf.rows):
+                word = 2 * row + b
+                ctx.set(bank.data[row], int.from_bytes(mem[word * word_bytes:(word + 1) * word_bytes].tobytes(),
+                                                       "little"))
+        pending = list(ops)
+        for cycle in range(sum(costs.duration(op, target) for op in ops) + 4):
+            go = bool(pending) and ctx.get(unit.ready)
+            if go:
+                ctx.set(unit.op, int.from_bytes(encode_instruction(pending.pop(0)), "little"))
+                ctx.set(unit.entry, len(ops) - len(pending))
+                log["start"].append(cycle)
+            ctx.set(unit.start, int(go))
+            log["busy"] += ctx.get(unit.busy_cycle)
+            if ctx.get(unit.done):
+                log["done"].append((cycle, ctx.get(unit.done_entry)))
+            await ctx.tick()
+        out = bytearray(buf_bytes)
+        for b, bank in enumerate(buf.banks):
+            for row in range(buf.rows):
+                word = 2 * row + b
+                out[word * word_bytes:(word + 1) * word_bytes] = ctx.get(bank.data[row]).to_bytes(word_bytes, "little")
+        log["mem"] = np.frombuffer(bytes(out), np.uint8)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return log
+
+
+def test_the_controller_in_amaranth_sim_two_ports_back_to_back():
+    target = dataclasses.replace(SMALL, vec_lanes=2)
+    rng = np.random.default_rng(5)
+    mem = rng.integers(0, 256, 512, dtype=np.uint8)
+    mem[0:96] = (rng.standard_normal(24) * 3).astype("<f4").view(np.uint8)
+    mem[96:128] = rng.integers(-100, 100, 32).astype(np.int8).view(np.uint8)
+    common = dict(a_exp=0, b_exp=0, op2="none", op3="none", group=0, eps=0.0, out_scale=1.0)
+    ops = [
+        Instruction("vec", {**common, **dict(dst=0x100, a=0, b=96, rows=2, cols=5, a_ld=6, b_ld=7, dst_ld=6,
+                                             a_type="f32", b_type="i8", b_exp=-3, b_mode="full", op0="add",
+                                             op1="rmsnorm", op2="mul", group=5, eps=1e-5, out_type="f32")}),
+        Instruction("vec", {**common, **dict(dst=0x141, a=98, b=4, rows=3, cols=3, a_ld=5, b_ld=0, dst_ld=4,
+                                             a_type="i16", a_exp=2, b_type="f32", b_mode="row", op0="silu",
+                                             op1="mul", out_type="i8", out_scale=0.25)}),
+        Instruction("vec.argmax", dict(dst=0x160, a=8, rows=3, cols=5)),
+        Instruction("vec", {**common, **dict(dst=0x170, a=0, b=0, rows=1, cols=4, a_ld=4, b_ld=4, dst_ld=4,
+                                             a_type="f32", b_type="f32", b_mode="none", op0="rmsnorm", op1="none",
+                                             group=2, out_type="i16", out_scale=100.0)}),
+    ]
+    log = _run_unit(target, 4, 512, ops, mem)
+    state = MachineState(ddr=np.zeros(16, np.uint8), buf=mem.copy())
+    for op in ops:
+        (ARGMAX if op.op == "vec.argmax" else CHAIN).execute(op, state, target)
+    assert np.array_equal(log["mem"], state.buf)
+    occ = [costs.occupancy(op, target) for op in ops]
+    starts = [0] + list(np.cumsum(occ)[:-1])
+    assert log["start"] == starts and log["busy"] == sum(occ)
+    assert log["done"] == [(s + o - 1 + target.vec_latency, i + 1) for i, (s, o) in enumerate(zip(starts, occ))]

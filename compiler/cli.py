@@ -80,11 +80,18 @@ class VersionAction(argparse.Action):
         parser.exit(0)
 
 
+def one_line(text: str) -> str:
+    """`text` with each character that is not printable (a line break, another control character, a surrogate
+    standing for a byte that is not UTF-8) written as its Python escape (`\\n`, `\\x1e`, `\\udcff`): an error
+    stays one line whatever file name, option value or pass name it quotes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the problem (and exit status 2)."""
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
 def command_help(module: str) -> str:
@@ -153,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except FastmambaError as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)

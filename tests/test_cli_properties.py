@@ -234,6 +234,10 @@ def test_model_commands_exit_cleanly(data, pool, no_long_work):
     ["demo", "--prompt", os.fsdecode(b"\xc3\x28"), "--max-new-tokens", "2"],
     ["generate", "--model", "badmodel", "--prompt", "x", "--max-new-tokens", "99999999999999999999"],
     ["compile", "--model", "nomodel", "--seq-len", "-5", "-o", "out/a.fmb"],
+    ["opt", "in.mlir", "--print-ir-before", "x\ny"],  # line breaks in what a message quotes
+    ["opt", "in.mlir", "--print-ir-before", "\x1e"],  # (found by the property above)
+    ["asm", "no\nsuch.s", "-o", "out/a.fmb"],
+    ["sim", "ssm_step.fmb", "--no-such\r\nflag"],
 ])
 def test_directed_argvs(argv, pool, no_long_work, monkeypatch):
     """A few argvs the strategies reach only by chance, run with the pool's folder as working directory."""

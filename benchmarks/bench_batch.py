@@ -1,6 +1,6 @@
 """Batched decode benchmark: aggregate tokens/s of the `decode_batch` step against its bound, B = 1, 2, 4, 8, 16.
 
-    .venv/bin/python benchmarks/bench_batch.py [--shape 2.7b] [--batches 1,2,4,8,16] [--json]
+    .venv/bin/python benchmarks/bench_batch.py [--shape 2.7b] [--batches 1,2,4,8,16] [--json] [--bounds-only]
 
 For each B, the shape (random weights, benchmarks/shapes.py) compiled as
 `fastmamba compile --batch B` compiles its batched step (the prefill graph at
@@ -17,6 +17,7 @@ DDR = (the layers' and the head's int8 weights, read once for all B
 + B x the recurrent states read and written back) / bytes per cycle, against
 the compute terms of B rows (LIN, SSM, CONV of compiler/backend/roofline.py at
 B tokens); bound = the largest; bound tokens/s = B x clock / bound.
+--bounds-only prints the bound's columns without compiling (seconds, any shape).
 """
 
 from __future__ import annotations
@@ -105,10 +106,11 @@ def main() -> None:
     parser.add_argument("--batches", default="1,2,4,8,16")
     parser.add_argument("--target", default="vc709")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--bounds-only", action="store_true", help="the bounds alone, nothing compiled")
     args = parser.parse_args()
     target = load_target(args.target)
     config = SHAPES[args.shape]
-    ranges = ranges_by_calibration(config)
+    ranges = None if args.bounds_only else ranges_by_calibration(config)
     if not args.json:
         print(f"{args.shape} shape, batched decode step on {target.name} at {target.clock_hz / 1e6:g} MHz, "
               f"{target.dma_bytes_per_cycle * target.clock_hz / 1e9:g} GB/s; paper (B = 1, on the board): "
@@ -116,8 +118,16 @@ def main() -> None:
         print(f"{'B':>3} {'cycles':>12} {'tokens/s':>9} {'bound cyc':>12} {'bound tok/s':>11} {'ratio':>6}  "
               f"limiter  weights DDR  states DDR  compile s", flush=True)
     for batch in [int(b) for b in args.batches.split(",")]:
-        run = measure(config, batch, ranges, target, args.target)
         b = bound(config, batch, target)
+        if ranges is None:
+            row_b = {"shape": args.shape, "B": batch, "bound_cycles": round(b["bound"]),
+                     "bound_tokens_per_s": round(batch * target.clock_hz / b["bound"], 3), "limiter": b["limiter"],
+                     "weights_ddr": round(b["weights_ddr"]), "states_ddr": round(b["states_ddr"])}
+            print(json.dumps(row_b) if args.json else
+                  f"{batch:>3} {'-':>12} {'-':>9} {b['bound']:>12,.0f} {row_b['bound_tokens_per_s']:>11.2f} "
+                  f"{'-':>6}  {b['limiter']:<7}  {b['weights_ddr']:>11,.0f} {b['states_ddr']:>11,.0f}", flush=True)
+            continue
+        run = measure(config, batch, ranges, target, args.target)
         tps = batch * target.clock_hz / run["cycles"]
         bound_tps = batch * target.clock_hz / b["bound"]
         row = {"shape": args.shape, "B": batch, "cycles": run["cycles"], "tokens_per_s": round(tps, 3),

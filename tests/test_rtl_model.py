@@ -168,21 +168,18 @@ needs_every_unit = pytest.mark.skipif(bool(MISSING), reason=f"not implemented in
 @needs_every_unit
 def test_bundled_model_on_the_rtl(tmp_path_factory, capsys):
     """The bundled model on small: a prompt through prefill and decode, 17 tokens generated (16 fed back),
-    every run bit exact with the golden model on the RTL; the same text as the simulator."""
+    every run bit exact with the golden model on the RTL (tests/test_compile_small.py checks the simulator)."""
     from small_models import bundled_small
 
     fmb = bundled_small(tmp_path_factory)
     capsys.readouterr()
-    argv = (fmb, "--prompt", PROMPT, "--max-new-tokens", 17, "--greedy", "--check", "--json")
-    code, out, err = _run(capsys, *argv, "--backend", "rtl")
+    code, out, err = _run(capsys, fmb, "--prompt", PROMPT, "--max-new-tokens", 17, "--greedy", "--check", "--json",
+                          "--backend", "rtl")
     assert code == 0, err
     rtl = json.loads(out)
     assert rtl["bit_exact"] is True and rtl["runs_checked"] == 1 + 2 + 16 and len(rtl["tokens"]) == 17
     assert rtl["prefill"]["programs"] == {"prefill": 1, "decode": 2} and rtl["decode"]["programs"] == {"decode": 16}
-    assert rtl["prefill"]["rtl_cycles"] > rtl["prefill"]["cycles"] > 0
-    code, out, err = _run(capsys, *argv)
-    sim = json.loads(out)
-    assert code == 0 and sim["tokens"] == rtl["tokens"] and sim["text"] == rtl["text"]
+    assert rtl["prefill"]["rtl_cycles"] == rtl["prefill"]["cycles"] + 3  # the clock that sees `done`, per run
 
 
 @needs_every_unit

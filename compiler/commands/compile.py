@@ -35,8 +35,9 @@ directory, or the mamba_ssm layout; default: the bundled model):
 
 The binary holds two programs, `prefill` (--seq-len tokens) and `decode` (one
 token), with --batch B > 1 a third, `decode_batch` (B sequences a token each,
-each its own state slot), the int8/fixed-point weights, the recurrent-state descriptors and the
-metadata `fastmamba run` needs (model, config, quantization plan).
+each its own state slot), the int8/fixed-point weights, the recurrent-state
+descriptors and the metadata `fastmamba run` needs (model, config,
+quantization plan).
 Calibration reads the first --calibration-windows x --seq-len tokens of
 --calibration-text, or seeded random tokens with --calibration random; with
 neither, ../shared/data/tinyshakespeare.txt beside the repository when it

@@ -2,7 +2,11 @@
 
 Place in the flow: between compiler.checkpoint (torch tensors, read lazily,
 memory-mapped) and compiler.interpreters.mamba (numpy).  Each tensor is read
-and converted to float32 on first access and kept.
+and converted to float32 on first access and kept while the kept ones take
+at most `cache_bytes` (CACHE_BYTES: all of a 130M model's); beyond that a
+tensor is read again on each access, so a 2.7B model's 10.8 GB of float32
+weights are never all held (calibration, then the constant image, read each
+weight in turn).
 """
 
 from __future__ import annotations
@@ -12,22 +16,29 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NumpyWeights"]
+__all__ = ["NumpyWeights", "CACHE_BYTES"]
+
+CACHE_BYTES = 1 << 30  # float32 arrays kept for later accesses, in bytes
 
 
 class NumpyWeights(Mapping[str, np.ndarray]):
     """name -> float32 numpy array over a mapping of torch tensors (a WeightStore)."""
 
-    def __init__(self, store: Mapping[str, Any]):
+    def __init__(self, store: Mapping[str, Any], cache_bytes: int = CACHE_BYTES):
         self._store = store
         self._cache: dict[str, np.ndarray] = {}
+        self._room = cache_bytes
 
     def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._cache:
-            import torch
+        if name in self._cache:
+            return self._cache[name]
+        import torch
 
-            self._cache[name] = self._store[name].detach().to(torch.float32).cpu().numpy()
-        return self._cache[name]
+        array = self._store[name].detach().to(torch.float32).cpu().numpy()
+        if array.nbytes <= self._room:
+            self._cache[name] = array
+            self._room -= array.nbytes
+        return array
 
     def __contains__(self, name: object) -> bool:
         return name in self._store

@@ -43,10 +43,16 @@ class ScheduleVliwPass(ModulePass):
             instrs = [instruction_of(o) for o in loose]
             debug = [o.debug_text for o in loose]
             result = schedule(instrs, target, self.lookahead)
+            for old in list(program.body.block.ops):
+                if isinstance(old, AccelInstructionOp) and old.slot != "CTL":
+                    old.detach()  # moved into its bundle below
+                else:
+                    Rewriter.erase_op(old)
             bundles = []
             for bundle, sources in zip(result.bundles, result.sources):
-                ops = [op_of(i, debug[n] if n is not None else None) for i, n in zip(bundle.ops, sources)]
+                # an operation the schedule left as it was (the same Instruction object) moves into its bundle;
+                # one it changed (an LD/ST given its semaphore) and the ctl ops it placed are new ops
+                ops = [loose[n] if n is not None and i is instrs[n] else op_of(i, debug[n] if n is not None else None)
+                       for i, n in zip(bundle.ops, sources)]
                 bundles.append(BundleOp(ops, bundle.delay))
-            for old in list(program.body.block.ops):
-                Rewriter.erase_op(old)
             program.body.block.add_ops(bundles)

@@ -88,3 +88,12 @@ def test_every_rmsnorm_of_the_binary_carries_the_models_eps(compiled):
     per_step = 2 * config.n_layer + 1  # the norm before each mixer, the gated norm in it, the final norm
     assert len(norms) >= 2 * per_step and all(float(op["eps"]) in eps for op in norms)
     assert min(eps) > 0
+
+
+def test_an_image_assembled_in_a_temporary_file_has_the_same_bytes(compiled, monkeypatch):
+    from fastmamba.compiler.backend import constants
+
+    result, _, weights = compiled
+    monkeypatch.setattr(constants, "IMAGE_FILE_BYTES", 0)  # this small image too goes through the file
+    image = build_image(result.module, weights, load_target("vc709"))
+    assert isinstance(image, bytes) and image == result.binary.const_image

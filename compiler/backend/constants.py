@@ -14,12 +14,16 @@ channels (conv_w) or first-axis rows (array), for an op on a channel range.
 Blocks are evaluated one at a time (results shared by consecutive blocks,
 such as one linear's quantized weight, are kept until a block needs other
 ones), so a large model's image is built without holding every weight's
-intermediate forms at once.
+intermediate forms at once.  An image of IMAGE_FILE_BYTES or more (a 2.7B
+model's 3.2 GB) is assembled in an unlinked temporary file and read back once
+into the returned bytes: it is held in memory once, not as a buffer and its
+copy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -30,11 +34,14 @@ from xdsl.ir import Operation, SSAValue
 from fastmamba.compiler.dialects.accel import ProgramOp
 from fastmamba.compiler.backend.lowering import CONSTS_ATTR
 from fastmamba.compiler.backend.memory import IMAGE_ATTR
+from fastmamba.compiler.interpreters.mamba import single_threaded
 from fastmamba.compiler.interpreters.mamba_quant import make_interpreter
 from fastmamba.isa.dtypes import numpy_dtype
 from fastmamba.isa.errors import InputError
 
-__all__ = ["build_image", "pack_block"]
+__all__ = ["build_image", "pack_block", "IMAGE_FILE_BYTES"]
+
+IMAGE_FILE_BYTES = 256 << 20  # images from this size on are assembled in a temporary file
 
 def pack_block(kind: str, arrays: list[np.ndarray], params: Mapping[str, Any]) -> bytes:
     """The bytes of one constant block."""
@@ -95,31 +102,60 @@ def build_image(module: ModuleOp, weights: Mapping[str, Any], target, progress=N
     sizes = {int(p.attributes[IMAGE_ATTR].value.data) for p in programs if IMAGE_ATTR in p.attributes}
     if len(sizes) > 1:
         raise InputError(f"programs disagree on the constant image size: {sorted(sizes)}")
-    image = bytearray(sizes.pop() if sizes else 0)
+    size = sizes.pop() if sizes else 0
     functions = {f.sym_name.data: f for f in module.body.block.ops if isinstance(f, func.FuncOp)}
     evaluator = _Evaluator(module, weights, target)
-    seen = set()
     blocks = [c.data for p in programs for c in (p.attributes.get(CONSTS_ATTR) or ArrayAttr([])).data]
-    for n, block in enumerate(blocks):
-        name = block["name"].data
-        if name in seen:
-            continue
-        seen.add(name)
-        fn = functions.get(block["function"].data)
-        if fn is None:
-            raise InputError(f"constant block {name}: no function @{block['function'].data} in the module")
-        ret = fn.body.block.last_op
-        sources = [ret.operands[s.value.data] for s in block["sources"].data]
-        params = {k: _plain(v) for k, v in block.items() if k not in ("name", "kind", "bytes", "function", "sources",
-                                                                      "ddr")}
-        data = pack_block(block["kind"].data, evaluator.values(sources), params)
-        nbytes, addr = block["bytes"].value.data, block["ddr"].value.data
-        if len(data) != nbytes:
-            raise InputError(f"constant block {name}: packed {len(data)} bytes, the plan says {nbytes}")
-        image[addr:addr + nbytes] = data
-        if progress is not None:
-            progress(n + 1, len(blocks))
-    return bytes(image)
+    if size < IMAGE_FILE_BYTES:
+        image = bytearray(size)
+
+        def put(addr: int, data: bytes) -> None:
+            image[addr:addr + len(data)] = data
+
+        _pack_all(blocks, functions, evaluator, put, progress)
+        return bytes(image)
+    with tempfile.TemporaryFile() as file:  # unlinked: nothing is left behind
+        def write(addr: int, data: bytes) -> None:
+            file.seek(addr)
+            file.write(data)
+
+        _pack_all(blocks, functions, evaluator, write, progress)
+        file.truncate(size)  # the bytes no block covers read as zeros
+        file.seek(0)
+        data = file.read(size)
+    if len(data) != size:
+        raise InputError(f"the constant image's temporary file gave back {len(data)} of its {size} bytes")
+    return data
+
+
+def _pack_all(blocks, functions, evaluator: _Evaluator, put: Callable[[int, bytes], None], progress) -> None:
+    seen: set[str] = set()
+    with single_threaded():
+        for n, block in enumerate(blocks):
+            _pack_block_at(block, functions, evaluator, seen, put)
+            if progress is not None:
+                progress(n + 1, len(blocks))
+
+
+def _pack_block_at(block, functions, evaluator: _Evaluator, seen: set[str], put: Callable[[int, bytes], None]) \
+        -> None:
+    """Evaluate and pack one constant block, and put it at its address (once per block name)."""
+    name = block["name"].data
+    if name in seen:
+        return
+    seen.add(name)
+    fn = functions.get(block["function"].data)
+    if fn is None:
+        raise InputError(f"constant block {name}: no function @{block['function'].data} in the module")
+    ret = fn.body.block.last_op
+    sources = [ret.operands[s.value.data] for s in block["sources"].data]
+    params = {k: _plain(v) for k, v in block.items() if k not in ("name", "kind", "bytes", "function", "sources",
+                                                                  "ddr")}
+    data = pack_block(block["kind"].data, evaluator.values(sources), params)
+    nbytes, addr = block["bytes"].value.data, block["ddr"].value.data
+    if len(data) != nbytes:
+        raise InputError(f"constant block {name}: packed {len(data)} bytes, the plan says {nbytes}")
+    put(addr, data)
 
 
 def _plain(attr):

@@ -161,13 +161,22 @@ def tensor_ref(name: str) -> MemAttr:
 # --- instruction ops, generated from the table ------------------------------------------------------------------
 
 
+_ATTRS: dict[tuple[str, tuple[str, ...] | None, int], Attribute] = {}  # integer and enum properties, made once
+_ATTRS_MAX = 1 << 16  # entries kept (sizes, strides, codes repeat; the rest are made each time)
+
+
 def _attr_of(spec: FieldSpec, value: int | float) -> Attribute:
-    """The property holding a canonical field value."""
+    """The property holding a canonical field value (integer and enum ones shared: attributes are immutable, and
+    building one (verified) costs more than the rest of an op's construction)."""
     if spec.kind == "f32":
         return FloatAttr(float(value), _f32)
-    if spec.kind == "enum":
-        return StringAttr(spec.values[int(value)])
-    return IntegerAttr(int(value), i64)
+    key = (spec.kind, tuple(spec.values) if spec.kind == "enum" else None, int(value))
+    attr = _ATTRS.get(key)
+    if attr is None:
+        attr = StringAttr(spec.values[int(value)]) if spec.kind == "enum" else IntegerAttr(int(value), i64)
+        if len(_ATTRS) < _ATTRS_MAX:
+            _ATTRS[key] = attr
+    return attr
 
 
 def _value_of(spec: FieldSpec, attr: Attribute) -> int | float | str:

@@ -9,7 +9,7 @@ its neighbours, through the chains [silu], [softplus] and [gate] (x * silu(b) wi
 are compared bit for bit with `numerics.silu`, `numerics.softplus` and x * silu(b) in numpy float32.  Prints
 the mismatch count per chain (must be 0) and the beats per second.
 
-Run: `.venv/bin/python benchmarks/bench_vec.py [--values N]` (default 3,000,000 per chain).
+Run: `.venv/bin/python benchmarks/bench_vec.py [--values N]` (default 1,000,000 per chain).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def values(n: int, seed: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--values", type=int, default=3_000_000, help="values per chain")
+    parser.add_argument("--values", type=int, default=1_000_000, help="values per chain")
     args = parser.parse_args()
     if args.values < 3:
         parser.error("--values must be at least 3")

@@ -94,8 +94,8 @@ class ConvUnit(Elaboratable):
         cb_last = (c_cb + 1) * C >= cur.c
         tok_last = c_tt == cur.t - 1
         op_last = cb_last & tok_last
-        p_last = ((cb + 1) * C >= p.c) & (tt == p.t - 1)  # from registers alone: the issue logic reads `ready`
-        m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active | p_last)]
+        # a new op may issue once this one's beats are over (the unit is free at issue + occupancy)
+        m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active)]
         with m.If(go):
             with m.If(op_last):
                 m.d.sync += active.eq(0)

@@ -124,9 +124,9 @@ class LinUnit(Elaboratable):
         op_last = row_block_last & nb_last & (c_i == cur.m - 1)
         window_first = c_kk[:(R.bit_length() - 1)] == 0 if R > 1 else Const(1)
         first = c_kk == 0
-        # ready from the registers alone (the issue decision depends on it): the running op's last beat
-        p_last = ((kk + W) >= p.k) & ((nb + 1) * N >= p.n) & (i_row == p.m - 1)
-        m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active | p_last)]
+        # a new op may issue once this one's beats are over (the unit is free at issue + occupancy); an op issued
+        # in the last beat's cycle would find the unit active and be lost
+        m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active)]
         with m.If(go):
             with m.If(op_last):
                 m.d.sync += active.eq(0)

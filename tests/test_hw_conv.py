@@ -77,6 +77,35 @@ def test_example_matmul_on_the_rtl():
         assert s.stats.to_dict() == {k: v for k, v in r.stats.to_dict().items() if k != "rtl_cycles"}
 
 
+@pytest.mark.parametrize("unit", ["LIN", "CONV"])
+def test_back_to_back_ops_wait_for_the_unit(unit):
+    """Two ops of one unit in consecutive bundles (delay 0): the second issues the cycle after the first's last
+    beat (structural stall cycles as the simulator counts them) and both complete."""
+    from fastmamba.isa.instructions import Instruction
+
+    image = np.zeros(1 << 15, np.uint8)
+    image[:0x1000] = np.random.default_rng(1).integers(0, 50, 0x1000, dtype=np.uint8)
+    ld = Instruction("ld", dict(buf=0, ddr=0, rows=1, row_bytes=0x1000, ddr_stride=0x1000, buf_stride=0x1000, sem=1))
+
+    def op(dst):
+        if unit == "LIN":
+            return Instruction("lin", dict(dst=dst, src=0x0, wgt=0x100, scale=0x200, m=2, k=16, n=5, src_ld=16,
+                                           dst_ld=5, src_type="i8", hlog2=2, qmul=5, qshift=3, acc=0, out="i32"))
+        return Instruction("conv", dict(dst=dst, src=0x100, state=0x200, wgt=0x300, bias=0x400, t=3, c=6, kw=3,
+                                        src_ld=6, dst_ld=6, shift=3, out_type="i32", upd=0))
+
+    a, b = op(0x2000), op(0x2100)
+    st = Instruction("st", dict(ddr=0x3000, buf=0x2000, rows=1, row_bytes=0x200, ddr_stride=0x200, buf_stride=0x200,
+                                sem=2))
+    bundles = [Bundle((ld,)), Bundle((Instruction("ctl.wait", {"sem": 1, "count": 1}),)), Bundle((a,)),
+               Bundle((b,), costs.duration(b, SMALL) - 1), Bundle((st,)),
+               Bundle((Instruction("ctl.wait", {"sem": 2, "count": 1}),)), Bundle((Instruction("ctl.halt", {}),))]
+    sim_ddr, sim_stats = run_sim(SMALL, bundles, image)
+    rtl_ddr, rtl_stats = run_rtl(SMALL, bundles, image)
+    assert sim_stats.stalls["structural"] == costs.occupancy(a, SMALL) - 1
+    assert np.array_equal(sim_ddr, rtl_ddr) and not compare_stats(sim_stats, rtl_stats)
+
+
 def test_lin_and_conv_in_one_bundle_with_a_load():
     """Both compute units and the DMA busy at once: one bundle issues a lin, a conv and a prefetch load."""
     from fastmamba.isa.instructions import Instruction

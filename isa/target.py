@@ -209,16 +209,16 @@ SMALL = Target(
 PRESETS: dict[str, Target] = {"vc709": Target(), "small": SMALL}
 
 
-def target_from_dict(values: dict, base: Target | None = None, source: str = "target") -> Target:
-    """`base` (default vc709) with `values` overriding it; unknown keys are errors."""
-    base = base or PRESETS["vc709"]
-    known = {f.name for f in fields(Target)}
-    unknown = sorted(set(values) - known)
 def preset_with_digest(digest: bytes) -> str | None:
     """The name of the preset whose digest a binary records, if any (how tools pick a binary's target)."""
     return next((name for name, t in PRESETS.items() if t.digest() == digest), None)
 
 
+def target_from_dict(values: dict, base: Target | None = None, source: str = "target") -> Target:
+    """`base` (default vc709) with `values` overriding it; unknown keys are errors."""
+    base = base or PRESETS["vc709"]
+    known = {f.name for f in fields(Target)}
+    unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(f"{source}: unknown target parameter(s) {', '.join(unknown)} "
                          f"(known: {', '.join(sorted(known))})")

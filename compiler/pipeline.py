@@ -112,9 +112,11 @@ def _calibrated(module: ModuleOp) -> str | None:
 
 
 def _planned(program: ProgramOp) -> bool:
+    """plan-memory ran, or nothing is left to plan (every address concrete, as in a hand-written program)."""
     from fastmamba.compiler.backend.memory import PEAK_ATTR
+    from fastmamba.compiler.dialects.accel import MEM_PROP
 
-    return PEAK_ATTR in program.attributes
+    return PEAK_ATTR in program.attributes or not any(MEM_PROP in op.properties for op in program.walk())
 
 
 LEVELS: dict[str, Callable[[ModuleOp], str | None]] = {

@@ -99,10 +99,9 @@ def run(args: argparse.Namespace) -> int:
 def profile(path: str, prompt: str, max_new: int, out: Path, *, model: str | None = None,
             target: str | None = None) -> int:
     from fastmamba.compiler.backend.roofline import roofline
-    from fastmamba.compiler.commands.run import model_config, model_directory
-    from fastmamba.compiler.errors import ModelError
+    from fastmamba.compiler.commands.run import binary_tokenizer, encode_prompt, model_config, model_directory
     from fastmamba.compiler.runner import PHASES, generate, read_meta
-    from fastmamba.compiler.tokenizer import allowed_ids, check_ids, load_tokenizer
+    from fastmamba.compiler.tokenizer import allowed_ids
     from fastmamba.isa.container import read_fmb
     from fastmamba.isa.fileio import write_atomic
     from fastmamba.isa.target import load_target
@@ -119,17 +118,8 @@ def profile(path: str, prompt: str, max_new: int, out: Path, *, model: str | Non
     config = model_config(meta)
     model_dir = model_directory(meta, model)
     tgt = load_target(target if target is not None else meta["target"])
-    try:
-        tokenizer = load_tokenizer(config, model_dir)
-    except ModelError:
-        if model_dir is not None:
-            raise
-        raise InputError(f"the model directory recorded in the binary ({meta['model']}) does not exist and the model "
-                         f"is not byte-level: give --model DIR for its tokenizer") from None
-    ids = tokenizer.encode(prompt)
-    if not ids:
-        raise InputError("--prompt encodes to no tokens")
-    check_ids(ids, config, "--prompt")
+    tokenizer = binary_tokenizer(meta, config, model_dir)
+    ids = encode_prompt(tokenizer, config, prompt)
     inner = SimulatorBackend(tgt)
     inner.load(binary)
     backend = TracingBackend(inner)

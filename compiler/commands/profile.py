@@ -99,25 +99,16 @@ def run(args: argparse.Namespace) -> int:
 def profile(path: str, prompt: str, max_new: int, out: Path, *, model: str | None = None,
             target: str | None = None) -> int:
     from fastmamba.compiler.backend.roofline import roofline
-    from fastmamba.compiler.commands.run import binary_tokenizer, encode_prompt, model_config, model_directory
-    from fastmamba.compiler.runner import PHASES, generate, read_meta
+    from fastmamba.compiler.commands.run import binary_tokenizer, encode_prompt, open_binary
+    from fastmamba.compiler.runner import PHASES, generate
     from fastmamba.compiler.tokenizer import allowed_ids
-    from fastmamba.isa.container import read_fmb
     from fastmamba.isa.fileio import write_atomic
-    from fastmamba.isa.target import load_target
     from fastmamba.simulator import profile as prof
     from fastmamba.simulator.runtime import SimulatorBackend
     from fastmamba.simulator.stats import Stats, counters
     from fastmamba.simulator.trace import Timeline
 
-    binary = read_fmb(path)
-    try:
-        meta = read_meta(binary)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    config = model_config(meta)
-    model_dir = model_directory(meta, model)
-    tgt = load_target(target if target is not None else meta["target"])
+    binary, meta, config, model_dir, tgt = open_binary(path, model, target)
     tokenizer = binary_tokenizer(meta, config, model_dir)
     ids = encode_prompt(tokenizer, config, prompt)
     inner = SimulatorBackend(tgt)

@@ -126,6 +126,23 @@ def model_config(meta: dict):
         raise InputError(f"the binary's metadata: config: {exc}") from None
 
 
+def open_binary(path: str, model: str | None, target: str | None):
+    """The binary at `path` with what running it needs: (binary, its metadata, the model's config, the model
+    directory (--model, else the recorded one; None if gone), the target (--target, else the recorded one))."""
+    from fastmamba.compiler.runner import read_meta
+    from fastmamba.isa.container import read_fmb
+    from fastmamba.isa.target import load_target
+
+    binary = read_fmb(path)
+    try:
+        meta = read_meta(binary)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    config = model_config(meta)
+    return (binary, meta, config, model_directory(meta, model),
+            load_target(target if target is not None else meta["target"]))
+
+
 def binary_tokenizer(meta: dict, config, model_dir: Path | None):
     """The tokenizer of the binary's model: the directory's, or the byte-level one when it needs none."""
     from fastmamba.compiler.tokenizer import load_tokenizer
@@ -276,28 +293,19 @@ def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_j
                check: bool = False, model: str | None = None, target: str | None = None,
                backend: str = "sim") -> int:
     """Generate from the binary at `path` and print the text and counters (as `fastmamba run` does)."""
-    from fastmamba.compiler.runner import generate, make_backend, read_meta
+    from fastmamba.compiler.runner import generate, make_backend
     from fastmamba.compiler.tokenizer import allowed_ids
-    from fastmamba.isa.container import read_fmb
-    from fastmamba.isa.target import load_target
 
     prompt_text(prompt)
-    binary = read_fmb(path)
-    try:
-        meta = read_meta(binary)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    config = model_config(meta)
-    model_dir = model_directory(meta, model)
-    target = load_target(target if target is not None else meta["target"])
-    device = make_backend(backend, target)
+    binary, meta, config, model_dir, machine = open_binary(path, model, target)
+    device = make_backend(backend, machine)
     device.load(binary)
     if backend == "rtl":  # before any long work: every program's operations are ones the RTL has
         for name in ("prefill", "decode"):
             device.check(name)
     tokenizer = binary_tokenizer(meta, config, model_dir)
     ids = encode_prompt(tokenizer, config, prompt)
-    golden = build_golden(meta, config, model_dir, target) if check else None
+    golden = build_golden(meta, config, model_dir, machine) if check else None
 
     allowed = allowed_ids(tokenizer, config)  # never choose ids the tokenizer cannot render (UNRENDERABLE)
     text = Streamer(tokenizer.stream(), prompt, None if as_json else sys.stdout)
@@ -312,7 +320,7 @@ def run_binary(path: str, prompt: str, max_new: int, sampling: Sampling, *, as_j
 
     if as_json:
         doc = {"binary": str(path), "model": str(model_dir) if model_dir else meta["model"],
-               "target": target.name, "seq_len": meta["seq_len"], "greedy": sampling.greedy,
+               "target": machine.name, "seq_len": meta["seq_len"], "greedy": sampling.greedy,
                "prompt": prompt, "text": text.text, **result.to_dict()}
         print(json.dumps(doc, indent=2))
     else:

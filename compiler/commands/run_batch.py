@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from fastmamba.compiler.commands.run import (Sampling, binary_tokenizer, build_golden, encode_prompt, model_config,
-                                             model_directory)
+from fastmamba.compiler.commands.run import Sampling, binary_tokenizer, build_golden, encode_prompt, open_binary
 from fastmamba.isa.errors import FastmambaError, InputError
 
 __all__ = ["run_batch", "format_batch"]
@@ -23,14 +22,11 @@ def run_batch(path: str, prompts: list[str], max_new: int, sampling: Sampling, *
               backend: str = "sim") -> int:
     """Generate for every prompt at once from the binary at `path`, print each text and the counters."""
     from fastmamba.compiler.batching import BATCH_PROGRAM, batch_slots, generate_batch
-    from fastmamba.compiler.runner import interface, make_backend, read_meta
+    from fastmamba.compiler.runner import interface, make_backend
     from fastmamba.compiler.tokenizer import allowed_ids
-    from fastmamba.isa.container import read_fmb
-    from fastmamba.isa.target import load_target
 
-    binary = read_fmb(path)
+    binary, meta, config, model_dir, machine = open_binary(path, model, target)
     try:
-        meta = read_meta(binary)
         interface(binary)
         slots = batch_slots(binary)
     except InputError as exc:
@@ -38,9 +34,6 @@ def run_batch(path: str, prompts: list[str], max_new: int, sampling: Sampling, *
     if len(prompts) > slots:
         raise InputError(f"{len(prompts)} prompts, but {path} advances at most {slots} sequence(s) at once: compile "
                          f"it with --batch {len(prompts)} (or more)")
-    config = model_config(meta)
-    model_dir = model_directory(meta, model)
-    machine = load_target(target if target is not None else meta["target"])
     tokenizer = binary_tokenizer(meta, config, model_dir)
     ids = [encode_prompt(tokenizer, config, prompt, f"prompt {n + 1}") for n, prompt in enumerate(prompts)]
     device = make_backend(backend, machine)

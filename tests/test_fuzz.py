@@ -66,6 +66,20 @@ def test_the_driver_reports_each_kind_of_finding(tmp_path):
         assert procs[name].returncode != 0 and len(artifacts) == 1 and words in err, f"{name}:\n{err[-2000:]}"
 
 
+def test_a_parents_peak_rss_is_not_the_drivers(tmp_path):
+    """Started from a process holding 1.5 GB (a long pytest run: Linux carries the peak RSS across exec), the
+    hanging canary still ends in a timeout, not in an out-of-memory on its first input (the CI failure of
+    stop 19)."""
+    parent = ("import subprocess, sys\n"
+              "big = bytearray(1536 << 20)\n"
+              "big[::4096] = b'\\x01' * len(big[::4096])\n"
+              f"sys.exit(subprocess.run([sys.executable, {str(FUZZ / 'run_fuzz.py')!r}, 'canary-hangs', "
+              f"{str(tmp_path)!r}, '-runs=2', '-seed=1']).returncode)\n")
+    proc = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=600)
+    artifacts = sorted(p.name.split("-")[0] for p in tmp_path.iterdir() if p.name != "corpus")
+    assert proc.returncode != 0 and artifacts == ["timeout"], proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize("name", sorted(fuzz_targets.TARGETS))
 def test_seeds_are_valid_inputs(name):
     seeds = fuzz_targets.seeds(name)

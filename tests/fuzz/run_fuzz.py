@@ -26,6 +26,30 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's thread pool: fewer threads, less address space
 
+
+def run_with_own_peak_rss() -> None:
+    """Run the rest of this script in a forked child when this process's peak RSS is inherited.
+
+    libFuzzer's -rss_limit_mb reads getrusage's peak RSS, and Linux carries the peak of the address space
+    an exec replaced into the new program: started from a parent holding 1.1 GB (a long pytest run),
+    the driver would report an out-of-memory on its first input.  A forked child starts its own count.
+    """
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    status = Path("/proc/self/status").read_text()
+    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    if peak_kib <= 4 * rss_kib:
+        return
+    pid = os.fork()
+    if pid == 0:
+        return  # the child goes on with the run
+    _, status_code = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status_code):
+        os.kill(os.getpid(), os.WTERMSIG(status_code))
+    os._exit(os.waitstatus_to_exitcode(status_code))
+
+
+run_with_own_peak_rss()
+
 import atheris  # noqa: E402
 
 # The modules whose branches guide each target (instrumenting only these keeps start-up short).

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from fastmamba.compiler.config import Mamba2Config
+from fastmamba.compiler.config import DEFAULT_MODEL_DIR, Mamba2Config
 from fastmamba.isa.errors import InputError
 from fastmamba.compiler.errors import ModelError
 from fastmamba.isa.fileio import write_atomic
@@ -60,7 +60,6 @@ __all__ = [
     "save_mamba_ssm_layout",
 ]
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 
 # mamba_ssm (and older transformers) spell the embedding without the "s".
 _RENAMES = {"backbone.embedding.weight": "backbone.embeddings.weight"}

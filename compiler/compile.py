@@ -40,6 +40,7 @@ from xdsl.passes import ModulePass
 from fastmamba.compiler.backend.lower_batch import BATCH_PROGRAM
 from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
 from fastmamba.compiler.pipeline import PASSES, DriverOptions, PassDriver, check_print_names, pipeline_spec
+from fastmamba.compiler.config import DEFAULT_SEQ_LEN
 from fastmamba.compiler.runner import META_FORMAT
 from fastmamba.isa.errors import InputError
 from fastmamba.compiler.errors import ModelError
@@ -53,7 +54,6 @@ __all__ = ["CompileOptions", "CompileResult", "compile_model", "compile_pipeline
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CALIBRATION_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 CALIBRATION_WINDOWS = 4
-DEFAULT_SEQ_LEN = 64  # prefill tokens when the target's buffer holds them (default_seq_len)
 CALIBRATION_SEED = 0  # the random calibration tokens when there is no text
 CALIBRATION_RANDOM = "random"  # --calibration random: seeded random tokens, asked for explicitly
 

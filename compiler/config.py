@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from fastmamba.compiler.errors import ModelError
 
-__all__ = ["Mamba2Config"]
+__all__ = ["Mamba2Config", "DEFAULT_MODEL_DIR", "DEFAULT_SEQ_LEN", "PROGRAMS"]
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"  # the bundled model (compiler/models/)
+DEFAULT_SEQ_LEN = 64  # prefill tokens when the target's buffer holds them (compiler.compile.default_seq_len)
+PROGRAMS = ("prefill", "decode")  # the programs a model is exported as (compiler.frontend.canonical)
 
 
 def _is_inf(value: Any) -> bool:

@@ -130,7 +130,7 @@ CASES: list[tuple[str, list, int, tuple[str, ...]]] = [
     ("generate-bad-model", ["generate", "--model", "{in}/model_bad_config", "--prompt", "x",
                             "--max-new-tokens", "1"], 1, ()),
     ("eval-tail-fraction", ["eval", "--text", "{in}/not_ir.mlir", "--tail-fraction", "2"], 1, ("--tail-fraction",)),
-    ("import-seq-len", ["import", "--seq-len", "0"], 1, ("sequence length",)),
+    ("import-seq-len", ["import", "--seq-len", "0"], 1, ("--seq-len must be at least 1",)),
 ]
 
 

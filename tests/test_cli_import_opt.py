@@ -71,7 +71,7 @@ def test_opt_dce_removes_unused_ops(ir_file, tmp_path, capsys):
     (["opt", "{garbage}"], "cannot parse"),
     (["import", "--model", "{missing}"], "not found"),
     (["import", "--model", "{bad_config}"], "unsupported config value hidden_act='gelu'"),
-    (["import", "--model", "{model}", "--seq-len", "0"], "sequence length"),
+    (["import", "--model", "{model}", "--seq-len", "0"], "--seq-len must be at least 1"),
 ])
 def test_errors_are_one_line(argv, message, ir_file, model_dir, tmp_path, capsys):
     garbage = tmp_path / "garbage.mlir"

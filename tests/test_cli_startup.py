@@ -41,7 +41,7 @@ def test_help_imports_no_command_module():
     assert heavy == set() and commands == set()
 
 
-@pytest.mark.parametrize("command", ["opt", "translate"])
+@pytest.mark.parametrize("command", ["import", "opt", "translate"])
 def test_command_help_imports_no_torch_nor_xdsl(command):
     heavy, commands = _imported(command, "--help")
     assert not heavy & {"torch", "transformers", "xdsl"}, heavy

@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fastmamba.compiler.checkpoint import DEFAULT_MODEL_DIR
-from fastmamba.compiler.frontend.canonical import PROGRAMS
-from fastmamba.compiler.frontend.importer import DEFAULT_SEQ_LEN, import_model
-from fastmamba.compiler.pipeline import print_ir
-from fastmamba.isa.fileio import write_atomic
+from fastmamba.compiler.config import DEFAULT_SEQ_LEN, PROGRAMS
+from fastmamba.isa.errors import InputError
 
 HELP = "import a Mamba2 model and print its prefill or decode program as mamba IR"
 DESCRIPTION = """\
@@ -25,8 +22,7 @@ and the states and returns the logits and the new states."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("import", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", metavar="DIR", default=str(DEFAULT_MODEL_DIR),
-                   help="model directory (default: the bundled model)")
+    p.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the bundled model)")
     p.add_argument("--program", choices=PROGRAMS, default="prefill", help="which program (default: prefill)")
     p.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN, metavar="L",
                    help=f"prefill length in tokens (default: {DEFAULT_SEQ_LEN}; decode is always 1)")
@@ -36,7 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    imported = import_model(args.model, args.program, args.seq_len, args.all_logits)
+    if args.seq_len < 1:
+        raise InputError(f"--seq-len must be at least 1, got {args.seq_len}")
+    from fastmamba.compiler.config import DEFAULT_MODEL_DIR
+    from fastmamba.compiler.frontend.importer import import_model
+    from fastmamba.compiler.pipeline import print_ir
+    from fastmamba.isa.fileio import check_writable, write_atomic
+
+    if args.output:
+        check_writable(args.output, "-o ")
+    imported = import_model(args.model or DEFAULT_MODEL_DIR, args.program, args.seq_len, args.all_logits)
     text = print_ir(imported.module)
     if args.output:
         write_atomic(args.output, text)

@@ -28,13 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmamba.compiler.config import Mamba2Config
+from fastmamba.compiler.config import PROGRAMS, Mamba2Config
 from fastmamba.compiler.frontend import custom_ops as ops
 from fastmamba.compiler.errors import ModelError
 
 __all__ = ["canonical_form", "PrefillProgram", "DecodeProgram", "PROGRAMS", "check_model_tree"]
 
-PROGRAMS = ("prefill", "decode")
 
 
 # --- the rebound forwards ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from fastmamba.compiler.config import Mamba2Config
+from fastmamba.compiler.config import DEFAULT_SEQ_LEN, Mamba2Config
 from fastmamba.compiler.frontend.canonical import PROGRAMS, check_model_tree
 from fastmamba.compiler.frontend.export import export_program, torch_mlir_text
 from fastmamba.compiler.frontend.raise_torch import parse_torch_module, raise_to_mamba
@@ -26,7 +26,6 @@ from fastmamba.isa.errors import InputError
 
 __all__ = ["Imported", "import_model", "DEFAULT_SEQ_LEN"]
 
-DEFAULT_SEQ_LEN = 64
 
 
 @dataclass(frozen=True)

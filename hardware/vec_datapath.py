@@ -1,4 +1,4 @@
-"""VEC's arithmetic datapath (docs/NUMERICS.md §6): dequantize, four micro-op stages, quantize, and argmax.
+"""VEC's arithmetic datapath (docs/NUMERICS.md §6): dequantize, the micro-op stages, quantize, and argmax.
 
 Place in the flow: the VEC unit (`hardware.vec_unit`) reads a beat of up to
 L = `vec_lanes` elements of `a` (and `b`) from the buffer and feeds them here;
@@ -7,9 +7,12 @@ blocks (built combinationally, `domain="comb"`), every constant and table is
 `fastmamba.isa.numerics`' (no second copy), so the results are the
 simulator's bit for bit.
 
-`VecDatapath(target)`, LATENCY = 1 + 4 * STAGE_REGS = 9: a new beat every
-cycle while `valid` is high, no stall; a beat presented in cycle t is on `y`
-and `index` in cycle t + LATENCY.
+`VecDatapath(target)`, S = `vec_stages` micro-op stages (1 or 4), latency
+`datapath_latency(target)` = 1 + S: a beat of a chain of k micro-ops passes
+through the stages P = max(1, ceil(k / S)) times (isa/costs.py's
+`vec_beat_cycles`); presented in cycle t (`valid` high), it is on `y` and
+`index` in cycle t + 1 + S * P, and the next beat may come in cycle t + P
+(`valid` low in between), no stall.
     In:  `a`, `b` ArrayLayout(unsigned(32), L): each lane's element bits as
          read (i8/i16 in the low bits; `b` ignored unless a micro-op reads it);
          `a_type`, `b_type` (the ISA's type codes), `a_exp`, `b_exp`
@@ -24,13 +27,17 @@ and `index` in cycle t + LATENCY.
          integer (two's complement, the low bytes hold i8/i16); `index`: the
          first maximum of the row so far (argmax beats); `y_valid`.
 
-Structure: a dequantize stage (int -> binary32 and the power-of-two scaling,
-one register), then four identical micro-op stages, each computing any micro-op
-of §6 in one combinational step followed by STAGE_REGS registers, then the
-output conversion (binary32 multiply by `out_scale`, round half to even,
-saturation; combinational, into the unit's write).  A stage's lanes share
-one e^-|v| (`exp_neg`), one log1p, one divider (silu) and one multiplier
-(mul, gate, rmsnorm and the squares), one adder (add, softplus).
+Structure: a dequantize stage (int -> binary32 and the power-of-two scaling as
+an exponent add, one register; it also moves the chain's micro-ops other than
+none to the front), then S micro-op stages, each computing any micro-op of §6
+in one combinational step followed by one register, then the output
+conversion (binary32 multiply by `out_scale`, round half to even, saturation;
+combinational, into the unit's write).  With S = 1 (`small`) the stage's
+register feeds the stage again until the beat has had its P passes, pass p
+applying the chain's micro-op p; with S = 4 stage j applies micro-op j.  A
+stage's lanes share one e^-|v| (`exp_neg`), one log1p, one divider (silu) and
+one multiplier (mul, gate, rmsnorm and the squares), one adder (add,
+softplus).
 
 rmsnorm: each stage keeps the running sum of squares of the group in flight.
 A beat of the first pass adds its lanes' squares, left to right, to the sum
@@ -45,8 +52,8 @@ argmax: the dequantize stage folds each beat into the row's running maximum
 +0 equal), and `index` carries it to the output with the beat.
 
 The micro-op stages are combinational between their registers: a cycle-exact
-functional model with the `small` target's vec_latency, not a timing-closed
-FPGA design (docs/RTL.md).
+functional model with the target's vec_latency, not a timing-closed FPGA
+design (docs/RTL.md).
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from fastmamba.hardware.fp32 import (BIAS, DEFAULT_NAN, EXP_BITS, EXP_MAX, FRAC_BITS, QUIET_BIT, F32Add, F32Div,
-                                     F32Mul, F32Sqrt, convert_i32)
+                                     F32Mul, F32Sqrt, convert_i32, round_pack)
 from fastmamba.isa import numerics
 from fastmamba.isa.costs import VEC_MICRO_OP_FIELDS
 from fastmamba.isa.instructions import OPS
@@ -68,7 +75,6 @@ MICRO_OPS = _VEC["op0"].values  # the field's codes: index = code
 TYPES = _VEC["a_type"].values
 INT_TYPES = numerics.INT_TYPES
 N_STAGES = len(VEC_MICRO_OP_FIELDS)
-STAGE_REGS = 2
 SIGN = 1 << 31
 ABS = SIGN - 1
 WORD = 32
@@ -95,8 +101,6 @@ EXP_TABLE = [f32_bits(v) for v in numerics.VEC_EXP_TABLE]
 LOG_TABLE = [f32_bits(v) for v in numerics.VEC_LOG_TABLE]
 RECIP_TABLE = [f32_bits(v) for v in numerics.VEC_RECIP_TABLE]
 J_TABLE = [f32_bits(j / LOG_SEGMENTS) for j in range(LOG_SEGMENTS)]  # j / 32, exact
-# ldexp's first factor 2^e1 keeps a value of magnitude >= 1/2 normal (and exact): e1 >= LDEXP_FIRST_MIN
-LDEXP_FIRST_MIN = 2 - BIAS
 INT_RESULT_BITS = 33  # |rint(x)| below 2^33 is exact; larger ones are `huge` (they saturate every type)
 # rint's ties go to even (§1, §6).  tests/test_hw_datapath_vec.py sets it False (ties away from zero) to show
 # that random operands catch a wrong rounding.
@@ -141,18 +145,15 @@ def is_nan(x):
     return (x[FRAC_BITS:FRAC_BITS + EXP_BITS] == EXP_MAX) & (x[:FRAC_BITS] != 0)
 
 
-def _pow2(e):
-    """binary32 bits of 2^e for an integer expression e in the normal range [1 - BIAS, BIAS]."""
-    return Cat(Const(0, FRAC_BITS), (e + BIAS)[:EXP_BITS], Const(0, 1))
-
-
 def ldexp(fp: _Fp, v, e):
-    """v * 2^e rounded once, for binary32 v of magnitude >= 1/2 (or zero, inf) and an integer e in [-160, 127]:
-    v * 2^e1 with e1 = clamp(e, LDEXP_FIRST_MIN, BIAS) stays normal (exact, or overflows as the result does),
-    then * 2^(e - e1) rounds once."""
-    e = fp.signal(e, signed(10), "e")
-    e1 = fp.signal(Mux(e < LDEXP_FIRST_MIN, LDEXP_FIRST_MIN, Mux(e > BIAS, BIAS, e)), signed(10), "e1")
-    return fp.mul(fp.mul(v, _pow2(e1)), _pow2(e - e1))
+    """v * 2^e rounded once, for binary32 v that is +-0 or normal of magnitude >= 1/2 (never inf or NaN here)
+    and an integer e in [-160, 127]: an exponent add, then `round_pack` rounds a result below the normal range
+    to a subnormal or +-0 and saturates one above it to +-inf (no multiplier)."""
+    exp = v[FRAC_BITS:FRAC_BITS + EXP_BITS]
+    biased = fp.signal(exp + e, signed(EXP_BITS + 3), "le")
+    fp.count += 1
+    mag = round_pack(fp.m, Cat(v[:FRAC_BITS], Const(1, 1)), biased, f"{fp.prefix}_ldexp{fp.count}")
+    return fp.signal(Mux(exp == 0, v, Cat(mag, v[31])), name="ld")
 
 
 def f32_to_int(fp: _Fp, x, trunc: bool = False):
@@ -255,19 +256,56 @@ def argmax_key(x):
     return Mux(is_nan(x), Const(1 << 31, signed(33)), Mux(x[31], -mag, mag))
 
 
+def chain_length(ops):
+    """k: how many of a chain's micro-op codes `ops` are not none (an Amaranth expression)."""
+    return sum(((o != MICRO_OPS.index("none")).as_unsigned() for o in ops), Const(0, 3))
+
+
+def beat_passes(ops, stages: int):
+    """The passes of a beat through `stages` micro-op stages: ceil(k / stages), at least 1 (isa.costs'
+    vec_beat_cycles)."""
+    k = chain_length(ops)
+    p = k if stages == 1 else (k + (stages - 1)) // stages
+    return Mux(k == 0, 1, p)
+
+
+def compacted(m: Module, ops, name: str) -> list[Signal]:
+    """The chain's micro-op codes other than none, in order, then none: the op of each stage and pass."""
+    out = [Signal(len(ops[0]), name=f"{name}{i}") for i in range(len(ops))]
+    before = Const(0, 3)  # micro-ops before field j
+    for o in ops:
+        real = o != MICRO_OPS.index("none")
+        for i, s in enumerate(out):
+            with m.If(real & (before == i)):
+                m.d.comb += s.eq(o)
+        before = before + real.as_unsigned()
+    return out
+
+
+def datapath_latency(target) -> int:
+    """A one-pass beat presented in cycle t is on `y` in cycle t + this: the dequantize register and one
+    register per micro-op stage.  A beat of P passes: t + 1 + vec_stages * P."""
+    return 1 + target.vec_stages
+
+
 class VecDatapath(wiring.Component):
     """vec_lanes lanes of the fused binary32 chain (and argmax's running maximum); see the module docstring."""
 
-    LATENCY = 1 + N_STAGES * STAGE_REGS
-
     def __init__(self, target: Target):
+        if target.vec_stages not in (1, N_STAGES):
+            raise ValueError(f"the RTL's VEC datapath has one micro-op stage that a beat passes through once per "
+                             f"micro-op, or {N_STAGES} in a row: vec_stages must be 1 or {N_STAGES}, "
+                             f"got {target.vec_stages}")
         self.n_lanes = target.vec_lanes
+        self.n_stages = target.vec_stages
+        self.latency = datapath_latency(target)
         L = self.n_lanes
         type_bits, op_bits = _VEC["a_type"].bits, _VEC["op0"].bits
         self.ctl_layout = data.StructLayout({
             "valid": 1, "ops": data.ArrayLayout(unsigned(op_bits), N_STAGES), "group": unsigned(_VEC["group"].bits),
             "eps": unsigned(WORD), "out_type": unsigned(type_bits), "out_scale": unsigned(WORD), "sum_pass": 1,
-            "group_first": 1, "lanes": range(L + 1), "argmax": 1, "index": unsigned(WORD)})
+            "group_first": 1, "lanes": range(L + 1), "argmax": 1, "index": unsigned(WORD),
+            "passes": range(1, N_STAGES + 1), "pass_": range(N_STAGES)})
         super().__init__({
             "a": In(data.ArrayLayout(unsigned(WORD), L)), "b": In(data.ArrayLayout(unsigned(WORD), L)),
             "a_type": In(unsigned(type_bits)), "b_type": In(unsigned(type_bits)),
@@ -287,9 +325,28 @@ class VecDatapath(wiring.Component):
         scaled = ldexp(fp, fp.signal(convert_i32(fp.m, as_int, f"{fp.prefix}_cvt{fp.count}"), name="cv"), exp)
         return fp.signal(Mux(type_code == TYPES.index("f32"), raw, scaled), name="dq")
 
+    def _stage(self, m: Module, j: int, ctl, x, bv):
+        """Micro-op stage j on the beat (ctl, x, bv) in front of it: its lanes' results (combinational)."""
+        L, S = self.n_lanes, self.n_stages
+        fp = _Fp(m, f"s{j}")
+        op = ctl.ops[j] if S == N_STAGES else ctl.ops[(ctl.pass_ * S + j)[:2]]
+        rms = ctl.valid & (op == MICRO_OPS.index("rmsnorm"))
+        ss = Signal(WORD, name=f"s{j}_ss")  # the group's sum of squares so far
+        mean = fp.div(ss, fp.signal(convert_i32(m, Cat(ctl.group, Const(0, 16)).as_signed(), f"s{j}_g"), name="gf"))
+        r_norm = fp.div(ONE, fp.sqrt(fp.add(mean, ctl.eps)))
+        out = Signal(data.ArrayLayout(unsigned(WORD), L), name=f"s{j}_out")
+        acc = fp.signal(Mux(ctl.group_first, 0, ss), name="acc")
+        for lane in range(L):
+            y, prod = micro_op(fp, op, x[lane], bv[lane], r_norm, ctl.sum_pass & rms)
+            m.d.comb += out[lane].eq(y)
+            acc = fp.signal(Mux(lane < ctl.lanes, fp.add(acc, prod), acc), name="acc")
+        with m.If(rms & ctl.sum_pass):
+            m.d.sync += ss.eq(acc)
+        return out
+
     def elaborate(self, platform):
         m = Module()
-        L = self.n_lanes
+        L, S = self.n_lanes, self.n_stages
         lanes_layout = data.ArrayLayout(unsigned(WORD), L)
 
         # ---- dequantize (and argmax's running maximum), one register ----
@@ -307,43 +364,39 @@ class VecDatapath(wiring.Component):
             idx = fp.signal(Mux(take, self.col0 + lane, idx), unsigned(WORD), "idx")
         with m.If(self.valid & self.argmax):
             m.d.sync += [best_key.eq(key), best_idx.eq(idx)]
-        m.d.sync += [ctl.valid.eq(self.valid), ctl.ops.eq(self.ops), ctl.group.eq(self.group), ctl.eps.eq(self.eps),
+        m.d.sync += [ctl.valid.eq(self.valid), ctl.group.eq(self.group), ctl.eps.eq(self.eps),
                      ctl.out_type.eq(self.out_type), ctl.out_scale.eq(self.out_scale), ctl.sum_pass.eq(self.sum_pass),
                      ctl.group_first.eq(self.group_first), ctl.lanes.eq(self.lanes), ctl.argmax.eq(self.argmax),
-                     ctl.index.eq(idx)]
+                     ctl.index.eq(idx), ctl.passes.eq(beat_passes(list(self.ops), S)), ctl.pass_.eq(0)]
+        m.d.sync += [ctl.ops[i].eq(o) for i, o in enumerate(compacted(m, list(self.ops), "dq_op"))]
         for lane in range(L):
             m.d.sync += [x[lane].eq(self._dequant(fp, self.a[lane], self.a_type, self.a_exp)),
                          bv[lane].eq(self._dequant(fp, self.b[lane], self.b_type, self.b_exp))]
 
-        # ---- the micro-op stages ----
-        for stage in range(N_STAGES):
-            fp = _Fp(m, f"s{stage}")
-            op = ctl.ops[stage]
-            rms = ctl.valid & (op == MICRO_OPS.index("rmsnorm"))
-            ss = Signal(WORD, name=f"s{stage}_ss")  # the group's sum of squares so far
-            mean = fp.div(ss, fp.signal(convert_i32(m, Cat(ctl.group, Const(0, 16)).as_signed(), f"s{stage}_g"),
-                                        name="gf"))
-            r_norm = fp.div(ONE, fp.sqrt(fp.add(mean, ctl.eps)))
-            out = Signal(lanes_layout, name=f"s{stage}_out")
-            acc = fp.signal(Mux(ctl.group_first, 0, ss), name="acc")
-            for lane in range(L):
-                y, prod = micro_op(fp, op, x[lane], bv[lane], r_norm, ctl.sum_pass & rms)
-                m.d.comb += out[lane].eq(y)
-                acc = fp.signal(Mux(lane < ctl.lanes, fp.add(acc, prod), acc), name="acc")
-            with m.If(rms & ctl.sum_pass):
-                m.d.sync += ss.eq(acc)
-            for r in range(STAGE_REGS):
-                nxt = (Signal(self.ctl_layout, name=f"s{stage}_ctl{r}"), Signal(lanes_layout, name=f"s{stage}_x{r}"),
-                       Signal(lanes_layout, name=f"s{stage}_b{r}"))
-                m.d.sync += [nxt[0].eq(ctl), nxt[1].eq(out), nxt[2].eq(bv)]
-                ctl, out, bv = nxt
-            x = out
+        # ---- the micro-op stages; with one stage a beat goes round it once per pass ----
+        last = (Signal(self.ctl_layout, name="last_ctl"), Signal(lanes_layout, name="last_x"),
+                Signal(lanes_layout, name="last_b"))
+        if S < N_STAGES:
+            again = last[0].valid & (last[0].pass_ + 1 < last[0].passes)
+            loop = (Signal(self.ctl_layout, name="loop_ctl"), Signal(lanes_layout, name="loop_x"),
+                    Signal(lanes_layout, name="loop_b"))
+            m.d.comb += [loop[0].eq(Mux(again, last[0], ctl)), loop[1].eq(Mux(again, last[1], x)),
+                         loop[2].eq(Mux(again, last[2], bv))]
+            with m.If(again):
+                m.d.comb += loop[0].pass_.eq(last[0].pass_ + 1)
+            ctl, x, bv = loop
+        for j in range(S):
+            out = self._stage(m, j, ctl, x, bv)
+            nxt = last if j == S - 1 else (Signal(self.ctl_layout, name=f"s{j}_ctl"),
+                                           Signal(lanes_layout, name=f"s{j}_x"), Signal(lanes_layout, name=f"s{j}_b"))
+            m.d.sync += [nxt[0].eq(ctl), nxt[1].eq(out), nxt[2].eq(bv)]
+            ctl, x, bv = nxt
 
-        # ---- output conversion (combinational, into the unit's write) ----
+        # ---- output conversion (combinational, into the unit's write), after a beat's last pass ----
         fp = _Fp(m, "out")
         is_f32 = ctl.out_type == TYPES.index("f32")
         for lane in range(L):
             q = quantize(fp, fp.mul(x[lane], ctl.out_scale), ctl.out_type)
             m.d.comb += self.y[lane].eq(Mux(is_f32, x[lane], q))
-        m.d.comb += [self.index.eq(ctl.index), self.y_valid.eq(ctl.valid)]
+        m.d.comb += [self.index.eq(ctl.index), self.y_valid.eq(ctl.valid & (ctl.pass_ + 1 >= ctl.passes))]
         return m

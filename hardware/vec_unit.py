@@ -34,7 +34,7 @@ from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, s
 from amaranth.lib import data
 
 from fastmamba.hardware.decode import op_layout
-from fastmamba.hardware.vec_datapath import MICRO_OPS, N_STAGES, TYPES, VecDatapath
+from fastmamba.hardware.vec_datapath import MICRO_OPS, N_STAGES, TYPES, VecDatapath, beat_passes, datapath_latency
 from fastmamba.isa.costs import VEC_MICRO_OP_FIELDS
 from fastmamba.isa.dtypes import itemsize
 from fastmamba.isa.instructions import OPS
@@ -49,7 +49,7 @@ INDEX_BYTES = itemsize("i32")
 
 def vec_latency(target) -> int:
     """The VEC unit's pipeline depth: what the target's vec_latency must be."""
-    return (1 + VecDatapath.LATENCY + 1) - 1
+    return (1 + datapath_latency(target) + 1) - 1
 
 
 def check(target, word_bytes: int) -> None:
@@ -93,7 +93,7 @@ class VecUnit(Elaboratable):
             "argmax": 1, "a": 24, "b": 24, "dst": 24, "rows": 16, "cols": 16, "a_ld": 16, "b_ld": 16, "dst_ld": 16,
             "a_type": type_bits, "a_exp": signed(8), "b_type": type_bits, "b_exp": signed(8),
             "b_mode": _VEC["b_mode"].bits, "ops": data.ArrayLayout(unsigned(op_bits), N_STAGES), "group": 16,
-            "eps": 32, "out_type": type_bits, "out_scale": 32, "rms": 1, "glen": 16})
+            "eps": 32, "out_type": type_bits, "out_scale": 32, "rms": 1, "glen": 16, "passes": range(1, N_STAGES + 1)})
 
     def _decode(self, m: Module) -> Signal:
         """The op in `op` as the unit's parameters (argmax: a chain of none on f32 rows of pitch cols)."""
@@ -105,13 +105,14 @@ class VecUnit(Elaboratable):
         with m.If(v.opcode == ARGMAX_OPCODE):
             m.d.comb += [q.argmax.eq(1), q.a.eq(av.a), q.dst.eq(av.dst), q.rows.eq(av.rows), q.cols.eq(av.cols),
                          q.a_ld.eq(av.cols), q.a_type.eq(TYPES.index("f32")), q.glen.eq(av.cols),
-                         q.out_type.eq(TYPES.index("i32"))]
+                         q.out_type.eq(TYPES.index("i32")), q.passes.eq(1)]
         with m.Else():
             m.d.comb += [q.a.eq(v.a), q.b.eq(v.b), q.dst.eq(v.dst), q.rows.eq(v.rows), q.cols.eq(v.cols),
                          q.a_ld.eq(v.a_ld), q.b_ld.eq(v.b_ld), q.dst_ld.eq(v.dst_ld), q.a_type.eq(v.a_type),
                          q.a_exp.eq(v.a_exp), q.b_type.eq(v.b_type), q.b_exp.eq(v.b_exp), q.b_mode.eq(v.b_mode),
                          q.group.eq(v.group), q.eps.eq(v.eps), q.out_type.eq(v.out_type), q.out_scale.eq(v.out_scale),
-                         q.rms.eq(rms), q.glen.eq(Mux(rms, v.group, v.cols))]
+                         q.rms.eq(rms), q.glen.eq(Mux(rms, v.group, v.cols)),
+                         q.passes.eq(beat_passes(ops, self.target.vec_stages))]
             m.d.comb += [q.ops[s].eq(o) for s, o in enumerate(ops)]
         return q
 
@@ -119,23 +120,25 @@ class VecUnit(Elaboratable):
         m = Module()
         L, W, P = self.L, self.W, self.P
         m.submodules.dp = dp = VecDatapath(self.target)
-        LD = VecDatapath.LATENCY
+        LD = datapath_latency(self.target)
         new = self._decode(m)
 
         p = Signal(self.params)
         entry = Signal(8)
         active = Signal()
-        row, gcol, bc, ps = Signal(16), Signal(16), Signal(16), Signal()
+        row, gcol, bc, ps, sub = Signal(16), Signal(16), Signal(16), Signal(), Signal(range(N_STAGES))
         cur = Signal(self.params)
         cur_entry = Signal(8)
-        c_row, c_gcol, c_bc, c_ps = Signal(16), Signal(16), Signal(16), Signal()
+        c_row, c_gcol, c_bc, c_ps, c_sub = Signal(16), Signal(16), Signal(16), Signal(), Signal(range(N_STAGES))
         go = Signal()
         with m.If(active):
             m.d.comb += [cur.eq(p), cur_entry.eq(entry), c_row.eq(row), c_gcol.eq(gcol), c_bc.eq(bc), c_ps.eq(ps),
-                         go.eq(1)]
+                         c_sub.eq(sub), go.eq(1)]
         with m.Elif(self.start):
             m.d.comb += [cur.eq(new), cur_entry.eq(self.entry), go.eq(1)]
 
+        first = c_sub == 0  # a beat holds the unit `passes` cycles: reads in its first, write side from its last
+        beat_last = c_sub + 1 >= cur.passes
         blk_last = c_bc + L >= cur.glen
         pass_last = c_ps == cur.rms
         group_last = c_gcol + cur.glen >= cur.cols
@@ -144,19 +147,21 @@ class VecUnit(Elaboratable):
         # start in the last beat's cycle would be lost
         m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active)]
         with m.If(go):
-            with m.If(op_last):
+            with m.If(op_last & beat_last):
                 m.d.sync += active.eq(0)
             with m.Else():
                 m.d.sync += [active.eq(1), p.eq(cur), entry.eq(cur_entry), row.eq(c_row), gcol.eq(c_gcol),
-                             ps.eq(c_ps), bc.eq(0)]
-                with m.If(~blk_last):
+                             ps.eq(c_ps), bc.eq(c_bc), sub.eq(0)]
+                with m.If(~beat_last):
+                    m.d.sync += sub.eq(c_sub + 1)
+                with m.Elif(~blk_last):
                     m.d.sync += bc.eq(c_bc + L)
                 with m.Elif(~pass_last):
-                    m.d.sync += ps.eq(1)
+                    m.d.sync += [ps.eq(1), bc.eq(0)]
                 with m.Elif(~group_last):
-                    m.d.sync += [ps.eq(0), gcol.eq(c_gcol + cur.glen)]
+                    m.d.sync += [ps.eq(0), bc.eq(0), gcol.eq(c_gcol + cur.glen)]
                 with m.Else():
-                    m.d.sync += [ps.eq(0), gcol.eq(0), row.eq(c_row + 1)]
+                    m.d.sync += [ps.eq(0), bc.eq(0), gcol.eq(0), row.eq(c_row + 1)]
 
         # ---- the beat's reads ----
         c0 = c_gcol + c_bc
@@ -166,8 +171,8 @@ class VecUnit(Elaboratable):
         b_row = Mux(cur.b_mode == B_MODES.index("full"), c_row * cur.b_ld, 0)
         b_addr = cur.b + ((b_row + c0) << shifts[cur.b_type])
         for i in range(P):
-            m.d.comb += [self.a_rd[i].en.eq(go), self.a_rd[i].addr.eq(a_addr + i * W),
-                         self.b_rd[i].en.eq(go & (cur.b_mode != B_MODES.index("none"))),
+            m.d.comb += [self.a_rd[i].en.eq(go & first), self.a_rd[i].addr.eq(a_addr + i * W),
+                         self.b_rd[i].en.eq(go & first & (cur.b_mode != B_MODES.index("none"))),
                          self.b_rd[i].addr.eq(b_addr + i * W)]
         write = Mux(cur.argmax, blk_last, pass_last)
         o_shift = shifts[cur.out_type]
@@ -175,11 +180,12 @@ class VecUnit(Elaboratable):
         nbytes = Mux(cur.argmax, INDEX_BYTES, n_valid << o_shift)
 
         side = data.StructLayout({
-            "valid": 1, "write": 1, "op_last": 1, "argmax": 1, "entry": 8, "dst": 25, "nbytes": range(4 * L + 1),
-            "params": self.params, "sum_pass": 1, "group_first": 1, "lanes": range(L + 1), "row_first": 1,
-            "col0": 16})
+            "first": 1, "valid": 1, "write": 1, "op_last": 1, "argmax": 1, "entry": 8, "dst": 25,
+            "nbytes": range(4 * L + 1), "params": self.params, "sum_pass": 1, "group_first": 1, "lanes": range(L + 1),
+            "row_first": 1, "col0": 16})
         s0 = Signal(side)
-        m.d.comb += [s0.valid.eq(go), s0.write.eq(go & write), s0.op_last.eq(op_last), s0.argmax.eq(cur.argmax),
+        m.d.comb += [s0.first.eq(go & first), s0.valid.eq(go & beat_last), s0.write.eq(go & beat_last & write),
+                     s0.op_last.eq(op_last), s0.argmax.eq(cur.argmax),
                      s0.entry.eq(cur_entry), s0.dst.eq(dst_addr), s0.nbytes.eq(nbytes), s0.params.eq(cur),
                      s0.sum_pass.eq(cur.rms & (c_ps == 0)), s0.group_first.eq(cur.rms & (c_ps == 0) & (c_bc == 0)),
                      s0.lanes.eq(n_valid), s0.row_first.eq(c0 == 0), s0.col0.eq(c0)]
@@ -201,7 +207,7 @@ class VecUnit(Elaboratable):
                 for code in range(len(TYPES) - 1):
                     value = Mux(type_code == code, by_type[code], value)
                 m.d.comb += lanes[lane].eq(value)
-        m.d.comb += [dp.valid.eq(s1.valid), dp.a_type.eq(q.a_type), dp.b_type.eq(q.b_type), dp.a_exp.eq(q.a_exp),
+        m.d.comb += [dp.valid.eq(s1.first), dp.a_type.eq(q.a_type), dp.b_type.eq(q.b_type), dp.a_exp.eq(q.a_exp),
                      dp.b_exp.eq(q.b_exp), dp.ops.eq(q.ops), dp.group.eq(q.group), dp.eps.eq(q.eps),
                      dp.out_type.eq(q.out_type), dp.out_scale.eq(q.out_scale), dp.sum_pass.eq(s1.sum_pass),
                      dp.group_first.eq(s1.group_first), dp.lanes.eq(s1.lanes), dp.argmax.eq(s1.argmax),

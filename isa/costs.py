@@ -22,6 +22,8 @@ latency comes from the target config (`isa.target.Target`).
   (the RTL's LIN unit: one row's W positions to every tree per cycle).
 - SSM: t * max(ceil(h*p*n / ssm_elems_per_cycle), ceil(h / nla_lanes)), or with the target's
   `ssm_head_tiles` t * h * ceil(p / ssm_headdim_lanes) * ceil(n / ssm_dstate_lanes) (the RTL's SSM unit).
+- VEC: beats of vec_lanes elements (see `vec_cycles`), each holding the unit
+  ceil(k / vec_stages) cycles for a chain of k micro-ops (at least 1).
 - `transfer_cycles(instr, target)`: cycles a DMA operation holds the channel:
   `dma_cycles(ddr_bytes(instr))`, or with the target's `dma_row_bursts` (each
   row its own burst, as the RTL's DMA engines move them)
@@ -93,11 +95,18 @@ def ssm_cycles(i: Instruction, target) -> int:
     return t * per_token
 
 
+def vec_beat_cycles(i: Instruction, target) -> int:
+    """Cycles a `vec` beat holds the unit: the passes through the target's vec_stages micro-op stages,
+    ceil(k / vec_stages) for a chain of k micro-ops (its fields other than none), at least 1."""
+    k = sum(i.enum(f) != "none" for f in VEC_MICRO_OP_FIELDS)
+    return max(1, -(-k // getattr(target, "vec_stages", len(VEC_MICRO_OP_FIELDS))))
+
+
 def vec_cycles(i: Instruction, target) -> int:
-    """VEC chain: ceil(rows*cols / vec_lanes), twice with an rmsnorm (a second pass after the sum of squares);
+    """VEC chain: ceil(rows*cols / vec_lanes) beats, twice with an rmsnorm (a second pass after the sum of squares);
     with the target's vec_row_tiles rows * ceil(cols / vec_lanes), with an rmsnorm
-    rows * (cols / group) * 2 * ceil(group / vec_lanes) (the RTL's VEC unit: a row's lanes per cycle, each
-    group's two passes in turn)."""
+    rows * (cols / group) * 2 * ceil(group / vec_lanes) (the RTL's VEC unit: a row's lanes per beat, each
+    group's two passes in turn); each beat `vec_beat_cycles` cycles."""
     rms = "rmsnorm" in (i.enum(f) for f in VEC_MICRO_OP_FIELDS)
     passes = VEC_PASSES_WITH_RMSNORM if rms else 1
     rows, cols, lanes = int(i["rows"]), int(i["cols"]), target.vec_lanes
@@ -105,8 +114,10 @@ def vec_cycles(i: Instruction, target) -> int:
         group = int(i["group"]) if rms else cols
         if group < 1 or cols % group:  # (an invalid chain: the simulator refuses it)
             group = cols
-        return rows * (cols // group) * passes * -(-group // lanes)
-    return passes * math.ceil(rows * cols / lanes)
+        beats = rows * (cols // group) * passes * -(-group // lanes)
+    else:
+        beats = passes * math.ceil(rows * cols / lanes)
+    return beats * vec_beat_cycles(i, target)
 
 
 def argmax_cycles(i: Instruction, target) -> int:

@@ -23,6 +23,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from fastmamba.isa.costs import VEC_MICRO_OP_FIELDS
 from fastmamba.isa.errors import InputError
 from fastmamba.isa.instructions import OPS
 
@@ -114,6 +115,10 @@ class Target:
     # block of lanes per cycle: rows * ceil(cols / vec_lanes), with an rmsnorm per group of columns and per pass
     # rows * (cols / group) * 2 * ceil(group / vec_lanes) (docs/RTL.md).
     vec_row_tiles: int = 0
+    # Micro-op stages in the VEC pipeline: a beat passes through them ceil(k / vec_stages) times for a chain of
+    # k micro-ops (at least once), so a beat holds the unit that many cycles.  vc709: one stage per micro-op
+    # field (one pass); `small`: one stage that a beat passes through once per micro-op (docs/RTL.md).
+    vec_stages: int = len(VEC_MICRO_OP_FIELDS)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -156,6 +161,7 @@ class Target:
         self._check_at_most("hadamard_max_block", 1 << ((1 << _field_bits("lin", "hlog2")) - 1), "the hlog2 field")
         self._check_at_most("conv_kernel_max", (1 << _field_bits("conv", "kw")) - 1, "the kw field")
         self._check_at_least("conv_kernel_max", CONV_KERNEL_MIN, "the conv state holds kw - 1 >= 1 rows")
+        self._check_at_most("vec_stages", len(VEC_MICRO_OP_FIELDS), "one stage per micro-op field at most")
 
     def _check_below(self, name: str, limit: int, why: str) -> None:
         if getattr(self, name) >= limit:
@@ -203,8 +209,8 @@ SMALL = Target(
     dma_queue_depth=4, dma_row_bursts=1, semaphores=8, lin_groups=1, lin_hadamard_trees=1, lin_mac_trees=4,
     lin_mac_tree_width=4, lin_latency=9, lin_row_tiles=1, hadamard_max_block=16, conv_channels=4,
     conv_kernel_max=4, conv_latency=4, conv_row_tiles=1,
-    ssm_headdim_lanes=4, ssm_dstate_lanes=4, ssm_latency=12, ssm_head_tiles=1, nla_lanes=4, vec_lanes=8, vec_latency=10,
-    vec_row_tiles=1)
+    ssm_headdim_lanes=4, ssm_dstate_lanes=4, ssm_latency=12, ssm_head_tiles=1, nla_lanes=4, vec_lanes=8, vec_latency=3,
+    vec_row_tiles=1, vec_stages=1)
 
 PRESETS: dict[str, Target] = {"vc709": Target(), "small": SMALL}
 

@@ -233,14 +233,19 @@ class StreamRunner:
 
 
 def stream_sim(component, vectors: list[dict], outputs: tuple[str, ...], latency: int,
-               valid_in: str = "valid", valid_out: str = "y_valid") -> list[dict]:
+               valid_in: str = "valid", valid_out: str = "y_valid", holds: list[int] | None = None) -> list[dict]:
     """Run a pipelined component in Amaranth's simulator, one input vector per cycle (valid high), then
     `latency` idle cycles; return the outputs of the cycles whose `valid_out` is high, and check that they are
-    exactly the cycles `latency` after each input (so LATENCY is a measured fact, not a claim)."""
+    exactly the cycles `latency` after each input (so LATENCY is a measured fact, not a claim).  With `holds`,
+    vector i takes holds[i] cycles (valid high in its first only) and its output comes latency + holds[i] - 1
+    cycles after it (a beat that passes through the component's stages several times)."""
     from amaranth.sim import Simulator
 
     results: list[dict] = []
     valid_cycles: list[int] = []
+    holds = holds or [1] * len(vectors)
+    starts = [sum(holds[:i]) for i in range(len(vectors))]
+    feed = dict(zip(starts, vectors))
 
     def port(path: str):
         obj = component
@@ -249,11 +254,10 @@ def stream_sim(component, vectors: list[dict], outputs: tuple[str, ...], latency
         return obj
 
     async def bench(ctx):
-        for cycle in range(len(vectors) + latency + 1):
-            if cycle < len(vectors):
-                for name, value in vectors[cycle].items():
-                    ctx.set(port(name), value)
-            ctx.set(port(valid_in), int(cycle < len(vectors)))
+        for cycle in range(sum(holds) + latency + max(holds, default=1)):
+            for name, value in feed.get(cycle, {}).items():
+                ctx.set(port(name), value)
+            ctx.set(port(valid_in), int(cycle in feed))
             if ctx.get(port(valid_out)):
                 valid_cycles.append(cycle)
                 results.append({name: ctx.get(port(name)) for name in outputs})
@@ -263,7 +267,8 @@ def stream_sim(component, vectors: list[dict], outputs: tuple[str, ...], latency
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert valid_cycles == [i + latency for i in range(len(vectors))], "outputs not exactly LATENCY cycles later"
+    assert valid_cycles == [s + latency + h - 1 for s, h in zip(starts, holds)], \
+        f"outputs not exactly LATENCY cycles later: {valid_cycles}"
     return results
 
 

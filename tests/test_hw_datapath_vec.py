@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from fastmamba.hardware import vec_datapath
-from fastmamba.hardware.vec_datapath import MICRO_OPS, TYPES, VecDatapath
+from fastmamba.hardware.vec_datapath import MICRO_OPS, TYPES, VecDatapath, datapath_latency
 from fastmamba.isa import numerics
 from fastmamba.isa.target import PRESETS
 from hw_datapath_bulk import stream_sim
@@ -89,7 +89,8 @@ def _argmax_beats(a: np.ndarray):
         for c0 in range(0, cols, LANES):
             n = min(LANES, cols - c0)
             v = {"argmax": 1, "row_first": int(c0 == 0), "col0": c0, "lanes": n, "a_type": TYPES.index("f32"),
-                 "sum_pass": 0, "group_first": 0, "out_type": TYPES.index("f32")}
+                 "sum_pass": 0, "group_first": 0, "out_type": TYPES.index("f32"),
+                 **{f"ops.{s}": MICRO_OPS.index("none") for s in range(4)}}  # as the unit: no micro-ops
             for lane in range(LANES):
                 v[f"a.{lane}"] = int(a.view(np.uint32)[r, c0 + min(lane, n - 1)])
             vectors.append(v)
@@ -104,8 +105,11 @@ def run_cases(cases: list[dict]) -> list[np.ndarray]:
     for case in cases:
         streams.append(_argmax_beats(np.atleast_2d(case["argmax"])) if "argmax" in case else _case_beats(case))
     vectors = [v for s in streams for v in s[0]]
+    k = [len([o for o in case.get("ops", ()) if o != "none"]) for case in cases]  # an argmax: no micro-ops
+    passes = [max(1, -(-n // _target().vec_stages)) for n in k]  # isa.costs.vec_beat_cycles
+    holds = [p for p, s in zip(passes, streams) for _ in s[0]]
     outs = stream_sim(VecDatapath(_target()), vectors, tuple(f"y.{i}" for i in range(LANES)) + ("index",),
-                      VecDatapath.LATENCY)
+                      datapath_latency(_target()), holds=holds)
     results, at = [], 0
     for case, stream in zip(cases, streams):
         got = outs[at:at + len(stream[0])]

@@ -42,6 +42,23 @@ def test_rmsnorm_cycles_per_group_and_pass():
     assert costs.occupancy(argmax, SMALL) == 3 * 2 and costs.occupancy(argmax, PRESETS["vc709"]) == 1
 
 
+def test_a_beat_goes_round_smalls_one_stage_once_per_micro_op():
+    """small's vec_stages = 1: a beat holds the unit one cycle per micro-op other than none (at least one);
+    vc709's four stages take any chain in one pass, so its cycles are the rule without stages."""
+    args = dict(dst=0x400, a=0, b=0x200, rows=3, cols=20, a_ld=20, b_ld=20, dst_ld=20, a_type="i8", a_exp=0,
+                b_type="f32", b_exp=0, b_mode="full", group=10, eps=0.0, out_type="f32", out_scale=1.0)
+    for ops, per_beat in ((("none",) * 4, 1), (("none", "silu", "none", "none"), 1),
+                          (("add", "none", "none", "mul"), 2), (("rmsnorm", "mul", "add", "none"), 3),
+                          (("mul", "gate", "rmsnorm", "softplus"), 4)):
+        op = Instruction("vec", {**args, **dict(zip(costs.VEC_MICRO_OP_FIELDS, ops))})
+        # rows * groups * passes * ceil(10 / 8), or rows * ceil(20 / 8)
+        beats = 3 * 2 * 2 * 2 if "rmsnorm" in ops else 3 * 3
+        assert costs.vec_beat_cycles(op, SMALL) == per_beat and costs.occupancy(op, SMALL) == beats * per_beat
+        assert costs.vec_beat_cycles(op, PRESETS["vc709"]) == 1
+        two = dataclasses.replace(SMALL, vec_stages=2)
+        assert costs.occupancy(op, two) == beats * max(1, -(-per_beat // 2))
+
+
 def _run_unit(target, word_bytes: int, buf_bytes: int, ops, mem: np.ndarray) -> dict:
     """The VEC unit on a buffer in Amaranth's simulator: each op starts the first cycle `ready` allows; returns
     the start cycles, (done cycle, entry) pairs, busy cycles and the final buffer bytes."""

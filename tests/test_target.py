@@ -59,6 +59,8 @@ def test_json_override(tmp_path):
         ("ssm_state_bits = 20\n", "ssm_state_bits: one of 16, 24, 32"),
         ("conv_kernel_max = 1\n", "conv_kernel_max: at least 2"),
         ("conv_kernel_max = 16\n", "conv_kernel_max: at most 15"),
+        ("vec_stages = 5\n", "vec_stages: at most 4 (one stage per micro-op field at most)"),
+        ("vec_stages = 0\n", "vec_stages: must be >= 1"),
         ("hadamard_max_block = 65536\n", "hadamard_max_block: at most 32768"),
         ("lin_latency = -1\n", "lin_latency: must be >= 0"),
         ("semaphores = true\n", "semaphores: must be an integer"),
@@ -146,7 +148,7 @@ def test_every_parameter_in_the_contract():
         "hadamard_max_block", "conv_channels", "conv_kernel_max", "conv_latency", "conv_row_tiles", "ssm_head_tiles",
         "ssm_headdim_lanes",
         "ssm_dstate_lanes", "ssm_state_bits", "ssm_latency", "nla_lanes", "nla_bits", "nla_segments", "vec_lanes",
-        "vec_latency", "vec_row_tiles"}
+        "vec_latency", "vec_row_tiles", "vec_stages"}
     t = PRESETS["vc709"]
     assert t.ddr_bytes == 8 * 2**30 and t.ddr_gbytes_per_s == 15.0 and t.semaphores == 32
     assert t.hadamard_max_block == 256 and 768 % 256 == 0 and 1536 % 256 == 0

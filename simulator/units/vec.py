@@ -2,8 +2,9 @@
 
 Place in the flow: looked up by `simulator.semantics.SEMANTICS`; the
 arithmetic is `isa.numerics` (dequant, vec_chain, vec_output, argmax;
-docs/NUMERICS.md §6), the cost `isa.costs` (ceil(rows*cols / vec_lanes) cycles,
-twice that for a chain with an rmsnorm, plus vec_latency, §9).  The operands
+docs/NUMERICS.md §6), the cost `isa.costs` (ceil(rows*cols / vec_lanes) beats,
+twice that for a chain with an rmsnorm, of ceil(k / vec_stages) cycles each for
+k micro-ops, plus vec_latency, §9).  The operands
 of `vec` are row-pitched (a_ld, b_ld for b_mode = full, dst_ld): the regions,
 and so the views of memory, carry the pitches, so a chain reads and writes
 column slices of wider matrices.

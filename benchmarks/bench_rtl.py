@@ -2,20 +2,24 @@
 
 Place in the flow: a measurement, not a test.  Prints
 
-1. the build: Verilog export, Verilator + C++ compile and link (cold: into an
-   empty build directory; skipped with --warm-only), and the warm lookup a
-   second run pays (both caches hit);
-2. simulation speed in clock cycles per second of wall time, one ctypes call
+1. the build: Verilog export, Verilator, the Verilated C++ compile and the
+   link (cold: into an empty build directory; skipped with --warm-only), and
+   the warm lookup a second run pays (both caches hit);
+2. the Verilog's size per module (bytes, the largest first) and its
+   `assign` count: what Verilator and the C++ compiler have to chew;
+3. simulation speed in clock cycles per second of wall time, one ctypes call
    per program: a LIN-heavy program (back-to-back `lin` ops keep the MAC
-   array busy) and a DMA program (strided loads and stores), each repeated.
+   array busy) and a DMA program (strided loads and stores), each repeated,
+   and a long LIN program (about a million cycles, run once).
 
-Run: `.venv/bin/python benchmarks/bench_rtl.py [--warm-only] [--repeat N]`.
+Run: `.venv/bin/python benchmarks/bench_rtl.py [--warm-only] [--repeat N] [--long-ops N]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -54,6 +58,19 @@ def dma_program(pairs: int) -> list[Bundle]:
     return out + [HALT]
 
 
+def module_sizes(path: Path) -> list[tuple[str, int]]:
+    """(module name, bytes of its text) of a Verilog file, the largest first."""
+    sizes: dict[str, int] = {}
+    name = ""
+    with open(path, "rb") as f:
+        for line in f:
+            found = re.match(rb"module (\S+?)[(\s]", line)
+            if found:
+                name = found.group(1).decode().lstrip("\\")
+            sizes[name] = sizes.get(name, 0) + len(line)
+    return sorted(sizes.items(), key=lambda kv: -kv[1])
+
+
 def speed(name: str, bundles: list[Bundle], repeat: int) -> None:
     ddr = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8)
     backend.run_bundles(SMALL, bundles, ddr.copy())  # load the library
@@ -72,6 +89,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--warm-only", action="store_true", help="skip the cold build into an empty directory")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--long-ops", type=int, default=2000, help="lin ops of the long program (0: skip it)")
     args = ap.parse_args()
     print(f"target small: {SMALL.lin_groups * SMALL.lin_mac_trees} MAC trees x {SMALL.lin_mac_tree_width}, "
           f"{SMALL.buffer_bytes // 1024} KiB buffer, {SMALL.dma_bytes_per_cycle:g} B/cycle DMA")
@@ -89,14 +107,23 @@ def main() -> int:
                     del os.environ["FASTMAMBA_BUILD"]
                 else:
                     os.environ["FASTMAMBA_BUILD"] = old
-        print(f"cold build   {cold:8.1f} s  (Verilog export {timings.get('verilog_s', 0):.1f} s, Verilator, "
-              f"C++ compile and link {timings.get('compile_s', 0):.1f} s)")
+        print(f"cold build   {cold:8.1f} s  (Verilog export {timings.get('verilog_s', 0):.1f} s, Verilator "
+              f"{timings.get('verilator_s', 0):.1f} s, C++ compile {timings.get('cxx_s', 0):.1f} s, link "
+              f"{timings.get('link_s', 0):.1f} s; Verilator runtime once per install)")
     build.library(SMALL, backend.IMEM_WORDS)
     start = time.perf_counter()
     build.library(SMALL, backend.IMEM_WORDS)
     print(f"warm lookup  {time.perf_counter() - start:8.3f} s  (both caches hit: no export, no compile)")
+    vpath, _ = build.verilog(SMALL, backend.IMEM_WORDS)
+    sizes = module_sizes(vpath)
+    assigns = sum(line.startswith(b"  assign ") for line in open(vpath, "rb"))
+    print(f"Verilog      {vpath.stat().st_size:>10,} bytes, {assigns:,} assigns; largest modules:")
+    for name, size in sizes[:6]:
+        print(f"  {size:>12,}  {name}")
     speed("LIN-heavy", lin_program(200), args.repeat)
     speed("DMA", dma_program(400), args.repeat)
+    if args.long_ops:
+        speed("long LIN", lin_program(args.long_ops), 1)
     return 0
 
 

@@ -166,16 +166,22 @@ def library(target, imem_words: int, timings: dict | None = None) -> Path:
         (out / "top.v").write_bytes(vpath.read_bytes())
         (out / "ports.h").write_text(header)
         obj = out / "obj"
+        step = time.perf_counter()
         _run([str(vr / "bin" / "verilator"), "--cc", "top.v", "--top-module", TOP, "-O3", "--x-assign", "fast",
               "--x-initial", "fast", "--noassert", "-Wno-fatal", "-CFLAGS", "-fPIC", "-Mdir", "obj"], out, "verilator")
+        lap = time.perf_counter()
+        steps = {"verilator_s": lap - step}
         _run(["make", "-s", "-j", str(MAKE_JOBS), "-C", str(obj), "-f", f"V{TOP}.mk", "OPT_FAST=-O2",
               "VM_PARALLEL_BUILDS=1", "CFG_CXXFLAGS_PCH_I=-include", f"V{TOP}__ALL.a"], out, "make (Verilated C++)")
+        steps["cxx_s"], lap = time.perf_counter() - lap, time.perf_counter()
         tmp = out / f"libmachine.so.tmp{os.getpid()}"
         inc = [f"-I{obj}", f"-I{out}", f"-I{vr / 'include'}", f"-I{vr / 'include' / 'vltstd'}"]
         _run(["g++", "-O2", "-fPIC", "-shared", "-std=c++17", *inc, *map(str, sorted(HARNESS_DIR.glob("*.cpp"))),
               str(obj / f"V{TOP}__ALL.a"), str(runtime), "-o", str(tmp), "-pthread"], out, "link the harness")
         os.replace(tmp, lib)
+        steps["link_s"] = time.perf_counter() - lap
         shutil.rmtree(obj, ignore_errors=True)  # the generated C++ and objects (~150 MB): the library is linked
         if timings is not None:
             timings["compile_s"] = time.perf_counter() - start
+            timings.update(steps)
     return lib

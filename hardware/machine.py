@@ -32,7 +32,7 @@ Time 0 is the first cycle after `start`; `rtl_cycles` counts every clock until
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,7 +48,7 @@ from fastmamba.hardware.lin_unit import LinUnit
 from fastmamba.hardware.ssm_unit import SsmUnit
 from fastmamba.hardware.vec_unit import B_MODES, rmsnorm_count
 from fastmamba.hardware.vec_datapath import MICRO_OPS
-from fastmamba.hardware.regions import SPACES, op_ranges
+from fastmamba.hardware.regions import SPACES, op_ranges, wire
 
 DMA_STAGES = 1  # the address stage between a beat and the DDR port (docs/RTL.md)
 ERRORS = ("none", "unimplemented", "zero_count", "semaphore", "misaligned", "out_of_range", "RAW", "WAR", "WAW",
@@ -88,6 +88,27 @@ def _positions(op: str) -> dict[int, int]:
     return out
 
 
+def _access(op: str, positions: dict[int, int]) -> dict[int, tuple[bool, bool]]:
+    """Table position -> (can read, can write) of `op`, over every combination of its flags."""
+    from fastmamba.hardware.regions import region_forms
+
+    out: dict[int, tuple[bool, bool]] = {}
+    for _, forms in region_forms(op):
+        for i, rf in enumerate(forms):
+            r, w = out.get(positions[i], (False, False))
+            out[positions[i]] = (r or rf.access in ("r", "rw"), w or rf.access in ("w", "rw"))
+    return out
+
+
+def _union(accesses) -> dict[int, tuple[bool, bool]]:
+    out: dict[int, tuple[bool, bool]] = {}
+    for acc in accesses:
+        for pos, (r, w) in acc.items():
+            r0, w0 = out.get(pos, (False, False))
+            out[pos] = (r0 or r, w0 or w)
+    return dict(sorted(out.items()))
+
+
 def check_target(target: Target) -> None:
     """The RTL's own limits on a target (raised as ValueError; the backend words them as InputError)."""
     rate = target.dma_bytes_per_cycle
@@ -103,6 +124,13 @@ def check_target(target: Target) -> None:
 def table_entries(target: Target, compute_latencies) -> int:
     """In-flight operations at most: the DMA queue, plus latency + 1 per compute unit (occupancy >= 1)."""
     return target.dma_queue_depth + sum(lat + 1 for lat in compute_latencies)
+
+
+def _any(terms):
+    out = Const(0)
+    for t in terms:
+        out = out | t
+    return out
 
 
 def vec_fields_bad(v):
@@ -133,6 +161,22 @@ class Machine(wiring.Component):
         # Table positions: 0 holds an op's DDR range (ld, ldg, st have one), 1.. its buffer ranges, narrower.
         self.positions = {op: _positions(op) for op, spec in OPS.items() if spec.slot in self.issue_slots}
         self.n_regions = 1 + max(len(p) - (0 in p.values()) for p in self.positions.values())
+        # Position -> (can read, can write) of each issuing slot's ops: which range pairs can ever conflict.
+        self.slot_access = {slot: _union(_access(op, self.positions[op]) for op, spec in OPS.items()
+                                         if spec.slot == slot and spec.slot in RTL_SLOTS)
+                            for slot in self.issue_slots}
+        # The table is one group of entries per issuing unit (the DMA engines share the queue's): a group's
+        # entries hold that unit's ops only, so each (slot, group) pair compares only the positions that can
+        # conflict.  Sizes: the DMA queue, and latency + 1 per compute unit (table_entries).
+        sizes: dict[tuple[str, ...], int] = {("LD", "ST"): target.dma_queue_depth}
+        for slot in self.issue_slots:
+            if slot in self.units:
+                sizes[(slot,)] = self.units[slot].pipeline_latency(target) + 1
+        self.groups: list[tuple[tuple[str, ...], range]] = []
+        for slots, size in sizes.items():
+            first = self.groups[-1][1].stop if self.groups else 0
+            self.groups.append((slots, range(first, first + size)))
+        assert self.groups[-1][1].stop == self.entries
         self.buf_bits = (int(target.buffer_bytes) + 1).bit_length()
         self.rd_tag_layout = data.StructLayout({
             "buf": unsigned(self.buf.addr_bits), "len": range(self.W + 1), "last": unsigned(1),
@@ -193,14 +237,17 @@ class Machine(wiring.Component):
 
         # in-flight table
         ent_valid = Signal(E)
-        ent_bundle = Array(Signal(32, name=f"ent{e}_bundle") for e in range(E))
-        ent_slot = Array(Signal(4, name=f"ent{e}_slot") for e in range(E))
+        ent_bundle = [Signal(32, name=f"ent{e}_bundle") for e in range(E)]
+        ent_slot = [Signal(4, name=f"ent{e}_slot") for e in range(E)]
+        group_of = {slot: g for g, (slots, _) in enumerate(self.groups) for slot in slots}
+        group_access = [_union(self.slot_access[s] for s in slots) for slots, _ in self.groups]
+
         def width(r):
             return ADDR_BITS if r == 0 else self.buf_bits
 
-        ent_rng = [[{k: Signal(w, name=f"ent{e}_r{r}_{k}") for k, w in
-                     (("valid", 1), ("lo", width(r)), ("hi", width(r)), ("read", 1), ("write", 1))}
-                    for r in range(R)] for e in range(E)]
+        ent_rng = [{r: {k: Signal(w, name=f"ent{e}_r{r}_{k}") for k, w in
+                        (("valid", 1), ("lo", width(r)), ("hi", width(r)), ("read", 1), ("write", 1))}
+                    for r in group_access[g]} for g, (_, entries) in enumerate(self.groups) for e in entries]
 
         # ---------------- decode the bundle at pc ----------------
         slot_index = {s: SLOTS.index(s) for s in SLOTS}
@@ -213,7 +260,8 @@ class Machine(wiring.Component):
             layout = op_layout(op)
             raw = getattr(fetch, f"op_{spec.slot}")
             views[op] = data.View(layout, raw[:layout.size])
-            is_op[op] = present[spec.slot] & (getattr(fetch, f"opcode_{spec.slot}") == spec.opcode)
+            is_op[op] = wire(m, present[spec.slot] & (getattr(fetch, f"opcode_{spec.slot}") == spec.opcode),
+                             f"is_{op.replace('.', '_')}")
         wait, halt = is_op["ctl.wait"], is_op["ctl.halt"]
         wv = views["ctl.wait"]
 
@@ -231,7 +279,7 @@ class Machine(wiring.Component):
                 if v is None:  # an op of this slot the RTL lacks (none among ISSUE_SLOTS today)
                     continue
                 sel = is_op[op]
-                ranges = op_ranges(op, v, len(self.positions[op]))
+                ranges = op_ranges(m, op, v, len(self.positions[op]))
                 # this op's first error: zero count, semaphore field, then per region alignment, bounds
                 f, c, i0, i1 = Const(0), Const(0, 8), Const(0, 64), Const(0, 64)
                 checks = []
@@ -254,7 +302,8 @@ class Machine(wiring.Component):
                     size = Mux(rg["space"] == SPACES.index("ddr"), self.ddr_size, Const(t.buffer_bytes))
                     checks.append((rg["valid"] & ~rg["align_ok"], "misaligned", Const(r), Const(0)))
                     checks.append((rg["valid"] & (rg["hi"] > size), "out_of_range", Const(r), rg["hi"]))
-                for cond, code, a, b in reversed(checks):
+                for j, (cond, code, a, b) in enumerate(reversed(checks)):
+                    cond = wire(m, cond, f"{op.replace('.', '_')}_chk{len(checks) - 1 - j}")
                     f, c = Mux(cond, 1, f), Mux(cond, ERROR_CODE[code], c)
                     i0, i1 = Mux(cond, a, i0), Mux(cond, b, i1)
                 e_flag, e_code = Mux(sel, f, e_flag), Mux(sel, c, e_code)
@@ -262,9 +311,9 @@ class Machine(wiring.Component):
                 for i, pos in self.positions[op].items():
                     for key in rng[pos]:
                         rng[pos][key] = Mux(sel, ranges[i][key], rng[pos][key])
-            sig = [{k: Signal(width(r) if k in ("lo", "hi") else 1, name=f"{slot}_r{r}_{k}") for k in rng[r]}
-                   for r in range(R)]
-            for r in range(R):
+            sig = {r: {k: Signal(width(r) if k in ("lo", "hi") else 1, name=f"{slot}_r{r}_{k}") for k in rng[r]}
+                   for r in self.slot_access[slot]}
+            for r in sig:
                 for k in rng[r]:
                     m.d.comb += sig[r][k].eq(rng[r][k])
             slot_ranges[slot] = sig
@@ -278,36 +327,68 @@ class Machine(wiring.Component):
         def overlap(a, b):
             return a["valid"] & b["valid"] & (a["lo"] < b["hi"]) & (b["lo"] < a["hi"])
 
-        has_ddr = {slot: any(0 in self.positions[op].values() for op, spec in OPS.items() if spec.slot == slot)
-                   for slot in ISSUE_SLOTS}
+        def conflict(mine, mine_access, theirs, their_access, name):
+            """(RAW, WAW, WAR) of my ranges against another op's ranges (position 0 with 0: DDR; the rest: BUF),
+            as Signals; only the pairs and terms the ops' accesses allow are built (two reads never conflict)."""
+            terms: dict[str, list] = {"raw": [], "waw": [], "war": []}
+            for p, (p_read, p_write) in mine_access.items():
+                for q, (q_read, q_write) in their_access.items():
+                    if (p == 0) != (q == 0):
+                        continue
+                    need = [(kind, ka, kb) for kind, ka, kb, ok in
+                            (("raw", "read", "write", p_read and q_write),
+                             ("waw", "write", "write", p_write and q_write),
+                             ("war", "write", "read", p_write and q_read)) if ok]
+                    if not need:
+                        continue
+                    a, b = mine[p], theirs[q]
+                    o = overlap(a, b)
+                    if len(need) > 1:
+                        o = wire(m, o, f"{name}_o{p}{q}")
+                    for kind, ka, kb in need:
+                        terms[kind].append(o & a[ka] & b[kb])
+            return tuple(wire(m, _any(terms[k]), f"{name}_{k}") for k in ("raw", "waw", "war"))
 
-        def conflict(mine, theirs, ddr=True):
-            """(RAW, WAW, WAR) of my ranges against another op's ranges (position 0 with 0: DDR; the rest: BUF)."""
-            raw = waw = war = Const(0)
-            pairs = [(a, b) for a in mine[1:] for b in theirs[1:]] + ([(mine[0], theirs[0])] if ddr else [])
-            for a, b in pairs:
-                o = overlap(a, b)
-                raw = raw | (o & a["read"] & b["write"])
-                waw = waw | (o & a["write"] & b["write"])
-                war = war | (o & a["write"] & b["read"])
-            return raw, waw, war
+        def oldest(cands, name):
+            """The candidate with the smallest key among those hit, as a tree of pairwise picks:
+            (hit, key, code, bundle, slot) Signals."""
+            level = 0
+            while len(cands) > 1:
+                nxt = []
+                for i in range(0, len(cands) - 1, 2):
+                    (ha, ka, *pa), (hb, kb, *pb) = cands[i], cands[i + 1]
+                    take_a = wire(m, ha & (~hb | (ka < kb)), f"{name}_t{level}_{i // 2}")
+                    nxt.append((wire(m, ha | hb, f"{name}_h{level}_{i // 2}"),
+                                *(wire(m, Mux(take_a, x, y), f"{name}_v{level}_{i // 2}_{j}")
+                                  for j, (x, y) in enumerate(zip((ka, *pa), (kb, *pb))))))
+                if len(cands) % 2:
+                    nxt.append(cands[-1])
+                cands, level = nxt, level + 1
+            return cands[0]
+
+        def code_of(raw, waw):
+            return Mux(raw, ERROR_CODE["RAW"], Mux(waw, ERROR_CODE["WAW"], ERROR_CODE["WAR"]))
 
         hazard = {}  # slot -> (flag, code, other bundle, other slot)
         for si, slot in enumerate(ISSUE_SLOTS):
-            mine = slot_ranges[slot]
-            h_flag, h_code, h_bundle, h_slot = Const(0), Const(0, 8), Const(0, 32), Const(0, 4)
+            mine, access = slot_ranges[slot], self.slot_access[slot]
+            # the in-flight ops: the oldest conflicting one (issue order: bundle, then slot), as the simulator
             cands = []
-            for e in range(E):
-                raw, waw, war = conflict(mine, ent_rng[e], has_ddr[slot])
-                cands.append((ent_valid[e], raw, waw, war, ent_bundle[e], ent_slot[e]))
-            for earlier in ISSUE_SLOTS[:si]:  # ops of this bundle issued before it (slot order)
-                raw, waw, war = conflict(mine, slot_ranges[earlier], has_ddr[slot] and has_ddr[earlier])
-                cands.append((present[earlier], raw, waw, war, bundle_idx, Const(SLOTS.index(earlier), 4)))
-            for valid, raw, waw, war, ob, osl in reversed(cands):
-                any_ = valid & (raw | waw | war)
-                code = Mux(raw, ERROR_CODE["RAW"], Mux(waw, ERROR_CODE["WAW"], ERROR_CODE["WAR"]))
-                h_flag, h_code = Mux(any_, 1, h_flag), Mux(any_, code, h_code)
-                h_bundle, h_slot = Mux(any_, ob, h_bundle), Mux(any_, osl, h_slot)
+            for g, (_, entries) in enumerate(self.groups):
+                for e in entries:
+                    raw, waw, war = conflict(mine, access, ent_rng[e], group_access[g], f"{slot}_e{e}")
+                    hit = wire(m, ent_valid[e] & (raw | waw | war), f"{slot}_hit{e}")
+                    cands.append((hit, Cat(ent_slot[e], ent_bundle[e]), code_of(raw, waw), ent_bundle[e],
+                                  ent_slot[e]))
+            t_hit, _, t_code, t_bundle, t_slot = oldest(cands, f"{slot}_old")
+            # then the ops of this bundle issued before it (slot order)
+            h_flag, h_code, h_bundle, h_slot = t_hit, t_code, t_bundle, t_slot
+            for earlier in reversed(ISSUE_SLOTS[:si]):
+                raw, waw, war = conflict(mine, access, slot_ranges[earlier], self.slot_access[earlier],
+                                         f"{slot}_{earlier}")
+                any_ = wire(m, ~t_hit & present[earlier] & (raw | waw | war), f"{slot}_hit_{earlier}")
+                h_flag, h_code = Mux(any_, 1, h_flag), Mux(any_, code_of(raw, waw), h_code)
+                h_bundle, h_slot = Mux(any_, bundle_idx, h_bundle), Mux(any_, SLOTS.index(earlier), h_slot)
             flag = Signal(name=f"{slot}_haz")
             m.d.comb += flag.eq(h_flag & present[slot])
             hazard[slot] = (flag, h_code, h_bundle, h_slot)
@@ -366,12 +447,12 @@ class Machine(wiring.Component):
         # entry allocation: the k-th issuing op takes the k-th free entry
         alloc = {}
         taken = Const(0, E)
-        for slot in ISSUE_SLOTS:
+        for slot in ISSUE_SLOTS:  # in its group: LD before ST in the DMA's
             free_mask = Signal(E, name=f"{slot}_freemask")
             m.d.comb += free_mask.eq(~ent_valid & ~taken)
             idx = Signal(range(E), name=f"{slot}_entry")
             found = Signal(name=f"{slot}_entry_ok")
-            for e in reversed(range(E)):
+            for e in reversed(self.groups[group_of[slot]][1]):
                 with m.If(free_mask[e]):
                     m.d.comb += [idx.eq(e), found.eq(1)]
             alloc[slot] = (idx, found)
@@ -566,12 +647,13 @@ class Machine(wiring.Component):
         for slot in ISSUE_SLOTS:
             e_idx = alloc[slot][0]
             with m.If(issue & present[slot]):
-                m.d.sync += [ent_bundle[e_idx].eq(bundle_idx), ent_slot[e_idx].eq(SLOTS.index(slot))]
-                for e in range(E):
+                for e in self.groups[group_of[slot]][1]:
                     with m.If(e_idx == e):
-                        for r in range(R):
-                            for k, sig in ent_rng[e][r].items():
-                                m.d.sync += sig.eq(slot_ranges[slot][r][k])
+                        m.d.sync += [ent_bundle[e].eq(bundle_idx), ent_slot[e].eq(SLOTS.index(slot))]
+                        for r, rs in ent_rng[e].items():
+                            src = slot_ranges[slot].get(r)  # None: the slot's ops never have this position
+                            for k, sig in rs.items():
+                                m.d.sync += sig.eq(src[k] if src is not None else 0)
 
         for s in range(1, self.n_sems + 1):
             inc = ((done_rd & (rsp.sem == s)).as_unsigned() + (done_wr & (ack.sem == s)).as_unsigned())

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from typing import Callable
 
-from amaranth.hdl import Cat, Const, Mux, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 from fastmamba.isa.instructions import OPS, Instruction
 
@@ -49,16 +49,30 @@ class Form:
         return v + self.offset
 
 
+def wire(m: Module, value, name: str) -> Signal:
+    """`value` as a named combinational Signal.  Amaranth's netlist emits an expression again at every place it
+    is used (a shared subexpression is not shared), a Signal once: a value used more than once goes through here."""
+    sig = Signal(Value.cast(value).shape(), name=name)
+    m.d.comb += sig.eq(value)
+    return sig
+
+
+def _same(value, name: str):
+    return value
+
+
 def _max(a, b):
     return Mux(a > b, a, b) if isinstance(a, Value) or isinstance(b, Value) else max(a, b)
 
 
-def _ssm_xbc_row_bytes(f: Callable):
-    """isa/instructions.py's ssm xbc row: 2 * max(h*p, b_off + G*n, c_off + G*n), G = ceil(h / max(1, hpg))."""
+def _ssm_xbc_row_bytes(f: Callable, share: Callable = _same):
+    """isa/instructions.py's ssm xbc row: 2 * max(h*p, b_off + G*n, c_off + G*n), G = ceil(h / max(1, hpg)).
+    `share(value, name)` names a value used twice (`wire` in RTL)."""
     h, hpg, n = f("h"), f("hpg"), f("n")
     hpg = Mux(hpg == 0, 1, hpg) if isinstance(hpg, Value) else max(1, hpg)
-    groups = (h + hpg - 1) // hpg
-    return 2 * _max(_max(h * f("p"), f("b_off") + groups * n), f("c_off") + groups * n)
+    gn = share(((h + hpg - 1) // hpg) * n, "xbc_gn")
+    return 2 * _max(share(_max(share(h * f("p"), "xbc_hp"), share(f("b_off") + gn, "xbc_b")), "xbc_max"),
+                    share(f("c_off") + gn, "xbc_c"))
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,7 @@ class Expr:
     """A region quantity that is no product of fields, as a function of a field getter (ints or Amaranth
     values); `region_forms` checks it against the table's region function on every probe."""
 
-    fn: Callable
+    fn: Callable  # fn(field getter[, share(value, name)])
 
     def value(self, args) -> int:
         return int(self.fn(lambda name: int(args[name])))
@@ -174,21 +188,23 @@ def max_regions(ops) -> int:
     return max(len(forms) for op in ops for _, forms in region_forms(op))
 
 
-def _expr(form: Form | Expr, view):
+def _expr(form: Form | Expr, view, share: Callable):
     if isinstance(form, Expr):
-        return form.fn(lambda name: getattr(view, name))
+        return form.fn(lambda name: getattr(view, name), share)
     v = Const(form.const)
     for f in form.fields:
         v = v * getattr(view, f)
     return v + form.offset if form.offset >= 0 else v - (-form.offset)
 
 
-def op_ranges(op: str, view, count: int):
+def op_ranges(m: Module, op: str, view, count: int, prefix: str | None = None):
     """`count` range descriptors for the decoded op `view`: dicts of valid, space (0 buf, 1 ddr), lo, hi,
-    read, write, align_ok (Amaranth expressions); regions the op's flags leave out are invalid.
+    read, write, align_ok (Signals driven in `m`, named `prefix`_r<i>_...); regions the op's flags leave out
+    are invalid.
 
     The flag combinations select each region's base field, access and the factors of rows, row_bytes and
     stride (cheap multiplexers); the span's multiply-add is built once per region."""
+    prefix = prefix or op.replace(".", "_")
     flags = flag_fields(op)
     combos = region_forms(op)
     widths = [len(getattr(view, name)) for name in flags]
@@ -199,21 +215,25 @@ def op_ranges(op: str, view, count: int):
 
     out = []
     for i in range(count):
+        def share(value, name, i=i):
+            return wire(m, value, f"{prefix}_r{i}_{name}")
+
         q = dict(valid=Const(0), space=Const(0), base=Const(0), read=Const(0), write=Const(0), align=Const(0),
                  rows=Const(0), row_bytes=Const(0), stride=Const(0))
         by_form: dict[RegionForm, list[int]] = {}  # the combinations giving each distinct form (vec: 192, few forms)
         for combo, forms in combos:
             if i < len(forms):
                 by_form.setdefault(forms[i], []).append(code(combo))
-        for rf, codes in by_form.items():
-            cond = selector.matches(*codes) if flags else Const(1)
+        for j, (rf, codes) in enumerate(by_form.items()):
+            cond = share(selector.matches(*codes), f"form{j}") if flags else Const(1)
             new = dict(valid=Const(1), space=Const(SPACES.index(rf.space)), base=getattr(view, rf.field),
                        read=Const(int(rf.access in ("r", "rw"))), write=Const(int(rf.access in ("w", "rw"))),
-                       align=Const(rf.align - 1), rows=_expr(rf.rows, view), row_bytes=_expr(rf.row_bytes, view),
-                       stride=_expr(rf.stride, view))
+                       align=Const(rf.align - 1), rows=_expr(rf.rows, view, share),
+                       row_bytes=_expr(rf.row_bytes, view, share), stride=_expr(rf.stride, view, share))
             q = {k: Mux(cond, new[k], q[k]) for k in q}
+        q = {k: share(v, k) for k, v in q.items()}
         empty = (q["rows"] == 0) | (q["row_bytes"] == 0)
-        hi = Mux(empty, q["base"], q["base"] + (q["rows"] - 1) * q["stride"] + q["row_bytes"])
+        hi = share(Mux(empty, q["base"], q["base"] + (q["rows"] - 1) * q["stride"] + q["row_bytes"]), "hi")
         out.append(dict(valid=q["valid"], space=q["space"], lo=q["base"], hi=hi, read=q["read"], write=q["write"],
-                        align_ok=(q["base"] & q["align"]) == 0))
+                        align_ok=share((q["base"] & q["align"]) == 0, "align_ok")))
     return out

@@ -92,6 +92,16 @@ def test_a_delay_too_short_for_the_transfer_is_a_hazard_and_a_long_enough_one_is
             assert "RAW hazard" in rtl
 
 
+def test_of_two_conflicting_ops_in_flight_the_oldest_is_named():
+    # A (bundle 1) takes table entry 1, B (bundle 3) entry 0, freed by the wait for X: the store reads what both
+    # still write; the simulator names the first in issue order, and so does the RTL (not the lower entry)
+    bundles = [Bundle((_ld(1024, 0, 1, 16, 1),)), Bundle((_ld(0, 0, 16, 32, 0),)), Bundle((WAIT1,)),
+               Bundle((_ld(512, 0, 1, 32, 0),)), Bundle((_st(2048, 0, 1, 544, 0),)), Bundle((HALT,))]
+    sim, rtl = _both_fail(bundles)
+    assert sim.startswith("bundle 4, slot ST") and "RAW hazard" in sim and "bundle 1" in sim, sim
+    assert rtl.startswith("RTL: bundle 4, slot ST") and "RAW hazard" in rtl and "(bundle 1, slot LD)" in rtl, rtl
+
+
 def test_gather_index_outside_its_limit():
     idx = np.array([1, 0, 7], "<i4")  # limit 5: idx[2] is bad
     image = np.zeros(4096, np.uint8)

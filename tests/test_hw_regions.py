@@ -59,8 +59,8 @@ def test_rtl_spans_equal_the_table(op):
     raw = Signal(layout.size)
     view = data.View(layout, raw)
     count = max(len(f) for _, f in region_forms(op))
-    ranges = op_ranges(op, view, count)
     m = Module()
+    ranges = op_ranges(m, op, view, count)
     outs = []
     for i, r in enumerate(ranges):
         sig = {k: Signal(64, name=f"r{i}_{k}") for k in ("valid", "lo", "hi", "read", "write")}

@@ -45,6 +45,7 @@ COMMANDS = {
     "run": "fastmamba.compiler.commands.run",
     "profile": "fastmamba.compiler.commands.profile",
     "synth": "fastmamba.compiler.commands.synth",
+    "explore": "fastmamba.compiler.commands.explore",
 }
 
 PROG = "fastmamba"

@@ -51,8 +51,8 @@ def pareto_plot(records: list[dict], path: Path, title: str, shape: str | None =
                    label=f"trials ({len(ok)})")
         front = front_records(ok + ([ref] if ref else []), value, cost)
         if front:
-            ax.step([r[cost] for r in front], [r[value] for r in front], where="post", color="tab:red",
-                    label=f"Pareto front ({len(front)})")
+            ax.step([r[cost] for r in front], [r[value] for r in front], where="post", color="tab:red", marker="o",
+                    markersize=4, label=f"Pareto front ({len(front)})")
         if ref:
             ax.scatter([ref[cost]], [ref[value]], marker="*", s=160, color="tab:orange", edgecolor="black",
                        zorder=5, label="vc709 preset")

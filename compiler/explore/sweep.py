@@ -143,6 +143,7 @@ def _start_ray(options: SweepOptions) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 is silent (the progress is ours)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
                               "configure_logging": True}
     if options.address:
@@ -205,8 +206,10 @@ def run_sweep(space: Space, workload: Workload, out: Path, options: SweepOptions
         with tempfile.TemporaryDirectory(prefix="fastmamba-explore-ray-") as storage:
             trials = [{"point": {}, "reference": True}] + [{"point": p, "reference": False} for p in points]
             if options.searcher == "bayes":
+                import optuna
                 from ray.tune.search.optuna import OptunaSearch
 
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
                 _tune({"trial": tune.grid_search(trials[:1])}, trainable, options, callback, storage)
                 search = OptunaSearch(seed=options.seed)
                 _tune({k: tune.choice(list(v)) for k, v in space.parameters.items()}, trainable, options, callback,

@@ -14,11 +14,10 @@ from pathlib import Path
 
 from fastmamba.compiler.explore.sweep import pareto_front
 
-__all__ = ["PAPER", "CAPACITY", "pareto_plot", "resource_plot", "front_records"]
+__all__ = ["PAPER", "pareto_plot", "resource_plot", "front_records"]
 
 # The paper's reported figures (FastMamba on the VC709, arXiv 2505.18975), by (shape, what): tokens/s on the board.
 PAPER = {("2.7b", "decode_tokens_per_s"): 5.68}
-CAPACITY = {"lut": 433_200, "ff": 866_400, "dsp": 3_600, "ramb36": 1_470}  # the xc7vx690t (docs/SYNTH.md)
 PANELS = (("prefill_tokens_per_s", "lut"), ("prefill_tokens_per_s", "dsp"), ("decode_tokens_per_s", "lut"),
           ("decode_tokens_per_s", "dsp"))
 LABELS = {"lut": "LUT (resource model)", "dsp": "DSP48E1 (resource model)", "ff": "FF (resource model)",
@@ -29,6 +28,14 @@ def front_records(records: list[dict], value: str, cost: str) -> list[dict]:
     """The finished trials on the Pareto front of `value` (max) against `cost` (min), in increasing cost."""
     ok = [r for r in records if r.get("status") == "ok"]
     return [ok[i] for i in pareto_front([(float(r[cost]), float(r[value])) for r in ok])]
+
+
+def _capacity() -> dict[str, float]:
+    """The xc7vx690t's capacity by result column (hardware/synth.py's XC7VX690T)."""
+    from fastmamba.compiler.explore.space import RESOURCES
+    from fastmamba.hardware.synth import XC7VX690T
+
+    return {col: XC7VX690T.capacity[name] for col, name in RESOURCES.items() if name in XC7VX690T.capacity}
 
 
 def _pyplot():
@@ -56,8 +63,9 @@ def pareto_plot(records: list[dict], path: Path, title: str, shape: str | None =
         if ref:
             ax.scatter([ref[cost]], [ref[value]], marker="*", s=160, color="tab:orange", edgecolor="black",
                        zorder=5, label="vc709 preset")
-        if cost in CAPACITY:
-            ax.axvline(CAPACITY[cost], color="gray", linestyle="--", linewidth=1, label="xc7vx690t capacity")
+        capacity = _capacity().get(cost)
+        if capacity:
+            ax.axvline(capacity, color="gray", linestyle="--", linewidth=1, label="xc7vx690t capacity")
         paper = PAPER.get((shape or "", value))
         if paper is not None:
             ax.axhline(paper, color="tab:green", linestyle=":", label=f"paper, on the board ({paper:g})")

@@ -189,6 +189,10 @@ class Space:
         """`points` split into those that run and those the constraints drop (point key -> why); InputError when
         every point is dropped (the budget no point meets)."""
         keep, dropped = [], {}
+        if self.constraints and data is None:
+            from fastmamba.hardware.resource_model import load
+
+            data = load()  # (once, not per point)
         for point in points:
             why = self.excluded(point, data)
             if why is None:

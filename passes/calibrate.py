@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import types
+import weakref
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from fastmamba.isa.errors import InputError
 from fastmamba.isa.target import Target
 
 RANGE_ATTR = "mamba_quant.range"
+WEIGHT_OPS = (mamba.WeightOp, mq.ScaleColumnsOp, mq.RotateColumnsOp)  # values the same in every window
 # The module's record of its calibration (calibrate writes it; the emitter's metadata reads it, after later passes
 # have dropped the ops' ranges): {model = checkpoint dir, tokens = what was run, ranges = {site = {quantity = v}}}.
 CALIBRATION_ATTR = "mamba_quant.calibration"
@@ -89,6 +91,7 @@ class _Recorder(Interpreter.Listener):
         self.ssm_ops: dict[Operation, str] = {}
         self.sites = sites_of(fn)
         self.rotated: set[str] = set()
+        self.seen: dict[SSAValue, weakref.ref] = {}
         for op, site in self.sites.items():
             if isinstance(op, mamba.LinearOp | mamba.LMHeadOp):
                 x = op.x
@@ -114,9 +117,24 @@ class _Recorder(Interpreter.Listener):
     def _add(self, value: SSAValue, site: str, quantity: str) -> None:
         self.watch.setdefault(value, []).append((site, quantity))
 
+    def _seen_before(self, value: SSAValue, array) -> bool:
+        """Whether this very array (a weight or an offline form of one, the same object in every window) was
+        recorded for `value` before: with method "max" recording it again changes nothing."""
+        if self.recorder.method != "max" or not isinstance(value.owner, WEIGHT_OPS) \
+                or not isinstance(array, np.ndarray):
+            return False
+        last = self.seen.get(value)
+        if last is not None and last() is array:
+            return True
+        self.seen[value] = weakref.ref(array)
+        return False
+
     def _see(self, values, arrays) -> None:
         for value, array in zip(values, arrays):
-            for site, quantity in self.watch.get(value, ()):
+            watched = self.watch.get(value, ())
+            if watched and self._seen_before(value, array):
+                continue
+            for site, quantity in watched:
                 if quantity == "A_log":
                     self.recorder(site, "A", np.exp(np.asarray(array, np.float64)))
                 elif site in self.rotated and quantity in ("x", "xr"):  # both seen in the IR: record as they are
@@ -132,7 +150,7 @@ class _Recorder(Interpreter.Listener):
             shape = types.SimpleNamespace(nheads=h, headdim=p, d_state=n, ngroups=B.shape[1] // n,
                                           heads_per_group=h // (B.shape[1] // n))
             state = rest[0] if rest else np.zeros((h, p, n), np.float32)
-            _, _, amax = ssm_f32(x, dt, A_log, B, C, D, state, shape)
+            _, _, amax = ssm_f32(x, dt, A_log, B, C, D, state, shape, with_y=False)
             self.recorder(self.ssm_ops[op], "state", amax)
 
     def did_interpret_op(self, op: Operation, results) -> None:

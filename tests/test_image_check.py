@@ -27,7 +27,7 @@ from fastmamba.isa.target import load_target
 def compiled():
     result = compile_model(DEFAULT_MODEL_DIR, CompileOptions(), log=io.StringIO())
     config, store = load_model(DEFAULT_MODEL_DIR)
-    return result, config, NumpyWeights(store)
+    return result, config, store
 
 
 def test_hadamard_is_the_documented_matrix():
@@ -61,7 +61,7 @@ ORIGINAL_QUANTIZE = offline.quantize_weight
 
 @pytest.mark.parametrize("mutation", ["floor", "no_rotation", "scale"])
 def test_broken_offline_weights_fail_it(compiled, monkeypatch, mutation):
-    result, _, weights = compiled
+    result, _, store = compiled
     if mutation == "floor":
         monkeypatch.setattr(offline, "quantize_weight", _floor_quantize)
         message = "of a step away"
@@ -72,7 +72,8 @@ def test_broken_offline_weights_fail_it(compiled, monkeypatch, mutation):
         monkeypatch.setattr(offline, "quantize_weight",
                             lambda w, g="channel": (ORIGINAL_QUANTIZE(w, g)[0], ORIGINAL_QUANTIZE(w, g)[1] * 1.01))
         message = "scale"
-    image = build_image(result.module, weights, load_target("vc709"))
+    # new weights for each mutation: a NumpyWeights keeps the offline forms it computed (its derived values)
+    image = build_image(result.module, NumpyWeights(store), load_target("vc709"))
     assert image != result.binary.const_image
     with pytest.raises(ImageCheckError, match=message):
         check_image(result.module, image, DEFAULT_MODEL_DIR)
@@ -93,7 +94,19 @@ def test_every_rmsnorm_of_the_binary_carries_the_models_eps(compiled):
 def test_an_image_assembled_in_a_temporary_file_has_the_same_bytes(compiled, monkeypatch):
     from fastmamba.compiler.backend import constants
 
-    result, _, weights = compiled
+    result, _, store = compiled
     monkeypatch.setattr(constants, "IMAGE_FILE_BYTES", 0)  # this small image too goes through the file
-    image = build_image(result.module, weights, load_target("vc709"))
+    image = build_image(result.module, NumpyWeights(store), load_target("vc709"))
     assert isinstance(image, bytes) and image == result.binary.const_image
+
+
+def test_offline_weights_are_computed_once_per_weight_store(compiled, monkeypatch):
+    """A NumpyWeights keeps the rotated weights it computed (compile: calibration's, taken by the image)."""
+    result, _, store = compiled
+    weights, target = NumpyWeights(store), load_target("vc709")
+    first = build_image(result.module, weights, target)
+    rotations = []
+    real = offline.rotate_columns
+    monkeypatch.setattr(offline, "rotate_columns", lambda w, block: rotations.append(block) or real(w, block))
+    assert build_image(result.module, weights, target) == first and rotations == []
+    assert build_image(result.module, NumpyWeights(store), target) == first and len(rotations) > 0

@@ -35,7 +35,8 @@ from fastmamba.compiler.dialects.accel import ProgramOp
 from fastmamba.compiler.backend.lowering import CONSTS_ATTR
 from fastmamba.compiler.backend.memory import IMAGE_ATTR
 from fastmamba.compiler.interpreters.mamba import single_threaded
-from fastmamba.compiler.interpreters.mamba_quant import make_interpreter
+from fastmamba.compiler.interpreters.mamba_quant import MambaQuantFunctions, make_interpreter
+from fastmamba.compiler.weights import NumpyWeights
 from fastmamba.isa.dtypes import numpy_dtype
 from fastmamba.isa.errors import InputError
 
@@ -71,7 +72,9 @@ class _Evaluator:
     """Evaluates results of constants functions op by op, keeping only what the current block needs."""
 
     def __init__(self, module: ModuleOp, weights: Mapping[str, Any], target):
-        self.interpreter = make_interpreter(module, weights, target)
+        # offline values calibration computed (the weights' derived values) are taken, not computed again
+        self.quant = MambaQuantFunctions(target, derived=weights.derived if isinstance(weights, NumpyWeights) else None)
+        self.interpreter = make_interpreter(module, weights, target, quant=self.quant)
         self.memo: dict[SSAValue, np.ndarray] = {}
 
     def values(self, wanted: list[SSAValue]) -> list[np.ndarray]:
@@ -89,8 +92,10 @@ class _Evaluator:
             return keep[value]
         op = value.owner
         assert isinstance(op, Operation)
-        args = tuple(self._eval(o, keep) for o in op.operands)
-        results = self.interpreter.run_op(op, args)
+        results = self.quant.kept(op)
+        if results is None:
+            args = tuple(self._eval(o, keep) for o in op.operands)
+            results = self.interpreter.run_op(op, args)
         for r, v in zip(op.results, results):
             keep[r] = v
         return keep[value]

@@ -15,14 +15,45 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, InterpreterFunctions, PythonValues, impl, register_impls
 from xdsl.interpreters.func import FuncFunctions
+from xdsl.ir import Operation
 
+from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.dialects import mamba_quant as mq
 from fastmamba.compiler.interpreters.mamba import MambaFunctions, checked_inputs, numpy_dtype
 from fastmamba.compiler.quant import fixed, offline
 from fastmamba.compiler.quant.hadamard import rotate_blocks
+from fastmamba.compiler.weights import NumpyWeights
 from fastmamba.isa.target import Target, load_target
 
-__all__ = ["MambaQuantFunctions", "run_function", "make_interpreter"]
+__all__ = ["MambaQuantFunctions", "run_function", "make_interpreter", "offline_key"]
+
+# Ops whose value is a function of the weights alone, and those of them whose values are worth keeping (the
+# float64 Hadamard GEMM of rotate_columns, and scale_columns feeding anything but a rotation).
+_PURE = (mamba.WeightOp, mq.FillOp, mq.ScaleColumnsOp, mq.RotateColumnsOp, mq.QuantizeWeightOp)
+_KEPT = (mq.ScaleColumnsOp, mq.RotateColumnsOp)
+
+
+def offline_key(op: Operation, keys: dict[Operation, tuple | None]) -> tuple | None:
+    """What `op` computes, as a key equal for equal computations on the same weights wherever they stand (in a
+    function being calibrated, in a program's constants function): its name, properties, attributes and result
+    types, and its operands' keys; None unless it is a function of the weights alone.  `keys` memoizes."""
+    if op in keys:
+        return keys[op]
+    key: tuple | None = None
+    if isinstance(op, _PURE):
+        operands = []
+        for value in op.operands:
+            owner = value.owner
+            sub = offline_key(owner, keys) if isinstance(owner, Operation) else None
+            if sub is None:
+                break
+            operands.append((sub, value.index))  # type: ignore[attr-defined]
+        else:
+            key = (op.name, tuple(sorted((k, str(v)) for k, v in op.properties.items())),
+                   tuple(sorted((k, str(v)) for k, v in op.attributes.items())),
+                   tuple(str(r.type) for r in op.results), tuple(operands))
+    keys[op] = key
+    return key
 
 
 def _out_type(value) -> str:
@@ -35,14 +66,36 @@ def _out_type(value) -> str:
 class MambaQuantFunctions(InterpreterFunctions):
     """numpy implementations of the `mamba_quant` ops; hardware facts (NLA table, state width) from `target`."""
 
-    def __init__(self, target: str | Target = "vc709", memo_offline: bool = False):
+    def __init__(self, target: str | Target = "vc709", memo_offline: bool = False, derived=None):
         super().__init__()
         self.target = load_target(target)
         # memo_offline: offline weight expressions (pure functions of the weights) are computed once per op and
         # reused by later calls of the same module (calibration runs a function on several windows).
         self._memo: dict | None = {} if memo_offline else None
+        # derived (a compiler.weights.DerivedValues of the weights): offline values kept by offline_key, shared
+        # with every interpreter of the same weights (calibration's, then the constant image's)
+        self.derived = derived
+        self._keys: dict[Operation, tuple | None] = {}
+
+    def kept(self, op: Operation) -> tuple | None:
+        """`op`'s results when the weights' derived values hold them."""
+        if self.derived is None or not isinstance(op, _KEPT):
+            return None
+        key = offline_key(op, self._keys)
+        return None if key is None else self.derived.get(key)
 
     def _offline(self, op, compute):
+        if self.derived is not None and (key := offline_key(op, self._keys)) is not None:
+            values = self.derived.get(key)
+            if values is None:
+                users = [u.operation for r in op.results for u in r.uses]
+                rotated = bool(users) and all(isinstance(u, mq.RotateColumnsOp) for u in users)
+                if rotated and all(self.kept(u) is not None for u in users):
+                    return (None,) * len(op.results)  # read by kept rotations only: by nothing
+                values = compute()
+                if not rotated:  # (a value only rotated is not needed again: its rotation is)
+                    self.derived.put(key, values)
+            return values
         if self._memo is None:
             return compute()
         if op not in self._memo:
@@ -147,12 +200,17 @@ class MambaQuantFunctions(InterpreterFunctions):
 
 def make_interpreter(module: ModuleOp, weights: Mapping[str, Any], target: str | Target = "vc709",
                      listeners: tuple = (),
-                     memo_offline: bool = False) -> Interpreter:
-    """An interpreter of `module` with the func, mamba and mamba_quant implementations."""
+                     memo_offline: bool = False, quant: MambaQuantFunctions | None = None) -> Interpreter:
+    """An interpreter of `module` with the func, mamba and mamba_quant implementations (`quant`: the mamba_quant
+    ones, when the caller keeps them; by default new ones, which keep offline values in the weights' derived
+    values when `weights` is a NumpyWeights)."""
+    if quant is None:
+        derived = weights.derived if isinstance(weights, NumpyWeights) else None
+        quant = MambaQuantFunctions(target, memo_offline, derived)
     interpreter = Interpreter(module, listeners=tuple(listeners))
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(MambaFunctions(weights))
-    interpreter.register_implementations(MambaQuantFunctions(target, memo_offline))
+    interpreter.register_implementations(quant)
     return interpreter
 
 

@@ -35,8 +35,8 @@ def rotate_blocks(x: np.ndarray, block: int) -> np.ndarray:
     if block == 1:
         return x.copy()
     h = sylvester(block).astype(np.float64) / np.sqrt(block)
-    y = (x.astype(np.float64).reshape(-1, block) @ h).reshape(x.shape)  # one GEMM over all blocks
-    return y.astype(x.dtype)
+    y = (x.astype(np.float64, copy=False).reshape(-1, block) @ h).reshape(x.shape)  # one GEMM over all blocks
+    return y.astype(x.dtype, copy=False)
 
 
 def check_block(block: int, k: int, max_block: int) -> None:

@@ -17,12 +17,18 @@ __all__ = ["scale_columns", "rotate_columns", "quantize_weight"]
 
 def scale_columns(w: np.ndarray, s: np.ndarray) -> np.ndarray:
     """w * s[None, :]: an RMSNorm weight folded into the following linear layer."""
+    w, s = np.asarray(w), np.asarray(s)
+    if w.dtype == s.dtype == np.float32:  # the same bits: the float64 product of two float32 is exact, so rounding
+        return w * s[None, :]  # it to float32 is the float32 product's one correct rounding
     return (np.asarray(w, np.float64) * np.asarray(s, np.float64)[None, :]).astype(np.float32)
 
 
 def rotate_columns(w: np.ndarray, block: int) -> np.ndarray:
     """w @ blockdiag(H_b / sqrt(b)): the offline half of a Hadamard rotation (x R)(W R)^T = x W^T."""
-    return rotate_blocks(np.asarray(w, np.float64), block).astype(np.float32)
+    w = np.asarray(w)
+    if w.dtype != np.float32:  # (rotate_blocks takes float32 to float64 itself)
+        w = w.astype(np.float64)
+    return rotate_blocks(w, block).astype(np.float32, copy=False)
 
 
 def quantize_weight(w: np.ndarray, granularity: str = "channel") -> tuple[np.ndarray, np.ndarray]:
@@ -30,13 +36,18 @@ def quantize_weight(w: np.ndarray, granularity: str = "channel") -> tuple[np.nda
 
     The scale is amax / 127 per row ('channel') or of the whole tensor ('tensor'); an all-zero row has scale 1.
     """
-    w64 = np.asarray(w, np.float64)
+    w = np.asarray(w)
+    if w.dtype != np.float32:
+        w = w.astype(np.float64)
+    a = np.abs(w)  # |w| and its maxima are exact in float32: no float64 copy of the weight
     if granularity == "channel":
-        amax = np.abs(w64).max(axis=1)
+        amax = a.max(axis=1).astype(np.float64)
     elif granularity == "tensor":
-        amax = np.full(w64.shape[0], np.abs(w64).max())
+        amax = np.full(w.shape[0], np.float64(a.max()))
     else:
         raise ValueError(f"granularity must be 'channel' or 'tensor', got {granularity!r}")
+    del a
     scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-    wq = np.clip(np.rint(w64 / scale.astype(np.float64)[:, None]), -127, 127).astype(np.int8)
-    return wq, scale
+    q = np.divide(w, scale.astype(np.float64)[:, None], dtype=np.float64)  # in float64, as w64 / scale
+    np.clip(np.rint(q, out=q), -127, 127, out=q)
+    return q.astype(np.int8), scale

@@ -16,7 +16,11 @@ tiles loaded ahead; with automatic tiles every function takes the smallest
 budget any of them needs, so a prefill and its decode step share their
 constant blocks); `fuse_front` (default true: each layer's in_proj, conv
 and scan lowered together so the scan starts after a few in_proj tiles;
-false: op by op, the scan after the whole conv).
+false: op by op, the scan after the whole conv); `head_prefetch` (default
+true: in a prefill, as many of the head's first weight tiles as fit beside
+the last layer's buffers are loaded while that layer runs, so less of the
+head's DDR stream follows it; false: the whole head streams after the last
+layer; decode steps are the same either way).
 """
 
 from __future__ import annotations
@@ -42,13 +46,15 @@ class LowerToAccelPass(ModulePass):
     tile_kib: int = 0
     prefetch: int = DEFAULT_PREFETCH
     fuse_front: bool = True
+    head_prefetch: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = module_target(op, self.name)
         if self.prefetch < 1 or self.tile_kib < 0:
             raise InputError("lower-to-accel: prefetch must be >= 1 and tile_kib >= 0")
         tile = self.tile_kib * 1024 or target.buffer_bytes // DEFAULT_TILE_FRACTION
-        options = LoweringOptions(tile_bytes=tile, prefetch=self.prefetch, fuse_front=self.fuse_front)
+        options = LoweringOptions(tile_bytes=tile, prefetch=self.prefetch, fuse_front=self.fuse_front,
+                                  head_prefetch=self.head_prefetch)
         fns = [f for f in op.body.block.ops if isinstance(f,
                                                           func.FuncOp) and not f.sym_name.data.endswith("_constants")]
         if not fns:

@@ -48,7 +48,8 @@ def test_list_passes_needs_no_file_and_its_defaults_parse_back_to_the_default_pa
 
     listed = _list_passes(capsys)
     assert list(listed) == sorted(PASSES)
-    assert listed["lower-to-accel"] == ["  tile_kib: int = 0", "  prefetch: int = 3", "  fuse_front: bool = true"]
+    assert listed["lower-to-accel"] == ["  tile_kib: int = 0", "  prefetch: int = 3", "  fuse_front: bool = true",
+                                        "  head_prefetch: bool = true"]
     assert listed["set-target"] == ['  target: str = "vc709"']
     for name, lines in listed.items():
         options = [line.strip().split(": ", 1)[0] + "=" + line.rsplit(" = ", 1)[1] for line in lines

@@ -45,6 +45,7 @@ from them (zero for a new sequence).
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,7 +54,7 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FloatAttr, IntegerA
 from xdsl.ir import Operation, SSAValue
 
 from fastmamba.compiler.backend.lower_base import (ELEMENT_BYTES, LoweringError, View, as2d, contiguous_dma, dtype_of,
-                                                   shape_of)
+                                                   layer_of, shape_of)
 from fastmamba.compiler.backend.lower_batch import BatchLowering
 from fastmamba.compiler.backend.lower_mixer import Front
 from fastmamba.compiler.dialects import mamba
@@ -78,6 +79,8 @@ ROW_BLOCKS = 4  # a row-wise norm feeding a linear, and that linear's first tile
 MIN_BLOCK_ROWS = 8  # ... when each block has at least this many rows
 TILE_ALIGN = 16  # output channels of a weight tile: a multiple of this (the LIN unit's MAC tree count divides it)
 COMPACT_TILE_FRACTION = 64  # compact lowering: the streamed-block budget is halved down to 1/64 of the buffer
+EARLY_LOAD_PARTS = 4  # a head tile loaded during the last layer moves in this many DMAs (shorter waits for its tiles)
+HEAD_FILL = 0.7  # ... and those tiles fill the buffer up to this share of it (the rest: plan-memory's reordering)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class LoweringOptions:
     # parts of its head dimension, and a fused front's conv taps, bias and state loaded one chunk ahead
     # instead of all at its start.
     compact: bool = False
+    # Prefill: as many of the head's first weight tiles as fit beside the last layer's buffers are loaded while
+    # that layer runs (each into a buffer of its own), so that less of the head's DDR stream follows it.
+    head_prefetch: bool = True
 
 
 @dataclass
@@ -132,6 +138,11 @@ class _Lowering(BatchLowering):
         self.fronts: dict[SSAValue, Front] = {}  # the linear slice feeding a conv -> its layer's front
         self.count = 0
         self.rings: dict[str, int] = {}
+        self.head: mq.QLinearOp | None = None  # a prefill's head, whose first tiles load during the last layer
+        self.last_layer: mq.QLinearOp | None = None  # ... from where the last layer's first linear starts
+        self.anchor = 0  # the index in self.ops of that linear's first instruction
+        self.early: set[str] = set()  # the buffers of the head's tiles loaded early
+        self.idle_bytes = 0  # the bytes the DDR channel can move beside the last layer's own weights
 
     # --- emission helpers -----------------------------------------------------------------------------------
     def emit(self, op: str, args: dict, mem: dict[str, MemAttr], debug: str) -> None:
@@ -174,6 +185,17 @@ class _Lowering(BatchLowering):
         self.buffers[name] = max(self.buffers.get(name, 1), int(nbytes))
         return name
 
+    def _load_early(self, cname: str, buf: str, debug: str) -> None:
+        """A constant block into buffer `buf` of its own in EARLY_LOAD_PARTS DMAs (each 64-byte aligned): loaded
+        beside other work, it holds the DDR channel for shorter turns."""
+        nbytes = self.consts[cname].nbytes
+        self.buffers[buf] = nbytes
+        self.early.add(buf)
+        step = -(-nbytes // EARLY_LOAD_PARTS // 64) * 64
+        for part, b0 in enumerate(range(0, nbytes, step)):
+            self.emit("ld", contiguous_dma(min(step, nbytes - b0), ddr=b0, buf=b0),
+                      {"buf": buf_ref(buf), "ddr": const_ref(cname)}, f"{debug} part {part}")
+
     def load_const(self, cname: str, hint: str, debug: str, ring: tuple[str, int] | None = None) -> str:
         nbytes = self.consts[cname].nbytes
         buf = self.ring(ring[0], ring[1], nbytes) if ring else self.buffer(hint, nbytes)
@@ -207,6 +229,7 @@ class _Lowering(BatchLowering):
                     self._plan_joint(op)
             elif isinstance(op, mq.QLinearOp):
                 self._plan_segments(op)
+        self._plan_head()
         ret = self.fn.body.block.last_op
         assert isinstance(ret, func.ReturnOp)
         for value in ret.arguments[1:]:  # the states: their dequantizing ops only feed the return
@@ -214,6 +237,64 @@ class _Lowering(BatchLowering):
             while isinstance(op, (mq.VecOp, mq.DequantizeOp)) and not (isinstance(op, mq.VecOp) and op.micro_ops):
                 self.skip.add(op)
                 op = op.operands[0].owner
+
+    def _plan_head(self) -> None:
+        """With head_prefetch, in a program whose head reads fewer rows than the layers (a prefill returning the
+        last position's logits; not the decode step, whose every weight byte is on the DDR channel anyway) and
+        whose last layer's LIN work outlasts its weight stream: the head and that layer's first linear, from
+        where the head's first tiles are loaded (_early_tiles), as many bytes as the channel has time for."""
+        linears = [op for op in self.fn.body.block.ops if isinstance(op, mq.QLinearOp)]
+        if not self.opt.head_prefetch or self.slots or len(linears) < 2 or \
+                as2d(linears[-1].a)[0] >= as2d(linears[-2].a)[0]:
+            return
+        try:
+            layers = [layer_of(weight_name(op.wq)) for op in linears[:-1]]
+        except LoweringError:
+            return
+        last = [op for op, layer in zip(linears, layers) if layer == layers[-1]]
+        t = self.target  # the DDR time the last layer's LIN work leaves beside its own weight stream
+        macs = sum(as2d(op.a)[0] * shape_of(op.wq)[0] * shape_of(op.wq)[1] for op in last)
+        weight_bytes = sum(shape_of(op.wq)[0] * shape_of(op.wq)[1] for op in last)
+        self.idle_bytes = int((macs / t.lin_macs_per_cycle - weight_bytes / t.dma_bytes_per_cycle)
+                              * t.dma_bytes_per_cycle)
+        if self.idle_bytes > 0:
+            self.head, self.last_layer = linears[-1], last[0]
+
+    def _early_tiles(self, sizes: list[int], held: list[str]) -> list[int]:
+        """Where (indices in self.ops, nondecreasing) the head's first tiles (of `sizes` bytes) are loaded: each as
+        early from the last layer's first linear on as it fits, in program order, until the head, beside every
+        buffer live there (the rings while used, the weight ring and the `held` blocks, the head's input and
+        result, to the end) and the tiles placed before it, within HEAD_FILL of the buffer (plan-memory's
+        reordering keeps the rest), and at most idle_bytes in all."""
+        end = len(self.ops)
+        first, last = buffer_lifetimes(self.ops)
+        delta = [0] * (end + 2)
+        for block, begin in first.items():
+            stop = end + 1 if block in held or "weight_ring" in block else last[block] + 1
+            if stop > self.anchor:
+                delta[max(begin, self.anchor)] += self.buffers[block]
+                delta[stop] -= self.buffers[block]
+        delta[end] += sum(self.buffers[b] for b in held if b not in first)  # not yet used: live from the head on
+        live, profile = 0, []
+        for index in range(end + 1):
+            live += delta[index]
+            if index >= self.anchor:
+                profile.append(live)
+        for k in range(len(profile) - 2, -1, -1):  # the most live from each index to the head
+            profile[k] = max(profile[k], profile[k + 1])
+        lowest_first = [-v for v in profile]
+        room = int(self.target.buffer_bytes * HEAD_FILL)
+        positions: list[int] = []
+        placed = 0
+        for nbytes in sizes:
+            placed += -(-nbytes // 64) * 64
+            if placed > self.idle_bytes:  # more would delay the layer's weight stream, not shorten the head's
+                break
+            k = bisect_left(lowest_first, placed - room)  # the first index with profile + placed <= room
+            if k == len(profile):
+                break
+            positions.append(self.anchor + k)
+        return positions
 
     def _plan_segments(self, op: mq.QLinearOp) -> None:
         users = [u.operation for u in op.result.uses]
@@ -335,6 +416,8 @@ class _Lowering(BatchLowering):
         return self.view_of(value, where)
 
     def _QLinearOp(self, op: mq.QLinearOp) -> None:
+        if op is self.last_layer:
+            self.anchor = len(self.ops)
         a = self.view_of(op.a, op.name)
         T, K = as2d(op.a)
         if a.dtype not in ("i8", "i16"):
@@ -362,15 +445,29 @@ class _Lowering(BatchLowering):
         act_scale = op.act_scale.value.data
         loaded = []
 
-        def load(j: int) -> None:
+        def tile_bytes(j: int) -> int:
+            return _round4((tiles[j].c1 - tiles[j].c0) * K) + 4 * (tiles[j].c1 - tiles[j].c0)
+
+        def const(j: int) -> str:
             c0, c1 = tiles[j].c0, tiles[j].c1
-            n = c1 - c0
-            nbytes = _round4(n * K) + 4 * n
-            cname = self.const(f"{site}[{c0}:{c1}]", "lin_tile", (op.wq, op.wscale), nbytes, rows=[c0, c1],
-                               act_scale=act_scale)
-            loaded.append(self.load_const(cname, "", f"{op.name} {site} tile {j} weights",
+            return self.const(f"{site}[{c0}:{c1}]", "lin_tile", (op.wq, op.wscale), tile_bytes(j), rows=[c0, c1],
+                              act_scale=act_scale)
+
+        def load(j: int) -> None:
+            loaded.append(self.load_const(const(j), "", f"{op.name} {site} tile {j} weights",
                                           ring=("weight", self.opt.prefetch + 1)))
-        for j in range(min(self.opt.prefetch, len(tiles))):
+        early = 0
+        if op is self.head:  # its first tiles load while the last layer runs (program order: from its first linear)
+            positions = self._early_tiles([tile_bytes(j) for j in range(len(tiles))], [a.block, tiles[0].dst.block])
+            early = len(positions)
+            names = [const(j) for j in range(early)]  # the image's blocks in tile order, wherever they load
+            for j in reversed(range(early)):
+                rest = self.ops[positions[j]:]
+                del self.ops[positions[j]:]
+                self._load_early(names[j], f"{self.name}.{site}.tile{j}", f"{op.name} {site} tile {j} weights")
+                self.ops.extend(rest)
+            loaded.extend(f"{self.name}.{site}.tile{j}" for j in range(early))
+        for j in range(early, min(early + self.opt.prefetch, len(tiles))):
             load(j)
         for j, tile in enumerate(tiles):
             n, dst = tile.c1 - tile.c0, tile.dst
@@ -390,7 +487,7 @@ class _Lowering(BatchLowering):
                 else:
                     a_tile = self.views[vec.a].at(0, tile.col, T, n)
                     self._emit_vec(vec, a_tile, tile.out, T, n, f" ({site} tile {j})", b=dst)
-            if j + self.opt.prefetch < len(tiles):
+            if early <= j and j + self.opt.prefetch < len(tiles):
                 load(j + self.opt.prefetch)
             if tile.after is not None:
                 tile.after()
@@ -490,12 +587,13 @@ def buffer_lifetimes(ops, ends: list[int] | None = None) -> tuple[dict[str, int]
 
 def on_chip_estimate(low: "_Lowering") -> int:
     """Bytes the program needs on chip at its busiest point in program order: the rings (live throughout)
-    plus the activations live at once (plan-memory's reordering may move that peak a little)."""
+    plus the activations live at once (plan-memory's reordering may move that peak a little); the head's
+    early tiles, placed in what this leaves (_early_tiles), are not counted."""
     ring = sum(n for name, n in low.buffers.items() if "_ring" in name)
     first, last = buffer_lifetimes(low.ops)
     delta = [0] * (len(low.ops) + 1)
     for block, start in first.items():
-        if "_ring" in block:
+        if "_ring" in block or block in low.early:
             continue
         delta[start] += low.buffers[block]
         delta[last[block] + 1] -= low.buffers[block]

@@ -17,6 +17,7 @@
 // CHECK-NEXT:   tile_kib: int = 0
 // CHECK-NEXT:   prefetch: int = 3
 // CHECK-NEXT:   fuse_front: bool = true
+// CHECK-NEXT:   head_prefetch: bool = true
 // CHECK-EMPTY:
 // CHECK-NEXT: plan-memory
 // CHECK-NEXT:   lookahead: int = 24

@@ -200,6 +200,24 @@ def max_seq_len(config, target) -> int:
                target.buffer_bytes // per_token)
 
 
+def max_batch(config, target) -> tuple[int, str]:
+    """The largest --batch that can fit, and what sets it: the batched step's rows (its buffers are a prefill's of
+    B tokens: max_seq_len) and the DDR, which holds the constant image (at least the int8 weights of the layers
+    and the head and the f32 embedding table) and after it the step's tensors, per sequence its recurrent states
+    (int16 conv, int32 SSM) and a row of f32 logits.  An upper bound, as max_seq_len is."""
+    from fastmamba.compiler.backend.roofline import roofline
+
+    roof = roofline(config, 1, target)
+    image = roof.weight_bytes + roof.head_bytes + 4 * config.vocab_size * config.d_model
+    per_sequence = roof.state_bytes // 2 + 4 * config.vocab_size + 8  # states, logits, token in and out
+    by_ddr = max(0, target.ddr_bytes - image) // per_sequence
+    rows = max_seq_len(config, target)
+    if rows <= by_ddr:
+        return rows, f"its {target.buffer_bytes}-byte buffer holds the step's rows of {rows} sequences"
+    return by_ddr, (f"its {target.ddr_bytes}-byte DDR holds the constant image (at least {image} bytes) and "
+                    f"{per_sequence} bytes of states and logits a sequence")
+
+
 def default_seq_len(config, target) -> int:
     """--seq-len when none is given: 64, or, where the target's buffer is small, the largest power of two
     whose tensors at the layer's gate (y i32 and z f32 [T, d_inner], the residual f32 [T, d_model], the gated
@@ -243,9 +261,10 @@ def check_inputs(model: str | os.PathLike, options: CompileOptions):
         raise InputError(f"--seq-len {options.seq_len} does not fit: at most {longest} tokens of this model's "
                          f"prefill fit target {target.name} (its {target.buffer_bytes}-byte buffer holds "
                          f"{2 * config.conv_dim + 4 * config.d_inner} bytes a token at the SSM step)")
-    if options.batch > longest:
-        raise InputError(f"--batch {options.batch} does not fit: at most {longest} sequences' rows of this model fit "
-                         f"target {target.name}'s buffer at the SSM step")
+    most, why = max_batch(config, target) if options.batch > 1 else (1, "")
+    if options.batch > most:
+        raise InputError(f"--batch {options.batch} does not fit: at most {most} sequences of this model fit target "
+                         f"{target.name} ({why})")
     return config, store
 
 
@@ -302,12 +321,14 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
         if progress is not None:
             progress.plan(["import", *(p.name for p in passes), "emit"])
             progress.stage("import")
-        module = import_model(model, "prefill", options.seq_len).module
+        # (the programs are exported from the config's skeleton, as import_model(model) does after loading the
+        # checkpoint again: the weights are named, not read)
+        module = import_model(config, "prefill", options.seq_len).module
         step(1, 2, "program")
-        merge_decode(module, import_model(model, "prefill", 1).module)
+        merge_decode(module, import_model(config, "prefill", 1).module)
         step(2, 2, "program")
         if options.batch > 1:  # the batched step: a prefill graph of B rows returning every row's logits
-            merge_decode(module, import_model(model, "prefill", options.batch, all_logits=True).module,
+            merge_decode(module, import_model(config, "prefill", options.batch, all_logits=True).module,
                          BATCH_PROGRAM)
         weights = NumpyWeights(store)
         driver.record("import", time.perf_counter() - t0)

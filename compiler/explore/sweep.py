@@ -149,6 +149,8 @@ def _start_ray(options: SweepOptions) -> bool:
         kwargs["address"] = options.address
     else:
         kwargs["num_cpus"] = options.workers
+        if os.environ.get("PYTHONPATH"):  # the trials import the fastmamba this process imports
+            kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
         if options.ray_temp_dir:
             kwargs["_temp_dir"] = options.ray_temp_dir
     try:

@@ -6,9 +6,10 @@
 For each worker count, `fastmamba explore` of the space (default: 54 points of the 130M shape at L = 64, plus
 the vc709 preset: 55 trials) into a fresh folder (no resume), Ray started locally with that many CPUs.  Printed
 per run: trials (ok, failed), the sweep's wall time (Ray Tune's fit: the trials, not the one calibration or Ray's
-start), the whole command's wall time, seconds per trial, and the speed-up of each run over the first count's
-slowest; and the machine's load average (1 min) before and after each run, since the trials share its cores
-with whatever else runs.  --keep DIR keeps the last run's results folder (results.csv, pareto.png, ...).
+start), the whole command's wall time, seconds per trial, the machine's load average (1 min) before and after
+(the trials share its cores with whatever else runs), and the command's summary (the best configurations in
+prefill tokens/s per DSP and decode tokens/s per LUT against the vc709 preset); then the speed-up of each run
+over the slowest.  --keep DIR keeps the last run's results folder (results.csv, pareto.png, ...).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def main() -> None:
                      "s_per_trial": round(sweep / len(trials), 2), "load_before": round(load, 1),
                      "load_after": round(os.getloadavg()[0], 1)})
         print(json.dumps(runs[-1]), flush=True)
-        print(proc.stdout.strip().splitlines()[0], flush=True)
+        print("\n".join(line for line in proc.stdout.strip().splitlines() if not line.startswith("wrote ")),
+              flush=True)
     if len(runs) > 1:
         slow = max(runs, key=lambda r: r["sweep_s"])
         for r in runs:

@@ -10,9 +10,11 @@ Place in the flow: a measurement, not a test.  Prints
 3. simulation speed in clock cycles per second of wall time, one ctypes call
    per program: a LIN-heavy program (back-to-back `lin` ops keep the MAC
    array busy) and a DMA program (strided loads and stores), each repeated,
-   and a long LIN program (about a million cycles, run once).
+   and a long LIN program (about a million cycles, run once);
+4. with --cells N (instead of the rest): the machine's Amaranth netlist
+   cells per source line, the N largest: where the Verilog comes from.
 
-Run: `.venv/bin/python benchmarks/bench_rtl.py [--warm-only] [--repeat N] [--long-ops N]`.
+Run: `.venv/bin/python benchmarks/bench_rtl.py [--warm-only] [--repeat N] [--long-ops N] [--cells N]`.
 """
 
 from __future__ import annotations
@@ -71,6 +73,26 @@ def module_sizes(path: Path) -> list[tuple[str, int]]:
     return sorted(sizes.items(), key=lambda kv: -kv[1])
 
 
+def netlist_cells(top: int) -> None:
+    """The machine's netlist cells (Amaranth's own, before Verilog) by module and source line."""
+    from collections import Counter
+
+    from amaranth.hdl import _ir
+
+    from fastmamba.hardware.machine import make_machine
+
+    start = time.perf_counter()
+    netlist = _ir.build_netlist(_ir.Fragment.get(make_machine(SMALL, backend.IMEM_WORDS), None), ports=(),
+                                name="top")
+    by_line: Counter = Counter()
+    for cell in netlist.cells:
+        where = f"{Path(cell.src_loc[0]).name}:{cell.src_loc[1]}" if cell.src_loc else "?"
+        by_line[(".".join(netlist.modules[cell.module_idx].name), where)] += 1
+    print(f"netlist      {len(netlist.cells):,} cells ({time.perf_counter() - start:.0f} s); largest sources:")
+    for (module, where), n in by_line.most_common(top):
+        print(f"  {n:>10,}  {module:<24} {where}")
+
+
 def speed(name: str, bundles: list[Bundle], repeat: int) -> None:
     ddr = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8)
     backend.run_bundles(SMALL, bundles, ddr.copy())  # load the library
@@ -90,7 +112,11 @@ def main() -> int:
     ap.add_argument("--warm-only", action="store_true", help="skip the cold build into an empty directory")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--long-ops", type=int, default=2000, help="lin ops of the long program (0: skip it)")
+    ap.add_argument("--cells", type=int, default=0, help="print the netlist's N largest sources and stop")
     args = ap.parse_args()
+    if args.cells:
+        netlist_cells(args.cells)
+        return 0
     print(f"target small: {SMALL.lin_groups * SMALL.lin_mac_trees} MAC trees x {SMALL.lin_mac_tree_width}, "
           f"{SMALL.buffer_bytes // 1024} KiB buffer, {SMALL.dma_bytes_per_cycle:g} B/cycle DMA")
     if not args.warm_only:

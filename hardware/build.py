@@ -37,6 +37,13 @@ HARNESS_DIR = HERE / "harness"
 TOP = "top"
 NOT_RTL = ("build.py", "backend.py", "synth.py", "resource_model.py")  # hardware/ modules that do not shape the Verilog
 MAKE_JOBS = min(2, os.cpu_count() or 1)  # the Verilated C++ is several files; the suite's machines have 2 cores
+# Verilator's options: functions of at most 2,000 statements (--output-split-cfuncs; g++'s time grows faster than
+# a function's size: one function per file took 512 s of C++ where these take 90 s, both at load 12), C++ at -O1
+# (-O2 took twice as long for the same cycles per second, within noise): benchmarks/bench_rtl.py.  Both are
+# part of the library's cache key.
+VERILATOR_FLAGS = ("-O3", "--output-split-cfuncs", "2000", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
+                   "-Wno-fatal")
+OPT_FAST = "-O1"
 
 
 class BuildError(FastmambaError):
@@ -151,7 +158,7 @@ def library(target, imem_words: int, timings: dict | None = None) -> Path:
     vpath, header = verilog(target, imem_words, timings)
     vr = verilator_root()
     root = build_root()
-    h = hashlib.sha256(vpath.read_bytes() + header.encode())
+    h = hashlib.sha256(vpath.read_bytes() + header.encode() + " ".join((*VERILATOR_FLAGS, OPT_FAST)).encode())
     for src in sorted(HARNESS_DIR.glob("*")):
         h.update(src.name.encode() + src.read_bytes())
     key = h.hexdigest()[:20]
@@ -167,11 +174,11 @@ def library(target, imem_words: int, timings: dict | None = None) -> Path:
         (out / "ports.h").write_text(header)
         obj = out / "obj"
         step = time.perf_counter()
-        _run([str(vr / "bin" / "verilator"), "--cc", "top.v", "--top-module", TOP, "-O3", "--x-assign", "fast",
-              "--x-initial", "fast", "--noassert", "-Wno-fatal", "-CFLAGS", "-fPIC", "-Mdir", "obj"], out, "verilator")
+        _run([str(vr / "bin" / "verilator"), "--cc", "top.v", "--top-module", TOP, *VERILATOR_FLAGS,
+              "-CFLAGS", "-fPIC", "-Mdir", "obj"], out, "verilator")
         lap = time.perf_counter()
         steps = {"verilator_s": lap - step}
-        _run(["make", "-s", "-j", str(MAKE_JOBS), "-C", str(obj), "-f", f"V{TOP}.mk", "OPT_FAST=-O2",
+        _run(["make", "-s", "-j", str(MAKE_JOBS), "-C", str(obj), "-f", f"V{TOP}.mk", f"OPT_FAST={OPT_FAST}",
               "VM_PARALLEL_BUILDS=1", "CFG_CXXFLAGS_PCH_I=-include", f"V{TOP}__ALL.a"], out, "make (Verilated C++)")
         steps["cxx_s"], lap = time.perf_counter() - lap, time.perf_counter()
         tmp = out / f"libmachine.so.tmp{os.getpid()}"

@@ -245,8 +245,9 @@ class Machine(wiring.Component):
         def width(r):
             return ADDR_BITS if r == 0 else self.buf_bits
 
+        # a range a position does not hold is [MAX, 0): it overlaps nothing, so no valid bit is compared
         ent_rng = [{r: {k: Signal(w, name=f"ent{e}_r{r}_{k}") for k, w in
-                        (("valid", 1), ("lo", width(r)), ("hi", width(r)), ("read", 1), ("write", 1))}
+                        (("lo", width(r)), ("hi", width(r)), ("read", 1), ("write", 1))}
                     for r in group_access[g]} for g, (_, entries) in enumerate(self.groups) for e in entries]
 
         # ---------------- decode the bundle at pc ----------------
@@ -311,11 +312,13 @@ class Machine(wiring.Component):
                 for i, pos in self.positions[op].items():
                     for key in rng[pos]:
                         rng[pos][key] = Mux(sel, ranges[i][key], rng[pos][key])
-            sig = {r: {k: Signal(width(r) if k in ("lo", "hi") else 1, name=f"{slot}_r{r}_{k}") for k in rng[r]}
-                   for r in self.slot_access[slot]}
+            sig = {r: {k: Signal(width(r) if k in ("lo", "hi") else 1, name=f"{slot}_r{r}_{k}")
+                       for k in ("lo", "hi", "read", "write")} for r in self.slot_access[slot]}
             for r in sig:
-                for k in rng[r]:
-                    m.d.comb += sig[r][k].eq(rng[r][k])
+                valid = rng[r]["valid"]
+                m.d.comb += [sig[r]["lo"].eq(Mux(valid, rng[r]["lo"], (1 << width(r)) - 1)),
+                             sig[r]["hi"].eq(Mux(valid, rng[r]["hi"], 0)),
+                             sig[r]["read"].eq(valid & rng[r]["read"]), sig[r]["write"].eq(valid & rng[r]["write"])]
             slot_ranges[slot] = sig
             flag = Signal(name=f"{slot}_chk_err")
             code = Signal(8, name=f"{slot}_chk_code")
@@ -324,14 +327,15 @@ class Machine(wiring.Component):
             m.d.comb += [flag.eq(e_flag & present[slot]), code.eq(e_code), i0s.eq(e_info0), i1s.eq(e_info1)]
             slot_error[slot] = (flag, code, i0s, i1s)
 
-        def overlap(a, b):
-            return a["valid"] & b["valid"] & (a["lo"] < b["hi"]) & (b["lo"] < a["hi"])
+        def overlap(a, b):  # (a range not held is [MAX, 0): never overlaps)
+            return (a["lo"] < b["hi"]) & (b["lo"] < a["hi"])
 
         def conflict(mine, mine_access, theirs, their_access, name):
             """(RAW, WAW, WAR) of my ranges against another op's ranges (position 0 with 0: DDR; the rest: BUF),
             as Signals; only the pairs and terms the ops' accesses allow are built (two reads never conflict)."""
             terms: dict[str, list] = {"raw": [], "waw": [], "war": []}
             for p, (p_read, p_write) in mine_access.items():
+                mine_terms: dict[tuple[str, str], list] = {}  # (kind, my access) -> overlaps & their access
                 for q, (q_read, q_write) in their_access.items():
                     if (p == 0) != (q == 0):
                         continue
@@ -346,21 +350,23 @@ class Machine(wiring.Component):
                     if len(need) > 1:
                         o = wire(m, o, f"{name}_o{p}{q}")
                     for kind, ka, kb in need:
-                        terms[kind].append(o & a[ka] & b[kb])
+                        mine_terms.setdefault((kind, ka), []).append(o & b[kb])
+                for (kind, ka), ts in mine_terms.items():
+                    terms[kind].append(mine[p][ka] & _any(ts))
             return tuple(wire(m, _any(terms[k]), f"{name}_{k}") for k in ("raw", "waw", "war"))
 
         def oldest(cands, name):
-            """The candidate with the smallest key among those hit, as a tree of pairwise picks:
-            (hit, key, code, bundle, slot) Signals."""
+            """The candidate with the smallest key (its slot and bundle) among those hit, as a tree of pairwise
+            picks: (hit, key, code) Signals."""
             level = 0
             while len(cands) > 1:
                 nxt = []
                 for i in range(0, len(cands) - 1, 2):
-                    (ha, ka, *pa), (hb, kb, *pb) = cands[i], cands[i + 1]
+                    (ha, ka, ca), (hb, kb, cb) = cands[i], cands[i + 1]
                     take_a = wire(m, ha & (~hb | (ka < kb)), f"{name}_t{level}_{i // 2}")
                     nxt.append((wire(m, ha | hb, f"{name}_h{level}_{i // 2}"),
-                                *(wire(m, Mux(take_a, x, y), f"{name}_v{level}_{i // 2}_{j}")
-                                  for j, (x, y) in enumerate(zip((ka, *pa), (kb, *pb))))))
+                                wire(m, Mux(take_a, ka, kb), f"{name}_k{level}_{i // 2}"),
+                                wire(m, Mux(take_a, ca, cb), f"{name}_c{level}_{i // 2}")))
                 if len(cands) % 2:
                     nxt.append(cands[-1])
                 cands, level = nxt, level + 1
@@ -378,9 +384,9 @@ class Machine(wiring.Component):
                 for e in entries:
                     raw, waw, war = conflict(mine, access, ent_rng[e], group_access[g], f"{slot}_e{e}")
                     hit = wire(m, ent_valid[e] & (raw | waw | war), f"{slot}_hit{e}")
-                    cands.append((hit, Cat(ent_slot[e], ent_bundle[e]), code_of(raw, waw), ent_bundle[e],
-                                  ent_slot[e]))
-            t_hit, _, t_code, t_bundle, t_slot = oldest(cands, f"{slot}_old")
+                    cands.append((hit, Cat(ent_slot[e], ent_bundle[e]), code_of(raw, waw)))
+            t_hit, t_key, t_code = oldest(cands, f"{slot}_old")
+            t_slot, t_bundle = t_key[:4], t_key[4:]
             # then the ops of this bundle issued before it (slot order)
             h_flag, h_code, h_bundle, h_slot = t_hit, t_code, t_bundle, t_slot
             for earlier in reversed(ISSUE_SLOTS[:si]):
@@ -653,7 +659,8 @@ class Machine(wiring.Component):
                         for r, rs in ent_rng[e].items():
                             src = slot_ranges[slot].get(r)  # None: the slot's ops never have this position
                             for k, sig in rs.items():
-                                m.d.sync += sig.eq(src[k] if src is not None else 0)
+                                none = (1 << len(sig)) - 1 if k == "lo" else 0  # [MAX, 0): not held
+                                m.d.sync += sig.eq(src[k] if src is not None else none)
 
         for s in range(1, self.n_sems + 1):
             inc = ((done_rd & (rsp.sem == s)).as_unsigned() + (done_wr & (ack.sem == s)).as_unsigned())

@@ -110,3 +110,16 @@ def test_offline_weights_are_computed_once_per_weight_store(compiled, monkeypatc
     monkeypatch.setattr(offline, "rotate_columns", lambda w, block: rotations.append(block) or real(w, block))
     assert build_image(result.module, weights, target) == first and rotations == []
     assert build_image(result.module, NumpyWeights(store), target) == first and len(rotations) > 0
+
+
+def test_offline_weights_beyond_the_memory_budget_are_read_back_from_a_file(compiled, monkeypatch):
+    """With no memory for derived values, the rotations go to the weights' temporary file and come back whole."""
+    result, _, store = compiled
+    weights, target = NumpyWeights(store, derived_bytes=0), load_target("vc709")
+    first = build_image(result.module, weights, target)
+    rotations = []
+    real = offline.rotate_columns
+    monkeypatch.setattr(offline, "rotate_columns", lambda w, block: rotations.append(block) or real(w, block))
+    assert build_image(result.module, weights, target) == first and rotations == []
+    assert build_image(result.module, NumpyWeights(store, derived_bytes=0, spill_bytes=0), target) == first
+    assert len(rotations) > 0

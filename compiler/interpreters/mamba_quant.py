@@ -77,12 +77,15 @@ class MambaQuantFunctions(InterpreterFunctions):
         self.derived = derived
         self._keys: dict[Operation, tuple | None] = {}
 
-    def kept(self, op: Operation) -> tuple | None:
-        """`op`'s results when the weights' derived values hold them."""
+    def _kept_key(self, op: Operation) -> tuple | None:
         if self.derived is None or not isinstance(op, _KEPT):
             return None
-        key = offline_key(op, self._keys)
-        return None if key is None else self.derived.get(key)
+        return offline_key(op, self._keys)
+
+    def kept(self, op: Operation) -> tuple | None:
+        """`op`'s results when the weights' derived values hold them."""
+        key = self._kept_key(op)
+        return None if key is None or self.derived is None else self.derived.get(key)
 
     def _offline(self, op, compute):
         if self.derived is not None and (key := offline_key(op, self._keys)) is not None:
@@ -90,7 +93,7 @@ class MambaQuantFunctions(InterpreterFunctions):
             if values is None:
                 users = [u.operation for r in op.results for u in r.uses]
                 rotated = bool(users) and all(isinstance(u, mq.RotateColumnsOp) for u in users)
-                if rotated and all(self.kept(u) is not None for u in users):
+                if rotated and all((k := self._kept_key(u)) is not None and k in self.derived for u in users):
                     return (None,) * len(op.results)  # read by kept rotations only: by nothing
                 values = compute()
                 if not rotated:  # (a value only rotated is not needed again: its rotation is)

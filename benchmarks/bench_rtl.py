@@ -12,9 +12,13 @@ Place in the flow: a measurement, not a test.  Prints
    array busy) and a DMA program (strided loads and stores), each repeated,
    and a long LIN program (about a million cycles, run once);
 4. with --cells N (instead of the rest): the machine's Amaranth netlist
-   cells per source line, the N largest: where the Verilog comes from.
+   cells per source line, the N largest: where the Verilog comes from;
+5. with --libraries LIB.so... (instead of the rest): the LIN-heavy program's
+   speed on each built library (build/rtl/*/libmachine.so, e.g. of two
+   commits), runs alternating so that each sees the same machine load.
 
-Run: `.venv/bin/python benchmarks/bench_rtl.py [--warm-only] [--repeat N] [--long-ops N] [--cells N]`.
+Run: `.venv/bin/python benchmarks/bench_rtl.py [--warm-only] [--repeat N] [--long-ops N] [--cells N]
+[--libraries LIB.so ...]`.
 """
 
 from __future__ import annotations
@@ -93,6 +97,23 @@ def netlist_cells(top: int) -> None:
         print(f"  {n:>10,}  {module:<24} {where}")
 
 
+def compare_libraries(paths: list[str], repeat: int) -> None:
+    """The LIN-heavy program on each library, alternating; the best of `repeat` runs each."""
+    libs = [backend._Library(Path(p)) for p in paths]
+    key = (SMALL.digest(), backend.IMEM_WORDS)
+    program = lin_program(60)
+    ddr = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8)
+    best = [0.0] * len(libs)
+    for _ in range(repeat):
+        for i, lib in enumerate(libs):
+            backend._LIBRARIES[key] = lib
+            start = time.perf_counter()
+            stats = backend.run_bundles(SMALL, program, ddr.copy())
+            best[i] = max(best[i], stats.rtl_cycles / (time.perf_counter() - start))
+    for path, rate in zip(paths, best):
+        print(f"{rate / 1e3:8.1f} k cycles/s  {path}  (LIN-heavy, {stats.rtl_cycles:,} cycles, best of {repeat})")
+
+
 def speed(name: str, bundles: list[Bundle], repeat: int) -> None:
     ddr = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8)
     backend.run_bundles(SMALL, bundles, ddr.copy())  # load the library
@@ -104,7 +125,7 @@ def speed(name: str, bundles: list[Bundle], repeat: int) -> None:
         wall = time.perf_counter() - start
         best = wall if best is None else min(best, wall)
     print(f"{name:<12} {stats.rtl_cycles:>10,} cycles  {best * 1e3:8.1f} ms  "
-          f"{stats.rtl_cycles / best / 1e6:6.2f} M cycles/s (best of {repeat}, one ctypes call per run)")
+          f"{stats.rtl_cycles / best / 1e3:7.1f} k cycles/s (best of {repeat}, one ctypes call per run)")
 
 
 def main() -> int:
@@ -113,7 +134,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--long-ops", type=int, default=2000, help="lin ops of the long program (0: skip it)")
     ap.add_argument("--cells", type=int, default=0, help="print the netlist's N largest sources and stop")
+    ap.add_argument("--libraries", nargs="+", help="compare these built libraries' speed and stop")
     args = ap.parse_args()
+    if args.libraries:
+        compare_libraries(args.libraries, args.repeat)
+        return 0
     if args.cells:
         netlist_cells(args.cells)
         return 0

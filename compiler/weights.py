@@ -10,8 +10,8 @@ weight in turn).  `derived` keeps values computed from the weights (the
 offline weight expressions, compiler.interpreters.mamba_quant) within
 DERIVED_BYTES of memory and beyond that up to SPILL_BYTES in an unlinked
 temporary file, so that the constant image reuses what calibration computed
-(a 2.7B model's 10.8 GB of rotated weights: a float64 GEMM pass of ~50 s of
-CPU saved for ~10 s of writing and reading back).
+(a 2.7B model's rotated weights: their float64 Hadamard GEMMs are not run
+a second time).
 """
 
 from __future__ import annotations

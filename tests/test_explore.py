@@ -161,3 +161,28 @@ def test_bad_input_is_one_line(tmp_path, capsys, text, args, message):
 def test_missing_space_file(tmp_path, capsys):
     assert main(["explore", "--space", str(tmp_path / "no.toml"), "--model", "130m", "--seq-len", "8"]) == 1
     assert "space file not found" in capsys.readouterr().err
+
+
+def test_space_values_sampling_and_constraints():
+    from fastmamba.compiler.explore.space import resources
+    from fastmamba.compiler.explore.sweep import choose_points
+
+    space = parse_space("""
+[parameters]
+lin_mac_trees = { min = 16, max = 64, step = 16 }
+ssm_dstate_lanes = { min = 3, max = 20, scale = "pow2" }
+clock_mhz = [200.0, 250.0, 200.0]
+[search]
+constraints = ["dsp <= 3000", "lin_macs_per_cycle >= 768"]
+""")
+    assert space.parameters == {"lin_mac_trees": (16, 32, 48, 64), "ssm_dstate_lanes": (4, 8, 16),
+                                "clock_mhz": (200.0, 250.0)}
+    assert len(space.grid()) == 24
+    drawn = space.sample(10, seed=1)
+    assert len({tuple(p.values()) for p in drawn}) == 10 and drawn == space.sample(10, seed=1)
+    points, dropped = choose_points(space, SweepOptions(searcher="grid"))
+    for point in space.grid():
+        target = space.target(point)
+        meets = resources(target)["total"]["dsp"] <= 3000 and target.lin_macs_per_cycle >= 768
+        assert (point in points) == meets and (repr(point) in dropped) == (not meets)
+    assert all(p["lin_mac_trees"] >= 32 for p in points)  # 6 groups x 32 trees x 4 = 768 MACs at least

@@ -98,14 +98,17 @@ def round_pack(m: Module, mant, exp, name: str):
     width = len(mant)
     # The 24-bit significand is mant >> (width - 24) for normal results; a result below the
     # normal range shifts right by 1 - exp more (exponent field 0, value m * 2^-149).
-    extra = Signal(range(width + 1), name=f"{name}_extra")
+    # From exp = -width down the value is below half the smallest subnormal: a shift of width + 1 leaves the round
+    # bit 0 and the value in the sticky bit, so it rounds to zero for every width (a cap of `width` would put the
+    # leading bit in the round bit, and a narrow mant with lower bits set would round up to 2^-149).
+    extra = Signal(range(width + 2), name=f"{name}_extra")
     with m.If(exp >= 1):
         m.d.comb += extra.eq(0)
     with m.Elif(exp > -width):
         m.d.comb += extra.eq(1 - exp)
     with m.Else():
-        m.d.comb += extra.eq(width)
-    # Append a guard position so that shifts of up to `width` keep a round bit and a sticky OR.
+        m.d.comb += extra.eq(width + 1)
+    # Append a guard position so that shifts of up to `width` + 1 keep a round bit and a sticky OR.
     wide = Cat(Const(0, FRAC_BITS + 2), mant)  # value scaled by 2^(FRAC_BITS + 2)
     shifted = Signal(len(wide), name=f"{name}_shifted")
     m.d.comb += shifted.eq(wide >> extra)
@@ -159,15 +162,24 @@ def convert_i32(m: Module, a, name: str):
     return Mux(mag == 0, 0, Cat(magnitude, sign))
 
 
-class F32Mul(wiring.Component):
-    """binary32 x binary32 -> binary32, IEEE 754 round to nearest even (LATENCY 2)."""
+class F32Op(wiring.Component):
+    """The ports every binary32 operator has: its operands (`OPERANDS`, unsigned(32) each, and `EXTRA`),
+    `valid`, `y` and `y_valid`; built in `domain` ("sync": the pipeline of LATENCY registers; "comb": the same
+    logic without them)."""
 
-    LATENCY = 2
+    OPERANDS: tuple[str, ...] = ("a", "b")
+    EXTRA: dict = {}
 
     def __init__(self, domain: str = "sync"):
         self.domain = domain
-        super().__init__({"a": In(unsigned(32)), "b": In(unsigned(32)), "valid": In(1),
+        super().__init__({**{name: In(unsigned(32)) for name in self.OPERANDS}, **self.EXTRA, "valid": In(1),
                           "y": Out(unsigned(32)), "y_valid": Out(1)})
+
+
+class F32Mul(F32Op):
+    """binary32 x binary32 -> binary32, IEEE 754 round to nearest even (LATENCY 2)."""
+
+    LATENCY = 2
 
     def elaborate(self, platform):
         m = Module()
@@ -218,18 +230,14 @@ class F32Mul(wiring.Component):
         return m
 
 
-class F32Add(wiring.Component):
+class F32Add(F32Op):
     """binary32 a + b (or a - b with `sub` high), IEEE 754 round to nearest even (LATENCY 2)."""
 
     LATENCY = 2
     # Bits kept below the larger operand's significand while aligning, above the sticky bit: bits are lost only
     # for shifts >= 2, where a subtraction cancels at most one leading bit, so a guard and a round bit stay.
     GUARD = 2
-
-    def __init__(self, domain: str = "sync"):
-        self.domain = domain
-        super().__init__({"a": In(unsigned(32)), "b": In(unsigned(32)), "sub": In(1), "valid": In(1),
-                          "y": Out(unsigned(32)), "y_valid": Out(1)})
+    EXTRA = {"sub": In(1)}
 
     def elaborate(self, platform):
         m = Module()
@@ -316,18 +324,13 @@ def _unpack_normalized(m: Module, v, name: str):
                 sig=norm, exp=exp)
 
 
-class F32Div(wiring.Component):
+class F32Div(F32Op):
     """binary32 / binary32 -> binary32, IEEE 754 round to nearest even (LATENCY 9: a restoring divider,
     QUOTIENT_BITS quotient bits in stages of BITS_PER_STAGE)."""
 
     QUOTIENT_BITS = FRAC_BITS + 3  # the 24 significand bits, a bit for a quotient below 1, a round bit
     BITS_PER_STAGE = 4
     LATENCY = 2 + -(-QUOTIENT_BITS // BITS_PER_STAGE)  # operands in, the quotient stages, round and pack
-
-    def __init__(self, domain: str = "sync"):
-        self.domain = domain
-        super().__init__({"a": In(unsigned(32)), "b": In(unsigned(32)), "valid": In(1),
-                          "y": Out(unsigned(32)), "y_valid": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -390,17 +393,14 @@ class F32Div(wiring.Component):
         return m
 
 
-class F32Sqrt(wiring.Component):
+class F32Sqrt(F32Op):
     """binary32 square root, IEEE 754 round to nearest even (LATENCY 9: a digit-by-digit restoring square root,
     ROOT_BITS root bits in stages of BITS_PER_STAGE)."""
 
     ROOT_BITS = FRAC_BITS + 2  # the 24 significand bits (the root of [1, 4) is in [1, 2)) and a round bit
     BITS_PER_STAGE = 4
     LATENCY = 2 + -(-ROOT_BITS // BITS_PER_STAGE)  # operand in, the root stages, round and pack
-
-    def __init__(self, domain: str = "sync"):
-        self.domain = domain
-        super().__init__({"a": In(unsigned(32)), "valid": In(1), "y": Out(unsigned(32)), "y_valid": Out(1)})
+    OPERANDS = ("a",)
 
     def elaborate(self, platform):
         m = Module()

@@ -193,6 +193,10 @@ CASES = {
     "silu": {"a": WORKED, "ops": ["silu"]},
     "softplus": {"a": WORKED, "ops": ["softplus"]},
     "nan": {"a": _f([0x7FA00001, 0xFFC00000]), "ops": ["softplus", "silu"]},
+    # e^-|x| below half the smallest subnormal with T[k] * p not a power of two (ldexp rounds to +0): a random
+    # program's operand that an ldexp rounding narrow significands up to 2^-149 got wrong
+    "underflow_silu": {"a": _f([0xC2D33E1B, 0xC2DC0000]), "ops": ["silu"]},
+    "underflow_softplus": {"a": _f([0xC2D33E1B, 0xC2DC0000]), "ops": ["softplus"]},
     "gate": {"a": _f([0x3FC00000, 0xC0000000, 0x7F800000, 0]), "b": _f([0xFF800000, 0x41A00001, 0, 0x7F800000]),
              "ops": ["gate"]},
     "stages": {"a": np.array([1.5, -7.25], np.float32), "b": np.array([-0.75, 3.0], np.float32),
@@ -229,6 +233,8 @@ def test_silu_softplus_worked_examples_and_specials(results):
     assert silu[10] == 0x80000000 and sp[10] == 0 and silu[9] == sp[9] == 0x7F800000
     assert silu[11] == 0 and silu[12] == 0x80000000 and sp[11] == sp[12] == 0x3F317218  # §6: x / 2 rounds to 0
     assert results["nan"].view(np.uint32)[0].tolist() == [0x7FE00001, 0xFFC00000]
+    assert results["underflow_silu"].view(np.uint32)[0].tolist() == [0x80000000] * 2  # -105.62, -110: E = +0
+    assert results["underflow_softplus"].view(np.uint32)[0].tolist() == [0, 0]
 
 
 def test_gate_and_every_stage(results):

@@ -4,9 +4,10 @@ Place in the flow: a measurement, not a test.  Reads hardware/resource_model.jso
 configurations and the fitted coefficients; `python -m fastmamba.hardware.resource_model` regenerates
 it), and prints
 
-1. per unit, the fit (configurations fitted, held out) and per resource the median and worst relative
-   error |model - synthesis| / synthesis over the held-out configurations (with the worst absolute
-   difference: a relative error on a count of a few cells says little);
+1. per unit, the configurations and per resource the median and worst relative error
+   |model - synthesis| / synthesis over the configurations held out of the fit, leave-one-out (each
+   predicted by the formula fitted to the unit's other configurations), with the worst absolute
+   difference (a relative error on a count of a few cells says little) and the fitted cost per term;
 2. the model's estimate per unit for `small` and `vc709` beside the xc7vx690t's capacity.
 
 Run: `.venv/bin/python benchmarks/bench_resource_model.py`.
@@ -26,18 +27,20 @@ from fastmamba.isa.target import PRESETS  # noqa: E402
 
 def main() -> int:
     data = rm.load()
-    print("Resource model: error on held-out configurations (relative: |model - synth| / synth)\n")
-    print(f"{'unit':<8} {'resource':<9} {'median':>8} {'worst':>8} {'worst abs':>10}")
+    print("Resource model: error on configurations held out of the fit, leave-one-out "
+          "(relative: |model - synth| / synth)\n")
+    print(f"{'unit':<8} {'resource':<9} {'median':>8} {'worst':>8} {'worst abs':>10}  cost per term")
     for unit, d in data["units"].items():
         rows = d["rows"]
-        held = sum(1 for r in rows if r["config"].get("held"))
-        print(f"{unit}: {len(rows) - held} configurations fitted, {held} held out; features "
-              + ", ".join(d["features"]))
+        print(f"{unit}: {len(rows)} synthesized configurations ({sum(r['seconds'] for r in rows):,.0f} s of yosys, "
+              f"{rows[0]['yosys']}); terms " + ", ".join(d["features"]))
         for res, e in rm.errors(unit, data).items():
             if e["zero"] and e["worst_abs"] < 0.5:
-                print(f"{'':<8} {res:<9} {'(0 in every held-out configuration, model 0)':>28}")
+                print(f"{'':<8} {res:<9} {'(0 in every configuration, model 0)':>28}")
                 continue
-            print(f"{'':<8} {res:<9} {100 * e['median']:>7.1f}% {100 * e['worst']:>7.1f}% {e['worst_abs']:>10,.0f}")
+            cost = ", ".join(f"{c:.3g} x {n}" for c, n in zip(d["coef"][res], d["features"]) if c)
+            print(f"{'':<8} {res:<9} {100 * e['median']:>7.1f}% {100 * e['worst']:>7.1f}% {e['worst_abs']:>10,.0f}  "
+                  f"{cost}")
     for name in ("small", "vc709"):
         pred = rm.predict(PRESETS[name], data)
         print(f"\nModel estimate for {name} (pre-place-and-route; each unit whole, at the target's parameters):")

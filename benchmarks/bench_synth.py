@@ -2,8 +2,8 @@
 
 Place in the flow: a measurement, not a test.  For every target (default: small and vc709) it runs
 hardware.synth's report over the units asked for (default all), printing the report (counts, the
-xc7vx690t's share, how each row was composed) and then, per synthesized part, the wall time, yosys'
-own time and whether the cache answered (build/synth/: a second run takes seconds).
+xc7vx690t's share, how each row was composed, and per synthesized part yosys' own time, the wall time
+and whether the cache answered: build/synth/, a second run takes seconds).
 
 Run: `.venv/bin/python benchmarks/bench_synth.py [--target NAME ...] [--unit NAME ...]`.
 """
@@ -29,13 +29,6 @@ def main() -> int:
         target = load_target(name)
         report = synth.synth_report(target, args.unit, progress=lambda u: print(f"  {u} ...", flush=True))
         print(synth.format_report(report))
-        print(f"{'unit':<8} {'part':<70} {'wall':>8} {'yosys':>8}  cache")
-        for unit in report["units"]:
-            for part in unit["parts"]:
-                what = part["what"] if part["scale"] == 1 else f"{part['scale']} x ({part['what']})"
-                print(f"{unit['unit']:<8} {what[:70]:<70} {part['wall_s']:>7.1f}s {part['yosys_s']:>7.1f}s  "
-                      f"{'hit' if part['cached'] else 'miss'}")
-        print()
     return 0
 
 

@@ -29,7 +29,9 @@ and every report says how (`Part.what`): the control at the target with its
 DMA beat rounded up to a power of two and per-row bursts; a compute unit
 whose controller cannot be built at the target by its arithmetic datapaths
 at the target's parameters (a datapath of identical lanes synthesized with
-fewer lanes and scaled by the lane ratio).
+fewer lanes and scaled by the lane ratio; one whose lanes share a part, as
+SSM's and VEC's, synthesized at two lane counts and extended along the line
+through them).
 
 Reports are cached in build/synth/ by a hash of the Verilog and the yosys
 script (the Verilog itself by the target, the part and hardware/'s sources).
@@ -381,7 +383,28 @@ def _datapath_parts(slot: str, target: Target) -> list[Part] | None:
         from fastmamba.hardware.conv_datapath import ConvDatapath
 
         return [Part("ConvDatapath", lambda: (ConvDatapath(target), None), "conv.dp")]
+    if slot == "SSM":
+        from fastmamba.hardware.ssm_datapath import SsmDatapath
+
+        return _lane_line("SsmDatapath", "headdim lanes", "ssm_headdim_lanes", SsmDatapath, target, 1)
+    if slot == "VEC":
+        from fastmamba.hardware.vec_datapath import VecDatapath
+
+        return _lane_line("VecDatapath", "lanes", "vec_lanes", VecDatapath, target, 1)
     return None
+
+
+def _lane_line(name: str, lanes_what: str, param: str, cls, target: Target, lo: int) -> list[Part]:
+    """A datapath of `getattr(target, param)` identical lanes beside a part shared by all of them (cost a + b x
+    lanes), synthesized at `lo` and 2 `lo` lanes: c(T) = (T / lo - 1) c(2 lo) - (T / lo - 2) c(lo), exact for a
+    cost linear in the lanes.  (The RTL's SSM and VEC datapaths share their NLA and controls among the lanes.)"""
+    total = getattr(target, param)
+    if total <= 2 * lo:
+        return [Part(name, lambda: (cls(target), None), f"{param}.dp")]
+    k = total // lo
+    return [Part(f"{name} at {n} of {total} {lanes_what}", lambda n=n: (cls(dataclasses.replace(target, **{param: n})),
+                                                                         None), f"{param}.dp{n}", scale=scale)
+            for n, scale in ((2 * lo, k - 1), (lo, -(k - 2)))]
 
 
 def unit_names() -> tuple[str, ...]:
@@ -519,6 +542,13 @@ def synth_unit(target: Target, unit: str, imem_words: int = 4096, root: Path | N
     return rep
 
 
+def parts_text(parts: list[dict]) -> str:
+    """How a unit's counts were composed of its parts ({"what", "scale"}): "A + 24 x (B) - 30 x (C)"."""
+    return " ".join(("" if i == 0 else "- " if p["scale"] < 0 else "+ ")
+                    + (p["what"] if p["scale"] == 1 else f"{abs(p['scale'])} x ({p['what']})")
+                    for i, p in enumerate(parts))
+
+
 def synth_report(target: Target, units: list[str] | None = None, imem_words: int = 4096,
                  root: Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """The report of `fastmamba synth`: per unit counts, how each was composed, the total and the device share."""
@@ -539,8 +569,7 @@ def synth_report(target: Target, units: list[str] | None = None, imem_words: int
         if not rep.synthesized:
             composition.append(f"{rep.unit}: {rep.note} (not in the total)")
             continue
-        parts = " + ".join(p["what"] if p["scale"] == 1 else f"{p['scale']} x ({p['what']})" for p in rep.parts)
-        composition.append(f"{rep.unit}: {parts}" + (f"; {rep.note}" if rep.note else ""))
+        composition.append(f"{rep.unit}: {parts_text(rep.parts)}" + (f"; {rep.note}" if rep.note else ""))
     if "buffer" in names:
         counted = buffer_ports(target)
         if counted:
@@ -586,6 +615,13 @@ def format_report(rep: dict) -> str:
     lines.append("")
     lines.append("RAMB36 % counts a RAMB18 as half a RAMB36.  How each row was composed:")
     lines += [f"  {c}" for c in rep["composition"]]
+    lines.append("Parts: yosys' own time when the part was synthesized (a hit reads it back from build/synth/), "
+                 "this run's wall time:")
+    for u in rep["units"]:
+        for part in u["parts"]:
+            what = parts_text([part])
+            lines.append(f"  {u['unit']:<8} {what[:72]:<72} {part['yosys_s']:>8,.1f}s {part['wall_s']:>7.1f}s  "
+                         f"{'hit' if part['cached'] else 'miss'}")
     other = {k: v for u in rep["units"] for k, v in u["other_cells"].items()}
     if other:
         lines.append("  cells not in the columns: " + ", ".join(f"{k} {v}" for k, v in sorted(other.items())))

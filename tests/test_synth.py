@@ -142,3 +142,20 @@ def test_vc709_plan_says_how_it_is_composed():
     assert "64 B/beat" in control.note
     assert synth.buildable_target(vc709).dma_bytes_per_cycle == 64
     assert synth.buildable_target(SMALL) is SMALL
+
+
+def test_vc709_ssm_is_its_datapath_on_the_line_through_two_lane_counts():
+    """SSM's 32 x 8 lanes cannot be built with its controller at vc709 (P int32 values of y in one word): its
+    datapath at 2 and 1 headdim lanes, combined so that any cost a + b x lanes comes out at 32 lanes."""
+    from fastmamba.isa.target import PRESETS
+
+    vc709 = PRESETS["vc709"]
+    ssm = synth.plan(vc709, "ssm")
+    assert "datapaths only" in ssm.note
+    lanes = [int(p.what.split()[2]) for p in ssm.parts]
+    assert [p.what.split()[0] for p in ssm.parts] == ["SsmDatapath"] * 2 and lanes == [2, 1]
+    assert [p.scale for p in ssm.parts] == [31, -30]
+    assert sum(p.scale for p in ssm.parts) == 1  # the shared part a once
+    assert sum(p.scale * n for p, n in zip(ssm.parts, lanes)) == vc709.ssm_headdim_lanes  # b per lane
+    assert synth.parts_text([{"what": p.what, "scale": p.scale} for p in ssm.parts]) == \
+        "31 x (SsmDatapath at 2 of 32 headdim lanes) - 30 x (SsmDatapath at 1 of 32 headdim lanes)"

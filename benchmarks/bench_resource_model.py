@@ -25,6 +25,20 @@ from fastmamba.hardware.synth import XC7VX690T, percent  # noqa: E402
 from fastmamba.isa.target import PRESETS  # noqa: E402
 
 
+def line_check(data: dict) -> None:
+    """hardware.synth extends the SSM and VEC datapaths along the line through two lane counts (vc709): how
+    straight that line is, on the SSM unit's rows at 1, 2 and 4 headdim lanes (4 state lanes, 16-byte beats)."""
+    rows = {r["config"].get("ssm_headdim_lanes"): r["counts"] for r in data["units"].get("ssm", {}).get("rows", [])
+            if r["config"].get("ssm_dstate_lanes") == 4 and len(r["config"]) == 2}
+    if not {1, 2, 4} <= set(rows):
+        return
+    print("\nThe line through two lane counts (hardware.synth, SSM/VEC at vc709), on the SSM unit at 4 state lanes: "
+          "3 c(2) - 2 c(1) against c(4) headdim lanes")
+    for res in ("LUT", "FF", "CARRY4", "DSP48E1"):
+        line = 3 * rows[2][res] - 2 * rows[1][res]
+        print(f"  {res:<8} line {line:>8,}  synthesized {rows[4][res]:>8,}  {100 * (line / rows[4][res] - 1):+.1f}%")
+
+
 def main() -> int:
     data = rm.load()
     print("Resource model: error on configurations held out of the fit, leave-one-out "
@@ -41,6 +55,7 @@ def main() -> int:
             cost = ", ".join(f"{c:.3g} x {n}" for c, n in zip(d["coef"][res], d["features"]) if c)
             print(f"{'':<8} {res:<9} {100 * e['median']:>7.1f}% {100 * e['worst']:>7.1f}% {e['worst_abs']:>10,.0f}  "
                   f"{cost}")
+    line_check(data)
     for name in ("small", "vc709"):
         pred = rm.predict(PRESETS[name], data)
         print(f"\nModel estimate for {name} (pre-place-and-route; each unit whole, at the target's parameters):")

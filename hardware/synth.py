@@ -237,6 +237,7 @@ def control_design(target: Target, imem_words: int):
     ports: list = []
     units = {slot: _stub_unit(cls, slot, ports) for slot, cls in mach.UNITS.items()}
     m = mach.Machine(target, imem_words, units=units)
+    _unused(*m.buf.banks)  # the machine's own banks, replaced by ports
     m.buf = _stub_buffer(target, m.W, ports)
     return m, _signature_ports(m) + ports
 

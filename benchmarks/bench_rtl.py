@@ -15,7 +15,8 @@ Place in the flow: a measurement, not a test.  Prints
    cells per source line, the N largest: where the Verilog comes from;
 5. with --libraries LIB.so... (instead of the rest): the LIN-heavy program's
    speed on each built library (build/rtl/*/libmachine.so, e.g. of two
-   commits), runs alternating so that each sees the same machine load.
+   commits), runs alternating so that each sees the same machine load, then
+   each library's load time of a 20,000-word program.
 
 Run: `.venv/bin/python benchmarks/bench_rtl.py [--warm-only] [--repeat N] [--long-ops N] [--cells N]
 [--libraries LIB.so ...]`.
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastmamba.hardware import backend, build  # noqa: E402
 from fastmamba.isa import costs  # noqa: E402
+from fastmamba.isa.encoding import encode_bundles  # noqa: E402
 from fastmamba.isa.instructions import Bundle, Instruction  # noqa: E402
 from fastmamba.isa.target import PRESETS  # noqa: E402
 
@@ -97,6 +99,28 @@ def netlist_cells(top: int) -> None:
         print(f"  {n:>10,}  {module:<24} {where}")
 
 
+def load_program(words: int) -> list[Bundle]:
+    """`ctl.halt` first, then bundles never reached: about `words` instruction words to load, two cycles to run."""
+    ld = Bundle((Instruction("ld", dict(buf=0, ddr=0, rows=1, row_bytes=16, ddr_stride=16, buf_stride=16, sem=0)),))
+    return [HALT] + [ld] * (words // (len(encode_bundles([ld])) // 8))
+
+
+def load_time(words: int, repeat: int) -> None:
+    """The wall time of a run that is all instruction-memory load (the harness loads before `start`)."""
+    bundles = load_program(words)
+    ddr = np.zeros(1 << 12, dtype=np.uint8)
+    backend.run_bundles(SMALL, bundles, ddr.copy())
+    best = min(_timed(lambda: backend.run_bundles(SMALL, bundles, ddr.copy())) for _ in range(repeat))
+    print(f"{'load':<12} {len(encode_bundles(bundles)) // 8:>10,} words   {best * 1e3:8.1f} ms  (a program that "
+          f"halts at once, best of {repeat})")
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def compare_libraries(paths: list[str], repeat: int) -> None:
     """The LIN-heavy program on each library, alternating; the best of `repeat` runs each."""
     libs = [backend._Library(Path(p)) for p in paths]
@@ -112,6 +136,10 @@ def compare_libraries(paths: list[str], repeat: int) -> None:
             best[i] = max(best[i], stats.rtl_cycles / (time.perf_counter() - start))
     for path, rate in zip(paths, best):
         print(f"{rate / 1e3:8.1f} k cycles/s  {path}  (LIN-heavy, {stats.rtl_cycles:,} cycles, best of {repeat})")
+    for path, lib in zip(paths, libs):  # the harness's port list must match the library's: each its own ports.h
+        backend._LIBRARIES[key] = lib
+        print(path, end=": ")
+        load_time(20_000, repeat)
 
 
 def speed(name: str, bundles: list[Bundle], repeat: int) -> None:
@@ -173,6 +201,7 @@ def main() -> int:
         print(f"  {size:>12,}  {name}")
     speed("LIN-heavy", lin_program(200), args.repeat)
     speed("DMA", dma_program(400), args.repeat)
+    load_time(20_000, args.repeat)
     if args.long_ops:
         speed("long LIN", lin_program(args.long_ops), 1)
     return 0

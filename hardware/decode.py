@@ -63,7 +63,9 @@ SLOT_MASK_BITS = len(SLOTS)
 class BundleFetch(wiring.Component):
     """The instruction memory and a combinational decode of the bundle at `pc` (a word address).
 
-    Host port: `load_en`, `load_addr`, `load_data` write one word per cycle.
+    Host port: `load_en`, `load_addr` (a row), `load_data` (IMEM_BANKS words) write one row of the banks per
+    cycle: word j of the row is word address row * IMEM_BANKS + j (a program of n words loads in
+    ceil(n / IMEM_BANKS) cycles; the Verilated harness pays a whole machine evaluation per cycle).
     Outputs: `mask` (a bit per slot of SLOTS), `delay`, `length` (words),
     per implemented slot `op[slot]` (its words, raw: view with `op_layout`)
     and `opcode[slot]`; `bad_slot` is set when the mask names a slot the RTL
@@ -74,8 +76,9 @@ class BundleFetch(wiring.Component):
         self.imem_words = imem_words
         self.depth = -(-imem_words // IMEM_BANKS)
         self.addr_bits = max(1, (imem_words - 1).bit_length())
+        self.row_bits = max(1, (self.depth - 1).bit_length())
         members = {
-            "load_en": In(1), "load_addr": In(self.addr_bits), "load_data": In(WORD_BITS),
+            "load_en": In(1), "load_addr": In(self.row_bits), "load_data": In(WORD_BITS * IMEM_BANKS),
             "pc": In(self.addr_bits + 1),
             "mask": Out(SLOT_MASK_BITS), "delay": Out(BUNDLE_DELAY_BITS), "length": Out(8), "bad_slot": Out(1),
         }
@@ -93,8 +96,8 @@ class BundleFetch(wiring.Component):
             mem = Memory(shape=unsigned(WORD_BITS), depth=self.depth, init=[])
             m.submodules[f"imem{j}"] = mem
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(self.load_addr >> lb), wp.data.eq(self.load_data),
-                         wp.en.eq(self.load_en & (self.load_addr[:lb] == j) if lb else self.load_en)]
+            m.d.comb += [wp.addr.eq(self.load_addr), wp.data.eq(self.load_data[j * WORD_BITS:(j + 1) * WORD_BITS]),
+                         wp.en.eq(self.load_en)]
             banks.append(mem.read_port(domain="comb"))
         # Word k of the window (k < banks) comes from bank (pc + k) % banks.
         low = self.pc[:lb] if lb else Const(0)

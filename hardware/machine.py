@@ -184,7 +184,7 @@ class Machine(wiring.Component):
         self.wr_tag_layout = data.StructLayout({"last": unsigned(1), "sem": unsigned(8),
                                                 "entry": range(self.entries)})
         members = {
-            "load_en": In(1), "load_addr": In(self.fetch.addr_bits), "load_data": In(64),
+            "load_en": In(1), "load_addr": In(self.fetch.row_bits), "load_data": In(len(self.fetch.load_data)),
             "start": In(1), "ddr_size": In(ADDR_BITS), "prog_words": In(self.fetch.addr_bits + 1),
             "running": Out(1), "done": Out(1),
             "err": Out(8), "err_bundle": Out(32), "err_slot": Out(4), "err_info0": Out(64), "err_info1": Out(64),

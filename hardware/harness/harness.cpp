@@ -2,7 +2,7 @@
 //
 // Place in the flow: hardware/build.py compiles this file with the Verilated model into one shared
 // library; hardware/backend.py calls fm_run through ctypes, once per program.  The harness loads the
-// instruction memory as a host would (one word per cycle through the load port), pulses start, and
+// instruction memory as a host would (a row of its banks per cycle through the load port), pulses start, and
 // clocks the machine until it is done, an error stops it, or max_cycles pass.  The DDR image is the
 // caller's buffer (modified in place).  The DDR model answers a read request `read_latency` cycles
 // after it sees it and acknowledges a write `write_latency` cycles after it (hardware/backend.py passes
@@ -74,10 +74,17 @@ int fm_run(const uint64_t* prog, uint64_t n_words, uint8_t* ddr, uint64_t ddr_si
     top->rst = 1;
     tick(top.get());
     top->rst = 0;
-    for (uint64_t i = 0; i < n_words; ++i) {
+    // one row of the instruction memory's banks per cycle: word j of row r is word r * FM_IMEM_BANKS + j
+    static_assert(FM_IMEM_BANKS >= 2, "load_data is a wide (VlWide) port");
+    for (uint64_t row = 0; row * FM_IMEM_BANKS < n_words; ++row) {
         top->load_en = 1;
-        top->load_addr = i;
-        top->load_data = prog[i];
+        top->load_addr = row;
+        for (uint64_t j = 0; j < FM_IMEM_BANKS; ++j) {
+            uint64_t i = row * FM_IMEM_BANKS + j;
+            uint64_t word = i < n_words ? prog[i] : 0;
+            top->load_data[2 * j] = static_cast<uint32_t>(word);
+            top->load_data[2 * j + 1] = static_cast<uint32_t>(word >> 32);
+        }
         tick(top.get());
     }
     top->load_en = 0;

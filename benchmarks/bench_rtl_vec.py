@@ -1,13 +1,12 @@
-"""The machine with the VEC unit under Verilator: random vec programs against the simulator, and the build's cost.
+"""The machine's VEC unit under Verilator: random vec programs against the simulator, and the build's cost.
 
-Place in the flow: a measurement, not a test.  hardware/machine.py's UNITS does not register the VEC unit yet
-(its build is too large for the test suite: docs/RTL.md), so this script builds `Machine(small, units=UNITS +
-VEC)` into its own cache (build/rtl-vec, or $FASTMAMBA_BUILD/rtl-vec) and runs tests/hw_programs'
-random_vec_program (chains of up to four micro-ops with at most one rmsnorm, every type and b mode, padded
-pitches, in place over a, ties, saturation, signed zeros, subnormals, +-inf, NaN; 1-3 ops back to back beside a
-prefetch load) on it and on the simulator: the DDR images must be equal byte for byte and every counter equal.
-Then a schedule for a vec_latency one short must stop the RTL with a RAW hazard.  Prints the build's seconds,
-the programs, ops, cycles and mismatches (must be 0).
+Place in the flow: a measurement, not a test (tests/test_hw_vec.py runs the same 200 programs).  Builds (or finds
+in the cache) the machine of `small` and runs tests/hw_programs' random_vec_program (chains of up to four micro-ops
+with at most one rmsnorm, every type and b mode, padded pitches, in place over a, ties, saturation, signed zeros,
+subnormals, +-inf, NaN; 1-3 ops back to back beside a prefetch load) on it and on the simulator: the DDR images
+must be equal byte for byte and every counter equal.  Then a schedule for a vec_latency one short must stop the
+RTL with a RAW hazard.  Prints the build's seconds and Verilog size, the programs, ops, cycles and mismatches (must
+be 0).
 
 Run: `.venv/bin/python benchmarks/bench_rtl_vec.py [--programs N]` (default 200).
 """
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,8 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fastmamba.hardware import backend, build, machine  # noqa: E402
-from fastmamba.hardware.vec_unit import VecUnit  # noqa: E402
+from fastmamba.hardware import backend, build  # noqa: E402
 from fastmamba.isa.target import PRESETS  # noqa: E402
 from hw_programs import compare_stats, random_vec_program, run_rtl, run_sim  # noqa: E402
 
@@ -38,15 +35,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.programs < 1:
         parser.error("--programs must be positive")
-    # its own cache: the standard one is keyed by the sources, not by the units built
-    os.environ["FASTMAMBA_BUILD"] = str(Path(os.environ.get("FASTMAMBA_BUILD", ROOT / "build")) / "rtl-vec")
-    machine.UNITS["VEC"] = VecUnit
     target = PRESETS["small"]
     timings: dict = {}
     start = time.perf_counter()
     build.library(target, backend.IMEM_WORDS, timings)
-    print(f"machine with VEC built or found in {time.perf_counter() - start:.1f} s "
-          f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items()) or 'cached'})")
+    vpath, _ = build.verilog(target, backend.IMEM_WORDS)
+    print(f"machine built or found in {time.perf_counter() - start:.1f} s "
+          f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items()) or 'cached'}); "
+          f"Verilog {vpath.stat().st_size / 1e6:.2f} MB")
     bad, ops, cycles = 0, 0, 0
     start = time.perf_counter()
     for seed in range(args.programs):

@@ -46,7 +46,7 @@ from fastmamba.hardware.decode import RTL_SLOTS, BundleFetch, op_layout
 from fastmamba.hardware.conv_unit import ConvUnit
 from fastmamba.hardware.lin_unit import LinUnit
 from fastmamba.hardware.ssm_unit import SsmUnit
-from fastmamba.hardware.vec_unit import B_MODES, rmsnorm_count
+from fastmamba.hardware.vec_unit import B_MODES, VecUnit, rmsnorm_count
 from fastmamba.hardware.vec_datapath import MICRO_OPS
 from fastmamba.hardware.regions import SPACES, op_ranges, wire
 
@@ -724,7 +724,7 @@ class Machine(wiring.Component):
         return m
 
 
-UNITS: dict = {"LIN": LinUnit, "CONV": ConvUnit, "SSM": SsmUnit}  # slot -> compute unit class
+UNITS: dict = {"LIN": LinUnit, "CONV": ConvUnit, "SSM": SsmUnit, "VEC": VecUnit}  # slot -> compute unit class
 
 
 def make_machine(target: Target, imem_words: int = 4096) -> Machine:

@@ -288,14 +288,21 @@ def datapath_latency(target) -> int:
     return 1 + target.vec_stages
 
 
+def check_stages(target) -> None:
+    """The stage structures this datapath builds: one stage that a beat goes round once per micro-op, or one
+    stage per micro-op field (with 2 or 3, beats going round again and new beats would have to share the first
+    stage)."""
+    if target.vec_stages not in (1, N_STAGES):
+        raise ValueError(f"the RTL's VEC datapath has one micro-op stage that a beat passes through once per "
+                         f"micro-op, or {N_STAGES} in a row: vec_stages must be 1 or {N_STAGES}, "
+                         f"got {target.vec_stages}")
+
+
 class VecDatapath(wiring.Component):
     """vec_lanes lanes of the fused binary32 chain (and argmax's running maximum); see the module docstring."""
 
     def __init__(self, target: Target):
-        if target.vec_stages not in (1, N_STAGES):
-            raise ValueError(f"the RTL's VEC datapath has one micro-op stage that a beat passes through once per "
-                             f"micro-op, or {N_STAGES} in a row: vec_stages must be 1 or {N_STAGES}, "
-                             f"got {target.vec_stages}")
+        check_stages(target)
         self.n_lanes = target.vec_lanes
         self.n_stages = target.vec_stages
         self.latency = datapath_latency(target)

@@ -4,28 +4,31 @@ Place in the flow: instantiated by `hardware.machine` for the VEC slot; the
 arithmetic is `hardware.vec_datapath.VecDatapath` (docs/NUMERICS.md §6), the
 buffer `hardware.buffer`.
 
-Schedule (one beat per cycle, no bubbles; L = vec_lanes): for each row, for
-each group of columns (rmsnorm's `group` when the chain has an rmsnorm, else
-the whole row), for each pass (two with an rmsnorm: the sum of squares, then
-the scaling; else one), for each block of L columns of the group: one beat.
-So `vec` occupies the unit rows * ceil(cols / L) cycles, or with an rmsnorm
-rows * (cols / group) * 2 * ceil(group / L), and `vec.argmax`
+Schedule (L = vec_lanes): for each row, for each group of columns (rmsnorm's
+`group` when the chain has an rmsnorm, else the whole row), for each pass (two
+with an rmsnorm: the sum of squares, then the scaling; else one), for each
+block of L columns of the group: one beat, which holds the unit P cycles
+(P = ceil(k / vec_stages) for a chain of k micro-ops, at least 1, and 1 for
+`vec.argmax`: its passes through the datapath's micro-op stages).  So `vec`
+occupies the unit P * rows * ceil(cols / L) cycles, or with an rmsnorm
+P * rows * (cols / group) * 2 * ceil(group / L), and `vec.argmax`
 rows * ceil(cols / L): the target's `vec_row_tiles` rule in isa/costs.py.
 A beat reads its L elements of `a` (row pitch `a_ld`) and of `b` (pitch
 `b_ld`, or the broadcast row) through ceil(4 L / word) read ports each, in
-its cycle; the data flows through
+its first cycle; the data flows through
 
-    read (1) -> VecDatapath -> write (1)
+    read (1) -> VecDatapath (1 + vec_stages * P) -> write
 
 and the last-pass beats write their L results (dst pitch `dst_ld`) through
 as many write ports; an argmax beat that ends a row writes the row's index.
-LATENCY = 1 + VecDatapath.LATENCY + 1 - 1, which the target's `vec_latency`
-must equal (tests/test_hw_vec.py).  The last write of an op reports its
-table entry done.
+The write comes 1 + datapath_latency cycles after the beat's last cycle
+(vec_latency(target): 3 on `small`), which the target's `vec_latency` must
+equal (tests/test_hw_vec.py).  The last write of an op reports its table
+entry done.
 
-Limits of this build (`check`): at most VEC_LANES_MAX lanes (each lane's four
-micro-op stages are elaborated in full), and a chain with at most one
-rmsnorm (the machine stops with `vec_fields` at issue otherwise).
+Limits of this build (`check`): at most VEC_LANES_MAX lanes (each lane's
+micro-op stages are elaborated in full), vec_stages 1 or 4, and a chain with
+at most one rmsnorm (the machine stops with `vec_fields` at issue otherwise).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, s
 from amaranth.lib import data
 
 from fastmamba.hardware.decode import op_layout
-from fastmamba.hardware.vec_datapath import MICRO_OPS, N_STAGES, TYPES, VecDatapath, beat_passes, datapath_latency
+from fastmamba.hardware.vec_datapath import (MICRO_OPS, N_STAGES, TYPES, VecDatapath, beat_passes, check_stages,
+                                             datapath_latency)
 from fastmamba.isa.costs import VEC_MICRO_OP_FIELDS
 from fastmamba.isa.dtypes import itemsize
 from fastmamba.isa.instructions import OPS
@@ -56,6 +60,7 @@ def check(target, word_bytes: int) -> None:
     if target.vec_lanes > VEC_LANES_MAX:
         raise ValueError(f"the RTL's VEC unit elaborates every lane's binary32 stages in full: vec_lanes must be at "
                          f"most {VEC_LANES_MAX}, got {target.vec_lanes}")
+    check_stages(target)
 
 
 def rmsnorm_count(ops) -> int:

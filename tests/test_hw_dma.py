@@ -122,7 +122,10 @@ def test_deadlock():
     assert "deadlock" in sim and rtl.startswith("RTL: bundle 1, slot CTL") and "deadlock" in rtl
 
 
-def test_units_the_rtl_lacks_are_refused_before_the_run():
+def test_units_the_rtl_lacks_are_refused_before_the_run(monkeypatch):
+    from fastmamba.hardware import machine
+
+    monkeypatch.delitem(machine.UNITS, "VEC")  # a machine without the VEC unit (refused before any build)
     vec = Instruction("vec.argmax", dict(dst=0, a=64, rows=1, cols=4))
     with pytest.raises(InputError, match="not implemented in the RTL yet: vec.argmax"):
         run_bundles(SMALL, [Bundle((vec,)), Bundle((HALT,))], np.zeros(64, np.uint8))

@@ -1,12 +1,14 @@
-"""The RTL's VEC unit (hardware/vec_unit.py around hardware/vec_datapath.py): its controller in Amaranth's
-simulator against the simulator's VEC semantics, its depth against the target's vec_latency, the cost rule.
+"""The RTL's VEC unit (hardware/vec_unit.py around hardware/vec_datapath.py): the machine's VEC against the simulator,
+the controller in Amaranth's simulator, its depth against the target's vec_latency, the cost rule.
 
-The controller alone (2 lanes on a buffer of 4-byte words, so that every operand takes two ports and windows
-straddle words) runs four ops back to back (an rmsnorm chain over partial beats with an i8 b, silu on i16 with a
-broadcast b into i8, argmax, an rmsnorm into i16), bit-exact against simulator/units/vec.py, each starting the
-cycle the previous one frees the unit and completing vec_latency cycles after its last beat.  The whole machine
-with the VEC unit is too large a build for the test suite (docs/RTL.md): benchmarks/bench_rtl_vec.py builds it
-and runs the random programs (tests/hw_programs.random_vec_program) against the simulator.
+Random `vec` programs on the `small` preset (tests/hw_programs.random_vec_program: chains of up to four micro-ops
+with at most one rmsnorm, every type and b mode, padded pitches, in place over a, ties, saturation, signed zeros,
+subnormals, +-inf, NaN; 1-3 ops back to back beside a prefetch load) run on the RTL machine and on the simulator:
+the DDR images equal byte for byte and every counter equal; a schedule for a vec_latency one short is a RAW hazard
+on the RTL only.  The controller alone (2 lanes on a buffer of 4-byte words, so that every operand takes two ports
+and windows straddle words) runs four ops back to back (an rmsnorm chain over partial beats with an i8 b, silu on
+i16 with a broadcast b into i8, argmax, an rmsnorm into i16), bit-exact against simulator/units/vec.py, each
+starting the cycle the previous one frees the unit and completing vec_latency cycles after its last beat.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
+from fastmamba.hardware.backend import RtlError
 from fastmamba.hardware.buffer import Buffer
 from fastmamba.hardware.vec_unit import VecUnit, vec_latency
 from fastmamba.isa import costs
@@ -24,11 +28,27 @@ from fastmamba.isa.target import PRESETS
 from fastmamba.simulator.effects import MachineState
 from fastmamba.simulator.units.vec import ARGMAX, CHAIN
 
+from hw_programs import compare_random_programs, random_vec_program, run_rtl, run_sim
+
 SMALL = PRESETS["small"]
+N_RANDOM = 200
 
 
 def test_target_latency_is_the_rtl_pipeline_depth():
     assert SMALL.vec_latency == vec_latency(SMALL)
+
+
+def test_random_vec_programs_bit_exact_and_cycle_equal():
+    assert compare_random_programs(random_vec_program, SMALL, N_RANDOM) > 0
+
+
+def test_a_wrong_vec_latency_is_caught_by_the_rtl_only():
+    wrong = dataclasses.replace(SMALL, vec_latency=SMALL.vec_latency - 1)
+    seed = next(s for s in range(100) if sum(b.op_in("VEC") is not None for b in random_vec_program(s, SMALL)[0]) == 1)
+    bundles, image = random_vec_program(seed, SMALL, schedule_target=wrong)
+    run_sim(wrong, bundles, image)  # the simulator, told that latency, runs it
+    with pytest.raises(RtlError, match="RAW hazard"):
+        run_rtl(SMALL, bundles, image)
 
 
 def test_rmsnorm_cycles_per_group_and_pass():

@@ -3,9 +3,11 @@
 Place in the flow: tests of compiler/runner.py's backends (make_backend), the RTL plumbing of
 compiler/commands/run.py and demo.py, and hardware/backend.py's per-program instruction memory.  A
 DMA-only toy model (tests/toy_compiled.py's, its `vec.argmax` replaced by an `ldg` of a next-token
-table, so the RTL of today runs it) goes through prefill chunks and decode on the RTL and on the simulator:
-the same tokens, states and counters, `--check` bit exact, plus the RTL's clock count.  The error paths:
-a vc709 binary, a program with operations the RTL lacks, a demo the RTL cannot run yet.
+table) goes through prefill chunks and decode on the RTL and on the simulator: the same tokens, states and
+counters, `--check` bit exact, plus the RTL's clock count.  Whole models: the bundled model compiled for
+`small` (17 generated tokens) and random transformers configs (ngroups 1 and 2, d_conv 2 and 3, expand 2 and
+3) through prefill and decode on the RTL, every run bit exact with the golden model.  The error paths: a
+vc709 binary, and a machine built without a unit (its operations refused before the first run or compile).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 import fastmamba.compiler.commands.run as run_command
 from fastmamba.compiler.cli import main
 from fastmamba.compiler.runner import generate, make_backend
+from fastmamba.hardware import machine
 from fastmamba.hardware.backend import IMEM_WORDS, IMEM_WORDS_MAX, rtl_ops
 from fastmamba.isa.container import Binary, Program, TensorDesc, write_fmb
 from fastmamba.isa.errors import InputError
@@ -120,7 +123,7 @@ def test_run_backend_rtl(fmb, capsys, monkeypatch):
     assert set(rtl["prefill"]) == set(sim["prefill"]) | {"rtl_cycles"}
 
 
-def test_run_backend_rtl_refusals(tmp_path, capsys):
+def test_run_backend_rtl_refusals(tmp_path, capsys, monkeypatch):
     from toy_compiled import TARGET, toy_binary
 
     vc709 = tmp_path / "vc709.fmb"
@@ -128,7 +131,8 @@ def test_run_backend_rtl_refusals(tmp_path, capsys):
     code, out, err = _run(capsys, vc709, "--prompt", PROMPT, "--max-new-tokens", 1, "--backend", "rtl")
     assert code == 1 and out == "" and err.count("\n") == 1
     assert "target vc709: the RTL moves whole bytes per DMA beat: dma_bytes_per_cycle must be a power of two" in err
-    if "vec.argmax" not in rtl_ops():  # toy_compiled's programs use it: refused before the first run
+    with monkeypatch.context() as mp:  # toy_compiled's programs use vec.argmax: refused before the first run
+        mp.delitem(machine.UNITS, "VEC")
         binary = toy_binary(4, meta_doc=meta(4, target="small"))
         small = tmp_path / "argmax.fmb"
         write_fmb(small, Binary(binary.programs, binary.const_image, SMALL.digest(), binary.meta), SMALL)
@@ -141,14 +145,14 @@ def test_run_backend_rtl_refusals(tmp_path, capsys):
         make_backend("rtl", PRESETS["vc709"])
 
 
-def test_demo_backend_rtl_is_refused_before_compiling_while_units_are_missing(capsys):
+def test_demo_backend_rtl_is_refused_before_compiling_when_a_unit_is_missing(capsys, monkeypatch):
+    monkeypatch.delitem(machine.UNITS, "VEC")  # a machine built without the VEC unit
     missing = [op for op in OPS if op not in rtl_ops()]
-    if not missing:
-        pytest.skip("the RTL runs every operation (the whole-model tests cover demo --backend rtl)")
+    assert missing == ["vec", "vec.argmax"]
     assert main(["demo", "--backend", "rtl"]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and err == f"fastmamba demo: error: --backend rtl: not implemented in the RTL yet: " \
-                                f"{', '.join(missing)}\n"
+    assert out == "" and err == ("fastmamba demo: error: --backend rtl: not implemented in the RTL yet: "
+                                 "vec, vec.argmax\n")
 
 
 def test_instruction_memory_is_sized_per_program():
@@ -160,12 +164,11 @@ def test_instruction_memory_is_sized_per_program():
         imem_words(IMEM_WORDS_MAX + 1)
 
 
-# --- whole models (once the RTL has the SSM and VEC units) ---------------------------------------
-MISSING = [op for op in OPS if op not in rtl_ops()]
-needs_every_unit = pytest.mark.skipif(bool(MISSING), reason=f"not implemented in the RTL yet: {', '.join(MISSING)}")
+# --- whole models ------------------------------------------------------------------------------------------------
+def test_every_operation_runs_on_the_rtl():
+    assert rtl_ops() == set(OPS)
 
 
-@needs_every_unit
 def test_bundled_model_on_the_rtl(tmp_path_factory, capsys):
     """The bundled model on small: a prompt through prefill and decode, 17 tokens generated (16 fed back),
     every run bit exact with the golden model on the RTL (tests/test_compile_small.py checks the simulator)."""
@@ -182,7 +185,6 @@ def test_bundled_model_on_the_rtl(tmp_path_factory, capsys):
     assert rtl["prefill"]["rtl_cycles"] == rtl["prefill"]["cycles"] + 3  # the clock that sees `done`, per run
 
 
-@needs_every_unit
 @pytest.mark.parametrize("name, overrides", [
     ("groups2", {"d_conv": 2}),  # ngroups 2, expand 2, d_conv 2
     ("expand3_k3", {"vocab_size": 256}),  # ngroups 1, expand 3, d_conv 3

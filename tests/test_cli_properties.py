@@ -159,7 +159,6 @@ def no_long_work(monkeypatch, pool):
     working directory is the pool's folder (a drawn relative output path lands there)."""
     monkeypatch.chdir(Path(pool["in"][0]).parent / "out")
     from fastmamba.compiler import checkpoint
-    from fastmamba.compiler.commands import import_cmd
     from fastmamba.compiler.frontend import importer
 
     real_load = checkpoint.load_model
@@ -173,7 +172,6 @@ def no_long_work(monkeypatch, pool):
 
     monkeypatch.setattr(checkpoint, "load_model", load_then_stop)
     monkeypatch.setattr(importer, "import_model", stop)
-    monkeypatch.setattr(import_cmd, "import_model", stop)
 
 
 def run_cli(argv: list[str]) -> tuple[int | None, str, str]:

@@ -23,11 +23,12 @@ write ports) beside its dst row.  LATENCY = 1 + ConvDatapath.LATENCY + 1 - 1
 
 from __future__ import annotations
 
-from amaranth.hdl import Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data
 
 from fastmamba.hardware.conv_datapath import OUT_TYPES, ConvDatapath
 from fastmamba.hardware.decode import op_layout
+from fastmamba.hardware.unit import ComputeUnit
 
 X_BYTES = 2  # src, state and taps are int16
 
@@ -43,27 +44,17 @@ def check(target, word_bytes: int) -> None:
                          f"{word_bytes} bytes: conv_channels * 4 must be <= dma_bytes_per_cycle")
 
 
-class ConvUnit(Elaboratable):
+class ConvUnit(ComputeUnit):
     """The machine's interface as `hardware.lin_unit.LinUnit`'s."""
 
-    @staticmethod
-    def pipeline_latency(target) -> int:
-        return conv_latency(target)
+    pipeline_latency = staticmethod(conv_latency)
 
     def __init__(self, target, buf, m: Module):
         check(target, buf.word_bytes)
-        self.target = target
+        super().__init__(target, op_layout("conv").size)
         self.C = target.conv_channels
         self.K = target.conv_kernel_max
         self.layout = op_layout("conv")
-        self.start = Signal()
-        self.op = Signal(self.layout.size)
-        self.entry = Signal(8)
-        self.ready = Signal()
-        self.done = Signal()
-        self.done_entry = Signal(8)
-        self.busy_cycle = Signal()
-        self.macs_of_op = Signal(64)
         self.xs = [buf.read_port(m, f"conv_x{j}") for j in range(self.K)]
         self.ws = [buf.read_port(m, f"conv_w{j}") for j in range(self.K)]
         self.bias = buf.read_port(m, "conv_bias")
@@ -78,24 +69,13 @@ class ConvUnit(Elaboratable):
         v = data.View(self.layout, self.op)
         m.d.comb += self.macs_of_op.eq(v.t * v.c * v.kw)
 
-        p = Signal(self.layout)
-        entry = Signal(8)
-        active = Signal()
-        tt = Signal(16)
-        cb = Signal(16)
-        cur = Signal(self.layout)
-        cur_entry = Signal(8)
-        c_tt, c_cb = Signal(16), Signal(16)
-        go = Signal()
-        with m.If(active):
-            m.d.comb += [cur.eq(p), cur_entry.eq(entry), c_tt.eq(tt), c_cb.eq(cb), go.eq(1)]
-        with m.Elif(self.start):
-            m.d.comb += [cur.eq(self.op), cur_entry.eq(self.entry), go.eq(1)]
+        run = self.running_op(m, self.layout, self.op, {"tt": 16, "cb": 16})
+        p, entry, active, cur, cur_entry, go = run.held, run.entry, run.active, run.cur, run.cur_entry, run.go
+        tt, cb = run.regs.values()
+        c_tt, c_cb = run.curs.values()
         cb_last = (c_cb + 1) * C >= cur.c
         tok_last = c_tt == cur.t - 1
         op_last = cb_last & tok_last
-        # a new op may issue once this one's beats are over (the unit is free at issue + occupancy)
-        m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active)]
         with m.If(go):
             with m.If(op_last):
                 m.d.sync += active.eq(0)

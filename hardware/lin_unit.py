@@ -29,10 +29,11 @@ words.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from fastmamba.hardware.decode import op_layout
+from fastmamba.hardware.unit import ComputeUnit
 from fastmamba.hardware.lin_datapath import ACT_BITS, HadamardRequant, LinRescale, MacArray
 from fastmamba.isa.instructions import OPS
 
@@ -55,18 +56,16 @@ def check(target, word_bytes: int) -> None:
                          f"lin_groups * lin_mac_trees * 4 must be <= dma_bytes_per_cycle")
 
 
-class LinUnit(Elaboratable):
+class LinUnit(ComputeUnit):
     """Ports for the machine: `start` (the op in `op` issues this cycle), `op` (its raw bits), `entry`;
     `ready` (a new op may issue), `done`/`done_entry` (an op's last result written this cycle),
     `busy_cycle` (a beat this cycle), `macs_of_op` (m * k * n of the op in `op`)."""
 
-    @staticmethod
-    def pipeline_latency(target) -> int:
-        return lin_latency(target)
+    pipeline_latency = staticmethod(lin_latency)
 
     def __init__(self, target, buf, m: Module):
         check(target, buf.word_bytes)
-        self.target = target
+        super().__init__(target, op_layout("lin").size)
         self.buf = buf
         self.N = target.lin_groups * target.lin_mac_trees
         self.W = target.lin_mac_tree_width
@@ -75,14 +74,6 @@ class LinUnit(Elaboratable):
         self.LATENCY = lin_latency(target)
         layout = op_layout("lin")
         self.layout = layout
-        self.start = Signal()
-        self.op = Signal(layout.size)
-        self.entry = Signal(8)
-        self.ready = Signal()
-        self.done = Signal()
-        self.done_entry = Signal(8)
-        self.busy_cycle = Signal()
-        self.macs_of_op = Signal(64)
         # buffer ports: the activation window, one per tree for weights, accumulators, scales; one write
         self.n_act = -(-self.R * (ACT_BITS // 8) // self.B)
         self.act = [buf.read_port(m, f"lin_act{i}") for i in range(self.n_act)]
@@ -101,22 +92,11 @@ class LinUnit(Elaboratable):
 
         v = data.View(self.layout, self.op)
         m.d.comb += self.macs_of_op.eq(v.m * v.k * v.n)
-        # the op's parameters, held while it runs
-        p = Signal(self.layout)
-        entry = Signal(8)
-        active = Signal()
-        i_row = Signal(16)
-        nb = Signal(16)
-        kk = Signal(17)  # k position of the beat's first element
-        # current beat: the running op, or the op issuing now
-        cur = Signal(self.layout)
-        cur_entry = Signal(8)
-        c_i, c_nb, c_kk = Signal(16), Signal(16), Signal(17)
-        go = Signal()
-        with m.If(active):
-            m.d.comb += [cur.eq(p), cur_entry.eq(entry), c_i.eq(i_row), c_nb.eq(nb), c_kk.eq(kk), go.eq(1)]
-        with m.Elif(self.start):
-            m.d.comb += [cur.eq(self.op), cur_entry.eq(self.entry), go.eq(1)]
+        # the op's parameters, held while it runs; the beat counters (kk: k position of the beat's first element)
+        run = self.running_op(m, self.layout, self.op, {"i_row": 16, "nb": 16, "kk": 17})
+        p, entry, active, cur, cur_entry, go = run.held, run.entry, run.active, run.cur, run.cur_entry, run.go
+        i_row, nb, kk = run.regs.values()
+        c_i, c_nb, c_kk = run.curs.values()
         esize = Mux(cur.src_type == ACT_TYPES.index("i16"), 2, 1)
         k_next = c_kk + W
         row_block_last = k_next >= cur.k
@@ -124,9 +104,6 @@ class LinUnit(Elaboratable):
         op_last = row_block_last & nb_last & (c_i == cur.m - 1)
         window_first = c_kk[:(R.bit_length() - 1)] == 0 if R > 1 else Const(1)
         first = c_kk == 0
-        # a new op may issue once this one's beats are over (the unit is free at issue + occupancy); an op issued
-        # in the last beat's cycle would find the unit active and be lost
-        m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active)]
         with m.If(go):
             with m.If(op_last):
                 m.d.sync += active.eq(0)

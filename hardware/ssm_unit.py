@@ -36,10 +36,11 @@ params (16 bytes), N int32 state values and P int32 values of y.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data
 
 from fastmamba.hardware.decode import op_layout
+from fastmamba.hardware.unit import ComputeUnit
 from fastmamba.hardware.ssm_datapath import P_BITS, X_BITS, SsmDatapath
 
 X_BYTES = X_BITS // 8  # xbc and dt are int16
@@ -66,27 +67,17 @@ def check(target, word_bytes: int) -> None:
                          "ssm_head_tiles = 1")
 
 
-class SsmUnit(Elaboratable):
+class SsmUnit(ComputeUnit):
     """The machine's interface as `hardware.lin_unit.LinUnit`'s."""
 
-    @staticmethod
-    def pipeline_latency(target) -> int:
-        return ssm_latency(target)
+    pipeline_latency = staticmethod(ssm_latency)
 
     def __init__(self, target, buf, m: Module):
         check(target, buf.word_bytes)
-        self.target = target
+        super().__init__(target, op_layout("ssm").size)
         self.P = target.ssm_headdim_lanes
         self.N = target.ssm_dstate_lanes
         self.layout = op_layout("ssm")
-        self.start = Signal()
-        self.op = Signal(self.layout.size)
-        self.entry = Signal(8)
-        self.ready = Signal()
-        self.done = Signal()
-        self.done_entry = Signal(8)
-        self.busy_cycle = Signal()
-        self.macs_of_op = Signal(64)
         self.dt = buf.read_port(m, "ssm_dt")
         self.params = buf.read_port(m, "ssm_params")
         self.x = buf.read_port(m, "ssm_x")
@@ -105,20 +96,10 @@ class SsmUnit(Elaboratable):
         m.d.comb += self.macs_of_op.eq(3 * v.t * v.h * v.p * v.n)
 
         # the running op and its beat counters (token, head, the head's group and place in it, lane blocks)
-        p = Signal(self.layout)
-        entry = Signal(8)
-        active = Signal()
-        tt, i, g, hc, jb, kb = (Signal(16, name=n) for n in ("tt", "head", "group", "hc", "jb", "kb"))
-        cur = Signal(self.layout)
-        cur_entry = Signal(8)
-        c_tt, c_i, c_g, c_hc, c_jb, c_kb = (Signal(16, name=f"c_{n}") for n in ("tt", "head", "group", "hc", "jb",
-                                                                             "kb"))
-        go = Signal()
-        with m.If(active):
-            m.d.comb += [cur.eq(p), cur_entry.eq(entry), c_tt.eq(tt), c_i.eq(i), c_g.eq(g), c_hc.eq(hc),
-                         c_jb.eq(jb), c_kb.eq(kb), go.eq(1)]
-        with m.Elif(self.start):
-            m.d.comb += [cur.eq(self.op), cur_entry.eq(self.entry), go.eq(1)]
+        run = self.running_op(m, self.layout, self.op, {n: 16 for n in ("tt", "head", "group", "hc", "jb", "kb")})
+        p, entry, active, cur, cur_entry, go = run.held, run.entry, run.active, run.cur, run.cur_entry, run.go
+        tt, i, g, hc, jb, kb = run.regs.values()
+        c_tt, c_i, c_g, c_hc, c_jb, c_kb = run.curs.values()
         j0 = c_jb * P
         k0 = c_kb * N
         kb_last = k0 + N >= cur.n
@@ -127,8 +108,6 @@ class SsmUnit(Elaboratable):
         tok_last = c_tt == cur.t - 1
         op_last = kb_last & jb_last & head_last & tok_last
         group_last = c_hc == cur.hpg - 1
-        # a new op may issue once this one's beats are over (the unit is free at issue + occupancy)
-        m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active)]
         with m.If(go):
             with m.If(op_last):
                 m.d.sync += active.eq(0)

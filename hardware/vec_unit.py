@@ -33,10 +33,11 @@ at most one rmsnorm (the machine stops with `vec_fields` at issue otherwise).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from fastmamba.hardware.decode import op_layout
+from fastmamba.hardware.unit import ComputeUnit
 from fastmamba.hardware.vec_datapath import (MICRO_OPS, N_STAGES, TYPES, VecDatapath, beat_passes, check_stages,
                                              datapath_latency)
 from fastmamba.isa.costs import VEC_MICRO_OP_FIELDS
@@ -67,29 +68,19 @@ def rmsnorm_count(ops) -> int:
     return sum((o == MICRO_OPS.index("rmsnorm")).as_unsigned() for o in ops)
 
 
-class VecUnit(Elaboratable):
+class VecUnit(ComputeUnit):
     """The machine's interface as `hardware.lin_unit.LinUnit`'s; `op` holds a `vec` or a `vec.argmax`."""
 
-    @staticmethod
-    def pipeline_latency(target) -> int:
-        return vec_latency(target)
+    pipeline_latency = staticmethod(vec_latency)
 
     def __init__(self, target, buf, m: Module):
         check(target, buf.word_bytes)
-        self.target = target
+        super().__init__(target, max(op_layout("vec").size, op_layout("vec.argmax").size))
         self.L = target.vec_lanes
         self.W = buf.word_bytes
         self.P = -(-self.L * 4 // self.W)  # ports per operand: L four-byte elements
         self.layout = op_layout("vec")
         self.arg_layout = op_layout("vec.argmax")
-        self.start = Signal()
-        self.op = Signal(max(self.layout.size, self.arg_layout.size))
-        self.entry = Signal(8)
-        self.ready = Signal()
-        self.done = Signal()
-        self.done_entry = Signal(8)
-        self.busy_cycle = Signal()
-        self.macs_of_op = Signal(64)
         self.a_rd = [buf.read_port(m, f"vec_a{i}") for i in range(self.P)]
         self.b_rd = [buf.read_port(m, f"vec_b{i}") for i in range(self.P)]
         self.wr = [buf.write_port(m, f"vec_dst{i}") for i in range(self.P)]
@@ -128,19 +119,11 @@ class VecUnit(Elaboratable):
         LD = datapath_latency(self.target)
         new = self._decode(m)
 
-        p = Signal(self.params)
-        entry = Signal(8)
-        active = Signal()
-        row, gcol, bc, ps, sub = Signal(16), Signal(16), Signal(16), Signal(), Signal(range(N_STAGES))
-        cur = Signal(self.params)
-        cur_entry = Signal(8)
-        c_row, c_gcol, c_bc, c_ps, c_sub = Signal(16), Signal(16), Signal(16), Signal(), Signal(range(N_STAGES))
-        go = Signal()
-        with m.If(active):
-            m.d.comb += [cur.eq(p), cur_entry.eq(entry), c_row.eq(row), c_gcol.eq(gcol), c_bc.eq(bc), c_ps.eq(ps),
-                         c_sub.eq(sub), go.eq(1)]
-        with m.Elif(self.start):
-            m.d.comb += [cur.eq(new), cur_entry.eq(self.entry), go.eq(1)]
+        run = self.running_op(m, self.params, new, {"row": 16, "gcol": 16, "bc": 16, "ps": 1,
+                                                    "sub": range(N_STAGES)})
+        p, entry, active, cur, cur_entry, go = run.held, run.entry, run.active, run.cur, run.cur_entry, run.go
+        row, gcol, bc, ps, sub = run.regs.values()
+        c_row, c_gcol, c_bc, c_ps, c_sub = run.curs.values()
 
         first = c_sub == 0  # a beat holds the unit `passes` cycles: reads in its first, write side from its last
         beat_last = c_sub + 1 >= cur.passes
@@ -148,9 +131,6 @@ class VecUnit(Elaboratable):
         pass_last = c_ps == cur.rms
         group_last = c_gcol + cur.glen >= cur.cols
         op_last = blk_last & pass_last & group_last & (c_row == cur.rows - 1)
-        # free once the last beat has gone (the simulator's unit is free occupancy cycles after the issue); a
-        # start in the last beat's cycle would be lost
-        m.d.comb += [self.busy_cycle.eq(go), self.ready.eq(~active)]
         with m.If(go):
             with m.If(op_last & beat_last):
                 m.d.sync += active.eq(0)

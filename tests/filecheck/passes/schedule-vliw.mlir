@@ -105,11 +105,11 @@ builtin.module {
 // SMALL-NEXT:  accel.ld {{.*}} debug = "mamba_quant.qlinear embeddings tile 0 weights"
 // SMALL:       accel.bundle attributes {delay = 23 : i64}
 // SMALL-NEXT:  accel.ldg {{.*}} debug = "embedding"
-// SMALL:       accel.bundle attributes {delay = 13 : i64}
+// SMALL:       accel.bundle attributes {delay = 6 : i64}
 // SMALL-NEXT:  accel.vec {{.*}} debug = "mamba_quant.vec rmsnorm"
 // SMALL:       accel.bundle attributes {delay = 16 : i64}
 // SMALL-NEXT:  accel.lin {{.*}} debug = "mamba_quant.qlinear embeddings tile 0"
-// SMALL:       accel.bundle attributes {delay = 10 : i64}
+// SMALL:       accel.bundle attributes {delay = 3 : i64}
 // SMALL-NEXT:  accel.st {{.*}} debug = "logits"
 // SMALL-NEXT:  accel.vec.argmax
 // SMALL:       accel.bundle attributes {delay = 0 : i64}

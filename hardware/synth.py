@@ -540,6 +540,10 @@ def synth_unit(target: Target, unit: str, imem_words: int = 4096, root: Path | N
         rep.seconds += wall
         rep.parts.append({"what": part.what, "scale": part.scale, "counts": counts, "cells": res["cells"],
                           "yosys_s": res["seconds"], "cached": res["cached"], "wall_s": round(wall, 2)})
+    # a line through two lane counts (negative scales) can take a count that does not grow with the lanes (a few
+    # MUXF7) below zero: none is none
+    rep.counts = {k: max(0, v) for k, v in rep.counts.items()}
+    rep.other = {k: v for k, v in rep.other.items() if v > 0}
     return rep
 
 
@@ -620,7 +624,7 @@ def format_report(rep: dict) -> str:
                  "this run's wall time:")
     for u in rep["units"]:
         for part in u["parts"]:
-            what = parts_text([part])
+            what = ("- " if part["scale"] < 0 else "") + parts_text([part])
             lines.append(f"  {u['unit']:<8} {what[:72]:<72} {part['yosys_s']:>8,.1f}s {part['wall_s']:>7.1f}s  "
                          f"{'hit' if part['cached'] else 'miss'}")
     other = {k: v for u in rep["units"] for k, v in u["other_cells"].items()}

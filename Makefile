@@ -23,7 +23,8 @@ test: lint
 	$(BIN)/python -m pytest -W error tests
 
 # FPGA resource estimates of the vc709 preset (docs/SYNTH.md): yosys synth_xilinx on each unit of the RTL,
-# pre-place-and-route; minutes on a cold cache (build/synth/), seconds after.
+# pre-place-and-route, composed from parts as the report states with each part's yosys time; hours on a cold
+# cache (build/synth/: vc709's HadamardRequant alone took 5,140 s of yosys here), seconds after.
 synth: $(STAMP)
 	$(BIN)/fastmamba synth --target vc709
 

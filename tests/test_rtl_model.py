@@ -5,9 +5,10 @@ compiler/commands/run.py and demo.py, and hardware/backend.py's per-program inst
 DMA-only toy model (tests/toy_compiled.py's, its `vec.argmax` replaced by an `ldg` of a next-token
 table) goes through prefill chunks and decode on the RTL and on the simulator: the same tokens, states and
 counters, `--check` bit exact, plus the RTL's clock count.  Whole models: the bundled model compiled for
-`small` (17 generated tokens) and random transformers configs (ngroups 1 and 2, d_conv 2 and 3, expand 2 and
-3) through prefill and decode on the RTL, every run bit exact with the golden model.  The error paths: a
-vc709 binary, and a machine built without a unit (its operations refused before the first run or compile).
+`small` (4 generated tokens here; benchmarks/bench_rtl_model.py --check runs 16 and more) and random
+transformers configs (ngroups 1 and 2, d_conv 2 and 3, expand 2 and 3) through prefill and decode on the RTL,
+every run bit exact with the golden model.  The error paths: a vc709 binary, and a machine built without a
+unit (its operations refused before the first run or compile).
 """
 
 from __future__ import annotations
@@ -170,18 +171,20 @@ def test_every_operation_runs_on_the_rtl():
 
 
 def test_bundled_model_on_the_rtl(tmp_path_factory, capsys):
-    """The bundled model on small: a prompt through prefill and decode, 17 tokens generated (16 fed back),
-    every run bit exact with the golden model on the RTL (tests/test_compile_small.py checks the simulator)."""
+    """The bundled model on small: a prompt through prefill and decode, 4 tokens generated (3 fed back), every run
+    bit exact with the golden model on the RTL (tests/test_compile_small.py checks the simulator).  Each decode
+    run is ~280k clocks of the whole machine: the issue's 16 tokens and more are benchmarks/bench_rtl_model.py
+    --check's, outside the suite."""
     from small_models import bundled_small
 
     fmb = bundled_small(tmp_path_factory)
     capsys.readouterr()
-    code, out, err = _run(capsys, fmb, "--prompt", PROMPT, "--max-new-tokens", 17, "--greedy", "--check", "--json",
+    code, out, err = _run(capsys, fmb, "--prompt", PROMPT, "--max-new-tokens", 4, "--greedy", "--check", "--json",
                           "--backend", "rtl")
     assert code == 0, err
     rtl = json.loads(out)
-    assert rtl["bit_exact"] is True and rtl["runs_checked"] == 1 + 2 + 16 and len(rtl["tokens"]) == 17
-    assert rtl["prefill"]["programs"] == {"prefill": 1, "decode": 2} and rtl["decode"]["programs"] == {"decode": 16}
+    assert rtl["bit_exact"] is True and rtl["runs_checked"] == 1 + 2 + 3 and len(rtl["tokens"]) == 4
+    assert rtl["prefill"]["programs"] == {"prefill": 1, "decode": 2} and rtl["decode"]["programs"] == {"decode": 3}
     assert rtl["prefill"]["rtl_cycles"] == rtl["prefill"]["cycles"] + 3  # the clock that sees `done`, per run
 
 

@@ -41,9 +41,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shapes import SHAPES, RandomWeights, quantized_module, ranges_by_calibration  # noqa: E402
+from shapes import (PAPER_DECODE_TOKENS_PER_S, SHAPES, RandomWeights, quantized_module,  # noqa: E402
+                    ranges_by_calibration)
 
-PAPER_DECODE_TOKENS_PER_S = 5.68  # FastMamba on the VC709, Mamba2-2.7B (arXiv 2505.18975)
 
 
 def compile_and_run(config, length: int, ranges: dict, target, zero_image: bool, target_spec: str = "vc709",

@@ -33,9 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shapes import SHAPES, ranges_by_calibration  # noqa: E402
+from shapes import PAPER_DECODE_TOKENS_PER_S, SHAPES, ranges_by_calibration  # noqa: E402
 
-PAPER_DECODE_TOKENS_PER_S = 5.68  # FastMamba on the VC709, Mamba2-2.7B, one sequence (arXiv 2505.18975)
 TARGET_FRACTION = 0.95  # issue 15: at B = 8, at least this share of the batched bound
 
 

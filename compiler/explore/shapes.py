@@ -25,6 +25,8 @@ SHAPES = {
     "130m": Mamba2Config(d_model=768, n_layer=24, vocab_size=50280, d_state=128, headdim=64, expand=2, ngroups=1),
     "2.7b": Mamba2Config(d_model=2560, n_layer=64, vocab_size=50280, d_state=128, headdim=64, expand=2, ngroups=1),
 }
+# The paper's measured decode speed: FastMamba on the VC709, Mamba2-2.7B, one sequence (arXiv 2505.18975).
+PAPER_DECODE_TOKENS_PER_S = 5.68
 
 
 class RandomWeights(Mapping[str, np.ndarray]):

@@ -67,6 +67,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from fastmamba.hardware.regions import wire
+
 EXP_BITS = 8
 FRAC_BITS = 23
 EXP_MAX = (1 << EXP_BITS) - 1  # all ones: inf / NaN
@@ -96,6 +98,7 @@ def round_pack(m: Module, mant, exp, name: str):
     saturated to +inf on overflow.  Round to nearest, ties to even.
     """
     width = len(mant)
+    exp = wire(m, exp, f"{name}_exp_in")
     # The 24-bit significand is mant >> (width - 24) for normal results; a result below the
     # normal range shifts right by 1 - exp more (exponent field 0, value m * 2^-149).
     # From exp = -width down the value is below half the smallest subnormal: a shift of width + 1 leaves the round
@@ -109,7 +112,7 @@ def round_pack(m: Module, mant, exp, name: str):
     with m.Else():
         m.d.comb += extra.eq(width + 1)
     # Append a guard position so that shifts of up to `width` + 1 keep a round bit and a sticky OR.
-    wide = Cat(Const(0, FRAC_BITS + 2), mant)  # value scaled by 2^(FRAC_BITS + 2)
+    wide = wire(m, Cat(Const(0, FRAC_BITS + 2), mant), f"{name}_wide")  # value scaled by 2^(FRAC_BITS + 2)
     shifted = Signal(len(wide), name=f"{name}_shifted")
     m.d.comb += shifted.eq(wide >> extra)
     lost = Signal(name=f"{name}_lost")  # a one shifted out of the extended window entirely
@@ -130,6 +133,17 @@ def round_pack(m: Module, mant, exp, name: str):
     magnitude = Signal(31, name=f"{name}_magnitude")
     m.d.comb += magnitude.eq(Mux((exp >= EXP_MAX) | (packed >= INF_BITS), INF_BITS, packed))
     return magnitude
+
+
+def _classify(m: Module, v, name: str) -> dict:
+    """Fields of binary32 bits `v`, each a named signal: NaN/inf/zero flags, the 24-bit significand `sig` (the
+    hidden bit set for normal numbers) and `eff`, the exponent field with subnormals' 0 read as 1."""
+    e, f = v[FRAC_BITS:FRAC_BITS + EXP_BITS], v[:FRAC_BITS]
+    top, frac_set, low = (wire(m, e == EXP_MAX, f"{name}_top"), wire(m, f != 0, f"{name}_frac_set"),
+                          wire(m, e == 0, f"{name}_low"))
+    return dict(nan=wire(m, top & frac_set, f"{name}_nan"), inf=wire(m, top & ~frac_set, f"{name}_inf"),
+                zero=wire(m, low & ~frac_set, f"{name}_zero"), sig=wire(m, Cat(f, ~low), f"{name}_sig"),
+                eff=wire(m, Mux(low, 1, e), f"{name}_eff"))
 
 
 class I32ToF32(wiring.Component):
@@ -187,10 +201,9 @@ class F32Mul(F32Op):
         # Stage 1: classify, multiply the significands, the exponent sum.
         fields = {}
         for op, v in (("a", self.a), ("b", self.b)):
-            e, f = v[FRAC_BITS:FRAC_BITS + EXP_BITS], v[:FRAC_BITS]
-            fields[op] = dict(exp=e, frac=f, nan=(e == EXP_MAX) & (f != 0), inf=(e == EXP_MAX) & (f == 0),
-                              zero=(e == 0) & (f == 0), sig=Cat(f, e != 0), eff=Mux(e == 0, 1, e))
+            fields[op] = _classify(m, v, f"mul_{op}")
         fa, fb = fields["a"], fields["b"]
+        sign_now = wire(m, self.a[31] ^ self.b[31], "mul_sign_now")
         prod = Signal(2 * sig_bits)
         # biased exponent of the product's bit 2*sig_bits - 1, before normalizing
         exp_sum = Signal(signed(EXP_BITS + 3))
@@ -201,11 +214,10 @@ class F32Mul(F32Op):
         m.d[self.domain] += [
             prod.eq(fa["sig"] * fb["sig"]),
             exp_sum.eq(fa["eff"] + fb["eff"] - BIAS + 1),
-            sign.eq(self.a[31] ^ self.b[31]),
+            sign.eq(sign_now),
             special.eq(fa["nan"] | fb["nan"] | fa["inf"] | fb["inf"] | fa["zero"] | fb["zero"]),
             valid1.eq(self.valid),
         ]
-        sign_now = self.a[31] ^ self.b[31]
         with m.If(fa["nan"]):
             m.d[self.domain] += special_bits.eq(self.a | QUIET_BIT)
         with m.Elif(fb["nan"]):
@@ -245,15 +257,15 @@ class F32Add(F32Op):
         # Stage 1: classify, order by magnitude, align the smaller significand, add or subtract.
         fields = {}
         for op, v in (("a", self.a), ("b", self.b)):
-            e, f = v[FRAC_BITS:FRAC_BITS + EXP_BITS], v[:FRAC_BITS]
-            fields[op] = dict(nan=(e == EXP_MAX) & (f != 0), inf=(e == EXP_MAX) & (f == 0),
-                              sig=Cat(f, e != 0), eff=Mux(e == 0, 1, e))
+            fields[op] = _classify(m, v, f"add_{op}")
         fa, fb = fields["a"], fields["b"]
         sign_a = self.a[31]
-        sign_b = self.b[31] ^ self.sub  # b's sign as it enters the sum (a NaN keeps its own bits below)
-        swap = self.b[:31] > self.a[:31]  # bit patterns order finite magnitudes
+        # b's sign as it enters the sum (a NaN keeps its own bits below)
+        sign_b = wire(m, self.b[31] ^ self.sub, "add_sign_b")
+        swap = wire(m, self.b[:31] > self.a[:31], "add_swap")  # bit patterns order finite magnitudes
         big_sig, small_sig = Mux(swap, fb["sig"], fa["sig"]), Mux(swap, fa["sig"], fb["sig"])
-        big_eff, small_eff = Mux(swap, fb["eff"], fa["eff"]), Mux(swap, fa["eff"], fb["eff"])
+        big_eff = wire(m, Mux(swap, fb["eff"], fa["eff"]), "add_big_eff")
+        small_eff = Mux(swap, fa["eff"], fb["eff"])
         dist = Signal(EXP_BITS, name="add_dist")
         m.d.comb += dist.eq(big_eff - small_eff)
         # The smaller significand over sig_bits + guard positions; what falls below them becomes one sticky bit
@@ -261,7 +273,7 @@ class F32Add(F32Op):
         frame = sig_bits + guard
         span = Signal(range(frame + 1), name="add_span")
         m.d.comb += span.eq(Mux(dist > frame, frame, dist))
-        small_wide = Cat(Const(0, guard), small_sig)
+        small_wide = wire(m, Cat(Const(0, guard), small_sig), "add_small_wide")
         aligned = Signal(frame, name="add_aligned")
         m.d.comb += aligned.eq(small_wide >> span)
         sticky = Signal(name="add_sticky")
@@ -313,15 +325,13 @@ class F32Add(F32Op):
 def _unpack_normalized(m: Module, v, name: str):
     """Fields of binary32 bits `v` for the divider and square root: NaN/inf/zero flags, the 24-bit significand
     shifted so that its top bit is set (subnormals normalized), and the matching exponent (biased, signed)."""
-    e, f = v[FRAC_BITS:FRAC_BITS + EXP_BITS], v[:FRAC_BITS]
-    sig = Cat(f, e != 0)
-    lz = _leading_zeros(m, sig, f"{name}_lz")
+    fields = _classify(m, v, name)
+    lz = _leading_zeros(m, fields["sig"], f"{name}_lz")
     norm = Signal(FRAC_BITS + 1, name=f"{name}_norm")
-    m.d.comb += norm.eq(sig << lz)
+    m.d.comb += norm.eq(fields["sig"] << lz)
     exp = Signal(signed(EXP_BITS + 3), name=f"{name}_exp")
-    m.d.comb += exp.eq(Mux(e == 0, 1, e) - lz)
-    return dict(nan=(e == EXP_MAX) & (f != 0), inf=(e == EXP_MAX) & (f == 0), zero=(e == 0) & (f == 0),
-                sig=norm, exp=exp)
+    m.d.comb += exp.eq(fields["eff"] - lz)
+    return dict(fields, sig=norm, exp=exp)
 
 
 class F32Div(F32Op):

@@ -65,6 +65,7 @@ from amaranth.lib.wiring import In, Out
 
 from fastmamba.hardware.fp32 import (BIAS, DEFAULT_NAN, EXP_BITS, EXP_MAX, FRAC_BITS, QUIET_BIT, F32Add, F32Div,
                                      F32Mul, F32Sqrt, convert_i32, round_pack)
+from fastmamba.hardware.regions import wire
 from fastmamba.isa import numerics
 from fastmamba.isa.costs import VEC_MICRO_OP_FIELDS
 from fastmamba.isa.instructions import OPS
@@ -218,16 +219,17 @@ def micro_op(fp: _Fp, op, x, b, r_norm, square):
     def is_(name):
         return op == MICRO_OPS.index(name)
 
-    gate = is_("gate")
+    gate = fp.signal(is_("gate"), unsigned(1), "gate")
     v = fp.signal(Mux(gate, b, x), name="v")  # silu's operand: b for gate, else x
-    v_nan = is_nan(v)
+    v_nan = fp.signal(is_nan(v), unsigned(1), "v_nan")
     e = exp_neg(fp, Mux(v_nan, 0, v & ABS))
-    negative = v[31] & (v[:31] != 0) & ~v_nan
+    nonzero = fp.signal((v[:31] != 0) & ~v_nan, unsigned(1), "nz")
+    negative = v[31] & nonzero
     num = fp.signal(Mux(negative, fp.mul(v, e), v), name="num")
-    quiet = v | QUIET_BIT
+    quiet = fp.signal(v | QUIET_BIT, name="quiet")
     silu = fp.signal(Mux(v_nan, quiet, Mux(v == NEG_INF, NEG_ZERO, fp.div(num, fp.add(ONE, e)))), name="silu")
-    positive = ~v[31] & (v[:31] != 0) & ~v_nan
-    add_op = is_("add")
+    positive = fp.signal(~v[31] & nonzero, unsigned(1), "pos")
+    add_op = fp.signal(is_("add"), unsigned(1), "add_op")
     total = fp.add(Mux(add_op, x, Mux(positive, v, 0)), Mux(add_op, b, log1p(fp, e)))  # x + b, or m + L(E)
     softplus = Mux(v_nan, quiet, Mux(positive & (v[:31] > SOFTPLUS_THRESHOLD), v, total))
     factor = Mux(square, x, Mux(gate, silu, Mux(is_("rmsnorm"), r_norm, b)))
@@ -243,8 +245,9 @@ def micro_op(fp: _Fp, op, x, b, r_norm, square):
 def quantize(fp: _Fp, x, out_type):
     """§1's quant_T(x) for the integer type code `out_type`: round half to even, saturate, NaN -> 0."""
     mag, huge = f32_to_int(fp, x)
-    lo = Array(Const(-numerics.INT_RANGE[t][0], WORD + 1) for t in INT_TYPES)[out_type]  # |min|
-    hi = Array(Const(numerics.INT_RANGE[t][1], WORD) for t in INT_TYPES)[out_type]
+    lo = fp.signal(Array(Const(-numerics.INT_RANGE[t][0], WORD + 1) for t in INT_TYPES)[out_type],
+                   unsigned(WORD + 1), "lo")  # |min|
+    hi = fp.signal(Array(Const(numerics.INT_RANGE[t][1], WORD) for t in INT_TYPES)[out_type], name="hi")
     neg = x[31]
     value = Mux(neg, Mux(huge | (mag > lo), -lo, -mag), Mux(huge | (mag > hi), hi, mag))
     return fp.signal(Mux(is_nan(x), 0, value), signed(WORD), "q")
@@ -336,8 +339,8 @@ class VecDatapath(wiring.Component):
         """Micro-op stage j on the beat (ctl, x, bv) in front of it: its lanes' results (combinational)."""
         L, S = self.n_lanes, self.n_stages
         fp = _Fp(m, f"s{j}")
-        op = ctl.ops[j] if S == N_STAGES else ctl.ops[(ctl.pass_ * S + j)[:2]]
-        rms = ctl.valid & (op == MICRO_OPS.index("rmsnorm"))
+        op = wire(m, ctl.ops[j] if S == N_STAGES else ctl.ops[(ctl.pass_ * S + j)[:2]], f"s{j}_op")
+        rms = wire(m, ctl.valid & (op == MICRO_OPS.index("rmsnorm")), f"s{j}_rms")
         ss = Signal(WORD, name=f"s{j}_ss")  # the group's sum of squares so far
         mean = fp.div(ss, fp.signal(convert_i32(m, Cat(ctl.group, Const(0, 16)).as_signed(), f"s{j}_g"), name="gf"))
         r_norm = fp.div(ONE, fp.sqrt(fp.add(mean, ctl.eps)))
@@ -365,8 +368,8 @@ class VecDatapath(wiring.Component):
         best_idx = Signal(unsigned(WORD))
         key, idx = Mux(self.row_first, Const(-(1 << 33), signed(34)), best_key), best_idx
         for lane in range(L):
-            k = argmax_key(self.a[lane])
-            take = (lane < self.lanes) & (k > key)
+            k = wire(m, argmax_key(self.a[lane]), f"dq_argmax_key{lane}")
+            take = wire(m, (lane < self.lanes) & (k > key), f"dq_take{lane}")
             key = fp.signal(Mux(take, k, key), signed(34), "key")
             idx = fp.signal(Mux(take, self.col0 + lane, idx), unsigned(WORD), "idx")
         with m.If(self.valid & self.argmax):
@@ -401,7 +404,7 @@ class VecDatapath(wiring.Component):
 
         # ---- output conversion (combinational, into the unit's write), after a beat's last pass ----
         fp = _Fp(m, "out")
-        is_f32 = ctl.out_type == TYPES.index("f32")
+        is_f32 = wire(m, ctl.out_type == TYPES.index("f32"), "out_is_f32")
         for lane in range(L):
             q = quantize(fp, fp.mul(x[lane], ctl.out_scale), ctl.out_type)
             m.d.comb += self.y[lane].eq(Mux(is_f32, x[lane], q))

@@ -37,6 +37,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data
 
 from fastmamba.hardware.decode import op_layout
+from fastmamba.hardware.regions import wire
 from fastmamba.hardware.unit import ComputeUnit
 from fastmamba.hardware.vec_datapath import (MICRO_OPS, N_STAGES, TYPES, VecDatapath, beat_passes, check_stages,
                                              datapath_latency)
@@ -125,12 +126,13 @@ class VecUnit(ComputeUnit):
         row, gcol, bc, ps, sub = run.regs.values()
         c_row, c_gcol, c_bc, c_ps, c_sub = run.curs.values()
 
-        first = c_sub == 0  # a beat holds the unit `passes` cycles: reads in its first, write side from its last
-        beat_last = c_sub + 1 >= cur.passes
-        blk_last = c_bc + L >= cur.glen
-        pass_last = c_ps == cur.rms
-        group_last = c_gcol + cur.glen >= cur.cols
-        op_last = blk_last & pass_last & group_last & (c_row == cur.rows - 1)
+        # a beat holds the unit `passes` cycles: reads in its first, write side from its last
+        first = wire(m, c_sub == 0, "vec_first")
+        beat_last = wire(m, c_sub + 1 >= cur.passes, "vec_beat_last")
+        blk_last = wire(m, c_bc + L >= cur.glen, "vec_blk_last")
+        pass_last = wire(m, c_ps == cur.rms, "vec_pass_last")
+        group_last = wire(m, c_gcol + cur.glen >= cur.cols, "vec_group_last")
+        op_last = wire(m, blk_last & pass_last & group_last & (c_row == cur.rows - 1), "vec_op_last")
         with m.If(go):
             with m.If(op_last & beat_last):
                 m.d.sync += active.eq(0)
@@ -149,18 +151,19 @@ class VecUnit(ComputeUnit):
                     m.d.sync += [ps.eq(0), bc.eq(0), gcol.eq(0), row.eq(c_row + 1)]
 
         # ---- the beat's reads ----
-        c0 = c_gcol + c_bc
-        n_valid = Mux(cur.glen - c_bc >= L, L, cur.glen - c_bc)
+        c0 = wire(m, c_gcol + c_bc, "vec_c0")
+        left_in_block = wire(m, cur.glen - c_bc, "vec_left_in_block")
+        n_valid = wire(m, Mux(left_in_block >= L, L, left_in_block), "vec_n_valid")
         shifts = Array(Const(s, 2) for s in TYPE_SHIFT)
-        a_addr = cur.a + ((c_row * cur.a_ld + c0) << shifts[cur.a_type])
+        a_addr = wire(m, cur.a + ((c_row * cur.a_ld + c0) << shifts[cur.a_type]), "vec_a_addr")
         b_row = Mux(cur.b_mode == B_MODES.index("full"), c_row * cur.b_ld, 0)
-        b_addr = cur.b + ((b_row + c0) << shifts[cur.b_type])
+        b_addr = wire(m, cur.b + ((b_row + c0) << shifts[cur.b_type]), "vec_b_addr")
         for i in range(P):
             m.d.comb += [self.a_rd[i].en.eq(go & first), self.a_rd[i].addr.eq(a_addr + i * W),
                          self.b_rd[i].en.eq(go & first & (cur.b_mode != B_MODES.index("none"))),
                          self.b_rd[i].addr.eq(b_addr + i * W)]
         write = Mux(cur.argmax, blk_last, pass_last)
-        o_shift = shifts[cur.out_type]
+        o_shift = wire(m, shifts[cur.out_type], "vec_o_shift")
         dst_addr = Mux(cur.argmax, cur.dst + c_row * INDEX_BYTES, cur.dst + ((c_row * cur.dst_ld + c0) << o_shift))
         nbytes = Mux(cur.argmax, INDEX_BYTES, n_valid << o_shift)
 
@@ -184,13 +187,14 @@ class VecUnit(ComputeUnit):
         # ---- into the datapath: lanes of the words read ----
         q = s1.params
         for name, ports, type_code in (("a", self.a_rd, q.a_type), ("b", self.b_rd, q.b_type)):
-            raw = Cat(*(port.data for port in ports))
+            raw = wire(m, Cat(*(port.data for port in ports)), f"vec_{name}_raw")
+            is_type = [wire(m, type_code == code, f"vec_{name}_is{code}") for code in range(len(TYPES) - 1)]
             lanes = getattr(dp, name)
             for lane in range(L):
                 by_type = [raw[lane * 8 * (1 << s):(lane + 1) * 8 * (1 << s)] for s in TYPE_SHIFT]
                 value = by_type[-1]
                 for code in range(len(TYPES) - 1):
-                    value = Mux(type_code == code, by_type[code], value)
+                    value = Mux(is_type[code], by_type[code], value)
                 m.d.comb += lanes[lane].eq(value)
         m.d.comb += [dp.valid.eq(s1.first), dp.a_type.eq(q.a_type), dp.b_type.eq(q.b_type), dp.a_exp.eq(q.a_exp),
                      dp.b_exp.eq(q.b_exp), dp.ops.eq(q.ops), dp.group.eq(q.group), dp.eps.eq(q.eps),

@@ -32,7 +32,7 @@ from fastmamba.simulator.runtime import SimulatorBackend
 from hw_programs import compare_random_programs, compare_stats, random_conv_program, run_rtl, run_sim
 
 SMALL = PRESETS["small"]
-N_RANDOM = 120
+N_RANDOM = 200  # issue 12: at least 200 random valid programs per unit
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

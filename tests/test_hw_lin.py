@@ -25,7 +25,7 @@ from fastmamba.isa.target import PRESETS
 from hw_programs import compare_random_programs, random_lin_program, run_rtl, run_sim
 
 SMALL = PRESETS["small"]
-N_RANDOM = 120
+N_RANDOM = 200  # issue 12: at least 200 random valid programs per unit
 
 
 def test_target_latency_is_the_rtl_pipeline_depth():

@@ -48,8 +48,8 @@ from fastmamba.compiler.errors import ModelError
 __all__ = ["CompileOptions", "CompileResult", "compile_model", "compile_pipeline", "calibration_pass",
            "model_pipeline", "calibration_source", "default_seq_len",
            "DEFAULT_CALIBRATION_TEXT", "META_FORMAT", "quant_stages", "around_calibration", "backend_stages",
-           "merge_decode", "emit_module", "check_inputs", "check_model_fits", "max_seq_len", "check_options",
-           "CALIBRATION_RANDOM"]
+           "merge_decode", "emit_module", "check_inputs", "check_model_fits", "check_config_fits", "max_seq_len",
+           "check_options", "CALIBRATION_RANDOM"]
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CALIBRATION_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -255,17 +255,23 @@ def check_inputs(model: str | os.PathLike, options: CompileOptions):
     target = load_target(options.target)
     check_options(options, target)
     config, store = load_model(model)
+    check_config_fits(config, target, options.seq_len, options.batch)
+    return config, store
+
+
+def check_config_fits(config, target, seq_len: int, batch: int = 1) -> None:
+    """InputError unless the model fits the target (check_model_fits), with a prefill of `seq_len` tokens
+    (max_seq_len) and `batch` sequences (max_batch), the option named."""
     check_model_fits(config, target)
     longest = max_seq_len(config, target)
-    if options.seq_len > longest:
-        raise InputError(f"--seq-len {options.seq_len} does not fit: at most {longest} tokens of this model's "
+    if seq_len > longest:
+        raise InputError(f"--seq-len {seq_len} does not fit: at most {longest} tokens of this model's "
                          f"prefill fit target {target.name} (its {target.buffer_bytes}-byte buffer holds "
                          f"{2 * config.conv_dim + 4 * config.d_inner} bytes a token at the SSM step)")
-    most, why = max_batch(config, target) if options.batch > 1 else (1, "")
-    if options.batch > most:
-        raise InputError(f"--batch {options.batch} does not fit: at most {most} sequences of this model fit target "
+    most, why = max_batch(config, target) if batch > 1 else (1, "")
+    if batch > most:
+        raise InputError(f"--batch {batch} does not fit: at most {most} sequences of this model fit target "
                          f"{target.name} ({why})")
-    return config, store
 
 
 def _prepare(model, options: CompileOptions, calibration_text, random: bool = False):

@@ -2,7 +2,7 @@
 
 Place in the flow: what each Ray Tune trial runs (compiler/explore/sweep.py), in whatever process or machine Ray
 puts it.  A trial builds the point's Target over the space's base preset (a bad value is a failed trial with the
-Target's own message), checks the model fits it (compile.check_model_fits, max_seq_len), compiles the model as
+Target's own message), checks the model fits it (compile.check_config_fits), compiles the model as
 `fastmamba compile` does (the same pipeline; the target a JSON file in a temporary folder, since set-target names
 a file) but timing-only: calibration ranges measured once for the whole sweep (explore/shapes.py), the constant
 image left zero (no weights are packed: timing does not depend on the data), and simulates @prefill at the
@@ -109,16 +109,10 @@ def simulate_cycles(binary, target, program: str, tokens: int, semantics=None) -
 
 
 def _measure(workload: Workload, target) -> dict:
-    from fastmamba.compiler.compile import check_model_fits, max_seq_len
-    from fastmamba.isa.errors import InputError
+    from fastmamba.compiler.compile import check_config_fits
 
     global TIMING_ONLY
-    config = workload.mamba_config()
-    check_model_fits(config, target)
-    longest = max_seq_len(config, target)
-    if workload.seq_len > longest:
-        raise InputError(f"--seq-len {workload.seq_len} does not fit: at most {longest} tokens of this model's "
-                         f"prefill fit this target's {target.buffer_bytes}-byte buffer")
+    check_config_fits(workload.mamba_config(), target, workload.seq_len)
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fastmamba-explore-") as tmp:
         target_file = Path(tmp) / "target.json"

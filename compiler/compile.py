@@ -39,7 +39,8 @@ from xdsl.passes import ModulePass
 
 from fastmamba.compiler.backend.lower_batch import BATCH_PROGRAM
 from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
-from fastmamba.compiler.pipeline import PASSES, DriverOptions, PassDriver, check_print_names, pipeline_spec
+from fastmamba.compiler.pipeline import (PASSES, DriverOptions, PassDriver, check_print_names, collecting_rarely,
+                                         pipeline_spec)
 from fastmamba.compiler.config import DEFAULT_SEQ_LEN
 from fastmamba.compiler.runner import META_FORMAT
 from fastmamba.isa.errors import InputError
@@ -323,7 +324,7 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
                                               reproducer=True, started=options.started, input_stage=True,
                                               progress=progress), log)
     driver.start_up(t0)
-    with showing(progress):
+    with showing(progress), collecting_rarely():
         if progress is not None:
             progress.plan(["import", *(p.name for p in passes), "emit"])
             progress.stage("import")

@@ -72,6 +72,7 @@ class CompileOptions:
     time_passes: bool = False
     print_before: tuple[str, ...] | bool = ()  # pass names, or True for all
     started: float | None = None  # time.perf_counter() at the command's start (time_passes counts start-up)
+    verify_each: bool = False  # the IR verified after every pass (else after the last: DriverOptions.verify_each)
 
 
 @dataclass
@@ -322,7 +323,7 @@ def compile_model(model: str | os.PathLike, options: CompileOptions = CompileOpt
                                               dump_dir=options.dump_dir,
                                               time_passes=options.time_passes, input_name="import",
                                               reproducer=True, started=options.started, input_stage=True,
-                                              progress=progress), log)
+                                              progress=progress, verify_each=options.verify_each), log)
     driver.start_up(t0)
     with showing(progress), collecting_rarely():
         if progress is not None:

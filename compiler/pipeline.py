@@ -9,7 +9,7 @@ that syntax (`pipeline_spec`), so any pipeline a command runs can be rerun
 by `fastmamba opt -p`.
 
 `PassDriver` runs a list of pass objects on one module for `fastmamba opt`
-and `fastmamba compile` alike: it verifies after each pass, prints the IR
+and `fastmamba compile` alike: it verifies after each pass (compile: after the last), prints the IR
 before and after the named passes (or all), writes every stage into a dump folder
 (NN-<pass>.mlir, 00 the input), times each pass (`report`: mlir-opt's table
 of wall time and percentage of the total, start-up its own line), and on a failure leaves
@@ -349,7 +349,9 @@ class DriverOptions:
     the pass; debuginfo: the IR printed and dumped with its locations (print_ir); input_stage: the input is a
     stage of its own (compile's import, input_name): --print-ir-after may name it and --print-ir-after-all
     prints it (print_input); progress: a compiler.progress.Progress each pass is announced to (its line is
-    cleared before the driver prints IR)."""
+    cleared before the driver prints IR); verify_each: the IR is verified after every pass (mlir-opt's
+    --verify-each), else once, after the last pass (a failure then names the last pass and the option that
+    finds the pass that broke the IR: verifying the whole IR takes longer than most passes)."""
 
     print_after: Collection[str] | bool = ()
     dump_dir: str | os.PathLike | None = None
@@ -359,8 +361,9 @@ class DriverOptions:
     input_name: str = "input"
     reproducer: bool = False
     input_stage: bool = False
-    progress: Any = None
-    debuginfo: bool = False  # compiler.progress.Progress
+    progress: Any = None  # compiler.progress.Progress
+    debuginfo: bool = False
+    verify_each: bool = True
 
 
 class PassDriver:
@@ -433,7 +436,8 @@ class PassDriver:
     def run(self, module: ModuleOp, ctx: Context | None = None,
             on_pass: Callable[[ModulePass, ModuleOp], None] | None = None) -> ModuleOp:
         """Apply every pass to `module` in place (it must verify before); returns it.  `on_pass(pass, module)` is
-        called after each pass has verified (a caller reading what a pass recorded before later passes drop it).
+        called after each pass has run (and verified, with verify_each; a caller reading what a pass recorded
+        before later passes drop it).
         The garbage collector runs rarely meanwhile (collecting_rarely)."""
         with collecting_rarely():
             return self._run(module, ctx or mamba_context(), on_pass)
@@ -443,7 +447,7 @@ class PassDriver:
         if self.index == 0:
             self._dump(self.options.input_name, module)
         pa, pb = self.options.print_after, self.options.print_before
-        for p in self.passes:
+        for n, p in enumerate(self.passes, 1):
             if pb is True or (pb and p.name in pb):
                 before = print_ir(module, self.options.debuginfo)
                 self._write(f"// -----// IR Dump Before {p.name} //----- //\n{before}")
@@ -460,11 +464,14 @@ class PassDriver:
                 raise InputError(f"{exc} (its input IR: {path}; reproduce: {rerun})" if path else str(exc)) from None
             except Exception as exc:  # a bug in the pass
                 raise InternalError(f"pass {p.name} failed: {describe(exc)}", *self._repro(p, snapshot)) from exc
-            try:
-                module.verify()
-            except VerifyException as exc:  # a bug in the pass too: it left IR that does not verify
-                raise InternalError(f"IR does not verify after pass {p.name}: {_verify_message(exc)}",
-                                    *self._repro(p, snapshot)) from exc
+            if self.options.verify_each or n == len(self.passes):
+                try:
+                    module.verify()
+                except VerifyException as exc:  # a bug in the pass too: it left IR that does not verify
+                    where = (f"pass {p.name}" if self.options.verify_each else
+                             f"the last pass, {p.name} (--verify-each names the pass that broke it)")
+                    raise InternalError(f"IR does not verify after {where}: {_verify_message(exc)}",
+                                        *self._repro(p, snapshot)) from exc
             self.record(p.name, time.perf_counter() - start)
             if on_pass is not None:
                 on_pass(p, module)

@@ -1,5 +1,6 @@
 """compiler.pipeline.PassDriver's costs kept off the compile's hot path: the cyclic garbage collector runs rarely
-while passes run, and its thresholds come back afterwards, also when a pass fails."""
+while passes run, and its thresholds come back afterwards, also when a pass fails; the IR verified after every
+pass (opt) or once after the last (compile)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from fastmamba.compiler.pipeline import COLLECT_EVERY, PassDriver, collecting_rarely, parse_ir
+from fastmamba.compiler.pipeline import COLLECT_EVERY, DriverOptions, PassDriver, collecting_rarely, parse_ir
 from fastmamba.isa.errors import InternalError
 
 SMALL_IR = """builtin.module {
@@ -65,3 +66,32 @@ def test_collecting_rarely_nests_and_keeps_a_higher_threshold():
         assert gc.get_threshold() == (700, 7, 9)
     finally:
         gc.set_threshold(*before)
+
+
+@dataclass(frozen=True)
+class _Break(ModulePass):
+    """A pass with a bug: the function loses its terminator."""
+
+    name = "break"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        next(iter(op.body.block.ops)).body.block.last_op.detach()
+
+
+@pytest.mark.parametrize("verify_each", [True, False])
+def test_verify_each_or_once_after_the_last_pass(verify_each, monkeypatch):
+    """verify_each (opt's default): the IR is verified after every pass and a pass that breaks it is named;
+    without (compile's default): once, after the last pass, and the failure says how to find the pass."""
+    module, broken = parse_ir(SMALL_IR), parse_ir(SMALL_IR)
+    calls = []
+    verify = ModuleOp.verify
+    monkeypatch.setattr(ModuleOp, "verify", lambda self: calls.append(1) or verify(self))
+    seen: list = []
+    options = DriverOptions(verify_each=verify_each)
+    PassDriver([_Record(seen), _Record(seen), _Record(seen)], options).run(module)
+    assert len(calls) == (3 if verify_each else 1)
+    with pytest.raises(InternalError) as info:
+        PassDriver([_Break(), _Record(seen)], options).run(broken)
+    assert str(info.value).startswith("IR does not verify after pass break: " if verify_each else
+                                      "IR does not verify after the last pass, record (--verify-each names the "
+                                      "pass that broke it): ")

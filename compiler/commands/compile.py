@@ -55,9 +55,11 @@ buffer can hold (the error states it), -o and --dump-dir writable.
 import is a stage too: --print-ir-after=import, and -all prints it);
 --dump-dir writes the IR after every stage as NN-<stage>.mlir; a failing
 stage leaves its input IR in a file and prints the command that reproduces
-the failure.  Nothing is written to -o unless every stage succeeds.  Progress
-goes to stderr (a bar on a terminal, a line per stage and calibration window
-on a file or pipe; -q silences it); stdout stays empty."""
+the failure.  The IR is verified after the last stage (--verify-each: after
+every stage, as `fastmamba opt` does).  Nothing is written to -o unless every
+stage succeeds.  Progress goes to stderr (a bar on a terminal, a line per
+stage and calibration window on a file or pipe; -q silences it); stdout stays
+empty."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR after every stage into DIR (numbered files)")
     p.add_argument("--time-passes", action="store_true",
                    help="print to stderr each stage's wall time and share of the total (start-up and import too)")
+    p.add_argument("--verify-each", action="store_true",
+                   help="verify the IR after every stage (default: after the last; slower, names the pass that "
+                        "broke the IR)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress (a bar on a terminal, else a line per stage) and no summary on stderr")
     p.set_defaults(run=run)
@@ -149,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dump_dir:
         check_writable_dir(args.dump_dir, "--dump-dir ")
     options = options_of(args, print_after=print_names(args, "after"), print_before=print_names(args, "before"),
-                         dump_dir=args.dump_dir, time_passes=args.time_passes,
+                         dump_dir=args.dump_dir, time_passes=args.time_passes, verify_each=args.verify_each,
                          started=getattr(args, "started", None))
     progress = Progress.open(sys.stderr, "fastmamba compile", quiet=args.quiet)
     result = compile_model(model_dir(args), options, calibration_text=args.calibration_text,

@@ -13,10 +13,14 @@ ports is built from replicated BRAM and a live-value table; docs/RTL.md).
 `read_port(m, name)` returns a `WindowRead` (set `addr`, `en` in a cycle;
 `data` holds the window's bytes, byte 0 at `addr`, in the next cycle);
 `write_port(m, name)` a `WindowWrite` (`addr`, `len` <= word_bytes, `data`
-byte 0 at `addr`, `en`: written at the end of the cycle).
+byte 0 at `addr`, `en`: written at the end of the cycle).  Ports made inside `with buf.ports_in(domain)`
+are clocked by that domain (the machine clocks each compute unit's ports with the unit: docs/RTL.md's
+speed section).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
@@ -47,6 +51,19 @@ class Buffer:
         self.rows = -(-words // 2)
         self.addr_bits = max(1, (self.rows * 2 * word_bytes - 1).bit_length())
         self.banks = [Memory(shape=unsigned(word_bytes * 8), depth=self.rows, init=[]) for _ in range(2)]
+        self.domain = "sync"  # the clock domain of the ports being made (ports_in)
+
+    @contextmanager
+    def ports_in(self, domain: str):
+        """Ports made in this block are clocked by `domain`."""
+        old, self.domain = self.domain, domain
+        try:
+            yield
+        finally:
+            self.domain = old
+
+    def _domain(self) -> dict:
+        return {} if self.domain == "sync" else {"domain": self.domain}
 
     def add_to(self, m: Module) -> None:
         for b, mem in enumerate(self.banks):
@@ -68,13 +85,13 @@ class Buffer:
         off, parity, rows = self._split(port.addr)
         reads = []
         for b, mem in enumerate(self.banks):
-            rp = mem.read_port()
+            rp = mem.read_port(**self._domain())
             m.d.comb += [rp.addr.eq(rows[b]), rp.en.eq(port.en)]
             reads.append(rp)
         off_q = Signal.like(off, name=f"{name}_off_q")
         par_q = Signal(name=f"{name}_par_q")
         with m.If(port.en):
-            m.d.sync += [off_q.eq(off), par_q.eq(parity)]
+            m.d[self.domain] += [off_q.eq(off), par_q.eq(parity)]
         line = Mux(par_q, Cat(reads[1].data, reads[0].data), Cat(reads[0].data, reads[1].data))
         m.d.comb += port.data.eq((line >> (off_q * 8))[:B * 8])
         return port
@@ -89,7 +106,7 @@ class Buffer:
                      mask.eq((((Const(1, 2 * B + 1) << port.len) - 1) << off)[:2 * B])]
         halves = [(line[:B * 8], mask[:B]), (line[B * 8:], mask[B:])]
         for b, mem in enumerate(self.banks):
-            wp = mem.write_port(granularity=8)
+            wp = mem.write_port(granularity=8, **self._domain())
             # bank b takes the first covered word when that word has parity b, else the second
             first = parity == b
             data = Mux(first, halves[0][0], halves[1][0])

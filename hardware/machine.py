@@ -32,7 +32,8 @@ Time 0 is the first cycle after `start`; `rtl_cycles` counts every clock until
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import (Array, Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, ResetSignal, Signal,
+                          unsigned)
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -226,6 +227,10 @@ class Machine(wiring.Component):
         err_info0 = Signal(64)
         err_info1 = Signal(64)
         counters = {name: Signal(64, name=f"c_{name}") for name in COUNTERS}
+        # the run's DDR size and program length, taken at `start`: no check depends on an input combinationally
+        # (Verilator evaluates logic that does on every eval of the harness)
+        ddr_size = Signal(ADDR_BITS)
+        prog_words = Signal.like(self.prog_words)
         m.d.comb += [self.running.eq(running), self.done.eq(done), self.err.eq(err),
                      self.err_bundle.eq(err_bundle), self.err_slot.eq(err_slot), self.err_info0.eq(err_info0),
                      self.err_info1.eq(err_info1), fetch.pc.eq(pc)]
@@ -300,7 +305,7 @@ class Machine(wiring.Component):
                 if op == "vec":
                     checks.append((vec_fields_bad(v), "vec_fields", Const(0), Const(0)))
                 for r, rg in enumerate(ranges):
-                    size = Mux(rg["space"] == SPACES.index("ddr"), self.ddr_size, Const(t.buffer_bytes))
+                    size = Mux(rg["space"] == SPACES.index("ddr"), ddr_size, Const(t.buffer_bytes))
                     checks.append((rg["valid"] & ~rg["align_ok"], "misaligned", Const(r), Const(0)))
                     checks.append((rg["valid"] & (rg["hi"] > size), "out_of_range", Const(r), rg["hi"]))
                 for j, (cond, code, a, b) in enumerate(reversed(checks)):
@@ -472,7 +477,7 @@ class Machine(wiring.Component):
         pre_code = Signal(8)
         pre_info0 = Signal(64)
         deadlock = wait & sem_in_range & (sem_val[sem_sel] + sem_pending[sem_sel] < wv.count)
-        pc_off_end = pc >= self.prog_words
+        pc_off_end = pc >= prog_words
         missing_unit = Const(0)
         for slot in COMPUTE_SLOTS:
             if slot not in self.units:
@@ -511,9 +516,27 @@ class Machine(wiring.Component):
         unit_done = {}  # slot -> (pulse, entry)
         units_built = {}
         unit_start = {}
+        # Each unit, with its buffer ports, runs on its own clock: the machine's, gated off while the unit is
+        # idle (no beat and its pipeline drained), so that Verilator evaluates an idle unit's logic not at all.
+        # The gate's enable is registered at the falling edge (a latch-based clock gate's timing), from this
+        # cycle's beat (the issuing op's included) and a count of cycles since the last beat.
+        m.domains.neg = ClockDomain("neg", clk_edge="neg", reset_less=True, local=True)
+        m.d.comb += ClockSignal("neg").eq(ClockSignal())
         for slot, factory in self.units.items():
-            unit = factory(t, self.buf, m)
-            m.submodules[f"unit_{slot}"] = unit
+            dom = f"u_{slot}"
+            m.domains += ClockDomain(dom, local=True)
+            with self.buf.ports_in(dom):
+                unit = factory(t, self.buf, m)
+            m.submodules[f"unit_{slot}"] = DomainRenamer({"sync": dom})(unit)
+            drain_cycles = unit.pipeline_latency(t) + 2
+            drain = Signal(range(drain_cycles + 1), name=f"{slot}_drain")
+            clk_en = Signal(name=f"{slot}_clk_en")
+            with m.If(unit.busy_cycle):
+                m.d.sync += drain.eq(drain_cycles)
+            with m.Elif(drain != 0):
+                m.d.sync += drain.eq(drain - 1)
+            m.d.neg += clk_en.eq(unit.busy_cycle | (drain != 0) | ResetSignal())
+            m.d.comb += [ClockSignal(dom).eq(ClockSignal() & clk_en), ResetSignal(dom).eq(ResetSignal())]
             start = issue & present[slot]
             m.d.comb += [unit.start.eq(start), unit.op.eq(getattr(fetch, f"op_{slot}")[:len(unit.op)]),
                          unit.entry.eq(alloc[slot][0]), unit_ready[slot].eq(unit.ready)]
@@ -680,6 +703,7 @@ class Machine(wiring.Component):
         # ---------------- control sequencing ----------------
         any_inflight = (ent_valid != 0) | (q_count != 0) | ch_active | a_valid
         with m.If(self.start):
+            m.d.sync += [ddr_size.eq(self.ddr_size), prog_words.eq(self.prog_words)]
             m.d.sync += [running.eq(1), done.eq(0), now.eq(0), rtl_cycles.eq(0), pc.eq(0), bundle_idx.eq(0),
                          idle.eq(0), halting.eq(0), err.eq(0), ent_valid.eq(0), q_count.eq(0), q_head.eq(0),
                          ch_active.eq(0), a_valid.eq(0), dma_inflight.eq(0)]

@@ -213,6 +213,24 @@ def test_a_larger_random_program_runs_as_modelled():
     assert fast.stalls["semaphore"] == 0 and fast.stalls["structural"] == 0 and fast.stalls["dma_queue"] == 0
 
 
+def test_issue_order_is_the_schedules_own():
+    """issue_order (what plan-memory reorders by) gives each op's place and issue cycle as the bundles schedule
+    builds say them: bundle by bundle, the ops in slot order, each at the delays before it plus one a bundle."""
+    target = dataclasses.replace(VC709, name="t", semaphores=2, dma_queue_depth=2)
+    for seed, lookahead in ((3, 0), (4, 5)):
+        prog = layered_random_program(random.Random(seed), 300)
+        sched = schedule(prog, target, lookahead)
+        order, starts, t = [], [], 0
+        for bundle, sources in zip(sched.bundles, sched.sources):
+            for n in sources:
+                if n is not None:
+                    order.append(n)
+                    starts.append(t)
+            t += bundle.delay + 1
+        assert sched_mod.issue_order(prog, target, lookahead) == (order, starts)
+        assert sorted(order) == list(range(len(prog))) and any(a > b for a, b in zip(order, order[1:]))
+
+
 def _bench():
     spec = importlib.util.spec_from_file_location("bench_schedule", BENCH)
     module = importlib.util.module_from_spec(spec)

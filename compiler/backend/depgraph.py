@@ -124,25 +124,48 @@ class _ShadowMemory:
         readers[lo] = []
 
 
+_KINDS = {(raw, war, waw): frozenset(k for k, on in zip(("RAW", "WAR", "WAW"), (raw, war, waw)) if on)
+          for raw in (False, True) for war in (False, True) for waw in (False, True)}
+
+
+def _meets(a: Sequence[tuple[int, int, int]], b: Sequence[tuple[int, int, int]]) -> bool:
+    """_overlap of spans whose spaces are numbered (the hot path of dependence_graph: no generator, int compares)."""
+    for sa, a0, a1 in a:
+        for sb, b0, b1 in b:
+            if a0 < b1 and b0 < a1 and sa == sb:
+                return True
+    return False
+
+
 def dependence_graph(instrs: Sequence[Instruction], access: Sequence[tuple] | None = None) -> nx.DiGraph:
     """Nodes 0..n-1 (program order, attribute `instr`), edges ordering every conflicting pair (attribute `kinds`).
 
     `access`: each op's (reads, writes) spans instead of `accesses(instr)` (plan-memory schedules with one
-    space per symbolic block, before addresses exist)."""
+    space per symbolic block, before addresses exist).  The spaces are numbered first (a symbolic block is an
+    attribute, slow to hash and compare); each edge's kinds are then `conflicts` of the pair."""
     graph = nx.DiGraph()
     graph.add_nodes_from((index, {"instr": instr}) for index, instr in enumerate(instrs))
-    acc = list(access) if access is not None else [accesses(i) for i in instrs]
-    spaces: dict[str, _ShadowMemory] = {}
+    number: dict = {}
+
+    def numbered(spans: Sequence[Span]) -> tuple[tuple[int, int, int], ...]:
+        return tuple((number.setdefault(space, len(number)), start, stop) for space, start, stop in spans)
+
+    acc = [(numbered(r), numbered(w)) for r, w in (access if access is not None else map(accesses, instrs))]
+    spaces: list[_ShadowMemory] = []
     edges = []
     for j, (reads, writes) in enumerate(acc):
         preds: set[int] = set()
         for space, start, stop in reads:
-            mem = spaces.get(space) or spaces.setdefault(space, _ShadowMemory())
-            mem.read(j, start, stop, preds)
+            while space >= len(spaces):
+                spaces.append(_ShadowMemory())
+            spaces[space].read(j, start, stop, preds)
         for space, start, stop in writes:
-            mem = spaces.get(space) or spaces.setdefault(space, _ShadowMemory())
-            mem.write(j, start, stop, preds)
+            while space >= len(spaces):
+                spaces.append(_ShadowMemory())
+            spaces[space].write(j, start, stop, preds)
         preds.discard(j)
-        edges.extend((i, j, {"kinds": conflicts(acc[i], acc[j])}) for i in sorted(preds))
+        for i in sorted(preds):
+            r1, w1 = acc[i]
+            edges.append((i, j, {"kinds": _KINDS[_meets(w1, reads), _meets(r1, writes), _meets(w1, writes)]}))
     graph.add_edges_from(edges)
     return graph

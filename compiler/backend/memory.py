@@ -34,8 +34,8 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, Module
 
 from fastmamba.compiler.backend.buffer_alloc import DEFAULT_ALIGN, BufferAllocationError, BufferRequest, allocate
 from fastmamba.compiler.backend.lowering import BUFFERS_ATTR, CONSTS_ATTR, buffer_lifetimes
-from fastmamba.compiler.dialects.accel import (AccelInstructionOp, MemAttr, ProgramOp, buf_ref, const_ref,
-                                               instruction_of, op_of, tensor_attr, tensor_ref)
+from fastmamba.compiler.dialects.accel import (MEM_PROP, AccelInstructionOp, MemAttr, ProgramOp, buf_ref, const_ref,
+                                               instruction_of, tensor_attr, tensor_ref)
 from fastmamba.isa import costs
 from fastmamba.isa.container import TensorDesc
 from fastmamba.isa.errors import InputError
@@ -85,17 +85,10 @@ def schedule_order(instrs: list[Instruction], mems: list[dict[str, MemAttr]], ta
                    lookahead: int) -> tuple[list[int], list[int]]:
     """The issue order of the ops scheduled on symbolic memory (a valid order: it keeps every dependence),
     and for each position of that order the last position issued before its op completes."""
-    from fastmamba.compiler.backend.schedule import schedule
+    from fastmamba.compiler.backend.schedule import issue_order
 
-    result = schedule(instrs, target, lookahead, access=[_symbolic_access(i, m) for i, m in zip(instrs, mems)])
-    order, starts = [], []
-    t = 0
-    for bundle, sources in zip(result.bundles, result.sources):
-        for n in sources:
-            if n is not None:
-                order.append(n)
-                starts.append(t)
-        t += bundle.delay + 1
+    access = [_symbolic_access(i, m) for i, m in zip(instrs, mems)]
+    order, starts = issue_order(instrs, target, lookahead, access=access)
     ends = [max(k, bisect_left(starts, starts[k] + costs.duration(instrs[n], target)) - 1)
             for k, n in enumerate(order)]
     return order, ends
@@ -184,21 +177,18 @@ def _plan_program(program: ProgramOp, target, image: int, const_ddr: dict[str, i
     base: dict[MemAttr, int] = {buf_ref(b): plan.offsets[b][0] for b in first}
     base.update({const_ref(c): d for c, d in const_ddr.items()})
     base.update({tensor_ref(t): d for t, d in tensor_ddr.items()})
-    for op in ops:
+    for op in ops:  # each address field becomes its block's base + the offset, in place
         mem = op.mem
         if not mem:
             continue
-        instr = instruction_of(op)
-        args = dict(instr.args)
         for fname, ref in mem.items():
             if ref not in base:
                 raise InputError(f"plan-memory: {op.name} field {fname} names unknown {ref.space.data.value} block "
                                  f"{ref.block.data!r}")
-            args[fname] = int(args[fname]) + base[ref]
-        new = op_of(Instruction(instr.op, args), op.debug_text or None)
-        program.body.block.insert_op_before(new, op)
-        op.detach()
-        op.erase()
+        for spec in op.SPEC.fields:  # (in the table's order, as Instruction checks them)
+            if spec.name in mem:
+                op.set_field(spec.name, int(op.field(spec.name)) + base[mem[spec.name]])
+        del op.properties[MEM_PROP]
     program.properties["ddr_size"] = IntegerAttr(ddr_size, i64)
     program.properties["tensors"] = ArrayAttr([tensor_attr(t) for t in tensors])
     del program.attributes[BUFFERS_ATTR]

@@ -401,6 +401,21 @@ def _bundle(instrs: Sequence[Instruction], slotted: _Slotted, sem_of: dict[int, 
     return Bundle(tuple(ops), delay)
 
 
+def _phases(instrs: list[Instruction], target, lookahead: int, access: Sequence[tuple] | None,
+            hold: int | None) -> tuple[list[_Slotted], dict[int, int], list[int], int]:
+    """The three phases: the bundles (wait-only ones included), each DMA op's semaphore, each bundle's delay
+    and the modelled cycle count."""
+    if hold is None:
+        hold = max(target.lin_latency, target.conv_latency, target.ssm_latency, target.vec_latency)
+    _check_input(instrs, target)
+    graph = dependence_graph(instrs, access)
+    durations = [costs.duration(i, target) for i in instrs]
+    slotted = _list_schedule(instrs, graph, target, lookahead, durations, hold)
+    slotted, sem_of = _synchronize(instrs, graph, slotted, target)
+    delays, cycles = _retime(instrs, graph, slotted, sem_of, target, durations)
+    return slotted, sem_of, delays, cycles
+
+
 def schedule(instrs: Sequence[Instruction], target, lookahead: int = 0, access: Sequence[tuple] | None = None,
              hold: int | None = None) -> Schedule:
     """Bundles for `instrs` (program order, no ctl ops) on `target`, ending with ctl.halt.
@@ -408,15 +423,8 @@ def schedule(instrs: Sequence[Instruction], target, lookahead: int = 0, access: 
     `access`: the ops' (reads, writes) spans when not their instructions' own (see dependence_graph).
     `hold`: a compute unit stays idle up to this many cycles for an operation of higher priority than
     the best available one (default: the largest compute latency of the target; 0: never)."""
-    if hold is None:
-        hold = max(target.lin_latency, target.conv_latency, target.ssm_latency, target.vec_latency)
     instrs = list(instrs)
-    _check_input(instrs, target)
-    graph = dependence_graph(instrs, access)
-    durations = [costs.duration(i, target) for i in instrs]
-    slotted = _list_schedule(instrs, graph, target, lookahead, durations, hold)
-    slotted, sem_of = _synchronize(instrs, graph, slotted, target)
-    delays, cycles = _retime(instrs, graph, slotted, sem_of, target, durations)
+    slotted, sem_of, delays, cycles = _phases(instrs, target, lookahead, access, hold)
     bundles = [_bundle(instrs, s, sem_of, d) for s, d in zip(slotted, delays)]
     halt = Instruction(HALT, {})
     if bundles and bundles[-1].op_in("CTL") is None:
@@ -424,6 +432,22 @@ def schedule(instrs: Sequence[Instruction], target, lookahead: int = 0, access: 
     else:
         bundles.append(Bundle((halt,)))
     return Schedule(tuple(bundles), _sources(instrs, bundles, slotted), cycles)
+
+
+def issue_order(instrs: Sequence[Instruction], target, lookahead: int = 0, access: Sequence[tuple] | None = None,
+                hold: int | None = None) -> tuple[list[int], list[int]]:
+    """The operations (input indices) in the order `schedule` issues them, bundle by bundle in slot order, and
+    the cycle each issues at, counted from the first bundle (the delays and the bundles before it): what the
+    schedule says of its operations without building its bundles (plan-memory orders a program by it)."""
+    slotted, _, delays, _ = _phases(list(instrs), target, lookahead, access, hold)
+    order: list[int] = []
+    starts: list[int] = []
+    t = 0
+    for s, delay in zip(slotted, delays):
+        order += s.members
+        starts += [t] * len(s.members)
+        t += delay + 1
+    return order, starts
 
 
 def _sources(instrs: Sequence[Instruction], bundles: Sequence[Bundle], slotted: Sequence[_Slotted]):

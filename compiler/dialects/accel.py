@@ -225,6 +225,11 @@ class AccelInstructionOp(IRDLOperation):
         """A field's value as written in the IR (enums by name)."""
         return _value_of(self.SPEC.field_map[name], self.properties[name])
 
+    def set_field(self, name: str, value: int | float) -> None:
+        """Set a field in place, checked as Instruction checks it (an InstructionError when out of range)."""
+        spec = self.SPEC.field_map[name]
+        self.properties[name] = _attr_of(spec, spec.check(self.SPEC.name, value))
+
     @property
     def mem(self) -> dict[str, MemAttr]:
         """Address field -> the symbolic block it is an offset into (empty once plan-memory placed them)."""

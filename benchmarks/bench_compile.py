@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_compile.py [--shape 130m] [--seq-len 64] [--windows 4] [--keep DIR] [-o OUT]
     .venv/bin/python benchmarks/bench_compile.py --shape 2.7b --seq-len 16 --windows 1
     .venv/bin/python benchmarks/bench_compile.py --calibration-only --shape 2.7b --seq-len 16 --windows 1
+    .venv/bin/python benchmarks/bench_compile.py --shape 2.7b --layers 4 --seq-len 16 --windows 1 --profile OUT.prof
 
 Writes the checkpoint (transformers layout, safetensors shards of 2 GiB, each
 tensor drawn when written) to a temporary directory (or --keep, where a
@@ -15,6 +16,10 @@ time), the totals (targets, issue 15: 130M under 20 s, 2.7B under 120 s and
 12 GiB) and the peak resident memory.  -o writes the binary (.fmb), to compare
 its bytes before and after a change of the compiler.
 
+--layers N: the shape with N layers (its widths kept): a quick profile of the
+per-layer costs.  --profile OUT.prof: the compile run under cProfile (CPU seconds), its
+statistics written there and the 30 functions of most cumulative time printed.
+
 --calibration-only: the calibrate stage alone on the whole model, interpreting
 the IR with weights drawn on demand (no checkpoint is written): its time and
 peak memory for shapes whose checkpoint is too large to write here.
@@ -23,7 +28,10 @@ peak memory for shapes whose checkpoint is too large to write here.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import dataclasses
 import io
+import pstats
 import resource
 import sys
 import tempfile
@@ -46,6 +54,8 @@ def main() -> None:
     parser.add_argument("--calibration-only", action="store_true", help="time the calibrate stage alone")
     parser.add_argument("--windows", type=int, default=4, help="calibration windows")
     parser.add_argument("-o", "--out", metavar="OUT.fmb", help="write the compiled binary here")
+    parser.add_argument("--layers", type=int, help="the shape with this many layers (its widths kept)")
+    parser.add_argument("--profile", metavar="OUT.prof", help="run the compile under cProfile, statistics here")
     args = parser.parse_args()
     if args.calibration_only:
         calibration_only(args)
@@ -57,19 +67,29 @@ def main() -> None:
     from fastmamba.isa.target import load_target
 
     config = SHAPES[args.shape]
+    if args.layers:
+        config = dataclasses.replace(config, n_layer=args.layers)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.keep or tmp) / f"mamba2-{args.shape}-random"
+        folder = Path(args.keep or tmp) / f"mamba2-{args.shape}-random{f'-{args.layers}' if args.layers else ''}"
         if not (folder / "config.json").exists():
             weights = RandomWeights(config)
             save_hf_layout(config, _Torch(weights), folder, shard_bytes=SHARD_BYTES)
         clock = StageClock()
         log = io.StringIO()
-        result = compile_model(folder, CompileOptions(seq_len=args.seq_len, calibration_windows=args.windows,
-                                                      time_passes=True), log=log, progress=clock)
+        options = CompileOptions(seq_len=args.seq_len, calibration_windows=args.windows, time_passes=True)
+        profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU time: load-independent
+        if profiler is not None:
+            profiler.enable()
+        result = compile_model(folder, options, log=log, progress=clock)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         clock.stage("")  # the end of the last stage (emit)
         if args.out:
             write_fmb(args.out, result.binary, load_target(result.meta["target"]))
     print(log.getvalue(), end="")
+    if args.profile:
+        pstats.Stats(args.profile).sort_stats("cumulative").print_stats(30)
     print(clock.table())
     wall, cpu = clock.total()
     ops = {p.name: sum(len(b.ops) for b in p.bundles) for p in result.binary.programs}

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -143,12 +144,42 @@ def _read_safetensors(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dtyp
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise ModelError(f"cannot read {path}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    del handle  # (its mapping of the file is not kept: a tensor read is a copy, its pages not held afterwards)
+    spans = _safetensors_spans(path)
     entries = {}
     for name, (shape, dtype_name) in info.items():
         if dtype_name not in _SAFETENSORS_DTYPES:
             raise ModelError(f"tensor {name} in {path} has dtype {dtype_name}; a floating-point dtype is required")
-        entries[name] = (shape, _SAFETENSORS_DTYPES[dtype_name], lambda name=name: handle.get_tensor(name))
+        dtype = _SAFETENSORS_DTYPES[dtype_name]
+        entries[name] = (shape, dtype, lambda shape=shape, dtype=dtype, span=spans[name]: _read_span(path, span,
+                                                                                                      shape, dtype))
     return entries
+
+
+def _safetensors_spans(path: Path) -> dict[str, tuple[int, int]]:
+    """Each tensor's (file offset, byte count) from a safetensors header (8-byte little-endian header length, the
+    JSON header, then the data; a tensor's data_offsets count from the data's start); safe_open checked it."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    return {name: (8 + length + d["data_offsets"][0], d["data_offsets"][1] - d["data_offsets"][0])
+            for name, d in header.items() if name != "__metadata__"}
+
+
+def _read_span(path: Path, span: tuple[int, int], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """One tensor read from `path` into memory of its own (not a mapping of the file, whose pages would count
+    in the compiler's resident memory as long as the file stays mapped)."""
+    offset, nbytes = span
+    data = torch.empty(nbytes, dtype=torch.uint8)
+    view = data.numpy().data  # (a memoryview of the tensor's bytes)
+    with open(path, "rb", buffering=0) as f:
+        done = 0
+        while done < nbytes:
+            got = os.preadv(f.fileno(), [view[done:]], offset + done)
+            if got <= 0:
+                raise ModelError(f"cannot read tensor data of {path}: the file ends {nbytes - done} bytes early")
+            done += got
+    return data.view(dtype).reshape(shape)
 
 
 def _read_sharded_safetensors(index: Path) -> dict:

@@ -256,6 +256,19 @@ def test_half_precision_checkpoint_is_read_lazily_and_widened(tiny_model, tmp_pa
     assert torch.equal(ref.layers[1].out_proj, model.state_dict()[name].to(torch.bfloat16).float())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_safetensors_tensors_are_read_as_stored_without_mapping_the_file(tiny_model, tmp_path, dtype):
+    config, model = tiny_model
+    directory = save_hf_layout(config, {k: v.to(dtype) for k, v in model.state_dict().items()}, tmp_path)
+    _, weights = load_model(directory)
+    got = {name: weights[name] for name in weights}
+    with open("/proc/self/maps") as maps:  # the tensors are copies: no mapping of the checkpoint is kept
+        assert str(directory / "model.safetensors") not in maps.read()
+    stored = load_file(directory / "model.safetensors")  # safetensors' own reader
+    for name, tensor in got.items():
+        assert tensor.dtype == dtype and torch.equal(tensor.view(torch.uint8), stored[name].view(torch.uint8)), name
+
+
 # --- bad checkpoints --------------------------------------------------------------------------------------------------
 
 

@@ -31,11 +31,13 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp
 from xdsl.ir import Operation, SSAValue
 
+from fastmamba.compiler.dialects import mamba_quant as mq
 from fastmamba.compiler.dialects.accel import ProgramOp
 from fastmamba.compiler.backend.lowering import CONSTS_ATTR
 from fastmamba.compiler.backend.memory import IMAGE_ATTR
 from fastmamba.compiler.interpreters.mamba import single_threaded
 from fastmamba.compiler.interpreters.mamba_quant import MambaQuantFunctions, make_interpreter
+from fastmamba.compiler.quant import offline
 from fastmamba.compiler.weights import NumpyWeights
 from fastmamba.isa.dtypes import numpy_dtype
 from fastmamba.isa.errors import InputError
@@ -93,12 +95,21 @@ class _Evaluator:
         op = value.owner
         assert isinstance(op, Operation)
         results = self.quant.kept(op)
-        if results is None:
+        if results is None and isinstance(op, mq.QuantizeWeightOp) and _returned_only(op):
+            # int8 as quantize_weight makes it (the interpreter widens integer tensors to int64: 8x the bytes)
+            (w,) = (self._eval(o, keep) for o in op.operands)
+            results = offline.quantize_weight(w, op.granularity.data)
+        elif results is None:
             args = tuple(self._eval(o, keep) for o in op.operands)
             results = self.interpreter.run_op(op, args)
         for r, v in zip(op.results, results):
             keep[r] = v
         return keep[value]
+
+
+def _returned_only(op: Operation) -> bool:
+    """Whether every use of `op`'s results is the constants function's return (the values packed)."""
+    return all(isinstance(use.operation, func.ReturnOp) for r in op.results for use in r.uses)
 
 
 def build_image(module: ModuleOp, weights: Mapping[str, Any], target, progress=None) -> bytes:

@@ -62,12 +62,17 @@ class RangeRecorder:
         # |x| and its maxima are exact in a float array's own type (no float64 copy); percentiles interpolate,
         # so they (and integer arrays) take float64
         exact = value.dtype in (np.float32, np.float64) and self.method != "percentile"
-        a = np.abs(value) if exact else np.abs(np.asarray(value, np.float64))
         key = (site, quantity)
+        channels = linear and quantity in LINEAR_QUANTITIES  # the outlier statistics: of the activations only
+        if exact and not channels:  # (a weight's "w"): max |value| = max(max, -min), exactly, without |value|
+            largest = float(max(value.max(), -value.min())) if value.size else 0.0
+            self._max[key] = max(self._max[key], largest)
+            return
+        a = np.abs(value) if exact else np.abs(np.asarray(value, np.float64))
         self._max[key] = max(self._max[key], float(a.max()) if a.size else 0.0)
         if linear and self.method == "percentile":
             self._pct[key].append(float(np.percentile(a, self.percentile)) if a.size else 0.0)
-        if linear:
+        if channels:
             cm = a.reshape(-1, a.shape[-1]).max(axis=0).astype(np.float64)
             self.channel_amax[key] = np.maximum(self.channel_amax[key], cm) if key in self.channel_amax else cm
 

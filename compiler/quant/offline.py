@@ -35,19 +35,27 @@ def quantize_weight(w: np.ndarray, granularity: str = "channel") -> tuple[np.nda
     """Symmetric int8 round to nearest (ties to even): (wq int8 [M, K], scale f32 [M]), w ~ wq * scale[:, None].
 
     The scale is amax / 127 per row ('channel') or of the whole tensor ('tensor'); an all-zero row has scale 1.
+    Rows are rounded QUANT_CHUNK elements at a time: the float64 quotients of a few rows, not of the whole weight.
     """
     w = np.asarray(w)
     if w.dtype != np.float32:
         w = w.astype(np.float64)
-    a = np.abs(w)  # |w| and its maxima are exact in float32: no float64 copy of the weight
+    # |w| and its maxima are exact in w's own type, as max(max w, -min w): no |w| copy, no float64 copy
     if granularity == "channel":
-        amax = a.max(axis=1).astype(np.float64)
+        amax = np.maximum(w.max(axis=1), -w.min(axis=1)).astype(np.float64)
     elif granularity == "tensor":
-        amax = np.full(w.shape[0], np.float64(a.max()))
+        amax = np.full(w.shape[0], np.float64(max(w.max(), -w.min())))
     else:
         raise ValueError(f"granularity must be 'channel' or 'tensor', got {granularity!r}")
-    del a
     scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-    q = np.divide(w, scale.astype(np.float64)[:, None], dtype=np.float64)  # in float64, as w64 / scale
-    np.clip(np.rint(q, out=q), -127, 127, out=q)
-    return q.astype(np.int8), scale
+    divisor = scale.astype(np.float64)[:, None]
+    q = np.empty(w.shape, np.int8)
+    step = max(1, QUANT_CHUNK // max(1, w.shape[1]))
+    for r in range(0, w.shape[0], step):
+        part = np.divide(w[r:r + step], divisor[r:r + step], dtype=np.float64)  # in float64, as w64 / scale
+        np.clip(np.rint(part, out=part), -127, 127, out=part)
+        q[r:r + step] = part
+    return q, scale
+
+
+QUANT_CHUNK = 1 << 15  # elements rounded at a time (their float64 quotients stay in the cache)

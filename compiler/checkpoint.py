@@ -115,6 +115,9 @@ class WeightStore(Mapping[str, torch.Tensor]):
             raise KeyError(name) from None
         return read()
 
+    def __contains__(self, name: object) -> bool:  # (Mapping's would read the tensor)
+        return name in self._entries
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 

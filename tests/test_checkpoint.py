@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from fastmamba.compiler.checkpoint import (
     DEFAULT_MODEL_DIR,
+    WeightStore,
     expected_shapes,
     head_weight_name,
     load_model,
@@ -267,6 +268,14 @@ def test_safetensors_tensors_are_read_as_stored_without_mapping_the_file(tiny_mo
     stored = load_file(directory / "model.safetensors")  # safetensors' own reader
     for name, tensor in got.items():
         assert tensor.dtype == dtype and torch.equal(tensor.view(torch.uint8), stored[name].view(torch.uint8)), name
+
+
+def test_membership_reads_no_tensor():
+    def unread():
+        raise AssertionError("the tensor was read")
+
+    store = WeightStore({"backbone.norm_f.weight": ((4,), torch.float32, unread)}, "test")
+    assert "backbone.norm_f.weight" in store and "lm_head.weight" not in store
 
 
 # --- bad checkpoints --------------------------------------------------------------------------------------------------

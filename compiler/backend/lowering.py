@@ -18,10 +18,11 @@ program (inputs, outputs, recurrent states).
 Mapping (T tokens, per layer):
 - embedding: `ld` the token ids, `ldg` the rows of the f32 table -> residual u.
 - `mamba_quant.vec` -> one `vec` (row pitches let it read and write column
-  slices); a row-wise norm feeding a linear runs in ROW_BLOCKS row blocks.
+  slices); a row-wise norm feeding a linear runs in up to ROW_BLOCKS row blocks.
 - `qlinear`: weight-stationary tiles along the output channels (each tile
   [n_t, K] int8 + its n_t f32 rescales, one DMA, `prefetch` tiles ahead), one
-  `lin` per tile over all T tokens (the first tile in row blocks); tiles never
+  `lin` per tile over all T tokens (after a norm, the first tiles by its row
+  blocks: as many as keep LIN busy while VEC normalizes the next block); tiles never
   straddle a `mamba.slice` of the result, each slice is its own buffer; an
   element-wise vec reading a slice (the int16 conversions, the residual add)
   runs per tile.
@@ -60,8 +61,9 @@ from fastmamba.compiler.backend.lower_mixer import Front
 from fastmamba.compiler.dialects import mamba
 from fastmamba.compiler.dialects import mamba_quant as mq
 from fastmamba.compiler.dialects.accel import (MEM_PROP, AccelInstructionOp, MemAttr, ProgramOp, buf_ref, const_ref,
-                                               op_of, tensor_ref)
+                                               instruction_of, op_of, tensor_ref)
 from fastmamba.compiler.quant.sites import WEIGHT_EXPRESSIONS, weight_name
+from fastmamba.isa import costs
 from fastmamba.isa.container import TensorDesc
 from fastmamba.isa.instructions import Instruction
 
@@ -75,7 +77,7 @@ DEFAULT_PREFETCH = 3  # weight tiles in flight ahead of the one being multiplied
 SCRATCH_RING = 2  # f32 LIN tiles converted by their consumer tile by tile
 MIN_TILE_BYTES = 16 * 1024  # auto tiling stops halving the streamed-block budget here
 AUTO_TILE_MARGIN = 1.25  # room left for plan-memory's reordering when the tile budget is chosen automatically
-ROW_BLOCKS = 4  # a row-wise norm feeding a linear, and that linear's first tile, run in this many row blocks
+ROW_BLOCKS = 8  # a row-wise norm feeding a linear, and that linear's first tiles, run in up to this many row blocks
 MIN_BLOCK_ROWS = 8  # ... when each block has at least this many rows
 TILE_ALIGN = 16  # output channels of a weight tile: a multiple of this (the LIN unit's MAC tree count divides it)
 COMPACT_TILE_FRACTION = 64  # compact lowering: the streamed-block budget is halved down to 1/64 of the buffer
@@ -143,6 +145,7 @@ class _Lowering(BatchLowering):
         self.anchor = 0  # the index in self.ops of that linear's first instruction
         self.early: set[str] = set()  # the buffers of the head's tiles loaded early
         self.idle_bytes = 0  # the bytes the DDR channel can move beside the last layer's own weights
+        self.norm_block_cycles: dict[SSAValue, int] = {}  # a norm emitted by row blocks -> its first block's VEC time
 
     # --- emission helpers -----------------------------------------------------------------------------------
     def emit(self, op: str, args: dict, mem: dict[str, MemAttr], debug: str) -> None:
@@ -360,6 +363,8 @@ class _Lowering(BatchLowering):
                 b = self._vec_operand(op.b, op.name).at(r0, 0, r1 - r0, cols)
             self._emit_vec(op, a.at(r0, 0, r1 - r0, cols), dst.at(r0, 0, r1 - r0, cols), r1 - r0, cols,
                            "" if len(blocks) == 1 else f" rows {r0}:{r1}", b=b)
+            if len(blocks) > 1 and r0 == 0:  # what the linear's first tiles weigh against (_QLinearOp)
+                self.norm_block_cycles[op.result] = costs.occupancy(instruction_of(self.ops[-1]), self.target)
         self.views[op.result] = dst
 
     def _emit_vec(self, op: mq.VecOp, a: View, dst: View, rows: int, cols: int, where: str = "",
@@ -469,17 +474,37 @@ class _Lowering(BatchLowering):
             loaded.extend(f"{self.name}.{site}.tile{j}" for j in range(early))
         for j in range(early, min(early + self.opt.prefetch, len(tiles))):
             load(j)
+
+        def lin_args(j: int, r0: int, r1: int) -> dict:
+            n, dst = tiles[j].c1 - tiles[j].c0, tiles[j].dst
+            src, out = a.at(r0, 0, r1 - r0, K), dst.at(r0, 0, r1 - r0, n)
+            return dict(dst=out.offset, src=src.offset, wgt=0, scale=_round4(n * K), m=r1 - r0, k=K, n=n, src_ld=a.ld,
+                        dst_ld=dst.ld, src_type=a.dtype, hlog2=op.hlog2.value.data, qmul=op.qmul.value.data,
+                        qshift=op.qshift.value.data, acc=0, out="f32")
+
+        def lin(j: int, r0: int, r1: int) -> None:
+            self.emit("lin", lin_args(j, r0, r1), {"dst": buf_ref(tiles[j].dst.block), "src": buf_ref(a.block),
+                                                   "wgt": buf_ref(loaded[j]), "scale": buf_ref(loaded[j])},
+                      f"{op.name} {site} tile {j}" + (f" rows {r0}:{r1}" if r1 - r0 < T else ""))
+        # The first tiles by row blocks, each block over all of them: the LIN unit starts on the first rows of
+        # its input (a norm, see _VecOp), with as many tiles per block (of those loaded ahead) as it takes to
+        # keep LIN busy while VEC normalizes the next block.
+        blocks = _row_blocks(T)
+        blocked = 0
+        if len(blocks) > 1:
+            most = _distinct_tiles(tiles, max(1, min(len(loaded), self.opt.prefetch)))
+            r0, r1 = blocks[0]
+            work = 0
+            while blocked < most and (blocked == 0 or work < self.norm_block_cycles.get(op.a, 0)):
+                work += costs.occupancy(Instruction("lin", lin_args(blocked, r0, r1)), self.target)
+                blocked += 1
+        for r0, r1 in blocks if blocked else []:
+            for j in range(blocked):
+                lin(j, r0, r1)
         for j, tile in enumerate(tiles):
             n, dst = tile.c1 - tile.c0, tile.dst
-            # the first tile by row blocks: it starts on the first rows of its input (a norm, see _VecOp)
-            for r0, r1 in (_row_blocks(T) if j == 0 else [(0, T)]):
-                src, out = a.at(r0, 0, r1 - r0, K), dst.at(r0, 0, r1 - r0, n)
-                self.emit("lin", dict(dst=out.offset, src=src.offset, wgt=0, scale=_round4(n * K), m=r1 - r0, k=K,
-                                      n=n, src_ld=a.ld, dst_ld=dst.ld, src_type=a.dtype, hlog2=op.hlog2.value.data,
-                                      qmul=op.qmul.value.data, qshift=op.qshift.value.data, acc=0, out="f32"),
-                          {"dst": buf_ref(dst.block), "src": buf_ref(a.block), "wgt": buf_ref(loaded[j]),
-                           "scale": buf_ref(loaded[j])}, f"{op.name} {site} tile {j}" + (
-                              f" rows {r0}:{r1}" if r1 - r0 < T else ""))
+            if j >= blocked:
+                lin(j, 0, T)
             if tile.consumer is not None:
                 vec, operand = tile.consumer
                 if operand == 0:
@@ -538,11 +563,24 @@ class _Lowering(BatchLowering):
                   "next token")
 
 
+def _distinct_tiles(tiles: list[_Tile], most: int) -> int:
+    """How many of the first tiles (at most `most`: those loaded ahead) can run by row blocks before any of
+    their consumers: as many as write distinct places (tiles converted by a vec share a scratch ring)."""
+    seen: set[tuple[str, int]] = set()
+    for j, tile in enumerate(tiles[:most]):
+        if (tile.dst.block, tile.dst.offset) in seen:
+            return j
+        seen.add((tile.dst.block, tile.dst.offset))
+    return min(most, len(tiles))
+
+
 def _row_blocks(rows: int) -> list[tuple[int, int]]:
-    """Row ranges a norm and the first weight tile after it are split into (ROW_BLOCKS, or one when short)."""
-    if rows < ROW_BLOCKS * MIN_BLOCK_ROWS:
+    """Row ranges a norm and the first weight tiles after it are split into: up to ROW_BLOCKS of at least
+    MIN_BLOCK_ROWS rows, or one when fewer than half as many would be (a short prefill, a batched decode step)."""
+    count = min(ROW_BLOCKS, rows // MIN_BLOCK_ROWS)
+    if count < ROW_BLOCKS // 2:
         return [(0, rows)]
-    step = -(-rows // ROW_BLOCKS)
+    step = -(-rows // count)
     return [(r, min(rows, r + step)) for r in range(0, rows, step)]
 
 

@@ -206,7 +206,20 @@ class Machine(wiring.Component):
         t = self.target
         W, E, R = self.W, self.entries, self.n_regions
         ISSUE_SLOTS = self.issue_slots
-        m.submodules.fetch = fetch = self.fetch
+        # Clock gating for the simulator's sake (docs/RTL.md, "Simulation speed"): Verilator evaluates the logic
+        # of a clock domain only on its clock's edges, so each part with its own gated clock costs nothing in the
+        # cycles its clock is off.  A gate's enable is a register of the falling edge (a latch-based clock gate's
+        # timing) and holds in every cycle in which a register of its domain would change, so that the gated
+        # machine computes what the ungated one does.  `issue`: the instruction memory's writes and what changes
+        # only at `start` or when a bundle issues (the program counter, the bundle count, the in-flight table's
+        # ranges): the decode of the bundle and its checks are evaluated once per bundle, not once per cycle.
+        m.domains.neg = ClockDomain("neg", clk_edge="neg", reset_less=True, local=True)
+        m.domains.issue = ClockDomain("issue", local=True)
+        issue_clk_en = Signal()
+        m.d.comb += [ClockSignal("neg").eq(ClockSignal()), ClockSignal("issue").eq(ClockSignal() & issue_clk_en),
+                     ResetSignal("issue").eq(ResetSignal())]
+        fetch = self.fetch
+        m.submodules.fetch = DomainRenamer({"sync": "issue"})(fetch)
         self.buf.add_to(m)
         m.d.comb += [fetch.load_en.eq(self.load_en), fetch.load_addr.eq(self.load_addr),
                      fetch.load_data.eq(self.load_data)]
@@ -368,7 +381,8 @@ class Machine(wiring.Component):
                 nxt = []
                 for i in range(0, len(cands) - 1, 2):
                     (ha, ka, ca), (hb, kb, cb) = cands[i], cands[i + 1]
-                    take_a = wire(m, ha & (~hb | (ka < kb)), f"{name}_t{level}_{i // 2}")
+                    before = wire(m, ka < kb, f"{name}_lt{level}_{i // 2}")  # level 0: of `issue` registers only
+                    take_a = wire(m, ha & (~hb | before), f"{name}_t{level}_{i // 2}")
                     nxt.append((wire(m, ha | hb, f"{name}_h{level}_{i // 2}"),
                                 wire(m, Mux(take_a, ka, kb), f"{name}_k{level}_{i // 2}"),
                                 wire(m, Mux(take_a, ca, cb), f"{name}_c{level}_{i // 2}")))
@@ -511,17 +525,14 @@ class Machine(wiring.Component):
                 m.d.comb += [op_error.eq(1), op_code.eq(code), op_slot.eq(sl), op_info0.eq(i0), op_info1.eq(i1)]
         # (m.If chains in comb: later statements win, so iterate reversed to give the first slot priority)
         m.d.comb += issue.eq(can_issue & ~op_error)
+        m.d.neg += issue_clk_en.eq(issue | self.start | self.load_en | ResetSignal())
 
         # ---------------- compute units ----------------
         unit_done = {}  # slot -> (pulse, entry)
         units_built = {}
         unit_start = {}
-        # Each unit, with its buffer ports, runs on its own clock: the machine's, gated off while the unit is
-        # idle (no beat and its pipeline drained), so that Verilator evaluates an idle unit's logic not at all.
-        # The gate's enable is registered at the falling edge (a latch-based clock gate's timing), from this
-        # cycle's beat (the issuing op's included) and a count of cycles since the last beat.
-        m.domains.neg = ClockDomain("neg", clk_edge="neg", reset_less=True, local=True)
-        m.d.comb += ClockSignal("neg").eq(ClockSignal())
+        # Each unit, with its buffer ports, runs on its own gated clock, on while the unit has a beat (the issuing
+        # op's first included) and until its pipeline has drained (a count of cycles since the last beat).
         for slot, factory in self.units.items():
             dom = f"u_{slot}"
             m.domains += ClockDomain(dom, local=True)
@@ -678,12 +689,12 @@ class Machine(wiring.Component):
             with m.If(issue & present[slot]):
                 for e in self.groups[group_of[slot]][1]:
                     with m.If(e_idx == e):
-                        m.d.sync += [ent_bundle[e].eq(bundle_idx), ent_slot[e].eq(SLOTS.index(slot))]
+                        m.d.issue += [ent_bundle[e].eq(bundle_idx), ent_slot[e].eq(SLOTS.index(slot))]
                         for r, rs in ent_rng[e].items():
                             src = slot_ranges[slot].get(r)  # None: the slot's ops never have this position
                             for k, sig in rs.items():
                                 none = (1 << len(sig)) - 1 if k == "lo" else 0  # [MAX, 0): not held
-                                m.d.sync += sig.eq(src[k] if src is not None else none)
+                                m.d.issue += sig.eq(src[k] if src is not None else none)
 
         for s in range(1, self.n_sems + 1):
             inc = ((done_rd & (rsp.sem == s)).as_unsigned() + (done_wr & (ack.sem == s)).as_unsigned())
@@ -703,8 +714,8 @@ class Machine(wiring.Component):
         # ---------------- control sequencing ----------------
         any_inflight = (ent_valid != 0) | (q_count != 0) | ch_active | a_valid
         with m.If(self.start):
-            m.d.sync += [ddr_size.eq(self.ddr_size), prog_words.eq(self.prog_words)]
-            m.d.sync += [running.eq(1), done.eq(0), now.eq(0), rtl_cycles.eq(0), pc.eq(0), bundle_idx.eq(0),
+            m.d.issue += [ddr_size.eq(self.ddr_size), prog_words.eq(self.prog_words), pc.eq(0), bundle_idx.eq(0)]
+            m.d.sync += [running.eq(1), done.eq(0), now.eq(0), rtl_cycles.eq(0),
                          idle.eq(0), halting.eq(0), err.eq(0), ent_valid.eq(0), q_count.eq(0), q_head.eq(0),
                          ch_active.eq(0), a_valid.eq(0), dma_inflight.eq(0)]
             for s in range(self.n_sems + 1):
@@ -727,7 +738,8 @@ class Machine(wiring.Component):
                              err_info0.eq(op_info0), err_info1.eq(op_info1), running.eq(0), done.eq(1)]
             with m.Elif(issue):
                 n_ops = sum((present[s].as_unsigned() for s in RTL_SLOTS), Const(0, 4))
-                m.d.sync += [pc.eq(pc + fetch.length), bundle_idx.eq(bundle_idx + 1), idle.eq(fetch.delay),
+                m.d.issue += [pc.eq(pc + fetch.length), bundle_idx.eq(bundle_idx + 1)]
+                m.d.sync += [idle.eq(fetch.delay),
                              counters["bundles"].eq(counters["bundles"] + 1),
                              counters["ops"].eq(counters["ops"] + n_ops)]
                 for slot in ISSUE_SLOTS:

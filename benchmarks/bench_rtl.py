@@ -7,10 +7,15 @@ Place in the flow: a measurement, not a test.  Prints
    the warm lookup a second run pays (both caches hit);
 2. the Verilog's size per module (bytes, the largest first) and its
    `assign` count: what Verilator and the C++ compiler have to chew;
-3. simulation speed in clock cycles per second of wall time, one ctypes call
-   per program: a LIN-heavy program (back-to-back `lin` ops keep the MAC
-   array busy) and a DMA program (strided loads and stores), each repeated,
-   and a long LIN program (about a million cycles, run once);
+3. simulation speed in clock cycles per second of wall time and of CPU time
+   (user + system: on a loaded machine the wall time adds the waits for a
+   core), one ctypes call per program: a program per kind that keeps one
+   unit busy (back-to-back `lin`, `conv`, `ssm` or `vec` ops, each issued
+   once the last is complete), a DMA program (strided loads and stores) and
+   an idle one (`ctl.wait` bundles 1,000 cycles apart), each repeated, and a
+   long LIN program (about a million cycles, run once).  The units' clocks
+   are gated off while they are idle (docs/RTL.md, "Simulation speed"), so
+   the kinds differ: a busy VEC costs the most;
 4. with --cells N (instead of the rest): the machine's Amaranth netlist
    cells per source line, the N largest: where the Verilog comes from;
 5. with --libraries LIB.so... (instead of the rest): the LIN-heavy program's
@@ -52,6 +57,40 @@ def lin_program(ops: int) -> list[Bundle]:
     occ = costs.occupancy(lin, SMALL)
     # each op accumulates onto the last one's results: issue once they are complete
     return [Bundle((lin,), occ + SMALL.lin_latency - 1) for _ in range(ops)] + [HALT]
+
+
+def repeated(op: Instruction, times: int) -> list[Bundle]:
+    """`op` issued `times` times, each once the last is complete (its duration on `small`), then halt."""
+    return [Bundle((op,), costs.duration(op, SMALL) - 1) for _ in range(times)] + [HALT]
+
+
+def conv_program(ops: int) -> list[Bundle]:
+    conv = Instruction("conv", dict(dst=0x4000, src=0, state=0x2000, wgt=0x3000, bias=0x3800, t=64, c=64, kw=4,
+                                    src_ld=64, dst_ld=64, shift=4, out_type=1, upd=1))
+    return repeated(conv, ops)
+
+
+def ssm_program(ops: int) -> list[Bundle]:
+    ssm = Instruction("ssm", dict(y=0x8000, xbc=0, dt=0x4000, params=0x5000, state=0x6000, t=4, h=4, p=16, n=16,
+                                  hpg=4, xbc_ld=128, b_off=64, c_off=96, dt_ld=4, y_ld=64, dt_frac=12, a_frac=12,
+                                  dbx_shift=0, y_shift=0, d_shift=0))
+    return repeated(ssm, ops)
+
+
+def vec_program(ops: int) -> list[Bundle]:
+    """silu(a) * b with i8 rows of a and f32 rows of b, rounded to i8: a chain of two micro-ops."""
+    from fastmamba.hardware.vec_datapath import MICRO_OPS
+
+    chain = [MICRO_OPS.index(n) for n in ("silu", "mul", "none", "none")]
+    vec = Instruction("vec", dict(dst=0x8000, a=0, b=0x2000, rows=16, cols=64, a_ld=64, b_ld=64, dst_ld=64, a_type=0,
+                                  a_exp=-4, b_type=3, b_exp=0, b_mode=1, op0=chain[0], op1=chain[1], op2=chain[2],
+                                  op3=chain[3], group=0, eps=0.0, out_type=0, out_scale=8.0))
+    return repeated(vec, ops)
+
+
+def idle_program(bundles: int) -> list[Bundle]:
+    """Bundles of `ctl.wait` on a semaphore already at its count, 1,000 cycles apart: no unit ever busy."""
+    return [Bundle((Instruction("ctl.wait", {"sem": 1, "count": 0}),), 999) for _ in range(bundles)] + [HALT]
 
 
 def dma_program(pairs: int) -> list[Bundle]:
@@ -145,15 +184,17 @@ def compare_libraries(paths: list[str], repeat: int) -> None:
 def speed(name: str, bundles: list[Bundle], repeat: int) -> None:
     ddr = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8)
     backend.run_bundles(SMALL, bundles, ddr.copy())  # load the library
-    best = None
+    best = best_cpu = float("inf")
     for _ in range(repeat):
         image = ddr.copy()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         stats = backend.run_bundles(SMALL, bundles, image)
-        wall = time.perf_counter() - start
-        best = wall if best is None else min(best, wall)
-    print(f"{name:<12} {stats.rtl_cycles:>10,} cycles  {best * 1e3:8.1f} ms  "
-          f"{stats.rtl_cycles / best / 1e3:7.1f} k cycles/s (best of {repeat}, one ctypes call per run)")
+        best = min(best, time.perf_counter() - start)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    busy = ", ".join(f"{u} {b / stats.rtl_cycles:.0%}" for u, b in stats.busy.items() if b) or "no unit"
+    print(f"{name:<12} {stats.rtl_cycles:>10,} cycles  {best * 1e3:8.1f} ms  {stats.rtl_cycles / best / 1e3:7.1f} k "
+          f"cycles/s, CPU {best_cpu * 1e3:8.1f} ms {stats.rtl_cycles / max(best_cpu, 1e-9) / 1e3:7.1f} k cycles/s "
+          f"(best of {repeat}; busy: {busy})")
 
 
 def main() -> int:
@@ -200,7 +241,11 @@ def main() -> int:
     for name, size in sizes[:6]:
         print(f"  {size:>12,}  {name}")
     speed("LIN-heavy", lin_program(200), args.repeat)
+    speed("CONV-heavy", conv_program(40), args.repeat)
+    speed("SSM-heavy", ssm_program(80), args.repeat)
+    speed("VEC-heavy", vec_program(20), args.repeat)
     speed("DMA", dma_program(400), args.repeat)
+    speed("idle", idle_program(100), args.repeat)
     load_time(20_000, args.repeat)
     if args.long_ops:
         speed("long LIN", lin_program(args.long_ops), 1)

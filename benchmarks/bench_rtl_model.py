@@ -8,8 +8,11 @@ prefill chunks, then --decode-steps decode runs feeding generated tokens back.  
 
 1. the compile's wall time and the programs' sizes (bundles, instruction words);
 2. the RTL's build lookup (a cold build when hardware/ changed: minutes, once per source);
-3. per phase on the RTL: runs, wall time of the RTL runs, RTL clock cycles and RTL cycles per second of wall
-   time; the total against issue 12's 2-minute target (the golden model's time with --check apart);
+3. per phase on the RTL: runs, wall time of the RTL runs, their CPU time (user + system of this process: on a
+   loaded machine the wall time is the CPU time plus the waits for a core), RTL clock cycles and RTL cycles per
+   second of wall time; the total against issue 12's 2-minute target (the golden model's time with --check
+   apart); the share of the RTL cycles in which each unit had a beat (busy): the units' clocks are gated off
+   while they are idle (docs/RTL.md, "Simulation speed"), so a busy unit costs time and an idle one does not;
 4. per program: RTL cycles (the clock to `done`, summed over its runs), the simulator's cycles for the same
    runs, their ratio (docs/RTL.md explains the difference: the RTL counts the clock that sees `done`);
 5. with --check: whether every run equalled the golden model bit for bit.
@@ -45,15 +48,17 @@ class Timed:
     def __init__(self, backend):
         self.backend = backend
         self.runs: list[tuple[str, float, object]] = []  # (program, wall seconds, stats)
+        self.cpu: list[float] = []  # CPU seconds of each run
 
     @property
     def binary(self):
         return self.backend.binary
 
     def run(self, program, inputs, **kw):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = self.backend.run(program, inputs, **kw)
         self.runs.append((program, time.perf_counter() - start, result.stats))
+        self.cpu.append(time.process_time() - cpu)
         return result
 
 
@@ -120,17 +125,21 @@ def main() -> int:
 
     print(f"\nprompt {len(ids)} tokens (prefill chunks of {seq_len}, the rest through decode), "
           f"{args.decode_steps} decode steps feeding generated tokens back")
-    print(f"{'phase':<9}{'runs':>6}{'wall s':>10}{'RTL cycles':>14}{'M cycles/s':>12}")
+    print(f"{'phase':<9}{'runs':>6}{'wall s':>10}{'CPU s':>8}{'RTL cycles':>14}{'M cycles/s':>12}")
     for phase in (gen.prefill, gen.decode):
         n = phase.runs
         lo = 0 if phase is gen.prefill else gen.prefill.runs
         wall = sum(w for _, w, _ in timed.runs[lo:lo + n])
+        cpu = sum(timed.cpu[lo:lo + n])
         cycles = phase.rtl_cycles or 0
-        print(f"{phase.name:<9}{n:>6}{wall:>10.1f}{cycles:>14,}{cycles / wall / 1e6 if wall else 0:>12.3f}")
+        print(f"{phase.name:<9}{n:>6}{wall:>10.1f}{cpu:>8.1f}{cycles:>14,}{cycles / wall / 1e6 if wall else 0:>12.3f}")
     cycles = (gen.prefill.rtl_cycles or 0) + (gen.decode.rtl_cycles or 0)
     runs = sum(w for _, w, _ in timed.runs)
-    print(f"{'total':<9}{len(timed.runs):>6}{runs:>10.1f}{cycles:>14,}{cycles / runs / 1e6:>12.3f}   "
-          f"(target < {TARGET_S:.0f} s: {'met' if runs < TARGET_S else 'NOT met'})")
+    print(f"{'total':<9}{len(timed.runs):>6}{runs:>10.1f}{sum(timed.cpu):>8.1f}{cycles:>14,}"
+          f"{cycles / runs / 1e6:>12.3f}   (target < {TARGET_S:.0f} s: {'met' if runs < TARGET_S else 'NOT met'})")
+    busy = {u: sum(st.busy[u] for _, _, st in timed.runs) for u in timed.runs[0][2].busy}
+    print("busy (share of the RTL cycles with a beat in the unit): "
+          + ", ".join(f"{u} {b / cycles:.1%}" for u, b in busy.items()))
     print(f"(wall s: the RTL runs; the whole generation{' with --check' if golden else ''} took {total:.1f} s)")
 
     print(f"\n{'program':<9}{'runs':>6}{'RTL cycles':>14}{'sim cycles':>14}{'RTL/sim':>10}")

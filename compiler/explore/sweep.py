@@ -36,7 +36,8 @@ SEARCHERS = ("grid", "random", "bayes")
 TRIALS_FILE = "trials.jsonl"
 METRICS = ("prefill_cycles", "decode_cycles", "prefill_tokens_per_s", "decode_tokens_per_s",
            "prefill_tokens_per_s_per_dsp", "decode_tokens_per_s_per_lut")
-COLUMNS = ("reference", "status", "reason", *METRICS, *RESOURCES, "compile_s", "simulate_s", "cached", "key")
+COLUMNS = ("reference", "status", "reason", *METRICS, *RESOURCES, "compile_s", "simulate_s", "cpu_s", "cached",
+           "key")
 DONE_STATUSES = ("ok", "failed")  # an "error" (a bug, or a trial Ray lost) is run again by a resumed sweep
 
 
@@ -149,6 +150,9 @@ def _start_ray(options: SweepOptions) -> bool:
         kwargs["address"] = options.address
     else:
         kwargs["num_cpus"] = options.workers
+        # Ray's raylet starts its workers at niceness +15 (its worker_niceness) relative to itself: on a machine
+        # with other work, the trials (all the sweep's work) would only get what that work leaves
+        kwargs["_system_config"] = {"worker_niceness": 0}
         if os.environ.get("PYTHONPATH"):  # the trials import the fastmamba this process imports
             kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
         if options.ray_temp_dir:

@@ -113,7 +113,7 @@ def _measure(workload: Workload, target) -> dict:
 
     global TIMING_ONLY
     check_config_fits(workload.mamba_config(), target, workload.seq_len)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory(prefix="fastmamba-explore-") as tmp:
         target_file = Path(tmp) / "target.json"
         target_file.write_text(json.dumps(target.to_dict()))
@@ -124,7 +124,7 @@ def _measure(workload: Workload, target) -> dict:
     prefill = simulate_cycles(binary, target, "prefill", workload.seq_len, TIMING_ONLY)
     decode = simulate_cycles(binary, target, "decode", 1, TIMING_ONLY)
     return {"prefill_cycles": prefill, "decode_cycles": decode, "compile_s": round(compile_s, 2),
-            "simulate_s": round(time.perf_counter() - t, 2)}
+            "simulate_s": round(time.perf_counter() - t, 2), "cpu_s": round(time.process_time() - cpu, 2)}
 
 
 def evaluate(point: dict, space, workload: Workload, reference: bool = False, done: Mapping | None = None) -> dict:

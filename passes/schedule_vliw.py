@@ -24,6 +24,7 @@ from xdsl.rewriter import Rewriter
 from fastmamba.compiler.backend.schedule import schedule
 from fastmamba.compiler.dialects.accel import (AccelInstructionOp, BundleOp, ProgramOp, instruction_of, module_target,
                                                op_of)
+from fastmamba.isa.instructions import Instruction
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,6 @@ class ScheduleVliwPass(ModulePass):
                 continue
             loose = [o for o in program.body.block.ops if isinstance(o, AccelInstructionOp) and o.slot != "CTL"]
             instrs = [instruction_of(o) for o in loose]
-            debug = [o.debug_text for o in loose]
             result = schedule(instrs, target, self.lookahead)
             for old in list(program.body.block.ops):
                 if isinstance(old, AccelInstructionOp) and old.slot != "CTL":
@@ -50,9 +50,17 @@ class ScheduleVliwPass(ModulePass):
                     Rewriter.erase_op(old)
             bundles = []
             for bundle, sources in zip(result.bundles, result.sources):
-                # an operation the schedule left as it was (the same Instruction object) moves into its bundle;
-                # one it changed (an LD/ST given its semaphore) and the ctl ops it placed are new ops
-                ops = [loose[n] if n is not None and i is instrs[n] else op_of(i, debug[n] if n is not None else None)
-                       for i, n in zip(bundle.ops, sources)]
+                # an operation moves into its bundle, the fields the schedule changed (an LD/ST's semaphore) set in
+                # place; the ctl ops it placed are new ops
+                ops = [op_of(i) if n is None else _updated(loose[n], instrs[n], i) for i, n in zip(bundle.ops, sources)]
                 bundles.append(BundleOp(ops, bundle.delay))
             program.body.block.add_ops(bundles)
+
+
+def _updated(op: AccelInstructionOp, before: Instruction, after: Instruction) -> AccelInstructionOp:
+    """`op` (standing for `before`) with the fields `after` changes set."""
+    if after is not before:
+        for name, value in after.args.items():
+            if value != before[name]:
+                op.set_field(name, value)
+    return op

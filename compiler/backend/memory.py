@@ -67,13 +67,15 @@ DEFAULT_LOOKAHEAD = 24  # ops an op may move up when reordering by the symbolic 
 
 
 def _symbolic_access(instr: Instruction, mem: dict[str, MemAttr]) -> tuple[tuple, tuple]:
-    """(reads, writes) spans with each symbolic block its own space (offsets inside the block)."""
+    """(reads, writes) spans with each symbolic block its own space (offsets inside the block), named by its text
+    (`buf:NAME`: quicker to hash and compare than the attribute)."""
     reads, writes = [], []
     for r in instr.regions():
         start, stop = r.span
         if stop <= start:
             continue
-        space = mem.get(r.field, r.space)
+        ref = mem.get(r.field)
+        space = r.space if ref is None else str(ref)
         if r.access in ("r", "rw"):
             reads.append((space, start, stop))
         if r.access in ("w", "rw"):

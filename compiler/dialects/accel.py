@@ -395,7 +395,12 @@ class BundleOp(IRDLOperation):
     assembly_format = "attr-dict-with-keyword $body"
 
     def __init__(self, ops: Iterable[Operation] = (), delay: int = 0):
-        super().__init__(properties={"delay": IntegerAttr(delay, i64)}, regions=[Region(Block(list(ops)))])
+        attr = _ATTRS.get(("delay", None, delay))  # (shared as the instruction ops' integer properties are)
+        if attr is None:
+            attr = IntegerAttr(delay, i64)
+            if len(_ATTRS) < _ATTRS_MAX:
+                _ATTRS["delay", None, delay] = attr
+        super().__init__(properties={"delay": attr}, regions=[Region(Block(list(ops)))])
 
     @property
     def delay_cycles(self) -> int:

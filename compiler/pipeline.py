@@ -374,6 +374,7 @@ class PassDriver:
                  log: TextIO | None = None):
         self.passes, self.options, self.log = list(passes), options, log
         self.timings: list[tuple[str, float]] = []
+        self._replay: tuple[ModuleOp, Context] | None = None
         self.index = 0
         self.last_dump: Path | None = None
         check_print_names(self.passes, options.print_before, options.print_after,
@@ -447,6 +448,10 @@ class PassDriver:
         if self.index == 0:
             self._dump(self.options.input_name, module)
         pa, pb = self.options.print_after, self.options.print_before
+        # A reproducer's input IR: the last dump when dumping, else this run's input, kept (a copy) to replay the
+        # passes before the failing one on (printed only on a failure: a copy of the IR before every pass took
+        # longer than many passes).
+        self._replay = (module.clone(), ctx) if self.options.reproducer and not self.options.dump_dir else None
         for n, p in enumerate(self.passes, 1):
             if pb is True or (pb and p.name in pb):
                 before = print_ir(module, self.options.debuginfo)
@@ -454,16 +459,14 @@ class PassDriver:
             check_level(p.name, module)
             if self.options.progress is not None:
                 self.options.progress.stage(p.name)
-            # The input IR for a reproducer: the last dump when dumping, else a copy (printed only on a failure).
-            snapshot = module.clone() if self.options.reproducer and not self.options.dump_dir else None
             start = time.perf_counter()
             try:
                 p.apply(ctx, module)
             except FastmambaError as exc:  # the input: one line, naming the reproducer
-                path, rerun = self._repro(p, snapshot)
+                path, rerun = self._repro(p, n - 1)
                 raise InputError(f"{exc} (its input IR: {path}; reproduce: {rerun})" if path else str(exc)) from None
             except Exception as exc:  # a bug in the pass
-                raise InternalError(f"pass {p.name} failed: {describe(exc)}", *self._repro(p, snapshot)) from exc
+                raise InternalError(f"pass {p.name} failed: {describe(exc)}", *self._repro(p, n - 1)) from exc
             if self.options.verify_each or n == len(self.passes):
                 try:
                     module.verify()
@@ -471,7 +474,7 @@ class PassDriver:
                     where = (f"pass {p.name}" if self.options.verify_each else
                              f"the last pass, {p.name} (--verify-each names the pass that broke it)")
                     raise InternalError(f"IR does not verify after {where}: {_verify_message(exc)}",
-                                        *self._repro(p, snapshot)) from exc
+                                        *self._repro(p, n - 1)) from exc
             self.record(p.name, time.perf_counter() - start)
             if on_pass is not None:
                 on_pass(p, module)
@@ -482,13 +485,26 @@ class PassDriver:
             self._dump(p.name, module, text)
         return module
 
-    def _repro(self, p: ModulePass, snapshot: ModuleOp | None) -> tuple[str | None, str | None]:
+    def _repro(self, p: ModulePass, done: int) -> tuple[str | None, str | None]:
         """With reproducer: the failing pass's input IR written (into dump_dir, else a new file named in the
-        message, compiler.diagnostics.write_reproducer; its absolute path) and the command rerunning the pass on it."""
+        message, compiler.diagnostics.write_reproducer; its absolute path) and the command rerunning the pass on it.
+        Without dump_dir that IR is the run's input with the `done` passes before `p` run again (the passes are
+        deterministic); none when they do not run again."""
         if not self.options.reproducer:
             return None, None
-        text = (self.last_dump.read_text() if self.options.dump_dir and self.last_dump
-                else print_ir(snapshot, self.options.debuginfo))
+        if self.options.dump_dir and self.last_dump:
+            text = self.last_dump.read_text()
+        else:
+            if self._replay is None:
+                return None, None
+            snapshot, ctx = self._replay
+            self._replay = None
+            try:
+                for earlier in self.passes[:done]:
+                    earlier.apply(ctx, snapshot)
+            except Exception:
+                return None, None
+            text = print_ir(snapshot, self.options.debuginfo)
         try:
             path = write_reproducer(text, f"{self.index:02d}-{p.name}.failed-input.mlir", self.options.dump_dir)
         except OSError:

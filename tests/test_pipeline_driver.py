@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from fastmamba.compiler.pipeline import COLLECT_EVERY, DriverOptions, PassDriver, collecting_rarely, parse_ir
+from fastmamba.compiler.pipeline import (COLLECT_EVERY, DriverOptions, PassDriver, collecting_rarely, parse_ir,
+                                         parse_passes, print_ir)
 from fastmamba.isa.errors import InternalError
 
 SMALL_IR = """builtin.module {
@@ -78,6 +80,16 @@ class _Break(ModulePass):
         next(iter(op.body.block.ops)).body.block.last_op.detach()
 
 
+@dataclass(frozen=True)
+class _Crash(ModulePass):
+    """A pass with a bug: it raises."""
+
+    name = "crash"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        raise KeyError("no such site")
+
+
 @pytest.mark.parametrize("verify_each", [True, False])
 def test_verify_each_or_once_after_the_last_pass(verify_each, monkeypatch):
     """verify_each (opt's default): the IR is verified after every pass and a pass that breaks it is named;
@@ -95,3 +107,30 @@ def test_verify_each_or_once_after_the_last_pass(verify_each, monkeypatch):
     assert str(info.value).startswith("IR does not verify after pass break: " if verify_each else
                                       "IR does not verify after the last pass, record (--verify-each names the "
                                       "pass that broke it): ")
+
+
+def test_the_reproducer_replays_the_passes_before_the_failing_one(tmp_path, monkeypatch):
+    """Without a dump folder the driver keeps only its input: on a failure it runs the passes before the failing
+    one again on that copy, and the reproducer is the IR they leave, the failing pass's input."""
+    from fastmamba.compiler import diagnostics
+
+    monkeypatch.setattr(diagnostics.tempfile, "tempdir", str(tmp_path))
+    expected = parse_ir(SMALL_IR)
+    PassDriver(parse_passes("set-target,insert-hadamard")).run(expected)
+    for failing in (_Crash(), _Break()):  # (a pass that raises; one that leaves IR that does not verify)
+        module = parse_ir(SMALL_IR)
+        driver = PassDriver([*parse_passes("set-target,insert-hadamard"), failing],
+                            DriverOptions(reproducer=True, verify_each=False))
+        with pytest.raises(InternalError) as info:
+            driver.run(module)
+        repro = Path(info.value.reproducer)
+        assert repro.read_text() == print_ir(expected) != SMALL_IR
+        repro.unlink()
+
+
+def test_a_run_copies_its_input_once(monkeypatch):
+    copies = []
+    clone = ModuleOp.clone
+    monkeypatch.setattr(ModuleOp, "clone", lambda self, *a, **k: copies.append(1) or clone(self, *a, **k))
+    PassDriver(parse_passes("set-target,insert-hadamard,dce"), DriverOptions(reproducer=True)).run(parse_ir(SMALL_IR))
+    assert len(copies) == 1

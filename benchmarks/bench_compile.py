@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_compile.py --shape 2.7b --seq-len 16 --windows 1
     .venv/bin/python benchmarks/bench_compile.py --calibration-only --shape 2.7b --seq-len 16 --windows 1
     .venv/bin/python benchmarks/bench_compile.py --shape 2.7b --layers 4 --seq-len 16 --windows 1 --profile OUT.prof
+    .venv/bin/python benchmarks/bench_compile.py --backend-only --shape 2.7b --seq-len 16 [--profile OUT.prof]
 
 Writes the checkpoint (transformers layout, safetensors shards of 2 GiB, each
 tensor drawn when written) to a temporary directory (or --keep, where a
@@ -23,6 +24,12 @@ statistics written there and the 30 functions of most cumulative time printed.
 --calibration-only: the calibrate stage alone on the whole model, interpreting
 the IR with weights drawn on demand (no checkpoint is written): its time and
 peak memory for shapes whose checkpoint is too large to write here.
+
+--backend-only: lower-to-accel, plan-memory and schedule-vliw alone, run as
+compile runs them (one pass driver, the IR verified after the last), on the
+prefill and decode functions quantized with ranges measured on a one-layer
+model of the shape (no checkpoint is written); each stage's wall and CPU
+seconds and the programs' CRC-32 (the same schedule before and after a change).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--keep", metavar="DIR", help="write the checkpoint here and keep it")
     parser.add_argument("--calibration-only", action="store_true", help="time the calibrate stage alone")
+    parser.add_argument("--backend-only", action="store_true", help="time lower/plan/schedule alone")
     parser.add_argument("--windows", type=int, default=4, help="calibration windows")
     parser.add_argument("-o", "--out", metavar="OUT.fmb", help="write the compiled binary here")
     parser.add_argument("--layers", type=int, help="the shape with this many layers (its widths kept)")
@@ -59,6 +67,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.calibration_only:
         calibration_only(args)
+        return
+    if args.backend_only:
+        backend_only(args)
         return
 
     from fastmamba.compiler.checkpoint import save_hf_layout
@@ -190,6 +201,36 @@ def calibration_only(args) -> None:
     ranges = calibrate_module(module, RandomWeights(config), tokens, windows=args.windows)
     print(f"{args.shape} L={args.seq_len} x {args.windows} window(s): calibrate {time.perf_counter() - start:.1f} s "
           f"wall, {cpu_seconds() - cpu:.1f} s CPU, {len(ranges)} sites, peak RSS {peak_rss_gib():.2f} GiB")
+
+
+def backend_only(args) -> None:
+    from fastmamba.compiler.backend.emit import program_of
+    from fastmamba.compiler.compile import CompileOptions, backend_stages
+    from fastmamba.compiler.dialects.accel import ProgramOp
+    from fastmamba.compiler.pipeline import DriverOptions, PassDriver, collecting_rarely, parse_passes
+    from shapes import quantized_module, ranges_by_calibration
+
+    config = SHAPES[args.shape]
+    if args.layers:
+        config = dataclasses.replace(config, n_layer=args.layers)
+    module = quantized_module(config, args.seq_len, ranges_by_calibration(config))
+    passes = parse_passes(",".join(backend_stages(CompileOptions(seq_len=args.seq_len))))
+    clock = StageClock()
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
+    with collecting_rarely():  # (as compile_model)
+        if profiler is not None:
+            profiler.enable()
+        PassDriver(passes, DriverOptions(progress=clock, verify_each=False)).run(module)
+        clock.stage("")
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+            pstats.Stats(args.profile).sort_stats("cumulative").print_stats(30)
+    print(clock.table())
+    wall, cpu = clock.total()
+    crcs = {p.program_name: f"{_program_crc(program_of(p)):#010x}" for p in module.walk() if isinstance(p, ProgramOp)}
+    print(f"{args.shape} L={args.seq_len}{f' ({config.n_layer} layers)' if args.layers else ''}: lower/plan/schedule "
+          f"{wall:.1f} s wall, {cpu:.1f} s CPU, bundles' CRC-32 {crcs}, peak RSS {peak_rss_gib():.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -213,11 +213,16 @@ class Machine(wiring.Component):
         # machine computes what the ungated one does.  `issue`: the instruction memory's writes and what changes
         # only at `start` or when a bundle issues (the program counter, the bundle count, the in-flight table's
         # ranges): the decode of the bundle and its checks are evaluated once per bundle, not once per cycle.
+        # `table`: the in-flight table's valid bits, which change at start, at issue and when an op completes:
+        # the conflicts with the in-flight ops are evaluated when the table or the bundle changes.
         m.domains.neg = ClockDomain("neg", clk_edge="neg", reset_less=True, local=True)
         m.domains.issue = ClockDomain("issue", local=True)
+        m.domains.table = ClockDomain("table", local=True)
         issue_clk_en = Signal()
+        table_clk_en = Signal()
         m.d.comb += [ClockSignal("neg").eq(ClockSignal()), ClockSignal("issue").eq(ClockSignal() & issue_clk_en),
-                     ResetSignal("issue").eq(ResetSignal())]
+                     ResetSignal("issue").eq(ResetSignal()), ClockSignal("table").eq(ClockSignal() & table_clk_en),
+                     ResetSignal("table").eq(ResetSignal())]
         fetch = self.fetch
         m.submodules.fetch = DomainRenamer({"sync": "issue"})(fetch)
         self.buf.add_to(m)
@@ -683,7 +688,9 @@ class Machine(wiring.Component):
         set_ = Const(0, E)
         for slot in ISSUE_SLOTS:
             set_ = set_ | Mux(issue & present[slot], (Const(1, E) << alloc[slot][0])[:E], 0)
-        m.d.sync += ent_valid.eq((ent_valid & ~clear) | set_)
+        m.d.table += ent_valid.eq((ent_valid & ~clear) | set_)
+        completes = _any([done_rd, done_wr] + [pulse for pulse, _ in unit_done.values()])
+        m.d.neg += table_clk_en.eq(completes | issue | self.start | ResetSignal())
         for slot in ISSUE_SLOTS:
             e_idx = alloc[slot][0]
             with m.If(issue & present[slot]):
@@ -715,8 +722,9 @@ class Machine(wiring.Component):
         any_inflight = (ent_valid != 0) | (q_count != 0) | ch_active | a_valid
         with m.If(self.start):
             m.d.issue += [ddr_size.eq(self.ddr_size), prog_words.eq(self.prog_words), pc.eq(0), bundle_idx.eq(0)]
+            m.d.table += ent_valid.eq(0)
             m.d.sync += [running.eq(1), done.eq(0), now.eq(0), rtl_cycles.eq(0),
-                         idle.eq(0), halting.eq(0), err.eq(0), ent_valid.eq(0), q_count.eq(0), q_head.eq(0),
+                         idle.eq(0), halting.eq(0), err.eq(0), q_count.eq(0), q_head.eq(0),
                          ch_active.eq(0), a_valid.eq(0), dma_inflight.eq(0)]
             for s in range(self.n_sems + 1):
                 m.d.sync += [sem_val[s].eq(0), sem_pending[s].eq(0)]

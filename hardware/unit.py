@@ -58,10 +58,12 @@ class ComputeUnit(Elaboratable):
                         active=Signal(name="active"), regs={n: Signal(s, name=n) for n, s in counters.items()},
                         cur=Signal(layout, name="op_cur"), cur_entry=Signal(8, name="cur_entry"),
                         curs={n: Signal(s, name=f"c_{n}") for n, s in counters.items()}, go=Signal(name="go"))
+        # (`cur` is the issuing op's whenever the unit is not active, a beat or not: so it does not depend on
+        # `start`, and the machine's gated clocks leave the logic computed from it alone while no op issues)
         with m.If(run.active):
             m.d.comb += [run.cur.eq(run.held), run.cur_entry.eq(run.entry), run.go.eq(1)]
             m.d.comb += [run.curs[n].eq(run.regs[n]) for n in counters]
-        with m.Elif(self.start):
-            m.d.comb += [run.cur.eq(new), run.cur_entry.eq(self.entry), run.go.eq(1)]
+        with m.Else():
+            m.d.comb += [run.cur.eq(new), run.cur_entry.eq(self.entry), run.go.eq(self.start)]
         m.d.comb += [self.busy_cycle.eq(run.go), self.ready.eq(~run.active)]
         return run

@@ -8,13 +8,17 @@ it), and prints
    |model - synthesis| / synthesis over the configurations held out of the fit, leave-one-out (each
    predicted by the formula fitted to the unit's other configurations), with the worst absolute
    difference (a relative error on a count of a few cells says little) and the fitted cost per term;
-2. the model's estimate per unit for `small` and `vc709` beside the xc7vx690t's capacity.
+2. the model's estimate per unit for `small` and `vc709` beside the xc7vx690t's capacity;
+3. with --check-rows N: each unit's first N configurations synthesized at the current RTL (build/synth/ answers
+   what it has cached) beside the stored rows, to see how current the fit's data is.
 
-Run: `.venv/bin/python benchmarks/bench_resource_model.py`.
+Run: `.venv/bin/python benchmarks/bench_resource_model.py [--check-rows N]`.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -39,7 +43,28 @@ def line_check(data: dict) -> None:
         print(f"  {res:<8} line {line:>8,}  synthesized {rows[4][res]:>8,}  {100 * (line / rows[4][res] - 1):+.1f}%")
 
 
+def check_rows(data: dict, first: int) -> None:
+    """Synthesize the first `first` configurations of each unit at the current RTL (hardware.synth: build/synth/
+    answers what it has) and print their counts beside the stored rows: how current the fit's data is."""
+    from fastmamba.hardware.synth import synth_unit
+
+    print(f"\nThe first {first} configuration(s) of each unit synthesized at the current RTL against the stored rows:")
+    for unit, d in data["units"].items():
+        for row in d["rows"][:first]:
+            rep = synth_unit(rm.config_target(row["config"]), unit)
+            old = {res: row["counts"].get(res, 0) for res in rep.counts}
+            diff = [res for res in rep.counts if rep.counts[res] != old[res]]
+            print(f"  {unit:<8} {json.dumps(row['config'])}: "
+                  + (", ".join(f"{res} {old[res]:,} -> {rep.counts[res]:,}" for res in diff) or "identical")
+                  + f" (yosys {sum(p['yosys_s'] for p in rep.parts):.0f} s"
+                  + (", cached)" if all(p["cached"] for p in rep.parts) else ")"), flush=True)
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check-rows", type=int, default=0, metavar="N",
+                    help="also synthesize each unit's first N configurations at the current RTL and compare")
+    args = ap.parse_args()
     data = rm.load()
     print("Resource model: error on configurations held out of the fit, leave-one-out "
           "(relative: |model - synth| / synth)\n")
@@ -56,6 +81,8 @@ def main() -> int:
             print(f"{'':<8} {res:<9} {100 * e['median']:>7.1f}% {100 * e['worst']:>7.1f}% {e['worst_abs']:>10,.0f}  "
                   f"{cost}")
     line_check(data)
+    if args.check_rows:
+        check_rows(data, args.check_rows)
     for name in ("small", "vc709"):
         pred = rm.predict(PRESETS[name], data)
         print(f"\nModel estimate for {name} (pre-place-and-route; each unit whole, at the target's parameters):")

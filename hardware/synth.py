@@ -288,6 +288,15 @@ def unit_design(slot: str, target: Target):
     return Top(), ports
 
 
+def _buffer_rows(target: Target, word_bytes: int) -> int:
+    """Rows of each bank of the target's buffer (a Buffer built for its count only: its memories unused)."""
+    from fastmamba.hardware.buffer import Buffer
+
+    buf = Buffer(target.buffer_bytes, word_bytes)
+    _unused(*buf.banks)
+    return buf.rows
+
+
 def buffer_design(target: Target, word_bytes: int, rows: int | None = None):
     """(component, None): the buffer's two banks (`rows` rows each, default the target's), one read and one
     byte-enabled write port per bank."""
@@ -296,9 +305,8 @@ def buffer_design(target: Target, word_bytes: int, rows: int | None = None):
     from amaranth.lib.memory import Memory
     from amaranth.lib.wiring import In, Out
 
-    from fastmamba.hardware.buffer import Buffer
 
-    depth = rows or Buffer(target.buffer_bytes, word_bytes).rows
+    depth = rows or _buffer_rows(target, word_bytes)
     width = word_bytes * 8
     abits = max(1, (depth - 1).bit_length())
 
@@ -448,9 +456,7 @@ def _plan(target: Target, unit: str, imem_words: int) -> UnitPlan:
         return UnitPlan(unit, [Part(what, lambda: control_design(proxy, imem_words), f"control.{imem_words}")],
                         note)
     if unit == "buffer":
-        from fastmamba.hardware.buffer import Buffer
-
-        rows = Buffer(target.buffer_bytes, beat).rows
+        rows = _buffer_rows(target, beat)
         note = f"{beat}-byte words (the RTL's DMA beat)" if changed else ""
         pieces, rest = divmod(rows, BUFFER_PIECE_ROWS) if rows > BUFFER_PIECE_ROWS else (0, rows)
         parts = [Part(f"2 banks x {n} rows x {beat} B, 1 read + 1 write port each",

@@ -439,12 +439,19 @@ class PassDriver:
         """Apply every pass to `module` in place (it must verify before); returns it.  `on_pass(pass, module)` is
         called after each pass has run (and verified, with verify_each; a caller reading what a pass recorded
         before later passes drop it).
-        The garbage collector runs rarely meanwhile (collecting_rarely)."""
-        with collecting_rarely():
-            return self._run(module, ctx or mamba_context(), on_pass)
+        The garbage collector runs rarely meanwhile (collecting_rarely), and each pass starts with what exists
+        (the IR, the weights read) frozen (gc.freeze: left out of the collector's passes, unfrozen when the run
+        ends), unless the caller froze objects itself."""
+        freeze = gc.get_freeze_count() == 0  # (none frozen by a caller: this run may unfreeze what it froze)
+        try:
+            with collecting_rarely():
+                return self._run(module, ctx or mamba_context(), on_pass, freeze)
+        finally:
+            if freeze:
+                gc.unfreeze()
 
-    def _run(self, module: ModuleOp, ctx: Context,
-             on_pass: Callable[[ModulePass, ModuleOp], None] | None) -> ModuleOp:
+    def _run(self, module: ModuleOp, ctx: Context, on_pass: Callable[[ModulePass, ModuleOp], None] | None,
+             freeze: bool) -> ModuleOp:
         if self.index == 0:
             self._dump(self.options.input_name, module)
         pa, pb = self.options.print_after, self.options.print_before
@@ -459,6 +466,8 @@ class PassDriver:
             check_level(p.name, module)
             if self.options.progress is not None:
                 self.options.progress.stage(p.name)
+            if freeze:  # what exists now (the IR) is left out of the collector's passes while this pass runs
+                gc.freeze()
             start = time.perf_counter()
             try:
                 p.apply(ctx, module)

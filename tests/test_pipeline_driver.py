@@ -134,3 +134,32 @@ def test_a_run_copies_its_input_once(monkeypatch):
     monkeypatch.setattr(ModuleOp, "clone", lambda self, *a, **k: copies.append(1) or clone(self, *a, **k))
     PassDriver(parse_passes("set-target,insert-hadamard,dce"), DriverOptions(reproducer=True)).run(parse_ir(SMALL_IR))
     assert len(copies) == 1
+
+
+@dataclass(frozen=True)
+class _Frozen(ModulePass):
+    """Records how many objects the collector leaves out (gc.freeze) while it runs."""
+
+    name = "frozen"
+    seen: list
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.seen.append(gc.get_freeze_count())
+
+
+def test_each_pass_runs_with_what_exists_frozen_and_the_run_unfreezes_it():
+    module = parse_ir(SMALL_IR)
+    seen: list = []
+    assert gc.get_freeze_count() == 0
+    PassDriver([_Frozen(seen), _Frozen(seen)]).run(module)
+    assert len(seen) == 2 and 0 < seen[0] <= seen[1] and gc.get_freeze_count() == 0
+    with pytest.raises(InternalError):  # unfrozen after a failure too
+        PassDriver([_Frozen(seen), _Crash()]).run(module)
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a caller's freeze: the driver neither freezes more nor unfreezes it
+    try:
+        frozen, seen[:] = gc.get_freeze_count(), []
+        PassDriver([_Frozen(seen)]).run(module)
+        assert seen == [frozen] and gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -1,6 +1,6 @@
 """lower-to-accel's row blocks: a norm feeding a linear, and that linear's first tiles, run block by block.
 
-A small random one-layer model's prefill of 48 tokens (6 row blocks of 8), lowered with
+A small random one-layer model's prefill of 48 tokens (12 row blocks of 4), lowered with
 1 KiB weight tiles: each linear after a norm multiplies, per row block, as many
 of its first tiles as it takes to cover the VEC time of one norm block (at most
 the tiles loaded ahead, and no two into the same scratch slot), counted here
@@ -26,7 +26,7 @@ from fastmamba.passes.calibrate import calibrate_module
 from model_factory import make_config, random_hf_model
 from test_lower_to_accel import VC709, drop_head, simulate
 
-LENGTH, BLOCK = 48, 8  # 6 row blocks of 8 rows
+LENGTH, BLOCK = 48, 4  # 12 row blocks of 4 rows
 LOWER = "lower-to-accel{tile_kib=1}"
 
 

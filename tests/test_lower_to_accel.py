@@ -37,16 +37,16 @@ from fastmamba.simulator.runtime import SimulatorBackend
 VC709 = load_target("vc709")
 
 
-def quantized(name: str, length: int, seed: int = 3, n_layer: int = 2, **overrides):
+def quantized(name: str, length: int, seed: int = 3, n_layer: int = 2, windows: int = 4, **overrides):
     hf = random_hf_model(make_config(name, n_layer=n_layer, **overrides), seed=seed)
     config, store = load_model(hf)
     weights = NumpyWeights(store)
     module = import_model(hf, "prefill", length).module
-    tokens = np.random.default_rng(seed).integers(0, config.vocab_size, 5 * length)
+    tokens = np.random.default_rng(seed).integers(0, config.vocab_size, (windows + 1) * length)
     run_pipeline(module, "set-target,fold-norm-weights,insert-hadamard{block=0},dce")
-    calibrate_module(module, weights, tokens, windows=4)
+    calibrate_module(module, weights, tokens, windows=windows)
     run_pipeline(module, "assign-scales,approximate-nonlinear,fuse-elementwise")
-    return config, weights, module, tokens[4 * length:]
+    return config, weights, module, tokens[windows * length:]
 
 
 def drop_head(module: ModuleOp) -> None:
@@ -86,13 +86,19 @@ def test_simulated_program_equals_the_interpreter(name, length):
     assert not names & {"mamba_quant.qlinear", "mamba_quant.qssm_scan", "mamba.embedding"}  # lowered
     assert MEM_ATTR + " =" not in text  # and planned
     prog, result = simulate(module, weights, ids)
+    assert_equals_interpreter(prog, result, ref, config.n_layer)
+    assert result.outputs["next_token"][0] == int(np.argmax(ref[0][0]))
+
+
+def assert_equals_interpreter(prog, result, ref, n_layer: int) -> None:
+    """The simulated outputs and final states equal the interpreter's `ref` (logits, then conv and SSM state of
+    each layer, as real values) bit for bit."""
     assert np.array_equal(result.outputs["logits"], ref[0])
     descs = {t.name: t for t in prog.tensors}
-    for i in range(config.n_layer):
+    for i in range(n_layer):
         conv, ssm = result.states[f"layers.{i}.conv"], result.states[f"layers.{i}.ssm"]
         assert np.array_equal(np.ldexp(conv.T.astype(np.float32), descs[f"layers.{i}.conv"].exp), ref[1 + 2 * i])
         assert np.array_equal(np.ldexp(ssm.astype(np.float32), descs[f"layers.{i}.ssm"].exp), ref[2 + 2 * i])
-    assert result.outputs["next_token"][0] == int(np.argmax(ref[0][0]))
 
 
 def test_small_tiles_and_chunks_give_the_same_result():

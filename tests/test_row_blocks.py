@@ -12,35 +12,16 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 from fastmamba.compiler.backend.lowering import DEFAULT_PREFETCH
-from fastmamba.compiler.checkpoint import load_model
 from fastmamba.compiler.dialects.accel import AccelInstructionOp, ProgramOp, instruction_of
-from fastmamba.compiler.frontend.importer import import_model
 from fastmamba.compiler.interpreters.mamba_quant import run_function
 from fastmamba.compiler.pipeline import parse_ir, print_ir, run_pipeline
 from fastmamba.isa import costs
-from fastmamba.compiler.weights import NumpyWeights
 from fastmamba.isa.instructions import Instruction
-from fastmamba.passes.calibrate import calibrate_module
-from model_factory import make_config, random_hf_model
-from test_lower_to_accel import VC709, drop_head, simulate
+from test_lower_to_accel import VC709, assert_equals_interpreter, drop_head, quantized, simulate
 
 LENGTH, BLOCK = 48, 4  # 12 row blocks of 4 rows
 LOWER = "lower-to-accel{tile_kib=1}"
-
-
-def _quantized():
-    """quantized() of test_lower_to_accel with one calibration window (the ranges do not matter here)."""
-    hf = random_hf_model(make_config("tiny", n_layer=1), seed=3)
-    config, store = load_model(hf)
-    weights = NumpyWeights(store)
-    module = import_model(hf, "prefill", LENGTH).module
-    tokens = np.random.default_rng(3).integers(0, config.vocab_size, 2 * LENGTH)
-    run_pipeline(module, "set-target,fold-norm-weights,insert-hadamard{block=0},dce")
-    calibrate_module(module, weights, tokens, windows=1)
-    run_pipeline(module, "assign-scales,approximate-nonlinear,fuse-elementwise")
-    return config, weights, module, tokens[LENGTH:]
 
 
 def _expected_blocked(ops: list[tuple[Instruction, str, tuple]], site: str) -> int:
@@ -65,7 +46,7 @@ def _expected_blocked(ops: list[tuple[Instruction, str, tuple]], site: str) -> i
 
 
 def test_first_tiles_run_by_row_blocks_and_stay_bit_exact():
-    config, weights, module, ids = _quantized()
+    config, weights, module, ids = quantized("tiny", LENGTH, n_layer=1, windows=1)  # (the ranges do not matter)
     drop_head(module)
     ref = run_function(module, weights, "prefill", ids)
     lowered = parse_ir(print_ir(module))
@@ -90,9 +71,4 @@ def test_first_tiles_run_by_row_blocks_and_stay_bit_exact():
     assert max(counts.values()) > 1  # some linear needs more than its first tile to cover a norm block
     run_pipeline(module, f"{LOWER},plan-memory,schedule-vliw")
     prog, result = simulate(module, weights, ids)
-    assert np.array_equal(result.outputs["logits"], ref[0])
-    descs = {t.name: t for t in prog.tensors}
-    for i in range(config.n_layer):
-        conv, ssm = result.states[f"layers.{i}.conv"], result.states[f"layers.{i}.ssm"]
-        assert np.array_equal(np.ldexp(conv.T.astype(np.float32), descs[f"layers.{i}.conv"].exp), ref[1 + 2 * i])
-        assert np.array_equal(np.ldexp(ssm.astype(np.float32), descs[f"layers.{i}.ssm"].exp), ref[2 + 2 * i])
+    assert_equals_interpreter(prog, result, ref, config.n_layer)

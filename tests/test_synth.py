@@ -168,12 +168,15 @@ endmodule
 
 
 def test_the_script_without_share_keeps_exclusive_dividers_apart():
-    """SCRIPT_NOSHARE is synth_xilinx with its `share` pass left out (control and VEC): two quotients of which a
-    multiplexer takes one are one divider after `share` and two without it.  (Multipliers would not show it:
-    synth_xilinx maps them to DSP48E1s before `share`.)"""
+    """SCRIPT_NOSHARE is synth_xilinx with its `share` pass left out (control and VEC; LUTs mapped by classic
+    `abc`): two quotients of which a multiplexer takes one are one divider with `share` and two without it.
+    (Multipliers would not show it: synth_xilinx maps them to DSP48E1s before `share`.)"""
+    # the same flow (coarse's commands, classic abc for the LUTs) with `share` back in its place in coarse
+    with_share = synth.SCRIPT_NOSHARE.replace("alumacc; opt;", "alumacc; share; opt;")
+    assert with_share.count("share;") == 1
     shared, unshared = (synth.counts_from_cells(synth.run_yosys(_EXCLUSIVE_QUOTIENTS, what="exclusive quotients",
                                                                 script=script)["cells"])[0]
-                        for script in (synth.SCRIPT, synth.SCRIPT_NOSHARE))
+                        for script in (with_share, synth.SCRIPT_NOSHARE))
     assert unshared["CARRY4"] == 2 * shared["CARRY4"] > 0  # each divider's subtractions: one chain set, two
     assert unshared["LUT"] > shared["LUT"]
     assert unshared["FF"] == shared["FF"] == 8  # y

@@ -6,7 +6,7 @@ DMA-only toy model (tests/toy_compiled.py's, its `vec.argmax` replaced by an `ld
 table) goes through prefill chunks and decode on the RTL and on the simulator: the same tokens, states and
 counters, `--check` bit exact, plus the RTL's clock count.  Whole models: the bundled model compiled for
 `small` (4 generated tokens here; benchmarks/bench_rtl_model.py --check runs 16 and more) and random
-transformers configs (ngroups 1 and 2, d_conv 2 and 3, expand 2 and 3) through prefill and decode on the RTL,
+transformers configs (ngroups 1 and 2, d_conv 2, 3 and 4, expand 2 and 3) through prefill and decode on the RTL,
 every run bit exact with the golden model.  The error paths: a vc709 binary, and a machine built without a
 unit (its operations refused before the first run or compile).
 """
@@ -191,6 +191,7 @@ def test_bundled_model_on_the_rtl(tmp_path_factory, capsys):
 @pytest.mark.parametrize("name, overrides", [
     ("groups2", {"d_conv": 2}),  # ngroups 2, expand 2, d_conv 2
     ("expand3_k3", {"vocab_size": 256}),  # ngroups 1, expand 3, d_conv 3
+    ("groups2", {"expand": 3}),  # ngroups 2, expand 3, d_conv 4
 ])
 def test_random_configs_on_the_rtl(name, overrides, tmp_path, capsys):
     from model_factory import make_config, random_hf_model, save_hf_dir

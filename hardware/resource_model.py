@@ -125,7 +125,9 @@ def _control(t: Target) -> list[float]:
     from fastmamba.hardware.machine import UNITS, table_entries
 
     entries = table_entries(t, [u.pipeline_latency(t) for u in UNITS.values()])
-    return [1.0, 2 * _rotator_bits(t), entries, t.semaphores]
+    # the in-flight table compares each entry's buffer ranges with the bundle's: comparators of the buffer's
+    # address width (hardware.machine's buf_bits), most of the control's logic
+    return [1.0, 2 * _rotator_bits(t), entries * (int(t.buffer_bytes) + 1).bit_length(), t.semaphores]
 
 
 _DDR = "ddr_gbytes_per_s"  # at small's 250 MHz, 4 / 8 / 16 GB/s give 16 / 32 / 64-byte DMA beats
@@ -139,8 +141,8 @@ FORMULAS = {
     "vec": UnitFormula("vec", ("1", "L", "L*S", "ports*B*log2 B"), _vec, ("vec_lanes", "vec_stages", _DDR),
                        _vec_ports),
     "buffer": UnitFormula("buffer", ("1", "KiB", "B*log2 rows"), _buffer, ("buffer_bytes", _DDR)),
-    "control": UnitFormula("control", ("1", "2*B*log2 B", "entries", "semaphores"), _control,
-                           (_DDR, "dma_queue_depth", "semaphores")),
+    "control": UnitFormula("control", ("1", "2*B*log2 B", "entries*buffer address bits", "semaphores"), _control,
+                           (_DDR, "dma_queue_depth", "semaphores", "buffer_bytes")),
 }
 
 # Small configurations (overrides of `small`) synthesized per unit, each whole (every one passes its unit's
@@ -207,9 +209,9 @@ CONFIGS: dict[str, list[dict]] = {
     ],
     "control": [
         {},
-        {"dma_queue_depth": 8},
+        {"dma_queue_depth": 8, "buffer_bytes": 16 * 1024},
         {"semaphores": 16, "dma_queue_depth": 2},
-        {_DDR: _G32},
+        {_DDR: _G32, "buffer_bytes": 256 * 1024},
         {_DDR: _G32, "dma_queue_depth": 8, "semaphores": 16},
     ],
 }
@@ -302,9 +304,9 @@ def generate(units: list[str], path: Path = DATA_FILE, log=print) -> dict:
         rows: list[dict] = []
         for cfg in CONFIGS[unit]:
             target = config_target(cfg)
-            note = plan(target, unit).note
-            if note:  # composed (datapaths only, pieces, a rounded beat): not the unit the formula describes
-                raise ValueError(f"{unit} {cfg}: would not be synthesized whole ({note})")
+            p = plan(target, unit)
+            if p.composed:  # datapaths only, pieces, a rounded beat: not the unit the formula describes
+                raise ValueError(f"{unit} {cfg}: would not be synthesized whole ({p.note})")
             rep = synth_unit(target, unit)
             seconds = round(sum(p["yosys_s"] for p in rep.parts), 1)
             rows.append({"config": cfg, "params": {k: getattr(target, k) for k in formula.params},

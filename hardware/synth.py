@@ -114,6 +114,15 @@ SCRIPT_NOSHARE = (_READ + _SYNTH + " -run :coarse; "
                   "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; opt; memory -nomap; "
                   "opt_clean; " + _SYNTH + " -run map_memory:map_luts; " + _MAP_LUTS_ABC
                   + _SYNTH + " -run finalize:; " + _STAT)
+# The control's LUT mapping with a lean ABC script: ABC's own for `-luts` (`help abc`) without its SAT-based
+# steps (&fraig -x, scorr) and structural choices (dch -f).  The control's in-flight table compares every
+# entry's ranges with the bundle's (about 5,000 23-bit comparators at vc709, 729k gates into ABC): there the full
+# script had not finished after 30 minutes of mapping, the lean one maps in 95 s.  docs/SYNTH.md compares the
+# two scripts' LUT counts on units where both finish.
+LEAN_ABC = "strash;dc2;dretime;strash;if;mfs2"
+LEAN_ABC_UNITS = ("control",)
+SCRIPT_NOSHARE_LEAN_ABC = SCRIPT_NOSHARE.replace("abc -luts 2:2,3,6:5,10,20;",
+                                                 f'abc -luts 2:2,3,6:5,10,20 -script "+{LEAN_ABC}";')
 
 
 class SynthError(FastmambaError):
@@ -391,6 +400,7 @@ class UnitPlan:
     unit: str
     parts: list[Part]
     note: str = ""
+    composed: bool = False  # not the target's unit built whole (a rounded beat, datapaths only, pieces)
 
 
 def _datapath_parts(slot: str, target: Target) -> list[Part] | None:
@@ -442,10 +452,12 @@ def unit_names() -> tuple[str, ...]:
 def plan(target: Target, unit: str, imem_words: int = 4096) -> UnitPlan:
     """What is synthesized for `unit` of `target`, how its counts are composed, and with which script."""
     p = _plan(target, unit, imem_words)
+    p.composed = bool(p.note)
     if unit in NOSHARE_UNITS and p.parts:
         for part in p.parts:
-            part.script = SCRIPT_NOSHARE
-        p.note = (p.note + "; " if p.note else "") + "synth_xilinx without its share pass"
+            part.script = SCRIPT_NOSHARE_LEAN_ABC if unit in LEAN_ABC_UNITS else SCRIPT_NOSHARE
+        p.note = ((p.note + "; " if p.note else "") + "synth_xilinx without its share pass"
+                  + (", LUTs mapped by a lean ABC script" if unit in LEAN_ABC_UNITS else ""))
     return p
 
 

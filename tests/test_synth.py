@@ -184,4 +184,30 @@ def test_the_script_without_share_keeps_exclusive_dividers_apart():
 
     for unit in synth.unit_names():
         scripts = {p.script for p in synth.plan(PRESETS["vc709"], unit).parts}
-        assert scripts == ({synth.SCRIPT_NOSHARE} if unit in ("control", "vec") else {synth.SCRIPT}), unit
+        expected = {"control": synth.SCRIPT_NOSHARE_LEAN_ABC, "vec": synth.SCRIPT_NOSHARE}.get(unit, synth.SCRIPT)
+        assert scripts == {expected}, unit
+
+
+def test_the_controls_script_differs_only_in_its_lean_abc_script():
+    """The control's LUTs are mapped by a lean ABC script; the rest of the flow is SCRIPT_NOSHARE's, and on the
+    two dividers it keeps the carry chains and flip-flops and maps no more LUTs than the full script (a tenth
+    of margin; docs/SYNTH.md compares them on whole units)."""
+    assert synth.SCRIPT_NOSHARE_LEAN_ABC.replace(f' -script "+{synth.LEAN_ABC}"', "") == synth.SCRIPT_NOSHARE
+    assert "fraig" not in synth.LEAN_ABC and "dch" not in synth.LEAN_ABC and synth.LEAN_ABC.endswith("if;mfs2")
+    full, lean = (synth.counts_from_cells(synth.run_yosys(_EXCLUSIVE_QUOTIENTS, what="exclusive quotients",
+                                                          script=script)["cells"])[0]
+                  for script in (synth.SCRIPT_NOSHARE, synth.SCRIPT_NOSHARE_LEAN_ABC))
+    assert lean["CARRY4"] == full["CARRY4"] > 0 and lean["FF"] == full["FF"] == 8
+    assert 0 < lean["LUT"] <= 1.1 * full["LUT"]  # 384 against 444 with yosys 0.70
+
+
+def test_a_unit_built_whole_is_not_composed_whatever_its_script():
+    """The resource model takes rows of units built whole only: the script note (without share) of small's
+    control and VEC does not make them composed; vc709's rounded beat and datapaths-only LIN do."""
+    from fastmamba.isa.target import PRESETS
+
+    for unit in ("control", "vec", "lin"):
+        p = synth.plan(SMALL, unit)
+        assert not p.composed, unit
+        assert ("without its share pass" in p.note) == (unit in ("control", "vec"))
+    assert synth.plan(PRESETS["vc709"], "control").composed and synth.plan(PRESETS["vc709"], "lin").composed

@@ -106,6 +106,26 @@ def test_resume_does_not_rerun(swept):
     assert len((out / TRIALS_FILE).read_text().splitlines()) == 4
 
 
+def test_a_resumed_trial_keeps_its_cycles_and_takes_the_current_resource_estimate(swept, direct):
+    """A trial recorded under an older resource model (here: a LUT and DSP count of 1) is not compiled again, and
+    its resources and speeds per resource are the model's as it is now."""
+    from fastmamba.compiler.checkpoint import load_model
+    from fastmamba.compiler.explore.space import resources
+    from fastmamba.compiler.explore.trial import Workload, evaluate
+
+    space, _, first, _, _ = swept
+    ok = next(r for r in first.records if r["status"] == "ok" and not r["reference"])
+    stale = {**ok, "lut": 1.0, "dsp": 1.0, "units": {}, "decode_tokens_per_s_per_lut": 0.0}
+    workload = Workload(str(DEFAULT_MODEL_DIR), load_model(DEFAULT_MODEL_DIR)[0].to_dict(), L, direct[2])
+    point = {k: ok[k] for k in OK_POINT}
+    rec = evaluate(point, space, workload, done={ok["key"]: stale})
+    now = resources(space.target(point))
+    assert rec["cached"] and rec["prefill_cycles"] == ok["prefill_cycles"]
+    assert rec["lut"] == now["total"]["lut"] > 1 and rec["dsp"] == now["total"]["dsp"] > 1
+    assert set(rec["units"]) == set(now) - {"total"}
+    assert rec["decode_tokens_per_s_per_lut"] == pytest.approx(rec["decode_tokens_per_s"] / rec["lut"])
+
+
 def test_results_and_plots(swept, tmp_path):
     from fastmamba.compiler.explore.plots import pareto_plot, resource_plot
 

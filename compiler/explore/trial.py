@@ -139,11 +139,11 @@ def evaluate(point: dict, space, workload: Workload, reference: bool = False, do
     try:
         target = PRESETS[REFERENCE] if reference else space.target(point)
         record["key"] = trial_key(target, workload)
-        if done and record["key"] in done:
-            return {**done[record["key"]], **point, "reference": record["reference"], "cached": True}
+        if done and record["key"] in done:  # its cycles; the estimate of the resource model as it is now
+            cached = {**done[record["key"]], **point, "reference": record["reference"], "cached": True}
+            return _with_estimate(cached, resources(target)) if cached["status"] == "ok" else cached
         estimate = resources(target)
-        record.update(estimate["total"])
-        record["units"] = {u: v for u, v in estimate.items() if u != "total"}
+        record.update(estimate["total"])  # also in a failed trial's record
         record.update(_measure(workload, target))
     except FastmambaError as exc:  # a bad value, a model that does not fit, a tile the buffer cannot hold
         record["reason"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -155,6 +155,13 @@ def evaluate(point: dict, space, workload: Workload, reference: bool = False, do
     clock = target.clock_hz
     record.update(status="ok", prefill_tokens_per_s=workload.seq_len * clock / record["prefill_cycles"],
                   decode_tokens_per_s=clock / record["decode_cycles"])
+    return _with_estimate(record, estimate)
+
+
+def _with_estimate(record: dict, estimate: dict) -> dict:
+    """`record` (a finished trial's) with the resource estimate's totals and units, and the speeds per resource."""
+    record.update(estimate["total"])
+    record["units"] = {u: v for u, v in estimate.items() if u != "total"}
     record["prefill_tokens_per_s_per_dsp"] = record["prefill_tokens_per_s"] / max(record["dsp"], 1.0)
     record["decode_tokens_per_s_per_lut"] = record["decode_tokens_per_s"] / max(record["lut"], 1.0)
     return record

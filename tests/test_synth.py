@@ -128,6 +128,19 @@ def test_bad_unit_or_target_is_one_line(argv, message, tmp_path, capsys):
     assert not out.exists()
 
 
+_NEGEDGE = """module top(input clk, input d, output reg q);
+  always @(negedge clk) q <= d;
+endmodule
+"""
+
+
+def test_a_falling_edge_flip_flop_counts_as_a_flip_flop():
+    """The machine's clock-gate enables are registers of the falling edge: yosys maps them to FDRE_1."""
+    cells = synth.run_yosys(_NEGEDGE, what="falling-edge register")["cells"]
+    counts, other = synth.counts_from_cells(cells)
+    assert cells.get("FDRE_1") == 1 and counts["FF"] == 1 and other == {}
+
+
 def test_vc709_plan_says_how_it_is_composed():
     """vc709 cannot be built whole: LIN falls back to its datapaths (LinRescale scaled), control to 64-B beats."""
     from fastmamba.isa.target import PRESETS

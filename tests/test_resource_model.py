@@ -89,8 +89,8 @@ def test_features_by_hand():
     assert rm.FORMULAS["vec"].features(SMALL) == [1, 8, 8, 6 * rot]
     assert rm.FORMULAS["buffer"].features(SMALL) == [1, 64, 16 * math.log2(65536 / 16 / 2)]
     # control: the DMA's two ports; 36 in-flight entries (a queue of 4, latency + 1 of LIN 9, CONV 4, SSM 12,
-    # VEC 3) x 17 bits of buffer address (64 KiB); 8 semaphores
-    assert rm.FORMULAS["control"].features(SMALL) == [1, 2 * rot, 36 * 17, 8]
+    # VEC 3); 8 semaphores
+    assert rm.FORMULAS["control"].features(SMALL) == [1, 2 * rot, 36, 8]
     # vc709's 60 B/cycle DMA becomes 64-byte beats, as hardware.synth builds it
     assert rm.FORMULAS["lin"].features(PRESETS["vc709"])[4] == (8 + 384 + 3) * 64 * 6
 

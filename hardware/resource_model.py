@@ -304,9 +304,9 @@ def generate(units: list[str], path: Path = DATA_FILE, log=print) -> dict:
         rows: list[dict] = []
         for cfg in CONFIGS[unit]:
             target = config_target(cfg)
-            p = plan(target, unit)
-            if p.composed:  # datapaths only, pieces, a rounded beat: not the unit the formula describes
-                raise ValueError(f"{unit} {cfg}: would not be synthesized whole ({p.note})")
+            unit_plan = plan(target, unit)
+            if unit_plan.composed:  # datapaths only, pieces, a rounded beat: not the unit the formula describes
+                raise ValueError(f"{unit} {cfg}: would not be synthesized whole ({unit_plan.note})")
             rep = synth_unit(target, unit)
             seconds = round(sum(p["yosys_s"] for p in rep.parts), 1)
             rows.append({"config": cfg, "params": {k: getattr(target, k) for k in formula.params},

@@ -117,7 +117,7 @@ SCRIPT_NOSHARE = (_READ + _SYNTH + " -run :coarse; "
                   + _SYNTH + " -run finalize:; " + _STAT)
 # The control's LUT mapping with a lean ABC script: ABC's own for `-luts` (`help abc`) without its SAT-based
 # steps (&fraig -x, scorr) and structural choices (dch -f).  The control's in-flight table compares every
-# entry's ranges with the bundle's (about 5,000 23-bit comparators at vc709, 729k gates into ABC): there the full
+# entry's ranges with the bundle's (thousands of comparators at vc709, 729k gates into ABC): there the full
 # script had not finished after 30 minutes of mapping, the lean one maps in 95 s.  docs/SYNTH.md compares the
 # two scripts' LUT counts on units where both finish.
 LEAN_ABC = "strash;dc2;dretime;strash;if;mfs2"

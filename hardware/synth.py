@@ -107,7 +107,6 @@ SCRIPT = _READ + _SYNTH + "; " + _STAT
 # can only cost more, so these rows are upper bounds of what `share` would give.  Its LUT mapping is the
 # classic `abc -luts` in the command list `help synth_xilinx` gives for its `map_luts` stage, in place of
 # `abc9` (yosys 0.70): on VEC's datapath abc9's XAIGER2 backend exhausted WebAssembly's call stack.
-NOSHARE_UNITS = ("control", "vec")  # on every target, so that the resource model's rows match vc709's
 _MAP_LUTS_ABC = ("opt_expr -mux_undef -noclkinv; abc -luts 2:2,3,6:5,10,20; clean; xilinx_srl -fixed -minlen 3; "
                  "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6; xilinx_dffopt; "
                  "opt_lut_ins -tech xilinx; ")
@@ -121,9 +120,14 @@ SCRIPT_NOSHARE = (_READ + _SYNTH + " -run :coarse; "
 # script had not finished after 30 minutes of mapping, the lean one maps in 95 s.  docs/SYNTH.md compares the
 # two scripts' LUT counts on units where both finish.
 LEAN_ABC = "strash;dc2;dretime;strash;if;mfs2"
-LEAN_ABC_UNITS = ("control",)
 SCRIPT_NOSHARE_LEAN_ABC = SCRIPT_NOSHARE.replace("abc -luts 2:2,3,6:5,10,20;",
                                                  f'abc -luts 2:2,3,6:5,10,20 -script "+{LEAN_ABC}";')
+# Unit -> (script, what the report says of it) for the units that do not run SCRIPT: on every target, so that
+# the resource model's rows are made as vc709's are.
+UNIT_SCRIPTS = {
+    "control": (SCRIPT_NOSHARE_LEAN_ABC, "synth_xilinx without its share pass, LUTs mapped by a lean ABC script"),
+    "vec": (SCRIPT_NOSHARE, "synth_xilinx without its share pass"),
+}
 
 
 class SynthError(FastmambaError):
@@ -268,10 +272,26 @@ def control_design(target: Target, imem_words: int):
     return m, _signature_ports(m) + ports
 
 
+def _try_unit(cls, target: Target, buf, m):
+    """(unit, "") when compute unit class `cls` builds for `target` on `buf` in module `m`, else (None, the
+    message of its own check's ValueError).  A unit whose check fails is half made: it is collected here, without
+    an UnusedElaboratable warning."""
+    from amaranth.hdl import UnusedElaboratable
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        try:
+            return cls(target, buf, m), ""
+        except ValueError as exc:
+            error = str(exc)
+        gc.collect()  # the half-made unit sits in a reference cycle with its exception's frame
+    return None, error
+
+
 def unit_design(slot: str, target: Target):
     """(elaboratable, ports): compute unit `slot` of hardware.machine.UNITS with the buffer banks as ports.
     ValueError when the unit cannot be built for `target` (its own check)."""
-    from amaranth.hdl import Elaboratable, Module, UnusedElaboratable
+    from amaranth.hdl import Elaboratable, Module
 
     from fastmamba.hardware import machine as mach
 
@@ -279,17 +299,10 @@ def unit_design(slot: str, target: Target):
     ports: list = []
     buf = _stub_buffer(target, int(target.dma_bytes_per_cycle), ports)
     m = Module()
-    with warnings.catch_warnings():  # a unit whose own check fails is half made: no UnusedElaboratable for it
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        try:
-            unit = mach.UNITS[slot](target, buf, m)
-            error = ""
-        except ValueError as exc:
-            error = str(exc)
-        if error:
-            _unused(m)
-            gc.collect()  # the half-made unit sits in a reference cycle with its exception's frame
-            raise ValueError(error)
+    unit, error = _try_unit(mach.UNITS[slot], target, buf, m)
+    if error:
+        _unused(m)
+        raise ValueError(error)
     ports += [unit.start, unit.op, unit.entry, unit.ready, unit.done, unit.done_entry, unit.busy_cycle,
               unit.macs_of_op]
 
@@ -351,7 +364,7 @@ def buffer_design(target: Target, word_bytes: int, rows: int | None = None):
 def buffer_ports(target: Target) -> tuple[int, int] | None:
     """(read ports, write ports) of each bank of the target's machine, every client's own (docs/RTL.md): the
     DMA's two (hardware.machine) and each compute unit's; None when a unit cannot be built for the target."""
-    from amaranth.hdl import Module, UnusedElaboratable
+    from amaranth.hdl import Module
 
     from fastmamba.hardware.machine import UNITS
 
@@ -361,13 +374,11 @@ def buffer_ports(target: Target) -> tuple[int, int] | None:
     _unused(m)  # built to count the ports, never elaborated
     buf.read_port(m, "dma_rd")
     buf.write_port(m, "dma_wr")
-    with warnings.catch_warnings():  # a unit whose own check fails is half made: no UnusedElaboratable for it
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        for cls in UNITS.values():
-            try:
-                _unused(cls(proxy, buf, m))
-            except ValueError:
-                return None
+    for cls in UNITS.values():
+        unit, error = _try_unit(cls, proxy, buf, m)
+        if error:
+            return None
+        _unused(unit)
     return buf.banks[0].reads, buf.banks[0].writes
 
 
@@ -396,7 +407,7 @@ class Part:
     build: Callable  # () -> (elaboratable, ports or None)
     key: str  # identifies the design for the Verilog cache (with the target's digest)
     scale: int = 1
-    script: str = SCRIPT  # SCRIPT_NOSHARE for the parts whose `share` pass does not fit yosys' memory
+    script: str = SCRIPT  # or the unit's own in UNIT_SCRIPTS (without `share`; the control's lean ABC)
 
 
 @dataclass
@@ -457,11 +468,11 @@ def plan(target: Target, unit: str, imem_words: int = 4096) -> UnitPlan:
     """What is synthesized for `unit` of `target`, how its counts are composed, and with which script."""
     p = _plan(target, unit, imem_words)
     p.composed = bool(p.note)
-    if unit in NOSHARE_UNITS and p.parts:
+    if unit in UNIT_SCRIPTS and p.parts:
+        script, what = UNIT_SCRIPTS[unit]
         for part in p.parts:
-            part.script = SCRIPT_NOSHARE_LEAN_ABC if unit in LEAN_ABC_UNITS else SCRIPT_NOSHARE
-        p.note = ((p.note + "; " if p.note else "") + "synth_xilinx without its share pass"
-                  + (", LUTs mapped by a lean ABC script" if unit in LEAN_ABC_UNITS else ""))
+            part.script = script
+        p.note = (p.note + "; " if p.note else "") + what
     return p
 
 

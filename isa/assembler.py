@@ -147,12 +147,13 @@ def _float(text: str, what: str) -> float:
         raise AsmError(f"{what}: expected a number, got {_shown(text)}") from None
     if not math.isfinite(value):
         raise AsmError(f"{what}: expected a finite number, got {_shown(text)}")
+    shown = text if len(text) <= 40 else _shown(text)
     try:
         stored = struct.unpack("<f", struct.pack("<f", value))[0]
     except OverflowError:
-        raise AsmError(f"{what}: {text if len(text) <= 40 else _shown(text)} overflows float32") from None
+        raise AsmError(f"{what}: {shown} overflows float32") from None
     if stored == 0 and value != 0:  # a nonzero number that float32 would store as 0
-        raise AsmError(f"{what}: {text if len(text) <= 40 else _shown(text)} underflows float32 (rounds to 0)")
+        raise AsmError(f"{what}: {shown} underflows float32 (rounds to 0)")
     return stored
 
 
